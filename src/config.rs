@@ -1,0 +1,887 @@
+//! The YAML config file, validated into a `Config` the service can run on: secrets read, numbers
+//! checked, matchers parsed and templates compiled, so that a typo fails at start and not at 3 a.m.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::matcher::{Matcher, parse_matchers};
+use crate::sms::MAX_SEGMENTS_CAP;
+use crate::template::Templates;
+
+pub const DEFAULT_API_URL: &str = "https://api.sipgate.com/v2";
+pub const ENV_TOKEN_ID: &str = "SIPGATE_TOKEN_ID";
+pub const ENV_TOKEN: &str = "SIPGATE_TOKEN";
+
+/// A config problem and where it is, e.g. `routes[1].matchers[0]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {cause}", path.display())]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("invalid config file {}:{}", path.display(), ProblemList(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// An E.164 number from the phone book. `Display` and `Debug` mask the middle digits, so a number
+/// that slips into a log line or error is still not readable.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Accepts E.164 with optional spaces, dashes, dots or slashes between digits, as people write
+    /// numbers in address books.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let compact: String = raw
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '/'))
+            .collect();
+        let digits = compact.strip_prefix('+').ok_or_else(|| {
+            "must be in international E.164 format starting with + and the country code, e.g. \"+4915112345678\"".to_string()
+        })?;
+        let valid = (7..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0');
+        if !valid {
+            return Err(
+                "must be + followed by 7 to 15 digits (country code first, no leading 0), e.g. \"+4915112345678\""
+                    .to_string(),
+            );
+        }
+        Ok(PhoneNumber(compact))
+    }
+
+    pub fn e164(&self) -> &str {
+        &self.0
+    }
+
+    pub fn masked(&self) -> String {
+        let keep_front = 6.min(self.0.len());
+        let keep_back = 2.min(self.0.len().saturating_sub(keep_front));
+        let hidden = self.0.len() - keep_front - keep_back;
+        format!(
+            "{}{}{}",
+            &self.0[..keep_front],
+            "*".repeat(hidden),
+            &self.0[self.0.len() - keep_back..]
+        )
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", self.masked())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub token_id: String,
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct SipgateConfig {
+    pub api_url: String,
+    /// `None` means dry-run: nothing can be sent without them.
+    pub credentials: Option<Credentials>,
+    pub sms_id: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matchers: Vec<Matcher>,
+    /// Phone-book names, groups expanded, each once, in the order written.
+    pub recipients: Vec<String>,
+    pub template: String,
+    pub send_resolved: bool,
+    pub max_segments: usize,
+    pub continue_matching: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub response_deadline: Duration,
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub max_body_size: usize,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub sipgate: SipgateConfig,
+    pub recipients: BTreeMap<String, PhoneNumber>,
+    pub routes: Vec<Route>,
+    pub templates: Templates,
+    pub delivery: DeliveryConfig,
+    pub server: ServerConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    sipgate: RawSipgate,
+    #[serde(default)]
+    recipients: BTreeMap<String, String>,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    templates: RawTemplates,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSipgate {
+    api_url: Option<String>,
+    token_id: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    sms_id: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: String,
+    #[serde(default)]
+    matchers: Vec<String>,
+    to: Vec<String>,
+    template: Option<String>,
+    send_resolved: Option<bool>,
+    max_segments: Option<usize>,
+    #[serde(default, rename = "continue")]
+    continue_matching: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTemplates {
+    dir: Option<PathBuf>,
+    time_zone: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    response_deadline: Option<String>,
+    max_concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    max_body_size: Option<String>,
+}
+
+/// Where environment overrides come from; tests pass their own instead of touching the process env.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Reads and validates the file, with `SIPGATE_TOKEN_ID` / `SIPGATE_TOKEN` from the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, &process_env)
+    }
+
+    pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_yaml(&text, path, base, env).map_err(|problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    fn from_yaml(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Config, Vec<Problem>> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            let de = yaml_serde::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let field = e.path().to_string();
+                vec![Problem {
+                    field: if field == "." {
+                        "(document)".to_string()
+                    } else {
+                        field
+                    },
+                    message: e.inner().to_string(),
+                }]
+            })?
+        };
+        let mut problems = Vec::new();
+        let sipgate = sipgate_config(raw.sipgate, base, env, &mut problems);
+        let recipients = phone_book(&raw.recipients, &mut problems);
+        // Names are checked against what was declared, so a bad number is reported once, not
+        // again at every group and route that uses the name.
+        let names: HashSet<&str> = raw.recipients.keys().map(String::as_str).collect();
+        let groups = groups(&raw.groups, &names, &mut problems);
+        let templates = templates(&raw.templates, base, &mut problems);
+        let routes = routes(
+            raw.routes,
+            &names,
+            &groups,
+            templates.as_ref(),
+            &mut problems,
+        );
+        let delivery = delivery_config(raw.delivery, &mut problems);
+        let server = server_config(raw.server, &mut problems);
+        match templates {
+            Some(templates) if problems.is_empty() => Ok(Config {
+                path: path.to_path_buf(),
+                sipgate,
+                recipients,
+                routes,
+                templates,
+                delivery,
+                server,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.sipgate.credentials.is_none()
+    }
+}
+
+fn problem(problems: &mut Vec<Problem>, field: impl Into<String>, message: impl Into<String>) {
+    problems.push(Problem {
+        field: field.into(),
+        message: message.into(),
+    });
+}
+
+/// An optional text field: its default when absent, a problem (and the default) when invalid.
+fn parse_field<T>(
+    value: Option<&str>,
+    parse: fn(&str) -> Result<T, String>,
+    default: T,
+    field: &str,
+    problems: &mut Vec<Problem>,
+) -> T {
+    match value.map(parse) {
+        None => default,
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            problem(problems, field, e);
+            default
+        }
+    }
+}
+
+/// Prometheus-style durations: `30s`, `5m`, `1h30m`, `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?} ({e}); use e.g. \"5s\", \"10m\", \"1h\"")
+    })?;
+    if d.is_zero() {
+        return Err(format!("duration {text:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Sizes such as `1MiB`, `512KiB`, `1MB` or plain bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}; use e.g. \"1MiB\", \"512KiB\""
+            ));
+        }
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid size {text:?}; use e.g. \"1MiB\", \"512KiB\""))
+}
+
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn sipgate_config(
+    raw: RawSipgate,
+    base: &Path,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<Problem>,
+) -> SipgateConfig {
+    let api_url = raw
+        .api_url
+        .unwrap_or_else(|| DEFAULT_API_URL.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        problem(
+            problems,
+            "sipgate.api_url",
+            format!("must be an http:// or https:// URL, got {api_url:?}"),
+        );
+    }
+    let sms_id = raw.sms_id.unwrap_or_else(|| "s0".to_string());
+    let valid_sms_id = sms_id
+        .strip_prefix('s')
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if !valid_sms_id {
+        problem(
+            problems,
+            "sipgate.sms_id",
+            format!(
+                "must be the Web-SMS extension id, \"s\" and a number such as \"s0\", got {sms_id:?}"
+            ),
+        );
+    }
+    let timeout = parse_field(
+        raw.timeout.as_deref(),
+        parse_duration,
+        Duration::from_secs(30),
+        "sipgate.timeout",
+        problems,
+    );
+
+    if raw.token.is_some() && raw.token_file.is_some() {
+        problem(
+            problems,
+            "sipgate.token",
+            "set either token or token_file, not both",
+        );
+    }
+    let token = match env(ENV_TOKEN) {
+        Some(t) => Some(t),
+        None => match (raw.token, raw.token_file) {
+            (Some(t), _) => Some(t),
+            (None, Some(file)) => match read_secret_file(&base.join(file)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    problem(problems, "sipgate.token_file", e);
+                    None
+                }
+            },
+            (None, None) => None,
+        },
+    };
+    let token_id = env(ENV_TOKEN_ID).or(raw.token_id);
+    let credentials = match (token_id, token) {
+        (Some(token_id), Some(token)) => Some(Credentials {
+            token_id,
+            token: Secret(token),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            problem(
+                problems,
+                "sipgate.token",
+                format!("token_id is set but no token: set token, token_file or ${ENV_TOKEN}"),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            problem(
+                problems,
+                "sipgate.token_id",
+                format!("a token is set but no token_id: set token_id or ${ENV_TOKEN_ID}"),
+            );
+            None
+        }
+    };
+    SipgateConfig {
+        api_url,
+        credentials,
+        sms_id,
+        timeout,
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+const NAME_RULE: &str = "names may use letters, digits, '_', '-' and '.'";
+
+fn phone_book(
+    raw: &BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, PhoneNumber> {
+    let mut book = BTreeMap::new();
+    for (name, number) in raw {
+        let field = format!("recipients.{name}");
+        if !valid_name(name) {
+            problem(problems, &field, format!("invalid name; {NAME_RULE}"));
+            continue;
+        }
+        match PhoneNumber::parse(number) {
+            Ok(n) => {
+                book.insert(name.clone(), n);
+            }
+            // The number itself stays out of the message: config errors end up in logs.
+            Err(e) => problem(problems, &field, format!("invalid phone number: {e}")),
+        }
+    }
+    book
+}
+
+fn groups(
+    raw: &BTreeMap<String, Vec<String>>,
+    names: &HashSet<&str>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (name, members) in raw {
+        if !valid_name(name) {
+            problem(
+                problems,
+                format!("groups.{name}"),
+                format!("invalid name; {NAME_RULE}"),
+            );
+            continue;
+        }
+        if names.contains(name.as_str()) {
+            problem(
+                problems,
+                format!("groups.{name}"),
+                "a recipient has the same name; use distinct names for groups and recipients",
+            );
+        }
+        if members.is_empty() {
+            problem(problems, format!("groups.{name}"), "a group needs members");
+        }
+        for (i, member) in members.iter().enumerate() {
+            if !names.contains(member.as_str()) {
+                problem(
+                    problems,
+                    format!("groups.{name}[{i}]"),
+                    format!("unknown recipient {member:?}; groups list names from recipients"),
+                );
+            }
+        }
+        out.insert(name.clone(), members.clone());
+    }
+    out
+}
+
+fn templates(raw: &RawTemplates, base: &Path, problems: &mut Vec<Problem>) -> Option<Templates> {
+    let time_zone = match raw.time_zone.as_deref() {
+        None => chrono_tz::UTC,
+        Some(name) => match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                problem(
+                    problems,
+                    "templates.time_zone",
+                    format!(
+                        "unknown time zone {name:?}; use an IANA name such as \"Europe/Berlin\" or \"UTC\""
+                    ),
+                );
+                chrono_tz::UTC
+            }
+        },
+    };
+    let dir = raw.dir.as_ref().map(|d| base.join(d));
+    match Templates::load(dir.as_deref(), time_zone) {
+        Ok(t) => Some(t),
+        Err(errors) => {
+            for e in errors {
+                problem(problems, format!("templates.dir ({})", e.file), e.message);
+            }
+            None
+        }
+    }
+}
+
+fn routes(
+    raw: Vec<RawRoute>,
+    names: &HashSet<&str>,
+    groups: &BTreeMap<String, Vec<String>>,
+    templates: Option<&Templates>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Route> {
+    let mut seen_names = HashSet::new();
+    let mut checked_templates = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = format!("routes[{i}]");
+        if !valid_name(&r.name) {
+            problem(
+                problems,
+                format!("{at}.name"),
+                format!("invalid route name {:?}; {NAME_RULE}", r.name),
+            );
+        } else if !seen_names.insert(r.name.clone()) {
+            problem(
+                problems,
+                format!("{at}.name"),
+                format!("route name {:?} is used twice", r.name),
+            );
+        }
+        let mut matchers = Vec::new();
+        for (j, entry) in r.matchers.iter().enumerate() {
+            match parse_matchers(entry) {
+                Ok(ms) => matchers.extend(ms),
+                Err(e) => problem(problems, format!("{at}.matchers[{j}]"), e.to_string()),
+            }
+        }
+        if r.to.is_empty() {
+            problem(
+                problems,
+                format!("{at}.to"),
+                "a route needs at least one recipient or group",
+            );
+        }
+        let mut recipients: Vec<String> = Vec::new();
+        for (j, name) in r.to.iter().enumerate() {
+            let members: Vec<String> = if names.contains(name.as_str()) {
+                vec![name.clone()]
+            } else if let Some(members) = groups.get(name) {
+                members.clone()
+            } else {
+                problem(
+                    problems,
+                    format!("{at}.to[{j}]"),
+                    format!("unknown recipient or group {name:?}"),
+                );
+                continue;
+            };
+            for m in members {
+                if !recipients.contains(&m) {
+                    recipients.push(m);
+                }
+            }
+        }
+        let template = r.template.unwrap_or_else(|| "default".to_string());
+        if let Some(templates) = templates {
+            if !templates.has(&template) {
+                problem(
+                    problems,
+                    format!("{at}.template"),
+                    format!(
+                        "unknown template {template:?}; known: {}",
+                        templates.names().join(", ")
+                    ),
+                );
+            } else if checked_templates.insert(template.clone())
+                && let Err(e) = templates.test_render(&template)
+            {
+                problem(problems, format!("{at}.template"), e.to_string());
+            }
+        }
+        let max_segments = r.max_segments.unwrap_or(1);
+        if !(1..=MAX_SEGMENTS_CAP).contains(&max_segments) {
+            problem(
+                problems,
+                format!("{at}.max_segments"),
+                format!("must be between 1 and {MAX_SEGMENTS_CAP}, got {max_segments}"),
+            );
+        }
+        out.push(Route {
+            name: r.name,
+            matchers,
+            recipients,
+            template,
+            send_resolved: r.send_resolved.unwrap_or(true),
+            max_segments,
+            continue_matching: r.continue_matching,
+        });
+    }
+    out
+}
+
+fn delivery_config(raw: RawDelivery, problems: &mut Vec<Problem>) -> DeliveryConfig {
+    let response_deadline = parse_field(
+        raw.response_deadline.as_deref(),
+        parse_duration,
+        Duration::from_secs(5),
+        "delivery.response_deadline",
+        problems,
+    );
+    let max_concurrency = raw.max_concurrency.unwrap_or(8);
+    if max_concurrency == 0 {
+        problem(problems, "delivery.max_concurrency", "must be at least 1");
+    }
+    DeliveryConfig {
+        response_deadline,
+        max_concurrency: max_concurrency.max(1),
+    }
+}
+
+fn server_config(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
+    let max_body_size = parse_field(
+        raw.max_body_size.as_deref(),
+        parse_size,
+        1 << 20,
+        "server.max_body_size",
+        problems,
+    );
+    ServerConfig { max_body_size }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load(yaml: &str) -> Result<Config, Vec<Problem>> {
+        Config::from_yaml(yaml, Path::new("test.yml"), Path::new("."), &no_env)
+    }
+
+    fn fields(yaml: &str) -> Vec<String> {
+        load(yaml)
+            .expect_err("config should be rejected")
+            .into_iter()
+            .map(|p| p.field)
+            .collect()
+    }
+
+    const GOOD: &str = r#"
+sipgate: {token_id: token-AB12CD, token: secret-token, sms_id: s1, timeout: 10s}
+recipients: {alice: "+49 151 1234 5678", bob: "+4917098765432"}
+groups: {oncall: [alice, bob]}
+routes:
+  - name: critical
+    matchers: ['severity="critical"']
+    to: [oncall, alice]
+    max_segments: 3
+  - name: rest
+    to: [bob]
+    send_resolved: false
+    continue: true
+"#;
+
+    #[test]
+    fn loads_a_complete_config() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.sipgate.api_url, DEFAULT_API_URL);
+        assert_eq!(c.sipgate.sms_id, "s1");
+        assert_eq!(c.sipgate.timeout, Duration::from_secs(10));
+        let creds = c.sipgate.credentials.as_ref().unwrap();
+        assert_eq!(creds.token_id, "token-AB12CD");
+        assert_eq!(creds.token.expose(), "secret-token");
+        assert_eq!(c.recipients["alice"].e164(), "+4915112345678");
+        assert_eq!(c.routes[0].recipients, vec!["alice", "bob"]);
+        assert_eq!(c.routes[0].max_segments, 3);
+        assert_eq!(c.routes[0].template, "default");
+        assert!(c.routes[0].send_resolved);
+        assert!(!c.routes[1].send_resolved);
+        assert!(c.routes[1].continue_matching);
+        assert!(c.routes[1].matchers.is_empty());
+        assert!(!c.dry_run());
+    }
+
+    #[test]
+    fn empty_config_is_a_dry_run_with_defaults() {
+        let c = load("").unwrap();
+        assert!(c.dry_run());
+        assert_eq!(c.delivery.response_deadline, Duration::from_secs(5));
+        assert_eq!(c.server.max_body_size, 1 << 20);
+    }
+
+    #[test]
+    fn env_overrides_token_and_id() {
+        let env = |k: &str| match k {
+            ENV_TOKEN => Some("from-env".to_string()),
+            ENV_TOKEN_ID => Some("token-ENV123".to_string()),
+            _ => None,
+        };
+        let c = Config::from_yaml(GOOD, Path::new("t.yml"), Path::new("."), &env).unwrap();
+        let creds = c.sipgate.credentials.unwrap();
+        assert_eq!(creds.token.expose(), "from-env");
+        assert_eq!(creds.token_id, "token-ENV123");
+    }
+
+    #[test]
+    fn token_file_is_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok"), "file-token\n").unwrap();
+        let c = Config::from_yaml(
+            "sipgate: {token_id: token-AB12CD, token_file: tok}",
+            Path::new("x.yml"),
+            dir.path(),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.sipgate.credentials.unwrap().token.expose(), "file-token");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_place() {
+        let p = load("routes:\n  - name: a\n    to: []\n    matcher: ['a=b']\n").unwrap_err();
+        assert_eq!(p[0].field, "routes[0].matcher");
+        assert!(
+            p[0].message.contains("unknown field `matcher`"),
+            "{}",
+            p[0].message
+        );
+        assert_eq!(fields("sipgat: {}"), vec!["sipgat"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let yaml = r#"
+sipgate: {token_id: token-AB12CD, sms_id: x0, timeout: soon}
+recipients: {alice: "015112345678", bob: "+4917098765432"}
+groups: {oncall: [alice, carol]}
+routes:
+  - name: a
+    matchers: ['severity=~"("']
+    to: [dave]
+    template: nope
+    max_segments: 0
+  - name: a
+    to: []
+delivery: {response_deadline: 0s}
+server: {max_body_size: lots}
+"#;
+        assert_eq!(
+            fields(yaml),
+            vec![
+                "sipgate.sms_id",
+                "sipgate.timeout",
+                "sipgate.token",
+                "recipients.alice",
+                "groups.oncall[1]",
+                "routes[0].matchers[0]",
+                "routes[0].to[0]",
+                "routes[0].template",
+                "routes[0].max_segments",
+                "routes[1].name",
+                "routes[1].to",
+                "delivery.response_deadline",
+                "server.max_body_size",
+            ]
+        );
+    }
+
+    #[test]
+    fn number_errors_do_not_echo_the_number() {
+        let p = load("recipients: {alice: \"015112345678\"}").unwrap_err();
+        assert!(!p[0].message.contains("015112345678"));
+    }
+
+    #[test]
+    fn phone_numbers_are_masked_when_shown() {
+        let n = PhoneNumber::parse("+4915112345678").unwrap();
+        assert_eq!(n.to_string(), "+49151******78");
+        assert_eq!(format!("{n:?}"), "PhoneNumber(+49151******78)");
+        assert!(PhoneNumber::parse("+49").is_err());
+        assert!(PhoneNumber::parse("+0049151").is_err());
+        assert!(PhoneNumber::parse("+49151abc45678").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let c = load(GOOD).unwrap();
+        assert!(!format!("{:?}", c.sipgate).contains("secret-token"));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2000"), Ok(2000));
+        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("0").is_err());
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("5").is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! Turns Prometheus Alertmanager notifications into SMS sent through the Sipgate REST API.
+#![forbid(unsafe_code)]
+
+pub mod compose;
+pub mod config;
+pub mod delivery;
+pub mod matcher;
+pub mod metrics;
+pub mod payload;
+pub mod routing;
+pub mod server;
+pub mod sipgate;
+pub mod sms;
+pub mod template;

@@ -1,0 +1,222 @@
+#![forbid(unsafe_code)]
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+use alertmanager_sipgate::compose;
+use alertmanager_sipgate::config::Config;
+use alertmanager_sipgate::metrics::Metrics;
+use alertmanager_sipgate::payload;
+use alertmanager_sipgate::server::{self, AppState, Live};
+
+/// Receives Prometheus Alertmanager webhooks and sends them as SMS through the Sipgate REST API.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        long = "config.file",
+        value_name = "FILE",
+        default_value = "alertmanager-sipgate.yml",
+        global = true
+    )]
+    config_file: PathBuf,
+
+    /// Address to listen on for webhooks, metrics and health checks.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDRESS",
+        default_value = ":9716"
+    )]
+    listen_address: String,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
+    log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
+    log_format: LogFormat,
+
+    /// Render and log every SMS instead of sending it.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration file and its templates, then exit.
+    CheckConfig,
+    /// Print the SMS that an Alertmanager webhook body would produce, without sending anything.
+    Render {
+        /// A webhook body as Alertmanager posts it (JSON).
+        payload: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    // Our own level applies to this crate; dependencies only speak up when something is wrong.
+    let filter = EnvFilter::new(format!("warn,alertmanager_sipgate={level}"));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}
+
+/// Accepts Prometheus-style `:9716` (all interfaces) as well as `host:port`.
+fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_string()
+    };
+    full.to_socket_addrs()
+        .with_context(|| format!("invalid --web.listen-address {text:?}"))?
+        .next()
+        .with_context(|| format!("--web.listen-address {text:?} resolves to no address"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::CheckConfig) => check_config(&cli.config_file),
+        Some(Command::Render { payload }) => render(&cli.config_file, payload),
+        None => {
+            init_logging(cli.log_level, cli.log_format);
+            serve(&cli)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    println!(
+        "{}: OK ({} recipients, {} routes, templates: {})",
+        path.display(),
+        config.recipients.len(),
+        config.routes.len(),
+        config.templates.names().join(", ")
+    );
+    if config.dry_run() {
+        println!("no Sipgate credentials: the service would run in dry-run mode and send nothing");
+    }
+    Ok(())
+}
+
+fn render(config_path: &Path, payload_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let body = std::fs::read(payload_path)
+        .with_context(|| format!("cannot read {}", payload_path.display()))?;
+    let notification = payload::parse_alertmanager(&body)
+        .with_context(|| format!("in {}", payload_path.display()))?;
+    let plan = compose::plan(&config, &notification, chrono::Utc::now());
+    for sms in &plan.messages {
+        println!(
+            "route: {}  recipient: {}  encoding: {}  characters: {}  segments: {}",
+            sms.route, sms.recipient, sms.size.encoding, sms.size.chars, sms.size.segments
+        );
+        println!("{}\n", sms.text);
+    }
+    for (route, recipient) in &plan.held_resolved {
+        println!(
+            "route: {route}  recipient: {recipient}  held back: route does not send resolved alerts\n"
+        );
+    }
+    if plan.unrouted > 0 {
+        println!(
+            "{} alert(s) match no route and would not be sent",
+            plan.unrouted
+        );
+    }
+    if plan.messages.is_empty() && plan.held_resolved.is_empty() && plan.unrouted == 0 {
+        println!("no SMS: the notification has no alerts");
+    }
+    Ok(())
+}
+
+fn serve(cli: &Cli) -> anyhow::Result<()> {
+    let metrics = Metrics::new()?;
+    let config = match Config::load(&cli.config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load configuration");
+            bail!(e);
+        }
+    };
+    metrics.config_loaded(true);
+    let live = Live::new(config, cli.dry_run, metrics.clone())?;
+    if live.deliverer.is_dry_run() {
+        let why = if cli.dry_run {
+            "--dry-run is set"
+        } else {
+            "the config has no Sipgate credentials"
+        };
+        tracing::warn!(
+            reason = why,
+            "DRY-RUN MODE: no SMS will be sent; every SMS is only logged"
+        );
+    }
+    let address = listen_address(&cli.listen_address)?;
+    let listener =
+        TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(
+        address = %address,
+        config = %cli.config_file.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    let state = Arc::new(AppState::new(live, metrics));
+    actix_web::rt::System::new().block_on(async move { server::build(state, listener)?.await })?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The service's own Prometheus metrics. Label values are route names, phone-book names and bounded
+//! reasons only: never numbers, alert names or label values from alerts.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+const NAMESPACE: &str = "alertmanager_sipgate";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot register metric: {0}")]
+    Register(#[from] prometheus::Error),
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub alerts_received: IntCounterVec,
+    pub sms_sent: IntCounterVec,
+    pub sms_failed: IntCounterVec,
+    pub sms_suppressed: IntCounterVec,
+    pub sms_segments: IntCounterVec,
+    pub sipgate_request_duration: Histogram,
+    pub config_last_reload_successful: IntGauge,
+    pub config_last_reload_success_timestamp: Gauge,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NAMESPACE)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, MetricsError> {
+                let c = IntCounterVec::new(opts(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let requests = counter(
+            "requests_total",
+            "Inbound HTTP requests by endpoint and status code.",
+            &["endpoint", "code"],
+        )?;
+        let alerts_received = counter(
+            "alerts_received_total",
+            "Alerts in notifications that parsed, by alert status.",
+            &["status"],
+        )?;
+        let sms_sent = counter(
+            "sms_sent_total",
+            "SMS accepted by Sipgate, by route and phone-book name.",
+            &["route", "recipient"],
+        )?;
+        let sms_failed = counter(
+            "sms_failed_total",
+            "SMS not delivered when a notification was answered, by route and reason.",
+            &["route", "reason"],
+        )?;
+        let sms_suppressed = counter(
+            "sms_suppressed_total",
+            "SMS held back on purpose, by route and reason.",
+            &["route", "reason"],
+        )?;
+        let sms_segments = counter(
+            "sms_segments_total",
+            "Billed SMS segments accepted by Sipgate, by route.",
+            &["route"],
+        )?;
+        let sipgate_request_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "sipgate_request_duration_seconds",
+                "Duration of Sipgate API requests.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )?;
+        registry.register(Box::new(sipgate_request_duration.clone()))?;
+        let config_last_reload_successful = IntGauge::with_opts(opts(
+            "config_last_reload_successful",
+            "Whether the last configuration load succeeded.",
+        ))?;
+        registry.register(Box::new(config_last_reload_successful.clone()))?;
+        let config_last_reload_success_timestamp = Gauge::with_opts(opts(
+            "config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration load.",
+        ))?;
+        registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
+        let build_info = IntGaugeVec::new(
+            opts("build_info", "Build information; the value is always 1."),
+            &["version", "revision"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("ALERTMANAGER_SIPGATE_REVISION").unwrap_or("unknown"),
+            ])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            alerts_received,
+            sms_sent,
+            sms_failed,
+            sms_suppressed,
+            sms_segments,
+            sipgate_request_duration,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp,
+        })
+    }
+
+    /// Marks a config load; the timestamp only moves on success, as in Prometheus and Alertmanager.
+    pub fn config_loaded(&self, success: bool) {
+        self.config_last_reload_successful.set(i64::from(success));
+        if success {
+            self.config_last_reload_success_timestamp
+                .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec only fails on invalid metric data, which this registry cannot hold.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_prefixed_families_and_process_metrics() {
+        let m = Metrics::new().unwrap();
+        m.sms_sent.with_label_values(&["critical", "alice"]).inc();
+        m.config_loaded(true);
+        let text = m.render();
+        assert!(text.contains(
+            "alertmanager_sipgate_sms_sent_total{recipient=\"alice\",route=\"critical\"} 1"
+        ));
+        assert!(text.contains("alertmanager_sipgate_config_last_reload_successful 1"));
+        assert!(text.contains("alertmanager_sipgate_build_info{revision="));
+        assert!(text.contains("\nprocess_resident_memory_bytes "));
+    }
+}

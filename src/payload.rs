@@ -1,0 +1,257 @@
+//! Inbound webhook bodies, turned into one `Notification` model that the rest of the code works on.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Label and annotation sets: sorted, so that rendering and fingerprints are deterministic.
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// The body is not JSON, or a field has the wrong type or is missing; `path` names the field.
+    #[error("invalid payload at `{path}`: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// Who posted the notification; it decides nothing in routing but shows in logs and templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Alertmanager,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Alertmanager => "alertmanager",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub status: AlertStatus,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub starts_at: Option<DateTime<Utc>>,
+    /// `None` while firing: Alertmanager sends the zero time `0001-01-01T00:00:00Z` then.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub generator_url: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub source: Source,
+    pub receiver: String,
+    pub status: AlertStatus,
+    pub group_key: String,
+    pub group_labels: Labels,
+    pub common_labels: Labels,
+    pub common_annotations: Labels,
+    pub external_url: String,
+    pub truncated_alerts: u64,
+    pub alerts: Vec<Alert>,
+}
+
+impl Notification {
+    pub fn count(&self, status: AlertStatus) -> usize {
+        self.alerts.iter().filter(|a| a.status == status).count()
+    }
+}
+
+/// Alertmanager webhook v4 as sent by 0.21 to 0.34; fields added later (`notification_reason`,
+/// `routeLabels`) and unknown ones are ignored so newer Alertmanagers keep working.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookBody {
+    #[serde(default)]
+    receiver: String,
+    status: AlertStatus,
+    alerts: Vec<WebhookAlert>,
+    #[serde(default)]
+    group_labels: Labels,
+    #[serde(default)]
+    common_labels: Labels,
+    #[serde(default)]
+    common_annotations: Labels,
+    #[serde(default, rename = "externalURL")]
+    external_url: String,
+    #[serde(default)]
+    group_key: String,
+    #[serde(default)]
+    truncated_alerts: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookAlert {
+    status: AlertStatus,
+    labels: Labels,
+    #[serde(default)]
+    annotations: Labels,
+    #[serde(default)]
+    starts_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: String,
+    #[serde(default)]
+    fingerprint: String,
+}
+
+/// Go's zero `time.Time` marks "not set"; anything before year 2 is treated as that.
+fn real_time(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    t.filter(|t| t.year() > 1)
+}
+
+/// Parses an Alertmanager webhook body. Content-Type is not looked at: the body must be JSON.
+pub fn parse_alertmanager(body: &[u8]) -> Result<Notification, PayloadError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: WebhookBody =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| PayloadError::Invalid {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    de.end().map_err(|e| PayloadError::Invalid {
+        path: ".".to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Notification {
+        source: Source::Alertmanager,
+        receiver: parsed.receiver,
+        status: parsed.status,
+        group_key: parsed.group_key,
+        group_labels: parsed.group_labels,
+        common_labels: parsed.common_labels,
+        common_annotations: parsed.common_annotations,
+        external_url: parsed.external_url,
+        truncated_alerts: parsed.truncated_alerts,
+        alerts: parsed
+            .alerts
+            .into_iter()
+            .map(|a| Alert {
+                status: a.status,
+                labels: a.labels,
+                annotations: a.annotations,
+                starts_at: real_time(a.starts_at),
+                ends_at: real_time(a.ends_at),
+                generator_url: a.generator_url,
+                fingerprint: a.fingerprint,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRING: &[u8] =
+        include_bytes!("../tests/fixtures/alertmanager-0.25/firing-diskfull.json");
+    const RESOLVED: &[u8] =
+        include_bytes!("../tests/fixtures/alertmanager-0.25/resolved-diskfull.json");
+    const PROMETHEUS: &[u8] =
+        include_bytes!("../tests/fixtures/alertmanager-0.25/firing-prometheus-rule.json");
+
+    #[test]
+    fn parses_real_firing_capture() {
+        let n = parse_alertmanager(FIRING).unwrap();
+        assert_eq!(n.receiver, "sms");
+        assert_eq!(n.status, AlertStatus::Firing);
+        assert_eq!(n.group_key, "{}:{alertname=\"DiskFull\"}");
+        assert_eq!(n.alerts.len(), 1);
+        let a = &n.alerts[0];
+        assert_eq!(a.labels["instance"], "db1:9100");
+        assert_eq!(a.annotations["summary"], "Disk on db1 is 95% full");
+        assert_eq!(a.fingerprint, "efb0c6c488e007da");
+        assert_eq!(
+            a.starts_at
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "2026-11-25T09:05:47.696440675Z"
+        );
+        assert_eq!(a.ends_at, None, "zero endsAt means still firing");
+    }
+
+    #[test]
+    fn parses_resolved_capture_with_end_time() {
+        let n = parse_alertmanager(RESOLVED).unwrap();
+        assert_eq!(n.status, AlertStatus::Resolved);
+        assert_eq!(
+            n.alerts[0]
+                .ends_at
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "2026-11-25T09:06:02.696440675Z"
+        );
+    }
+
+    #[test]
+    fn unescapes_go_html_escapes() {
+        let n = parse_alertmanager(PROMETHEUS).unwrap();
+        assert!(n.alerts[0].generator_url.contains('&'));
+        assert!(!n.alerts[0].generator_url.contains("\\u0026"));
+    }
+
+    #[test]
+    fn accepts_newer_fields_and_missing_optional_ones() {
+        let body = br#"{"status":"firing","notification_reason":"new alerts added","routeLabels":{},
+            "alerts":[{"status":"firing","labels":{"alertname":"X"},"startsAt":"2024-05-14T08:41:27Z"}]}"#;
+        let n = parse_alertmanager(body).unwrap();
+        assert_eq!(n.alerts[0].labels["alertname"], "X");
+        assert_eq!(n.receiver, "");
+    }
+
+    #[test]
+    fn names_the_missing_or_wrong_field() {
+        let err = parse_alertmanager(br#"{"status":"firing"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid payload at `.`: missing field `alerts` at line 1 column 19"
+        );
+        let err = parse_alertmanager(
+            br#"{"status":"firing","alerts":[{"status":"burning","labels":{}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid payload at `alerts[0].status`: unknown variant `burning`"),
+            "{err}"
+        );
+        let err = parse_alertmanager(
+            br#"{"status":"firing","alerts":[{"status":"firing","labels":{"a":1}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid payload at `alerts[0].labels.a`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_trailing_garbage_and_truncated_json() {
+        assert!(parse_alertmanager(b"{\"status\":\"firing\",\"alerts\":[]} x").is_err());
+        assert!(parse_alertmanager(&FIRING[..100]).is_err());
+        assert!(parse_alertmanager(b"").is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! The HTTP side: routes, body limits, and the one place where errors become status codes.
+
+use std::net::TcpListener;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::compose;
+use crate::config::Config;
+use crate::delivery::{Deliverer, Outcome, Sender, SmsReport, SuppressReason};
+use crate::metrics::Metrics;
+use crate::payload::{self, AlertStatus, PayloadError};
+use crate::sipgate::{ClientError, SipgateClient};
+
+/// A loaded config with the sender built from it; swapped as one unit.
+pub struct Live {
+    pub config: Config,
+    pub deliverer: Deliverer,
+}
+
+impl Live {
+    pub fn new(config: Config, force_dry_run: bool, metrics: Metrics) -> Result<Live, ClientError> {
+        let sender = match (&config.sipgate.credentials, force_dry_run) {
+            (Some(credentials), false) => {
+                Sender::Sipgate(SipgateClient::new(&config.sipgate, credentials)?)
+            }
+            _ => Sender::DryRun,
+        };
+        let deliverer = Deliverer::new(sender, config.delivery.max_concurrency, metrics);
+        Ok(Live { config, deliverer })
+    }
+}
+
+pub struct AppState {
+    live: RwLock<Arc<Live>>,
+    metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(live: Live, metrics: Metrics) -> Self {
+        AppState {
+            live: RwLock::new(Arc::new(live)),
+            metrics,
+        }
+    }
+
+    /// The config a request runs on from start to end, even if a reload swaps it meanwhile.
+    pub fn current(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// Every way a request can fail before any SMS is attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("request body is larger than the limit of {limit} bytes (server.max_body_size)")]
+    TooLarge { limit: usize },
+    #[error("cannot read request body: {0}")]
+    BodyRead(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("not found")]
+    NotFound,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: &'static str,
+    error: &'a str,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            // Malformed input will not get better by retrying, so Alertmanager must not retry it.
+            ApiError::Payload(_) | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = self.to_string();
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed = self {
+            response.insert_header(("Allow", "POST"));
+        }
+        response.json(ErrorBody {
+            status: "error",
+            error: &message,
+        })
+    }
+}
+
+/// The answer to a notification: one entry per SMS the notification led to.
+#[derive(Debug, Serialize)]
+pub struct NotificationResponse {
+    pub status: &'static str,
+    pub sms: Vec<SmsReport>,
+    pub unrouted_alerts: usize,
+}
+
+/// Starts the server on an already bound listener, so tests can bind port 0.
+pub fn build(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(count_requests))
+            .service(
+                web::resource("/alerts")
+                    .route(web::post().to(alerts))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .route("/metrics", web::get().to(metrics))
+            .route("/-/healthy", web::get().to(healthy))
+            .route("/-/ready", web::get().to(ready))
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn count_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let endpoint = req.match_pattern().unwrap_or_else(|| "other".to_string());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await?;
+    if let Some(state) = state {
+        state
+            .metrics
+            .requests
+            .with_label_values(&[&endpoint, response.status().as_str()])
+            .inc();
+    }
+    Ok(response)
+}
+
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ApiError::TooLarge { limit },
+            other => ApiError::BodyRead(other.to_string()),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn alerts(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let live = state.current();
+    let body = read_body(payload, live.config.server.max_body_size).await?;
+    let notification = match payload::parse_alertmanager(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "rejected notification");
+            return Err(e.into());
+        }
+    };
+    for status in [AlertStatus::Firing, AlertStatus::Resolved] {
+        let count = notification.count(status);
+        if count > 0 {
+            state
+                .metrics
+                .alerts_received
+                .with_label_values(&[status.as_str()])
+                .inc_by(count as u64);
+        }
+    }
+
+    let plan = compose::plan(&live.config, &notification, chrono::Utc::now());
+    if plan.unrouted > 0 {
+        state
+            .metrics
+            .sms_suppressed
+            .with_label_values(&["", SuppressReason::NoRoute.as_str()])
+            .inc_by(plan.unrouted as u64);
+        tracing::warn!(
+            group_key = %notification.group_key,
+            alerts = plan.unrouted,
+            "alerts matched no route; nobody is texted about them"
+        );
+    }
+    let mut reports = live.deliverer.deliver(plan.messages).await;
+    for (route, recipient) in &plan.held_resolved {
+        state
+            .metrics
+            .sms_suppressed
+            .with_label_values(&[route, SuppressReason::SendResolved.as_str()])
+            .inc();
+        reports.push(SmsReport::suppressed(
+            route,
+            recipient,
+            SuppressReason::SendResolved,
+        ));
+    }
+
+    let failed = reports
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .count();
+    let status = if failed == 0 { "success" } else { "failed" };
+    tracing::info!(
+        source = notification.source.as_str(),
+        receiver = %notification.receiver,
+        group_key = %notification.group_key,
+        alerts = notification.alerts.len(),
+        sms = reports.len(),
+        failed,
+        outcome = status,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "notification handled"
+    );
+    let response = NotificationResponse {
+        status,
+        sms: reports,
+        unrouted_alerts: plan.unrouted,
+    };
+    // 502 makes Alertmanager retry; 2xx would tell it the page went out.
+    let code = if failed == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    Ok(HttpResponse::build(code).json(response))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+async fn healthy() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("OK\n")
+}
+
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let live = state.current();
+    let mode = if live.deliverer.is_dry_run() {
+        "dry-run"
+    } else {
+        "sipgate"
+    };
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .body(format!("OK ({mode})\n"))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,271 @@
+//! The Sipgate REST API client: one `POST /sessions/sms` per SMS, and what its answers mean.
+
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use serde::Serialize;
+
+use crate::config::{Credentials, PhoneNumber, SipgateConfig};
+
+/// Why an SMS was not delivered; a bounded set, used as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    Auth,
+    Payment,
+    Forbidden,
+    ClientError,
+    ServerError,
+    RateLimited,
+    Timeout,
+    Network,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 8] = [
+        FailureReason::Auth,
+        FailureReason::Payment,
+        FailureReason::Forbidden,
+        FailureReason::ClientError,
+        FailureReason::ServerError,
+        FailureReason::RateLimited,
+        FailureReason::Timeout,
+        FailureReason::Network,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Auth => "auth",
+            FailureReason::Payment => "payment",
+            FailureReason::Forbidden => "forbidden",
+            FailureReason::ClientError => "client_error",
+            FailureReason::ServerError => "server_error",
+            FailureReason::RateLimited => "rate_limited",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Network => "network",
+        }
+    }
+
+    fn from_status(status: u16) -> FailureReason {
+        match status {
+            401 => FailureReason::Auth,
+            402 => FailureReason::Payment,
+            403 => FailureReason::Forbidden,
+            429 => FailureReason::RateLimited,
+            500.. => FailureReason::ServerError,
+            _ => FailureReason::ClientError,
+        }
+    }
+
+    /// Retrying cannot help until an operator acts (token, balance, booking, a bug).
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            FailureReason::Auth
+                | FailureReason::Payment
+                | FailureReason::Forbidden
+                | FailureReason::ClientError
+        )
+    }
+
+    /// What the operator has to do about it.
+    pub fn operator_hint(self) -> &'static str {
+        match self {
+            FailureReason::Auth => {
+                "Sipgate rejected the credentials: check sipgate.token_id and the token (personal access token, not the account password)"
+            }
+            FailureReason::Payment => "the Sipgate account balance is too low: top it up",
+            FailureReason::Forbidden => {
+                "Sipgate refused the SMS extension: check sipgate.sms_id, that the SMS feature is booked, and that the token has the scope sessions:sms:write"
+            }
+            FailureReason::ClientError => {
+                "Sipgate rejected the request: check sipgate.api_url; the message may be empty or the number invalid"
+            }
+            FailureReason::ServerError => "Sipgate had a server error; the caller will retry",
+            FailureReason::RateLimited => "Sipgate is rate limiting; the caller will retry",
+            FailureReason::Timeout => {
+                "no answer from Sipgate within sipgate.timeout; the caller will retry"
+            }
+            FailureReason::Network => {
+                "cannot reach Sipgate: check sipgate.api_url, DNS and outbound network; the caller will retry"
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("Sipgate answered HTTP {status} ({}): {}", reason.as_str(), reason.operator_hint())]
+    Rejected {
+        status: u16,
+        reason: FailureReason,
+        retry_after: Option<Duration>,
+        /// The start of the answer's body, for the log; Sipgate's error bodies are undocumented.
+        body: String,
+    },
+    #[error("no answer from Sipgate in time")]
+    Timeout,
+    #[error("cannot reach Sipgate: {0}")]
+    Network(String),
+}
+
+impl SendError {
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            SendError::Rejected { reason, .. } => *reason,
+            SendError::Timeout => FailureReason::Timeout,
+            SendError::Network(_) => FailureReason::Network,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SmsRequest<'a> {
+    sms_id: &'a str,
+    recipient: &'a str,
+    message: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct SipgateClient {
+    http: reqwest::Client,
+    sms_url: String,
+    sms_id: String,
+}
+
+const BODY_EXCERPT: usize = 300;
+
+impl SipgateClient {
+    pub fn new(config: &SipgateConfig, credentials: &Credentials) -> Result<Self, ClientError> {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            credentials.token_id,
+            credentials.token.expose()
+        ));
+        let mut authorization = HeaderValue::from_str(&format!("Basic {basic}"))
+            .map_err(|e| ClientError::Build(format!("invalid token: {e}")))?;
+        authorization.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("alertmanager-sipgate/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(SipgateClient {
+            http,
+            sms_url: format!("{}/sessions/sms", config.api_url),
+            sms_id: config.sms_id.clone(),
+        })
+    }
+
+    /// Sends one SMS now (no `sendAt`). Any 2xx is success: Sipgate answers 204 without a body.
+    pub async fn send_sms(&self, to: &PhoneNumber, message: &str) -> Result<(), SendError> {
+        let body = serde_json::to_vec(&SmsRequest {
+            sms_id: &self.sms_id,
+            recipient: to.e164(),
+            message,
+        })
+        .map_err(|e| SendError::Network(format!("cannot encode request: {e}")))?;
+        let response = self
+            .http
+            .post(&self.sms_url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(classify_transport_error)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.text().await.unwrap_or_default();
+        Err(SendError::Rejected {
+            status: status.as_u16(),
+            reason: FailureReason::from_status(status.as_u16()),
+            retry_after,
+            body: excerpt(&body),
+        })
+    }
+}
+
+fn classify_transport_error(e: reqwest::Error) -> SendError {
+    if e.is_timeout() {
+        SendError::Timeout
+    } else {
+        // The URL is the configured api_url, not a secret; keep the whole chain for diagnosis.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        SendError::Network(message)
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    let end = body
+        .char_indices()
+        .nth(BODY_EXCERPT)
+        .map_or(body.len(), |(i, _)| i);
+    body[..end].escape_debug().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_bounded_reasons() {
+        assert_eq!(FailureReason::from_status(401), FailureReason::Auth);
+        assert_eq!(FailureReason::from_status(402), FailureReason::Payment);
+        assert_eq!(FailureReason::from_status(403), FailureReason::Forbidden);
+        assert_eq!(FailureReason::from_status(404), FailureReason::ClientError);
+        assert_eq!(FailureReason::from_status(415), FailureReason::ClientError);
+        assert_eq!(FailureReason::from_status(429), FailureReason::RateLimited);
+        assert_eq!(FailureReason::from_status(500), FailureReason::ServerError);
+        assert_eq!(FailureReason::from_status(503), FailureReason::ServerError);
+        assert!(FailureReason::Auth.is_permanent());
+        assert!(!FailureReason::RateLimited.is_permanent());
+        assert!(!FailureReason::ServerError.is_permanent());
+    }
+
+    #[test]
+    fn request_body_has_exactly_the_three_fields_in_order() {
+        let body = serde_json::to_string(&SmsRequest {
+            sms_id: "s0",
+            recipient: "+4915112345678",
+            message: "a & \"b\"",
+        })
+        .unwrap();
+        assert_eq!(
+            body,
+            r#"{"smsId":"s0","recipient":"+4915112345678","message":"a & \"b\""}"#
+        );
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_single_line() {
+        assert_eq!(excerpt("a\nb"), "a\\nb");
+        assert_eq!(excerpt(&"é".repeat(1000)).chars().count(), BODY_EXCERPT);
+    }
+}
