@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, PhoneNumber};
+use crate::ledger::ContentKey;
 use crate::payload::{Alert, Notification};
 use crate::routing::{self, Delivery};
 use crate::sms::{self, Encoding, SmsSize};
@@ -19,6 +20,9 @@ pub struct Sms {
     pub number: PhoneNumber,
     pub text: String,
     pub size: SmsSize,
+    pub max_segments: usize,
+    /// What the SMS is about, for the ledger that keeps it from being sent twice.
+    pub key: ContentKey,
 }
 
 /// Everything one notification leads to, before anything is sent.
@@ -64,6 +68,12 @@ pub fn compose(
         number,
         size: sms::measure(&text),
         text,
+        max_segments: route.max_segments,
+        key: ContentKey::new(
+            delivery.recipient,
+            &notification.group_key,
+            &delivery.alerts,
+        ),
     })
 }
 
@@ -111,7 +121,7 @@ fn last_resort(alerts: &[&Alert]) -> String {
 }
 
 /// Cuts the text to the budget, ending with a marker that keeps the text's own encoding.
-fn fit(text: &str, max_segments: usize) -> String {
+pub fn fit(text: &str, max_segments: usize) -> String {
     let size = sms::measure(text);
     if size.segments <= max_segments {
         return text.to_string();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::matcher::{Matcher, parse_matchers};
+use crate::ratelimit::{Limits, Rate};
 use crate::sms::MAX_SEGMENTS_CAP;
 use crate::template::Templates;
 
@@ -157,7 +158,10 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     pub response_deadline: Duration,
+    pub dedup_window: Duration,
     pub max_concurrency: usize,
+    pub max_pending: usize,
+    pub rate_limit: Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -231,7 +235,18 @@ struct RawTemplates {
 #[serde(deny_unknown_fields)]
 struct RawDelivery {
     response_deadline: Option<String>,
+    dedup_window: Option<String>,
     max_concurrency: Option<usize>,
+    max_pending: Option<usize>,
+    #[serde(default)]
+    rate_limit: RawRateLimit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    per_recipient: Option<String>,
+    total: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -692,13 +707,45 @@ fn delivery_config(raw: RawDelivery, problems: &mut Vec<Problem>) -> DeliveryCon
         "delivery.response_deadline",
         problems,
     );
-    let max_concurrency = raw.max_concurrency.unwrap_or(8);
-    if max_concurrency == 0 {
-        problem(problems, "delivery.max_concurrency", "must be at least 1");
-    }
+    let dedup_window = parse_field(
+        raw.dedup_window.as_deref(),
+        parse_duration,
+        Duration::from_secs(600),
+        "delivery.dedup_window",
+        problems,
+    );
+    let rate = |value: Option<String>, field: &str, problems: &mut Vec<Problem>| {
+        parse_field(
+            value.as_deref(),
+            |v| Rate::parse(v).map(Some),
+            None,
+            field,
+            problems,
+        )
+    };
+    let rate_limit = Limits {
+        per_recipient: rate(
+            raw.rate_limit.per_recipient,
+            "delivery.rate_limit.per_recipient",
+            problems,
+        ),
+        total: rate(raw.rate_limit.total, "delivery.rate_limit.total", problems),
+    };
+    let mut at_least_one = |value: Option<usize>, default: usize, field: &str| {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            problem(problems, field, "must be at least 1");
+        }
+        v.max(1)
+    };
+    let max_concurrency = at_least_one(raw.max_concurrency, 8, "delivery.max_concurrency");
+    let max_pending = at_least_one(raw.max_pending, 1000, "delivery.max_pending");
     DeliveryConfig {
         response_deadline,
-        max_concurrency: max_concurrency.max(1),
+        dedup_window,
+        max_concurrency,
+        max_pending,
+        rate_limit,
     }
 }
 

@@ -4,9 +4,11 @@
 pub mod compose;
 pub mod config;
 pub mod delivery;
+pub mod ledger;
 pub mod matcher;
 pub mod metrics;
 pub mod payload;
+pub mod ratelimit;
 pub mod routing;
 pub mod server;
 pub mod sipgate;

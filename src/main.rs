@@ -4,6 +4,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,6 +13,8 @@ use tracing_subscriber::prelude::*;
 
 use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::Config;
+use alertmanager_sipgate::delivery::Deliverer;
+use alertmanager_sipgate::ledger;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server::{self, AppState, Live};
@@ -195,8 +198,25 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         }
     };
     metrics.config_loaded(true);
-    let live = Live::new(config, cli.dry_run, metrics.clone())?;
-    if live.deliverer.is_dry_run() {
+    // The longest a send can take once started: retries inside the deadline, then one request.
+    let grace = config.delivery.response_deadline + config.sipgate.timeout;
+    // Sends run on their own runtime, which outlives the HTTP workers, so that a graceful
+    // shutdown can let every SMS in flight finish.
+    let sends = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("sipgate-sender")
+        .enable_all()
+        .build()
+        .context("cannot start the sender runtime")?;
+    let deliverer = Deliverer::new(
+        config.delivery.max_concurrency,
+        config.delivery.max_pending,
+        ledger::DEFAULT_CAPACITY,
+        sends.handle().clone(),
+        metrics.clone(),
+    );
+    let live = Live::new(config, cli.dry_run)?;
+    if live.is_dry_run() {
         let why = if cli.dry_run {
             "--dry-run is set"
         } else {
@@ -216,7 +236,48 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    let state = Arc::new(AppState::new(live, metrics));
-    actix_web::rt::System::new().block_on(async move { server::build(state, listener)?.await })?;
+    let state = Arc::new(AppState::new(live, deliverer, metrics));
+    actix_web::rt::System::new().block_on(async move {
+        let server = server::build(state.clone(), listener, grace)?;
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(
+                signal,
+                "shutting down: no new requests; finishing those in flight"
+            );
+            handle.stop(true).await;
+        });
+        server.await?;
+        if state.deliverer.shutdown(grace).await {
+            tracing::info!("all SMS in flight finished; bye");
+        } else {
+            tracing::error!(
+                grace_s = grace.as_secs(),
+                "SMS still in flight after the grace period; their outcome is unknown"
+            );
+        }
+        anyhow::Ok(())
+    })?;
+    sends.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// SIGTERM (service managers, Kubernetes) and SIGINT (Ctrl-C) both stop the service gracefully.
+async fn shutdown_signal() -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::compose;
 use crate::config::Config;
-use crate::delivery::{Deliverer, Outcome, Sender, SmsReport, SuppressReason};
+use crate::delivery::{Deliverer, Outcome, Policy, Sender, SmsReport, SuppressReason};
 use crate::metrics::Metrics;
 use crate::payload::{self, AlertStatus, PayloadError};
 use crate::sipgate::{ClientError, SipgateClient};
@@ -22,31 +22,36 @@ use crate::sipgate::{ClientError, SipgateClient};
 /// A loaded config with the sender built from it; swapped as one unit.
 pub struct Live {
     pub config: Config,
-    pub deliverer: Deliverer,
+    pub sender: Sender,
 }
 
 impl Live {
-    pub fn new(config: Config, force_dry_run: bool, metrics: Metrics) -> Result<Live, ClientError> {
+    pub fn new(config: Config, force_dry_run: bool) -> Result<Live, ClientError> {
         let sender = match (&config.sipgate.credentials, force_dry_run) {
             (Some(credentials), false) => {
                 Sender::Sipgate(SipgateClient::new(&config.sipgate, credentials)?)
             }
             _ => Sender::DryRun,
         };
-        let deliverer = Deliverer::new(sender, config.delivery.max_concurrency, metrics);
-        Ok(Live { config, deliverer })
+        Ok(Live { config, sender })
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        matches!(self.sender, Sender::DryRun)
     }
 }
 
 pub struct AppState {
     live: RwLock<Arc<Live>>,
-    metrics: Metrics,
+    pub deliverer: Deliverer,
+    pub metrics: Metrics,
 }
 
 impl AppState {
-    pub fn new(live: Live, metrics: Metrics) -> Self {
+    pub fn new(live: Live, deliverer: Deliverer, metrics: Metrics) -> Self {
         AppState {
             live: RwLock::new(Arc::new(live)),
+            deliverer,
             metrics,
         }
     }
@@ -113,8 +118,13 @@ pub struct NotificationResponse {
     pub unrouted_alerts: usize,
 }
 
-/// Starts the server on an already bound listener, so tests can bind port 0.
-pub fn build(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+/// Starts the server on an already bound listener, so tests can bind port 0. Signals are left to
+/// the caller, which also has to let the deliverer finish its sends after the server stopped.
+pub fn build(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown_timeout: Duration,
+) -> std::io::Result<Server> {
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -130,6 +140,8 @@ pub fn build(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<Ser
             .route("/-/ready", web::get().to(ready))
             .default_service(web::to(not_found))
     })
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
     .listen(listener)?
     .run();
     Ok(server)
@@ -205,7 +217,16 @@ async fn alerts(
             "alerts matched no route; nobody is texted about them"
         );
     }
-    let mut reports = live.deliverer.deliver(plan.messages).await;
+    let delivery = &live.config.delivery;
+    let policy = Policy {
+        deadline: started + delivery.response_deadline,
+        dedup_window: delivery.dedup_window,
+        limits: delivery.rate_limit,
+    };
+    let mut reports = state
+        .deliverer
+        .deliver(&live.sender, plan.messages, policy)
+        .await;
     for (route, recipient) in &plan.held_resolved {
         state
             .metrics
@@ -260,8 +281,17 @@ async fn healthy() -> HttpResponse {
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let live = state.current();
-    let mode = if live.deliverer.is_dry_run() {
+    if let Some((reason, left)) = state.deliverer.holdoff() {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!(
+                "not ready: Sipgate refused an SMS ({}): {}; SMS fail fast for {}s more or until the config is reloaded\n",
+                reason.as_str(),
+                reason.operator_hint(),
+                left.as_secs() + 1
+            ));
+    }
+    let mode = if state.current().is_dry_run() {
         "dry-run"
     } else {
         "sipgate"

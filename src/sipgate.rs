@@ -20,10 +20,12 @@ pub enum FailureReason {
     RateLimited,
     Timeout,
     Network,
+    /// Too much work queued here to start this SMS before the response deadline.
+    Overloaded,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 8] = [
+    pub const ALL: [FailureReason; 9] = [
         FailureReason::Auth,
         FailureReason::Payment,
         FailureReason::Forbidden,
@@ -32,6 +34,7 @@ impl FailureReason {
         FailureReason::RateLimited,
         FailureReason::Timeout,
         FailureReason::Network,
+        FailureReason::Overloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl FailureReason {
             FailureReason::RateLimited => "rate_limited",
             FailureReason::Timeout => "timeout",
             FailureReason::Network => "network",
+            FailureReason::Overloaded => "overloaded",
         }
     }
 
@@ -90,6 +94,9 @@ impl FailureReason {
             FailureReason::Network => {
                 "cannot reach Sipgate: check sipgate.api_url, DNS and outbound network; the caller will retry"
             }
+            FailureReason::Overloaded => {
+                "more SMS are waiting than delivery.max_pending allows; the caller will retry"
+            }
         }
     }
 }
@@ -108,6 +115,10 @@ pub enum SendError {
     Timeout,
     #[error("cannot reach Sipgate: {0}")]
     Network(String),
+    #[error(
+        "no Sipgate request slot came free before the response deadline (delivery.max_concurrency)"
+    )]
+    NotStarted,
 }
 
 impl SendError {
@@ -116,6 +127,15 @@ impl SendError {
             SendError::Rejected { reason, .. } => *reason,
             SendError::Timeout => FailureReason::Timeout,
             SendError::Network(_) => FailureReason::Network,
+            SendError::NotStarted => FailureReason::Overloaded,
+        }
+    }
+
+    /// The start of Sipgate's answer, if there was one.
+    pub fn body(&self) -> &str {
+        match self {
+            SendError::Rejected { body, .. } => body,
+            _ => "",
         }
     }
 }

@@ -148,13 +148,15 @@ async fn sipgate_rejecting_the_token_answers_502() {
             {"route": "critical", "recipient": "bob", "outcome": "failed", "reason": "auth", "segments": 1},
         ]})
     );
-    assert_eq!(sent_sms(&fake).await.len(), 2);
+    // Both may reach Sipgate, or the second may already meet the hold-off the first one started.
+    let tried = sent_sms(&fake).await.len();
+    assert!((1..=2).contains(&tried), "{tried} requests");
 }
 
 #[tokio::test]
 async fn sipgate_server_error_answers_502() {
     let fake = fake_sipgate(500).await;
-    let app = TestApp::with_fake(&fake).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
 
     let (status, body) = app.post_alerts(fixture("firing-highlatency.json")).await;
 
@@ -178,7 +180,7 @@ async fn one_failure_among_successes_still_answers_502() {
         .respond_with(ResponseTemplate::new(204))
         .mount(&fake)
         .await;
-    let app = TestApp::with_fake(&fake).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
 
     let (status, body) = app.post_alerts(fixture("firing-diskfull.json")).await;
 

@@ -4,11 +4,14 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alertmanager_sipgate::config::Config;
+use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::server::{self, AppState, Live};
-use wiremock::MockServer;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const TOKEN_ID: &str = "token-AB12CD";
 pub const TOKEN: &str = "00000000-1111-4222-8333-444444444444";
@@ -56,6 +59,7 @@ routes:
 
 pub struct TestApp {
     pub url: String,
+    pub state: Arc<AppState>,
     pub metrics: Metrics,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -68,14 +72,22 @@ impl TestApp {
         std::fs::write(&path, yaml).unwrap();
         let config = Config::load_with_env(&path, &|_| None).unwrap();
         let metrics = Metrics::new().unwrap();
-        let live = Live::new(config, false, metrics.clone()).unwrap();
+        let deliverer = Deliverer::new(
+            config.delivery.max_concurrency,
+            config.delivery.max_pending,
+            alertmanager_sipgate::ledger::DEFAULT_CAPACITY,
+            tokio::runtime::Handle::current(),
+            metrics.clone(),
+        );
+        let live = Live::new(config, false).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let server =
-            server::build(Arc::new(AppState::new(live, metrics.clone())), listener).unwrap();
+        let state = Arc::new(AppState::new(live, deliverer, metrics.clone()));
+        let server = server::build(state.clone(), listener, Duration::from_secs(5)).unwrap();
         tokio::spawn(server);
         TestApp {
             url,
+            state,
             metrics,
             http: reqwest::Client::new(),
             _dir: dir,
@@ -131,4 +143,77 @@ pub async fn sent_sms(fake: &MockServer) -> Vec<(String, String)> {
         .collect();
     sent.sort();
     sent
+}
+
+/// The shared config with a short response deadline, so that fault tests run in seconds, plus
+/// extra `delivery:` settings (indented by two spaces).
+pub fn fault_config(api_url: &str, delivery: &str) -> String {
+    format!(
+        "{}delivery:\n  response_deadline: 1s\n{delivery}",
+        config_yaml(api_url)
+    )
+}
+
+impl TestApp {
+    /// Posts like Alertmanager does: again after every 5xx, with a short pause, up to `tries`.
+    /// Returns the status of each attempt.
+    pub async fn post_like_alertmanager(&self, body: &[u8], tries: usize) -> Vec<u16> {
+        let mut statuses = Vec::new();
+        for _ in 0..tries {
+            let (status, _) = self.post_alerts(body.to_vec()).await;
+            statuses.push(status);
+            if status < 500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        statuses
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+/// How many requests the fake received for each recipient number.
+pub async fn requests_per_recipient(
+    fake: &MockServer,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for r in fake.received_requests().await.unwrap() {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        *counts
+            .entry(body["recipient"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// Answers `status` to the first `times` requests, then 204.
+pub async fn failing_then_ok(
+    status: u16,
+    times: u64,
+    template: Option<ResponseTemplate>,
+) -> MockServer {
+    let fake = MockServer::start().await;
+    if times > 0 {
+        Mock::given(method("POST"))
+            .respond_with(template.unwrap_or_else(|| ResponseTemplate::new(status)))
+            .up_to_n_times(times)
+            .with_priority(1)
+            .mount(&fake)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&fake)
+        .await;
+    fake
 }
