@@ -1,12 +1,12 @@
-//! Turns routed deliveries into the SMS to send: the route's template rendered for the recipient,
-//! then fitted into the route's segment budget. A page is never lost to a template problem: a
-//! failing or empty user template falls back to the built-in one.
+//! Turns routed deliveries into the SMS to send: the route's template rendered for the recipient and
+//! fitted into the route's segment budget, whole alerts first. A page is never lost to a template
+//! problem: a failing or empty user template falls back to the built-in one.
 
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, PhoneNumber};
 use crate::ledger::ContentKey;
-use crate::payload::{Alert, Notification};
+use crate::payload::{Alert, AlertStatus, Notification};
 use crate::routing::{self, Delivery};
 use crate::sms::{self, Encoding, SmsSize};
 use crate::template::MessageData;
@@ -60,8 +60,13 @@ pub fn compose(
 ) -> Option<Sms> {
     let route = delivery.route;
     let number = config.recipients.get(delivery.recipient)?.clone();
-    let text = render(config, notification, delivery, now);
-    let text = fit(&text, route.max_segments);
+    let text = Composer {
+        config,
+        notification,
+        delivery,
+        now,
+    }
+    .fitted_text();
     Some(Sms {
         route: route.name.clone(),
         recipient: delivery.recipient.to_string(),
@@ -77,38 +82,103 @@ pub fn compose(
     })
 }
 
-fn render(
-    config: &Config,
-    notification: &Notification,
-    delivery: &Delivery<'_>,
+struct Composer<'a> {
+    config: &'a Config,
+    notification: &'a Notification,
+    delivery: &'a Delivery<'a>,
     now: DateTime<Utc>,
-) -> String {
-    let route = delivery.route;
-    let data = MessageData::new(
-        notification,
-        &route.name,
-        delivery.recipient,
-        &delivery.alerts,
-        now,
-    );
-    let rendered = config.templates.render(&route.template, &data);
-    match rendered {
-        Ok(text) if !text.trim().is_empty() => return text.trim().to_string(),
-        Ok(_) => tracing::error!(
-            route = %route.name,
-            template = %route.template,
-            "template rendered empty text; using the built-in template instead"
-        ),
-        Err(e) => tracing::error!(
-            route = %route.name,
-            error = %e,
-            "template failed; using the built-in template instead"
-        ),
+}
+
+impl Composer<'_> {
+    /// The most alerts that fit the route's budget, firing first, and `+N more` for the rest; when
+    /// not even one alert fits, the first one shortened. Never empty.
+    fn fitted_text(&self) -> String {
+        let budget = self.delivery.route.max_segments;
+        let mut alerts = self.delivery.alerts.clone();
+        alerts.sort_by_key(|a| a.status == AlertStatus::Resolved);
+        let total = alerts.len();
+        let fits = |text: &str| sms::measure(text).segments <= budget;
+        let with_more = |shown: usize| {
+            let text = self.render(&alerts[..shown], &alerts);
+            let text = more_marker(&text, total - shown)
+                .map_or_else(|| text.clone(), |marker| format!("{text}{marker}"));
+            self.encode(text)
+        };
+        let all = with_more(total);
+        if fits(&all) || total == 0 {
+            return all;
+        }
+        // Fewer alerts never make a longer text, so the largest count that fits can be bisected.
+        let (mut low, mut high, mut best) = (1, total - 1, None);
+        while low <= high {
+            let shown = low + (high - low) / 2;
+            let text = with_more(shown);
+            if fits(&text) {
+                best = Some(text);
+                low = shown + 1;
+            } else {
+                high = shown - 1;
+            }
+        }
+        if let Some(text) = best {
+            return text;
+        }
+        let first = self.encode(self.render(&alerts[..1], &alerts));
+        let ellipsis = match sms::measure(&first).encoding {
+            Encoding::Gsm7 => "...",
+            Encoding::Ucs2 => "…",
+        };
+        match more_marker(&first, total - 1) {
+            Some(more) => sms::shorten_with_marker(&first, budget, &format!("{ellipsis}{more}")),
+            None => sms::truncate_to_segments(&first, budget, ellipsis),
+        }
     }
-    match config.templates.render(FALLBACK_TEMPLATE, &data) {
-        Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
-        _ => last_resort(&delivery.alerts),
+
+    fn encode(&self, text: String) -> String {
+        if self.delivery.route.gsm_only {
+            sms::transliterate_to_gsm(&text).into_owned()
+        } else {
+            text
+        }
     }
+
+    fn render(&self, shown: &[&Alert], all: &[&Alert]) -> String {
+        let route = self.delivery.route;
+        let data = MessageData::new(
+            self.notification,
+            &route.name,
+            self.delivery.recipient,
+            shown,
+            all,
+            self.now,
+        );
+        let templates = &self.config.templates;
+        match templates.render(&route.template, &data) {
+            Ok(text) if !text.trim().is_empty() => return text.trim().to_string(),
+            Ok(_) => tracing::error!(
+                route = %route.name,
+                template = %route.template,
+                "template rendered empty text; using the built-in template instead"
+            ),
+            Err(e) => tracing::error!(
+                route = %route.name,
+                error = %e,
+                "template failed; using the built-in template instead"
+            ),
+        }
+        match templates.render(FALLBACK_TEMPLATE, &data) {
+            Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+            _ => last_resort(shown),
+        }
+    }
+}
+
+/// `+N more` on its own line after a multi-line text, after a space otherwise.
+fn more_marker(text: &str, omitted: usize) -> Option<String> {
+    (omitted > 0).then(|| {
+        let separator = if text.contains('\n') { '\n' } else { ' ' };
+        format!("{separator}+{omitted} more")
+    })
 }
 
 /// Used only when even the built-in template fails: the status and the alert names.
@@ -135,7 +205,171 @@ pub fn fit(text: &str, max_segments: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::payload::{AlertStatus, Labels, Source};
+
+    fn config(route_extra: &str) -> Config {
+        let yaml = format!(
+            "recipients: {{alice: \"+4915112345678\"}}\nroutes:\n  - name: r\n    to: [alice]\n{route_extra}"
+        );
+        Config::from_yaml(&yaml, Path::new("t.yml"), Path::new("."), &|_| None).unwrap()
+    }
+
+    fn alert(i: usize, status: AlertStatus, summary: &str) -> Alert {
+        Alert {
+            status,
+            labels: Labels::from([
+                ("alertname".to_string(), format!("A{i}")),
+                ("instance".to_string(), format!("host{i}")),
+            ]),
+            annotations: Labels::from([("summary".to_string(), summary.to_string())]),
+            starts_at: Some("2026-11-25T09:05:00Z".parse().unwrap()),
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint: format!("{i:016x}"),
+        }
+    }
+
+    fn notification(alerts: Vec<Alert>) -> Notification {
+        Notification {
+            source: Source::Alertmanager,
+            receiver: "sms".into(),
+            status: AlertStatus::Firing,
+            group_key: "{}:{}".into(),
+            group_labels: Labels::new(),
+            common_labels: Labels::new(),
+            common_annotations: Labels::new(),
+            external_url: String::new(),
+            truncated_alerts: 0,
+            alerts,
+        }
+    }
+
+    fn compose_one(config: &Config, n: &Notification) -> Sms {
+        let routing = routing::route(n, &config.routes);
+        let now = "2026-11-25T10:00:00Z".parse().unwrap();
+        compose(config, n, &routing.deliveries[0], now).unwrap()
+    }
+
+    /// Alert lines in a text rendered by the default template.
+    fn shown_alerts(text: &str) -> usize {
+        text.lines().filter(|l| l.starts_with('A')).count()
+    }
+
+    #[test]
+    fn many_alerts_are_fitted_whole_with_the_count_of_the_rest() {
+        for summary in ["disk almost full", "Platte fast voll, bitte prüfen 😱"] {
+            for budget in [1, 3] {
+                for total in [1, 5, 30, 200] {
+                    let config = config(&format!("    max_segments: {budget}\n"));
+                    let alerts = (0..total)
+                        .map(|i| alert(i, AlertStatus::Firing, summary))
+                        .collect();
+                    let sms = compose_one(&config, &notification(alerts));
+                    let case = format!(
+                        "{total} alerts, budget {budget}, {summary:?}:\n{}",
+                        sms.text
+                    );
+                    assert!(sms.size.segments <= budget, "{case}");
+                    assert!(!sms.text.is_empty());
+                    if total == 1 {
+                        assert!(!sms.text.contains("more"), "{case}");
+                        continue;
+                    }
+                    let shown = shown_alerts(&sms.text);
+                    assert!(shown >= 1, "{case}");
+                    if shown < total {
+                        let marker = format!("\n+{} more", total - shown);
+                        assert!(sms.text.ends_with(&marker), "{case}");
+                    }
+                    assert!(sms.text.starts_with(&format!("FIRING {total}\n")), "{case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fitting_keeps_as_many_alerts_as_the_budget_allows() {
+        let config = config("    max_segments: 1\n");
+        let alerts = (0..10)
+            .map(|i| alert(i, AlertStatus::Firing, "x"))
+            .collect();
+        let sms = compose_one(&config, &notification(alerts));
+        assert_eq!(
+            sms.text,
+            "FIRING 10\n\
+             A0 host0 since Nov 25 09:05 UTC: x\n\
+             A1 host1 since Nov 25 09:05 UTC: x\n\
+             A2 host2 since Nov 25 09:05 UTC: x\n\
+             A3 host3 since Nov 25 09:05 UTC: x\n\
+             +6 more"
+        );
+        assert_eq!(sms.size.segments, 1);
+    }
+
+    #[test]
+    fn firing_alerts_come_before_resolved_ones() {
+        let config = config("    max_segments: 1\n");
+        let mut alerts: Vec<Alert> = (0..6)
+            .map(|i| alert(i, AlertStatus::Resolved, "gone"))
+            .collect();
+        alerts.push(alert(9, AlertStatus::Firing, "burning"));
+        let sms = compose_one(&config, &notification(alerts));
+        assert!(
+            sms.text
+                .starts_with("FIRING 1\nA9 host9 since Nov 25 09:05 UTC: burning\nRESOLVED 6\n"),
+            "{}",
+            sms.text
+        );
+    }
+
+    #[test]
+    fn one_alert_longer_than_the_budget_is_shortened_not_dropped() {
+        let config = config("    max_segments: 1\n");
+        let long = "word ".repeat(100);
+        let sms = compose_one(
+            &config,
+            &notification(vec![alert(1, AlertStatus::Firing, &long)]),
+        );
+        assert_eq!(sms.size.segments, 1);
+        assert!(
+            sms.text
+                .starts_with("FIRING A1 host1 since Nov 25 09:05 UTC: word word")
+        );
+        assert!(sms.text.ends_with("word..."), "{}", sms.text);
+
+        let alerts = vec![
+            alert(1, AlertStatus::Firing, &long),
+            alert(2, AlertStatus::Firing, &long),
+        ];
+        let sms = compose_one(&config, &notification(alerts));
+        assert_eq!(sms.size.segments, 1);
+        assert!(sms.text.starts_with("FIRING 2\nA1 host1"), "{}", sms.text);
+        assert!(sms.text.ends_with("word...\n+1 more"), "{}", sms.text);
+    }
+
+    #[test]
+    fn gsm_only_keeps_typography_from_halving_the_capacity() {
+        let summary = "“Disk” is full – check ‘/var’… Größe ok";
+        let plain = compose_one(
+            &config(""),
+            &notification(vec![alert(1, AlertStatus::Firing, summary)]),
+        );
+        assert_eq!(plain.size.encoding, Encoding::Ucs2);
+        let gsm = compose_one(
+            &config("    gsm_only: true\n"),
+            &notification(vec![alert(1, AlertStatus::Firing, summary)]),
+        );
+        assert_eq!(gsm.size.encoding, Encoding::Gsm7);
+        assert!(
+            gsm.text
+                .ends_with(": \"Disk\" is full - check '/var'... Größe ok"),
+            "{}",
+            gsm.text
+        );
+    }
 
     #[test]
     fn long_text_is_cut_within_budget_with_a_gsm_marker() {
@@ -154,15 +388,7 @@ mod tests {
 
     #[test]
     fn last_resort_names_the_alerts() {
-        let a = Alert {
-            status: crate::payload::AlertStatus::Firing,
-            labels: [("alertname".to_string(), "DiskFull".to_string())].into(),
-            annotations: Default::default(),
-            starts_at: None,
-            ends_at: None,
-            generator_url: String::new(),
-            fingerprint: String::new(),
-        };
-        assert_eq!(last_resort(&[&a]), "1 alert(s): DiskFull");
+        let a = alert(1, AlertStatus::Firing, "");
+        assert_eq!(last_resort(&[&a]), "1 alert(s): A1");
     }
 }

@@ -152,6 +152,8 @@ pub struct Route {
     pub template: String,
     pub send_resolved: bool,
     pub max_segments: usize,
+    /// Replace characters that would force UCS-2 (half the capacity) by GSM-7 look-alikes.
+    pub gsm_only: bool,
     pub continue_matching: bool,
 }
 
@@ -220,6 +222,8 @@ struct RawRoute {
     template: Option<String>,
     send_resolved: Option<bool>,
     max_segments: Option<usize>,
+    #[serde(default)]
+    gsm_only: bool,
     #[serde(default, rename = "continue")]
     continue_matching: bool,
 }
@@ -280,7 +284,7 @@ impl Config {
         })
     }
 
-    fn from_yaml(
+    pub(crate) fn from_yaml(
         text: &str,
         path: &Path,
         base: &Path,
@@ -693,6 +697,7 @@ fn routes(
             template,
             send_resolved: r.send_resolved.unwrap_or(true),
             max_segments,
+            gsm_only: r.gsm_only,
             continue_matching: r.continue_matching,
         });
     }

@@ -111,6 +111,7 @@ mod tests {
             template: "default".to_string(),
             send_resolved,
             max_segments: 1,
+            gsm_only: false,
             continue_matching: cont,
         }
     }

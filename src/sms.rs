@@ -311,6 +311,12 @@ pub fn truncate_to_segments(text: &str, max_segments: usize, marker: &str) -> St
     if measure(text).segments <= max_segments {
         return text.to_owned();
     }
+    shorten_with_marker(text, max_segments, marker)
+}
+
+/// Like `truncate_to_segments`, but always cuts and appends `marker`, even when `text` alone would
+/// fit: for when the marker carries information (how many alerts were left out).
+pub fn shorten_with_marker(text: &str, max_segments: usize, marker: &str) -> String {
     if max_segments == 0 {
         return String::new();
     }

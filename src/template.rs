@@ -53,6 +53,12 @@ pub struct MessageData<'a> {
     pub alerts: Vec<AlertData<'a>>,
     pub firing: Vec<AlertData<'a>>,
     pub resolved: Vec<AlertData<'a>>,
+    /// Counts over all of the recipient's alerts, including those left out to fit the budget.
+    pub num_firing: usize,
+    pub num_resolved: usize,
+    pub num_alerts: usize,
+    /// Alerts left out of `alerts` to fit the budget; the SMS ends with `+N more` for them.
+    pub omitted: usize,
     pub group_labels: &'a Labels,
     pub common_labels: &'a Labels,
     pub common_annotations: &'a Labels,
@@ -93,30 +99,42 @@ impl<'a> AlertData<'a> {
 }
 
 impl<'a> MessageData<'a> {
-    /// The data for one SMS: `alerts` are the recipient's alerts in this notification.
+    /// The data for one SMS: `shown` are the alerts to render, `all` every alert of the recipient
+    /// in this notification.
     pub fn new(
         notification: &'a Notification,
         route: &'a str,
         recipient: &'a str,
-        alerts: &[&'a Alert],
+        shown: &[&'a Alert],
+        all: &[&'a Alert],
         now: DateTime<Utc>,
     ) -> Self {
-        let all: Vec<AlertData<'a>> = alerts.iter().map(|a| AlertData::new(a)).collect();
-        let by_status = |s: AlertStatus| all.iter().filter(|a| a.status == s).cloned().collect();
+        let all_count = all.len();
+        let num_firing = all
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .count();
+        let shown_count = shown.len();
+        let shown: Vec<AlertData<'a>> = shown.iter().map(|a| AlertData::new(a)).collect();
+        let by_status = |s: AlertStatus| shown.iter().filter(|a| a.status == s).cloned().collect();
         let firing: Vec<AlertData<'a>> = by_status(AlertStatus::Firing);
         let resolved = by_status(AlertStatus::Resolved);
         MessageData {
-            status: if firing.is_empty() {
+            status: if num_firing == 0 {
                 AlertStatus::Resolved
             } else {
                 AlertStatus::Firing
             },
+            num_firing,
+            num_resolved: all_count - num_firing,
+            num_alerts: all_count,
+            omitted: all_count - shown_count,
             receiver: &notification.receiver,
             group_key: &notification.group_key,
             external_url: &notification.external_url,
             route,
             recipient,
-            alerts: all,
+            alerts: shown,
             firing,
             resolved,
             group_labels: &notification.group_labels,
@@ -137,6 +155,10 @@ impl Templates {
         registry.register_helper("since", Box::new(since_helper));
         registry.register_helper("upper", Box::new(upper));
         registry.register_helper("lower", Box::new(lower));
+        registry.register_helper("truncate", Box::new(truncate));
+        registry.register_helper("default", Box::new(default));
+        registry.register_helper("join", Box::new(join));
+        registry.register_helper("alertlist", Box::new(alertlist));
         let mut errors = Vec::new();
         for (name, text) in BUILT_INS {
             if let Err(e) = registry.register_template_string(name, text) {
@@ -193,6 +215,7 @@ impl Templates {
             &sample,
             "sample-route",
             "sample-recipient",
+            &alerts,
             &alerts,
             Utc::now(),
         );
@@ -333,6 +356,79 @@ impl handlebars::HelperDef for TimeHelper {
 handlebars::handlebars_helper!(upper: |s: str| s.to_uppercase());
 handlebars::handlebars_helper!(lower: |s: str| s.to_lowercase());
 
+/// `{{truncate annotations.summary 40}}`: at most 40 characters, the last three `...` if cut.
+fn truncate_text(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let keep = max.saturating_sub(3);
+    let cut: String = text.chars().take(keep).collect();
+    format!("{}...", cut.trim_end())
+}
+handlebars::handlebars_helper!(truncate: |s: str, max: u64| {
+    truncate_text(s, usize::try_from(max).unwrap_or(usize::MAX))
+});
+
+fn is_blank(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => true,
+        serde_json::Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+// `{{default labels.instance "unknown"}}`: the value, or the fallback when it is missing or empty.
+handlebars::handlebars_helper!(default: |value: Json, fallback: Json| {
+    if is_blank(value) { fallback.clone() } else { value.clone() }
+});
+
+// `{{join list ", "}}`: the items of a list (or the values of a map) with a separator.
+handlebars::handlebars_helper!(join: |items: Json, separator: str| {
+    let parts: Vec<String> = match items {
+        serde_json::Value::Array(a) => a.iter().map(|v| v.render()).collect(),
+        serde_json::Value::Object(o) => o.values().map(|v| v.render()).collect(),
+        serde_json::Value::Null => Vec::new(),
+        other => vec![other.render()],
+    };
+    parts.join(separator)
+});
+
+/// `{{alertlist firing}}`: `DiskFull@db1:9100, HighLatency@web1` (separator optional, `, ` by
+/// default); the instance part is left out for alerts without one.
+fn alertlist(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let alerts = h
+        .param(0)
+        .map(|p| p.value())
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("alertlist", 0))?;
+    let separator = h.param(1).and_then(|p| p.value().as_str()).unwrap_or(", ");
+    let Some(alerts) = alerts.as_array() else {
+        return Err(
+            RenderErrorReason::Other("alertlist expects a list of alerts".to_string()).into(),
+        );
+    };
+    for (i, alert) in alerts.iter().enumerate() {
+        if i > 0 {
+            out.write(separator)?;
+        }
+        let label = |name: &str| {
+            alert
+                .pointer(&format!("/labels/{name}"))
+                .and_then(|v| v.as_str())
+        };
+        out.write(label("alertname").unwrap_or("alert"))?;
+        if let Some(instance) = label("instance").filter(|i| !i.is_empty()) {
+            out.write("@")?;
+            out.write(instance)?;
+        }
+    }
+    Ok(())
+}
+
 /// `{{since startsAt}}`: how long ago, compact (`45s`, `12m`, `3h5m`, `2d4h`), against `now`.
 fn since_helper(
     h: &Helper<'_>,
@@ -393,7 +489,7 @@ mod tests {
         templates
             .render(
                 name,
-                &MessageData::new(n, "critical", "alice", &alerts, now),
+                &MessageData::new(n, "critical", "alice", &alerts, &alerts, now),
             )
             .unwrap()
     }
@@ -502,6 +598,136 @@ mod tests {
         assert!(t.test_render("empty").is_err());
         assert!(t.test_render("default").is_ok());
         assert!(t.test_render("compact").is_ok());
+    }
+
+    /// Renders an inline template against the DiskFull capture.
+    fn inline(template: &str, tz: Tz) -> Result<String, TemplateError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.hbs"), template).unwrap();
+        let t = Templates::load(Some(dir.path()), tz).unwrap();
+        let mut n = fixture("firing-diskfull.json");
+        n.alerts[0]
+            .labels
+            .insert("team".into(), "db & <ops> {{x}}".into());
+        let alerts: Vec<&Alert> = n.alerts.iter().collect();
+        let now = DateTime::parse_from_rfc3339("2026-11-25T12:10:30Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        t.render(
+            "t",
+            &MessageData::new(&n, "critical", "alice", &alerts, &alerts, now),
+        )
+    }
+
+    fn utc(template: &str) -> String {
+        inline(template, chrono_tz::UTC).unwrap()
+    }
+
+    #[test]
+    fn helpers() {
+        let a = "{{#with (lookup alerts 0)}}";
+        assert_eq!(
+            utc(&format!("{a}{{{{time startsAt}}}}{{{{/with}}}}")),
+            "Nov 25 09:05 UTC"
+        );
+        assert_eq!(
+            utc(&format!(
+                "{a}{{{{time startsAt \"%H:%M:%S\"}}}}{{{{/with}}}}"
+            )),
+            "09:05:47"
+        );
+        assert_eq!(
+            inline(
+                &format!("{a}{{{{time startsAt \"%d.%m. %H:%M %Z\"}}}}{{{{/with}}}}"),
+                chrono_tz::Europe::Berlin
+            )
+            .unwrap(),
+            "25.11. 10:05 CET"
+        );
+        assert_eq!(
+            inline(
+                &format!("{a}{{{{time startsAt}}}}{{{{/with}}}}"),
+                chrono_tz::America::New_York
+            )
+            .unwrap(),
+            "Nov 25 04:05 EST"
+        );
+        assert_eq!(
+            utc(&format!("{a}{{{{since startsAt}}}}{{{{/with}}}}")),
+            "3h4m"
+        );
+        assert_eq!(
+            utc(&format!(
+                "{a}[{{{{time endsAt}}}}][{{{{since endsAt}}}}]{{{{/with}}}}"
+            )),
+            "[][]"
+        );
+        assert_eq!(utc("{{upper status}} {{lower \"ABC\"}}"), "FIRING abc");
+        assert_eq!(
+            utc("{{truncate commonAnnotations.summary 10}}"),
+            "Disk on..."
+        );
+        assert_eq!(
+            utc("{{truncate commonAnnotations.summary 100}}"),
+            "Disk on db1 is 95% full"
+        );
+        assert_eq!(
+            utc(
+                "{{default commonLabels.missing \"n/a\"}}|{{default commonLabels.instance \"n/a\"}}"
+            ),
+            "n/a|db1:9100"
+        );
+        assert_eq!(utc("{{join groupLabels \", \"}}"), "DiskFull");
+        assert_eq!(
+            utc("{{join commonLabels \"/\"}}"),
+            "DiskFull/db1:9100/critical"
+        );
+        assert_eq!(utc("{{alertlist alerts}}"), "DiskFull@db1:9100");
+        assert_eq!(utc("{{alertlist alerts \" | \"}}"), "DiskFull@db1:9100");
+        assert_eq!(
+            utc("{{numAlerts}} {{numFiring}} {{numResolved}} {{omitted}} {{route}} {{recipient}}"),
+            "1 1 0 0 critical alice"
+        );
+    }
+
+    #[test]
+    fn missing_labels_render_empty_and_values_are_never_evaluated_or_escaped() {
+        assert_eq!(
+            utc("[{{commonLabels.nope}}][{{alerts.0.labels.nope}}]"),
+            "[][]"
+        );
+        assert_eq!(utc("{{alerts.0.labels.team}}"), "db & <ops> {{x}}");
+        assert_eq!(utc("{{{alerts.0.labels.team}}}"), "db & <ops> {{x}}");
+    }
+
+    #[test]
+    fn helper_misuse_is_an_error() {
+        assert!(inline("{{time status \"%Q%\"}}", chrono_tz::UTC).is_err());
+        assert!(inline("{{alertlist status}}", chrono_tz::UTC).is_err());
+        assert!(
+            inline(
+                "{{#with (lookup alerts 0)}}{{time startsAt \"%\"}}{{/with}}",
+                chrono_tz::UTC
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn compact_built_in_against_real_captures() {
+        let t = built_ins(chrono_tz::UTC);
+        let mut n = fixture("firing-highlatency.json");
+        assert_eq!(
+            render(&t, "compact", &n, "2026-11-25T09:15:00Z"),
+            "FIRING HighLatency@web1:8080"
+        );
+        n.alerts.extend(fixture("resolved-diskfull.json").alerts);
+        n.alerts
+            .extend(fixture("firing-prometheus-rule.json").alerts);
+        assert_eq!(
+            render(&t, "compact", &n, "2026-11-25T09:15:00Z"),
+            "FIRING HighLatency@web1:8080, AlwaysFiring; RESOLVED DiskFull@db1:9100"
+        );
     }
 
     #[test]

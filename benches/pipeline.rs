@@ -1,0 +1,73 @@
+//! The CPU work of one notification: parse the body, route it, render and fit each SMS.
+//! `cargo bench --bench pipeline`
+
+use std::hint::black_box;
+use std::path::Path;
+
+use alertmanager_sipgate::compose;
+use alertmanager_sipgate::config::Config;
+use alertmanager_sipgate::payload;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// An Alertmanager body with `n` alerts of one group, as Alertmanager 0.25 writes it.
+fn body(n: usize) -> Vec<u8> {
+    let alerts: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "status": if i % 5 == 4 { "resolved" } else { "firing" },
+                "labels": {"alertname": "DiskFull", "instance": format!("db{i}:9100"),
+                           "job": "node", "severity": "critical"},
+                "annotations": {"summary": format!("Disk on db{i} is 95% full"),
+                                "description": "Only 5% space left on /var"},
+                "startsAt": "2026-11-25T09:05:47.696440675Z",
+                "endsAt": if i % 5 == 4 { "2026-11-25T09:35:47Z" } else { "0001-01-01T00:00:00Z" },
+                "generatorURL": "http://prometheus.example/graph?g0.expr=disk\u{26}g0.tab=1",
+                "fingerprint": format!("{i:016x}")
+            })
+        })
+        .collect();
+    let mut body = serde_json::to_vec(&serde_json::json!({
+        "receiver": "sms", "status": "firing", "alerts": alerts,
+        "groupLabels": {"alertname": "DiskFull"},
+        "commonLabels": {"alertname": "DiskFull", "job": "node", "severity": "critical"},
+        "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093", "version": "4",
+        "groupKey": "{}:{alertname=\"DiskFull\"}", "truncatedAlerts": 0
+    }))
+    .unwrap_or_default();
+    body.push(b'\n');
+    body
+}
+
+fn pipeline(c: &mut Criterion) {
+    let config = Config::load_with_env(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yml"),
+        &|_| None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::Utc::now();
+    let mut group = c.benchmark_group("notification");
+    for n in [1, 10, 100] {
+        let body = body(n);
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(BenchmarkId::new("parse", n), &body, |b, body| {
+            b.iter(|| payload::parse_alertmanager(black_box(body)))
+        });
+        let notification = payload::parse_alertmanager(&body).unwrap_or_else(|e| panic!("{e}"));
+        group.bench_with_input(
+            BenchmarkId::new("route+render+fit", n),
+            &notification,
+            |b, n| b.iter(|| compose::plan(&config, black_box(n), now)),
+        );
+        group.bench_with_input(BenchmarkId::new("whole", n), &body, |b, body| {
+            b.iter(|| {
+                let n =
+                    payload::parse_alertmanager(black_box(body)).unwrap_or_else(|e| panic!("{e}"));
+                compose::plan(&config, &n, now)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
