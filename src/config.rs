@@ -367,6 +367,20 @@ fn parse_field<T>(
     }
 }
 
+fn at_most(value: Duration, max: Duration, field: &str, problems: &mut Vec<Problem>) {
+    if value > max {
+        problem(
+            problems,
+            field,
+            format!(
+                "must be at most {}, got {}",
+                humantime::format_duration(max),
+                humantime::format_duration(value)
+            ),
+        );
+    }
+}
+
 /// Prometheus-style durations: `30s`, `5m`, `1h30m`, `250ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| {
@@ -450,6 +464,12 @@ fn sipgate_config(
         raw.timeout.as_deref(),
         parse_duration,
         Duration::from_secs(30),
+        "sipgate.timeout",
+        problems,
+    );
+    at_most(
+        timeout,
+        Duration::from_secs(300),
         "sipgate.timeout",
         problems,
     );
@@ -712,10 +732,23 @@ fn delivery_config(raw: RawDelivery, problems: &mut Vec<Problem>) -> DeliveryCon
         "delivery.response_deadline",
         problems,
     );
+    // Alertmanager gives up after 10 s and Healthchecks.io after 30 s; longer only loses answers.
+    at_most(
+        response_deadline,
+        Duration::from_secs(60),
+        "delivery.response_deadline",
+        problems,
+    );
     let dedup_window = parse_field(
         raw.dedup_window.as_deref(),
         parse_duration,
         Duration::from_secs(600),
+        "delivery.dedup_window",
+        problems,
+    );
+    at_most(
+        dedup_window,
+        Duration::from_secs(7 * 86_400),
         "delivery.dedup_window",
         problems,
     );
@@ -736,15 +769,19 @@ fn delivery_config(raw: RawDelivery, problems: &mut Vec<Problem>) -> DeliveryCon
         ),
         total: rate(raw.rate_limit.total, "delivery.rate_limit.total", problems),
     };
-    let mut at_least_one = |value: Option<usize>, default: usize, field: &str| {
+    let mut count = |value: Option<usize>, default: usize, max: usize, field: &str| {
         let v = value.unwrap_or(default);
-        if v == 0 {
-            problem(problems, field, "must be at least 1");
+        if !(1..=max).contains(&v) {
+            problem(
+                problems,
+                field,
+                format!("must be between 1 and {max}, got {v}"),
+            );
         }
-        v.max(1)
+        v.clamp(1, max)
     };
-    let max_concurrency = at_least_one(raw.max_concurrency, 8, "delivery.max_concurrency");
-    let max_pending = at_least_one(raw.max_pending, 1000, "delivery.max_pending");
+    let max_concurrency = count(raw.max_concurrency, 8, 1000, "delivery.max_concurrency");
+    let max_pending = count(raw.max_pending, 1000, 1_000_000, "delivery.max_pending");
     DeliveryConfig {
         response_deadline,
         dedup_window,
@@ -881,7 +918,7 @@ routes:
     max_segments: 0
   - name: a
     to: []
-delivery: {response_deadline: 0s}
+delivery: {response_deadline: 0s, dedup_window: 30d, max_concurrency: 0}
 server: {max_body_size: lots}
 "#;
         assert_eq!(
@@ -899,6 +936,8 @@ server: {max_body_size: lots}
                 "routes[1].name",
                 "routes[1].to",
                 "delivery.response_deadline",
+                "delivery.dedup_window",
+                "delivery.max_concurrency",
                 "server.max_body_size",
             ]
         );

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::runtime::Handle;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::timeout_at;
 use tokio_util::task::TaskTracker;
 
 use crate::compose::{Sms, fit};
-use crate::ledger::{Claim, ContentKey, Ledger};
+use crate::ledger::{Claim, ContentKey, Ledger, Settlement};
 use crate::metrics::Metrics;
 use crate::ratelimit::{Limits, RateLimiter, Reservation};
 use crate::sipgate::{FailureReason, SendError, SipgateClient};
@@ -38,6 +38,10 @@ pub enum Sender {
 }
 
 impl Sender {
+    fn is_sipgate(&self) -> bool {
+        matches!(self, Sender::Sipgate(_))
+    }
+
     async fn send(&self, sms: &Sms, text: &str) -> Result<(), SendError> {
         match self {
             Sender::Sipgate(client) => client.send_sms(&sms.number, text).await,
@@ -128,6 +132,12 @@ struct State {
     holdoff: Option<Holdoff>,
 }
 
+impl State {
+    fn active_holdoff(&self, now: Instant) -> Option<Holdoff> {
+        self.holdoff.filter(|h| h.until > now)
+    }
+}
+
 struct Inner {
     state: Mutex<State>,
     /// Sipgate requests on the wire at once.
@@ -146,7 +156,8 @@ impl Inner {
     }
 }
 
-/// Lives as long as the process, across config reloads, so that the ledger and limits hold.
+/// Lives as long as the process, so that the ledger, the limits and the hold-off outlast a
+/// config change.
 #[derive(Clone)]
 pub struct Deliverer {
     inner: Arc<Inner>,
@@ -155,7 +166,7 @@ pub struct Deliverer {
 /// How one send ended, as the background task saw it.
 #[derive(Debug)]
 enum SendResult {
-    Delivered { text_segments: usize },
+    Delivered { segments: usize },
     NotDelivered(FailureReason),
 }
 
@@ -184,17 +195,16 @@ impl Deliverer {
         }
     }
 
-    /// Why SMS currently fail fast, if they do.
+    /// Why SMS currently fail fast, and for how much longer.
     pub fn holdoff(&self) -> Option<(FailureReason, Duration)> {
         let now = Instant::now();
         self.inner
             .state()
-            .holdoff
-            .filter(|h| h.until > now)
+            .active_holdoff(now)
             .map(|h| (h.reason, h.until - now))
     }
 
-    /// A new config may have fixed what the hold-off was waiting for.
+    /// Ends a hold-off early, for when what it waited for may have been fixed.
     pub fn clear_holdoff(&self) {
         self.inner.state().holdoff = None;
     }
@@ -213,35 +223,37 @@ impl Deliverer {
         .await
     }
 
-    /// Stops taking new sends and waits up to `grace` for those in flight.
-    pub async fn shutdown(&self, grace: Duration) -> bool {
+    /// Stops taking new sends and waits until `until` for those in flight.
+    pub async fn shutdown(&self, until: Instant) -> bool {
         self.inner.tasks.close();
-        tokio::time::timeout(grace, self.inner.tasks.wait())
+        timeout_at(until.into(), self.inner.tasks.wait())
             .await
             .is_ok()
     }
 
     async fn deliver_one(&self, sender: &Sender, sms: Sms, policy: Policy) -> SmsReport {
         let inner = &self.inner;
-        let completion = loop {
+        let done = loop {
             let claim = {
                 let mut state = inner.state();
                 state.ledger.set_window(policy.dedup_window);
                 state.ledger.claim(sms.key, Instant::now())
             };
             match claim {
-                Claim::Claimed(completion) => break completion,
-                Claim::AlreadySettled => return self.suppress(&sms, SuppressReason::Duplicate),
+                Claim::Claimed(done) => break done,
+                Claim::Settled(Settlement::Sent) => {
+                    return self.suppress(&sms, SuppressReason::Duplicate);
+                }
+                Claim::Settled(Settlement::RateLimited) => {
+                    return self.suppress(&sms, SuppressReason::RateLimited);
+                }
                 Claim::InFlight(mut running) => {
-                    // Another request (an Alertmanager retry, an HA peer) is sending this SMS.
-                    match timeout_at(policy.deadline.into(), running.wait_for(Option::is_some))
-                        .await
-                    {
-                        Ok(Ok(done)) if *done == Some(true) => {
-                            return self.suppress(&sms, SuppressReason::Duplicate);
-                        }
-                        Ok(_) if Instant::now() < policy.deadline => continue,
-                        _ => return self.fail(&sms, FailureReason::Timeout, "still being sent"),
+                    // Another request (an Alertmanager retry, an HA peer) is sending this SMS:
+                    // wait for it to end, then ask the ledger again.
+                    let ended =
+                        timeout_at(policy.deadline.into(), running.wait_for(|done| *done)).await;
+                    if ended.is_err() {
+                        return self.fail(&sms, FailureReason::Timeout, "still being sent");
                     }
                 }
             }
@@ -249,66 +261,54 @@ impl Deliverer {
         let claim = ClaimGuard {
             inner: inner.clone(),
             key: sms.key,
-            completion: Some(completion),
+            done: Some(done),
         };
 
         let now = Instant::now();
-        let (held, reservation) = {
+        let slot = {
             let mut state = inner.state();
-            if let Some(h) = state.holdoff.filter(|h| h.until > now) {
+            if let Some(h) = state.active_holdoff(now) {
                 drop(state);
                 drop(claim);
-                return self.fail(&sms, h.reason, "hold-off after a permanent Sipgate error");
+                return self.fail(&sms, h.reason, "hold-off after Sipgate refused an SMS");
             }
-            match state
+            let Some(reservation) = state
                 .limiter
                 .try_acquire(&sms.recipient, &policy.limits, now)
-            {
-                Some(reservation) => (state.limiter.take_held(&sms.recipient), reservation),
-                None => {
-                    drop(state);
-                    claim.settle(true);
-                    return self.suppress(&sms, SuppressReason::RateLimited);
-                }
+            else {
+                drop(state);
+                claim.settle(Settlement::RateLimited);
+                return self.suppress(&sms, SuppressReason::RateLimited);
+            };
+            RateSlot {
+                inner: inner.clone(),
+                recipient: sms.recipient.clone(),
+                reservation,
+                held: state.limiter.take_held(&sms.recipient),
+                used: false,
             }
         };
         let Ok(pending) = inner.pending.clone().try_acquire_owned() else {
-            self.undo_reservation(&sms.recipient, reservation, held);
-            drop(claim);
             return self.fail(&sms, FailureReason::Overloaded, "too many SMS pending");
         };
-        let text = if held > 0 {
-            fit(
-                &format!("[{held} SMS held back] {}", sms.text),
-                sms.max_segments,
-            )
-        } else {
-            sms.text.clone()
-        };
+        let text = with_held_note(&sms.text, slot.held, sms.max_segments);
         let task = {
             let deliverer = self.clone();
             let sender = sender.clone();
             let sms = sms.clone();
+            let deadline = policy.deadline;
             inner.tasks.spawn_on(
                 async move {
+                    let _pending = pending;
                     deliverer
-                        .send_with_retries(
-                            sender,
-                            sms,
-                            text,
-                            policy.deadline,
-                            claim,
-                            pending,
-                            reservation,
-                            held,
-                        )
+                        .send_with_retries(&sender, &sms, &text, deadline, claim, slot)
                         .await
                 },
                 &inner.runtime,
             )
         };
         match timeout_at(policy.deadline.into(), task).await {
-            Ok(Ok(SendResult::Delivered { text_segments })) => SmsReport {
+            Ok(Ok(SendResult::Delivered { segments })) => SmsReport {
                 route: sms.route.clone(),
                 recipient: sms.recipient.clone(),
                 outcome: match sender {
@@ -316,7 +316,7 @@ impl Deliverer {
                     Sender::DryRun => Outcome::DryRun,
                 },
                 reason: None,
-                segments: text_segments,
+                segments,
             },
             Ok(Ok(SendResult::NotDelivered(reason))) => self.fail(&sms, reason, "not delivered"),
             Ok(Err(_)) => self.fail(&sms, FailureReason::Network, "send task failed"),
@@ -328,37 +328,33 @@ impl Deliverer {
         }
     }
 
-    fn undo_reservation(&self, recipient: &str, reservation: Reservation, held: u64) {
-        let mut state = self.inner.state();
-        state.limiter.refund(recipient, reservation);
-        state.limiter.restore_held(recipient, held);
-    }
-
-    #[allow(clippy::too_many_arguments)]
+    /// Tries until Sipgate accepts the SMS, a permanent error, or no retry fits the deadline.
     async fn send_with_retries(
-        self,
-        sender: Sender,
-        sms: Sms,
-        text: String,
+        &self,
+        sender: &Sender,
+        sms: &Sms,
+        text: &str,
         deadline: Instant,
         claim: ClaimGuard,
-        _pending: OwnedSemaphorePermit,
-        reservation: Reservation,
-        held: u64,
+        slot: RateSlot,
     ) -> SendResult {
         let inner = &self.inner;
         let mut attempt: u32 = 0;
         let error = loop {
-            let Ok(Ok(permit)) =
-                timeout_at(deadline.into(), inner.requests.clone().acquire_owned()).await
-            else {
-                break SendError::NotStarted;
-            };
+            let permit =
+                match timeout_at(deadline.into(), inner.requests.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) if Instant::now() < deadline => permit,
+                    _ => break SendError::NotStarted,
+                };
+            // A hold-off may have begun while this SMS waited for its slot.
+            if let Some(h) = inner.state().active_holdoff(Instant::now()) {
+                break SendError::HeldOff(h.reason);
+            }
             attempt += 1;
             let started = Instant::now();
-            let result = sender.send(&sms, &text).await;
+            let result = sender.send(sms, text).await;
             drop(permit);
-            if let Sender::Sipgate(_) = sender {
+            if sender.is_sipgate() {
                 inner
                     .metrics
                     .sipgate_request_duration
@@ -366,36 +362,17 @@ impl Deliverer {
             }
             let error = match result {
                 Ok(()) => {
-                    let segments = crate::sms::measure(&text).segments;
-                    claim.settle(true);
-                    if let Sender::Sipgate(_) = sender {
-                        inner
-                            .metrics
-                            .sms_sent
-                            .with_label_values(&[&sms.route, &sms.recipient])
-                            .inc();
-                        inner
-                            .metrics
-                            .sms_segments
-                            .with_label_values(&[&sms.route])
-                            .inc_by(segments as u64);
-                        tracing::info!(
-                            route = %sms.route,
-                            recipient = %sms.recipient,
-                            number = %sms.number,
-                            segments,
-                            attempts = attempt,
-                            "SMS accepted by Sipgate"
-                        );
+                    slot.consume();
+                    claim.settle(Settlement::Sent);
+                    let segments = crate::sms::measure(text).segments;
+                    if sender.is_sipgate() {
+                        self.record_sent(sms, segments, attempt);
                     }
-                    return SendResult::Delivered {
-                        text_segments: segments,
-                    };
+                    return SendResult::Delivered { segments };
                 }
                 Err(e) => e,
             };
-            let reason = error.reason();
-            if reason.is_permanent() {
+            if error.reason().is_permanent() {
                 break error;
             }
             let mut delay = retry_delay(attempt);
@@ -406,13 +383,13 @@ impl Deliverer {
             {
                 delay = delay.max(*wait);
             }
-            if Instant::now() + delay >= deadline {
+            if delay >= deadline.saturating_duration_since(Instant::now()) {
                 break error;
             }
             tracing::warn!(
                 route = %sms.route,
                 recipient = %sms.recipient,
-                reason = reason.as_str(),
+                reason = error.reason().as_str(),
                 attempt,
                 retry_in_ms = delay.as_millis() as u64,
                 error = %error,
@@ -420,13 +397,41 @@ impl Deliverer {
             );
             tokio::time::sleep(delay).await;
         };
+        self.record_not_delivered(sms, &error, attempt);
+        drop(slot);
+        drop(claim);
+        SendResult::NotDelivered(error.reason())
+    }
+
+    fn record_sent(&self, sms: &Sms, segments: usize, attempts: u32) {
+        let metrics = &self.inner.metrics;
+        metrics
+            .sms_sent
+            .with_label_values(&[&sms.route, &sms.recipient])
+            .inc();
+        metrics
+            .sms_segments
+            .with_label_values(&[&sms.route])
+            .inc_by(segments as u64);
+        tracing::info!(
+            route = %sms.route,
+            recipient = %sms.recipient,
+            number = %sms.number,
+            segments,
+            attempts,
+            "SMS accepted by Sipgate"
+        );
+    }
+
+    /// Logs the failure, and starts (or extends) the hold-off when it concerns every SMS. Only
+    /// a real answer from Sipgate does that, so a hold-off never extends itself.
+    fn record_not_delivered(&self, sms: &Sms, error: &SendError, attempts: u32) {
         let reason = error.reason();
-        self.undo_reservation(&sms.recipient, reservation, held);
-        if reason.is_permanent() {
+        if error.affects_every_sms() {
             let started = {
-                let mut state = inner.state();
+                let mut state = self.inner.state();
                 let now = Instant::now();
-                let new = state.holdoff.is_none_or(|h| h.until <= now);
+                let new = state.active_holdoff(now).is_none();
                 state.holdoff = Some(Holdoff {
                     reason,
                     until: now + PERMANENT_FAILURE_HOLDOFF,
@@ -444,19 +449,17 @@ impl Deliverer {
                     "SMS not delivered; operator action needed. Further SMS fail fast during the hold-off"
                 );
             }
-        } else {
+        } else if !matches!(error, SendError::HeldOff(_)) {
             tracing::warn!(
                 route = %sms.route,
                 recipient = %sms.recipient,
                 reason = reason.as_str(),
-                attempts = attempt,
+                attempts,
                 sipgate_body = error.body(),
                 error = %error,
-                "SMS not delivered; the caller is asked to retry"
+                "SMS not delivered"
             );
         }
-        drop(claim);
-        SendResult::NotDelivered(reason)
     }
 
     fn suppress(&self, sms: &Sms, reason: SuppressReason) -> SmsReport {
@@ -497,6 +500,19 @@ impl Deliverer {
     }
 }
 
+/// Puts `[N SMS held back]` in front, so the recipient learns what the rate limit kept from them;
+/// shorter forms when the budget is tight.
+fn with_held_note(text: &str, held: u64, max_segments: usize) -> String {
+    if held == 0 {
+        return text.to_string();
+    }
+    let long = format!("[{held} SMS held back] {text}");
+    if crate::sms::measure(&long).segments <= max_segments {
+        return long;
+    }
+    fit(&format!("[+{held} held] {text}"), max_segments)
+}
+
 /// Exponential backoff with jitter (0.5x to 1.5x), so that retries of many SMS do not align.
 fn retry_delay(attempt: u32) -> Duration {
     let base = FIRST_RETRY_DELAY
@@ -505,28 +521,57 @@ fn retry_delay(attempt: u32) -> Duration {
     base.mul_f64(0.5 + fastrand::f64())
 }
 
-/// An SMS claimed in the ledger. Settled when it went out; released otherwise, including when the
-/// task holding it ends unexpectedly, so that a claim can never block an SMS forever.
+/// An SMS claimed in the ledger. Settled when it went out or was held back; released otherwise,
+/// including when the task holding it ends unexpectedly, so a claim never blocks an SMS forever.
 struct ClaimGuard {
     inner: Arc<Inner>,
     key: ContentKey,
-    completion: Option<watch::Sender<Option<bool>>>,
+    done: Option<watch::Sender<bool>>,
 }
 
 impl ClaimGuard {
-    fn settle(mut self, delivered: bool) {
-        self.inner.state().ledger.settle(self.key, Instant::now());
-        if let Some(c) = self.completion.take() {
-            c.send_replace(Some(delivered));
+    fn settle(mut self, settlement: Settlement) {
+        self.inner
+            .state()
+            .ledger
+            .settle(self.key, Instant::now(), settlement);
+        if let Some(done) = self.done.take() {
+            done.send_replace(true);
         }
     }
 }
 
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
-        if let Some(c) = self.completion.take() {
+        if let Some(done) = self.done.take() {
             self.inner.state().ledger.release(self.key);
-            c.send_replace(Some(false));
+            done.send_replace(true);
+        }
+    }
+}
+
+/// A rate-limit slot and the held-back count taken with it. Both go back unless the SMS was
+/// sent, however the send ends.
+struct RateSlot {
+    inner: Arc<Inner>,
+    recipient: String,
+    reservation: Reservation,
+    held: u64,
+    used: bool,
+}
+
+impl RateSlot {
+    fn consume(mut self) {
+        self.used = true;
+    }
+}
+
+impl Drop for RateSlot {
+    fn drop(&mut self) {
+        if !self.used {
+            let mut state = self.inner.state();
+            state.limiter.refund(&self.recipient, self.reservation);
+            state.limiter.restore_held(&self.recipient, self.held);
         }
     }
 }

@@ -52,25 +52,33 @@ fn alert_identity(alert: &Alert) -> String {
     }
 }
 
-/// How a send that is still running ends: `true` when Sipgate accepted the SMS.
-pub type Completion = watch::Receiver<Option<bool>>;
+/// Why an SMS is not to be sent again within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    Sent,
+    RateLimited,
+}
+
+/// Turns `true` when a send in flight ends, whatever its outcome; those waiting for it then ask
+/// the ledger again.
+pub type Done = watch::Receiver<bool>;
 
 #[derive(Debug)]
 enum Entry {
-    InFlight(Completion),
-    /// Sent, or held back by a rate limit: either way not to be sent again within the window.
-    Settled(Instant),
+    InFlight(Done),
+    Settled(Instant, Settlement),
 }
 
 /// What the ledger says about an SMS before it is sent.
 #[derive(Debug)]
 pub enum Claim {
-    /// Nobody sent it yet; the caller now owns it and must `settle` or `release` it.
-    Claimed(watch::Sender<Option<bool>>),
-    /// Sent (or held back) within the window.
-    AlreadySettled,
+    /// Nobody sent it yet; the caller now owns it and must `settle` or `release` it, then signal
+    /// the sender.
+    Claimed(watch::Sender<bool>),
+    /// Settled within the window.
+    Settled(Settlement),
     /// Another request is sending it right now.
-    InFlight(Completion),
+    InFlight(Done),
 }
 
 #[derive(Debug)]
@@ -107,20 +115,20 @@ impl Ledger {
     pub fn claim(&mut self, key: ContentKey, now: Instant) -> Claim {
         self.expire(now);
         match self.entries.get(&key) {
-            Some(Entry::Settled(at)) if now.duration_since(*at) < self.window => {
-                return Claim::AlreadySettled;
+            Some(Entry::Settled(at, settlement)) if now.duration_since(*at) < self.window => {
+                return Claim::Settled(*settlement);
             }
-            Some(Entry::InFlight(completion)) => return Claim::InFlight(completion.clone()),
+            Some(Entry::InFlight(done)) => return Claim::InFlight(done.clone()),
             _ => {}
         }
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = watch::channel(false);
         self.entries.insert(key, Entry::InFlight(rx));
         Claim::Claimed(tx)
     }
 
-    /// The SMS went out (or was held back on purpose): duplicates within the window are dropped.
-    pub fn settle(&mut self, key: ContentKey, now: Instant) {
-        self.entries.insert(key, Entry::Settled(now));
+    /// The SMS went out or was held back on purpose: it is not sent again within the window.
+    pub fn settle(&mut self, key: ContentKey, now: Instant, settlement: Settlement) {
+        self.entries.insert(key, Entry::Settled(now, settlement));
         self.order.push_back((now, key));
         while self.entries.len() > self.capacity {
             match self.order.pop_front() {
@@ -149,7 +157,7 @@ impl Ledger {
 
     /// Removes the entry settled at `at`, unless the key was claimed or settled again since.
     fn remove_settled(&mut self, key: ContentKey, at: Instant) {
-        if let Some(Entry::Settled(settled)) = self.entries.get(&key)
+        if let Some(Entry::Settled(settled, _)) = self.entries.get(&key)
             && *settled == at
         {
             self.entries.remove(&key);
@@ -206,10 +214,10 @@ mod tests {
         let mut ledger = Ledger::new(Duration::from_secs(600), 10);
         let key = ContentKey(1);
         assert!(matches!(ledger.claim(key, t0), Claim::Claimed(_)));
-        ledger.settle(key, t0);
+        ledger.settle(key, t0, Settlement::Sent);
         assert!(matches!(
             ledger.claim(key, t0 + Duration::from_secs(599)),
-            Claim::AlreadySettled
+            Claim::Settled(Settlement::Sent)
         ));
         assert!(matches!(
             ledger.claim(key, t0 + Duration::from_secs(600)),
@@ -228,10 +236,23 @@ mod tests {
         let Claim::InFlight(rx) = ledger.claim(key, t0) else {
             panic!("second claim must see the first in flight")
         };
-        tx.send(Some(false)).unwrap();
-        assert_eq!(*rx.borrow(), Some(false));
         ledger.release(key);
+        tx.send(true).unwrap();
+        assert!(*rx.borrow());
         assert!(matches!(ledger.claim(key, t0), Claim::Claimed(_)));
+    }
+
+    #[test]
+    fn held_back_sms_are_remembered_as_such() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::new(Duration::from_secs(600), 10);
+        let key = ContentKey(1);
+        let _ = ledger.claim(key, t0);
+        ledger.settle(key, t0, Settlement::RateLimited);
+        assert!(matches!(
+            ledger.claim(key, t0),
+            Claim::Settled(Settlement::RateLimited)
+        ));
     }
 
     #[test]
@@ -240,12 +261,12 @@ mod tests {
         let mut ledger = Ledger::new(Duration::from_secs(600), 3);
         for i in 0..10 {
             let _ = ledger.claim(ContentKey(i), t0);
-            ledger.settle(ContentKey(i), t0);
+            ledger.settle(ContentKey(i), t0, Settlement::Sent);
         }
         assert_eq!(ledger.len(), 3);
         assert!(matches!(
             ledger.claim(ContentKey(9), t0),
-            Claim::AlreadySettled
+            Claim::Settled(Settlement::Sent)
         ));
         assert!(matches!(ledger.claim(ContentKey(0), t0), Claim::Claimed(_)));
     }
@@ -257,13 +278,13 @@ mod tests {
         let mut ledger = Ledger::new(window, 100);
         let key = ContentKey(7);
         let _ = ledger.claim(key, t0);
-        ledger.settle(key, t0);
+        ledger.settle(key, t0, Settlement::Sent);
         let t1 = t0 + window;
         assert!(matches!(ledger.claim(key, t1), Claim::Claimed(_)));
-        ledger.settle(key, t1);
+        ledger.settle(key, t1, Settlement::Sent);
         assert!(matches!(
             ledger.claim(key, t1 + Duration::from_secs(1)),
-            Claim::AlreadySettled
+            Claim::Settled(Settlement::Sent)
         ));
     }
 
@@ -273,7 +294,7 @@ mod tests {
         let mut ledger = Ledger::new(Duration::from_secs(1), 100);
         for i in 0..50 {
             let _ = ledger.claim(ContentKey(i), t0);
-            ledger.settle(ContentKey(i), t0);
+            ledger.settle(ContentKey(i), t0, Settlement::Sent);
         }
         let _ = ledger.claim(ContentKey(1000), t0 + Duration::from_secs(2));
         assert_eq!(ledger.len(), 1, "only the new claim is left");

@@ -4,7 +4,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -240,16 +240,23 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let server = server::build(state.clone(), listener, grace)?;
         let handle = server.handle();
+        // One deadline for the whole shutdown, counted from the signal: HTTP requests in flight
+        // and the SMS sends behind them share it.
+        let (stopping, mut stop_requested) = tokio::sync::oneshot::channel::<Instant>();
         actix_web::rt::spawn(async move {
             let signal = shutdown_signal().await;
+            let _ = stopping.send(Instant::now() + grace);
             tracing::info!(
                 signal,
                 "shutting down: no new requests; finishing those in flight"
             );
             handle.stop(true).await;
         });
-        server.await?;
-        if state.deliverer.shutdown(grace).await {
+        let served = server.await;
+        let until = stop_requested
+            .try_recv()
+            .unwrap_or_else(|_| Instant::now() + grace);
+        if state.deliverer.shutdown(until).await {
             tracing::info!("all SMS in flight finished; bye");
         } else {
             tracing::error!(
@@ -257,7 +264,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
                 "SMS still in flight after the grace period; their outcome is unknown"
             );
         }
-        anyhow::Ok(())
+        served.context("HTTP server failed")
     })?;
     sends.shutdown_timeout(Duration::from_secs(1));
     Ok(())

@@ -285,7 +285,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body(format!(
-                "not ready: Sipgate refused an SMS ({}): {}; SMS fail fast for {}s more or until the config is reloaded\n",
+                "not ready: Sipgate refused an SMS ({}): {}; SMS fail fast for {}s more\n",
                 reason.as_str(),
                 reason.operator_hint(),
                 left.as_secs() + 1

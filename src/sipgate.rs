@@ -56,6 +56,7 @@ impl FailureReason {
             401 => FailureReason::Auth,
             402 => FailureReason::Payment,
             403 => FailureReason::Forbidden,
+            408 => FailureReason::Timeout,
             429 => FailureReason::RateLimited,
             500.. => FailureReason::ServerError,
             _ => FailureReason::ClientError,
@@ -119,6 +120,8 @@ pub enum SendError {
         "no Sipgate request slot came free before the response deadline (delivery.max_concurrency)"
     )]
     NotStarted,
+    #[error("not sent: Sipgate refused an earlier SMS ({}); failing fast until the hold-off ends", .0.as_str())]
+    HeldOff(FailureReason),
 }
 
 impl SendError {
@@ -128,7 +131,21 @@ impl SendError {
             SendError::Timeout => FailureReason::Timeout,
             SendError::Network(_) => FailureReason::Network,
             SendError::NotStarted => FailureReason::Overloaded,
+            SendError::HeldOff(reason) => *reason,
         }
+    }
+
+    /// Sipgate's answer concerns the account or the endpoint, not this one SMS: token (401),
+    /// balance (402), extension or scope (403), wrong api_url (404). Every other SMS would get the
+    /// same answer, so they should fail fast for a while instead of calling Sipgate.
+    pub fn affects_every_sms(&self) -> bool {
+        matches!(
+            self,
+            SendError::Rejected {
+                status: 401..=404,
+                ..
+            }
+        )
     }
 
     /// The start of Sipgate's answer, if there was one.
@@ -162,6 +179,10 @@ pub struct SipgateClient {
 }
 
 const BODY_EXCERPT: usize = 300;
+/// At most this much of an error answer is read.
+const BODY_READ_LIMIT: usize = 4096;
+/// A longer `Retry-After` is taken as this; it ends the retries either way.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl SipgateClient {
     pub fn new(config: &SipgateConfig, credentials: &Credentials) -> Result<Self, ClientError> {
@@ -215,13 +236,18 @@ impl SipgateClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = response.text().await.unwrap_or_default();
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let body = read_start(response).await;
+        // Sipgate's error bodies are undocumented; should one echo the number, it is masked.
+        let body = excerpt(&body).replace(to.e164(), &to.masked()).replace(
+            to.e164().trim_start_matches('+'),
+            to.masked().trim_start_matches('+'),
+        );
         Err(SendError::Rejected {
             status: status.as_u16(),
             reason: FailureReason::from_status(status.as_u16()),
             retry_after,
-            body: excerpt(&body),
+            body,
         })
     }
 }
@@ -240,6 +266,19 @@ fn classify_transport_error(e: reqwest::Error) -> SendError {
         }
         SendError::Network(message)
     }
+}
+
+/// The first few KiB of a body, however much the server sends.
+async fn read_start(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < BODY_READ_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(BODY_READ_LIMIT);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn excerpt(body: &str) -> String {
@@ -261,6 +300,7 @@ mod tests {
         assert_eq!(FailureReason::from_status(403), FailureReason::Forbidden);
         assert_eq!(FailureReason::from_status(404), FailureReason::ClientError);
         assert_eq!(FailureReason::from_status(415), FailureReason::ClientError);
+        assert_eq!(FailureReason::from_status(408), FailureReason::Timeout);
         assert_eq!(FailureReason::from_status(429), FailureReason::RateLimited);
         assert_eq!(FailureReason::from_status(500), FailureReason::ServerError);
         assert_eq!(FailureReason::from_status(503), FailureReason::ServerError);

@@ -130,12 +130,12 @@ async fn retry_after_beyond_the_deadline_ends_the_retries() {
 }
 
 #[tokio::test]
-async fn permanent_errors_are_not_retried_and_start_a_hold_off() {
+async fn account_errors_are_not_retried_and_start_a_hold_off() {
     for (status, reason) in [
         (401, "auth"),
         (402, "payment"),
         (403, "forbidden"),
-        (400, "client_error"),
+        (404, "client_error"),
     ] {
         let fake = failing_then_ok(status, 100, None).await;
         let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
@@ -171,6 +171,80 @@ async fn permanent_errors_are_not_retried_and_start_a_hold_off() {
             "Sipgate {status}: sent again after the hold-off"
         );
     }
+}
+
+#[tokio::test]
+async fn a_rejected_message_fails_alone_without_a_hold_off() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"recipient": ALICE}),
+        ))
+        .respond_with(ResponseTemplate::new(400))
+        .mount(&fake)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&fake)
+        .await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+
+    let (code, body) = app.post_alerts(warning()).await;
+    assert_eq!(code, 502);
+    assert_eq!(body["sms"][0]["reason"], "client_error");
+    assert_eq!(requests_per_recipient(&fake).await, alice(1), "no retry");
+
+    let (code, body) = app.post_alerts(fixture("firing-diskfull.json")).await;
+    assert_eq!(code, 502, "alice still fails");
+    assert_eq!(
+        body["sms"][1],
+        json!({"route": "critical", "recipient": "bob", "outcome": "sent", "segments": 1})
+    );
+    assert_eq!(
+        app.get("/-/ready").await.0,
+        200,
+        "one bad message is no reason to be unready"
+    );
+}
+
+#[tokio::test]
+async fn a_hold_off_also_stops_sms_queued_for_a_request_slot() {
+    let fake = failing_then_ok(401, 100, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "  max_concurrency: 1\n")).await;
+
+    let (code, body) = app.post_alerts(fixture("firing-diskfull.json")).await;
+
+    assert_eq!(code, 502);
+    assert_eq!(body["sms"][0]["reason"], "auth");
+    assert_eq!(body["sms"][1]["reason"], "auth");
+    assert_eq!(
+        fake.received_requests().await.unwrap().len(),
+        1,
+        "the queued SMS never called Sipgate"
+    );
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_ends_retries_and_gives_the_rate_limit_slot_back() {
+    let huge = ResponseTemplate::new(429).insert_header("Retry-After", "18446744073709551615");
+    let fake = failing_then_ok(429, 1, Some(huge)).await;
+    let app = TestApp::start(&fault_config(
+        &fake.uri(),
+        "  rate_limit: {per_recipient: 1/h}\n",
+    ))
+    .await;
+
+    let (code, body) = app.post_alerts(warning()).await;
+    assert_eq!(code, 502);
+    assert_eq!(body["sms"][0]["reason"], "rate_limited");
+
+    let (code, body) = app.post_alerts(warning()).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["sms"][0]["outcome"], "sent",
+        "the failed SMS did not use up the limit"
+    );
+    assert_eq!(requests_per_recipient(&fake).await, alice(2));
 }
 
 #[tokio::test]
