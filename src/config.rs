@@ -141,6 +141,8 @@ pub struct SipgateConfig {
     pub credentials: Option<Credentials>,
     pub sms_id: String,
     pub timeout: Duration,
+    /// Verify the token and `sms_id` with Sipgate at start and reload, for `/-/ready`.
+    pub check_credentials: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +212,7 @@ struct RawSipgate {
     token_file: Option<PathBuf>,
     sms_id: Option<String>,
     timeout: Option<String>,
+    check_credentials: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -524,6 +527,7 @@ fn sipgate_config(
         credentials,
         sms_id,
         timeout,
+        check_credentials: raw.check_credentials.unwrap_or(true),
     }
 }
 

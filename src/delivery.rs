@@ -16,6 +16,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::timeout_at;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::compose::{Sms, fit};
 use crate::ledger::{Claim, ContentKey, Ledger, Settlement};
@@ -215,11 +216,11 @@ impl Deliverer {
         messages: Vec<Sms>,
         policy: Policy,
     ) -> Vec<SmsReport> {
-        join_all(
-            messages
-                .into_iter()
-                .map(|sms| self.deliver_one(sender, sms, policy)),
-        )
+        join_all(messages.into_iter().map(|sms| async move {
+            let report = self.deliver_one(sender, &sms, policy).await;
+            log_outcome(&sms, &report);
+            report
+        }))
         .await
     }
 
@@ -231,7 +232,7 @@ impl Deliverer {
             .is_ok()
     }
 
-    async fn deliver_one(&self, sender: &Sender, sms: Sms, policy: Policy) -> SmsReport {
+    async fn deliver_one(&self, sender: &Sender, sms: &Sms, policy: Policy) -> SmsReport {
         let inner = &self.inner;
         let done = loop {
             let claim = {
@@ -242,10 +243,10 @@ impl Deliverer {
             match claim {
                 Claim::Claimed(done) => break done,
                 Claim::Settled(Settlement::Sent) => {
-                    return self.suppress(&sms, SuppressReason::Duplicate);
+                    return self.suppress(sms, SuppressReason::Duplicate);
                 }
                 Claim::Settled(Settlement::RateLimited) => {
-                    return self.suppress(&sms, SuppressReason::RateLimited);
+                    return self.suppress(sms, SuppressReason::RateLimited);
                 }
                 Claim::InFlight(mut running) => {
                     // Another request (an Alertmanager retry, an HA peer) is sending this SMS:
@@ -253,7 +254,7 @@ impl Deliverer {
                     let ended =
                         timeout_at(policy.deadline.into(), running.wait_for(|done| *done)).await;
                     if ended.is_err() {
-                        return self.fail(&sms, FailureReason::Timeout, "still being sent");
+                        return self.fail(sms, FailureReason::Timeout);
                     }
                 }
             }
@@ -270,7 +271,7 @@ impl Deliverer {
             if let Some(h) = state.active_holdoff(now) {
                 drop(state);
                 drop(claim);
-                return self.fail(&sms, h.reason, "hold-off after Sipgate refused an SMS");
+                return self.fail(sms, h.reason);
             }
             let Some(reservation) = state
                 .limiter
@@ -278,7 +279,7 @@ impl Deliverer {
             else {
                 drop(state);
                 claim.settle(Settlement::RateLimited);
-                return self.suppress(&sms, SuppressReason::RateLimited);
+                return self.suppress(sms, SuppressReason::RateLimited);
             };
             RateSlot {
                 inner: inner.clone(),
@@ -289,7 +290,7 @@ impl Deliverer {
             }
         };
         let Ok(pending) = inner.pending.clone().try_acquire_owned() else {
-            return self.fail(&sms, FailureReason::Overloaded, "too many SMS pending");
+            return self.fail(sms, FailureReason::Overloaded);
         };
         let text = with_held_note(&sms.text, slot.held, sms.max_segments);
         let task = {
@@ -303,7 +304,8 @@ impl Deliverer {
                     deliverer
                         .send_with_retries(&sender, &sms, &text, deadline, claim, slot)
                         .await
-                },
+                }
+                .instrument(tracing::Span::current()),
                 &inner.runtime,
             )
         };
@@ -318,13 +320,10 @@ impl Deliverer {
                 reason: None,
                 segments,
             },
-            Ok(Ok(SendResult::NotDelivered(reason))) => self.fail(&sms, reason, "not delivered"),
-            Ok(Err(_)) => self.fail(&sms, FailureReason::Network, "send task failed"),
-            Err(_) => self.fail(
-                &sms,
-                FailureReason::Timeout,
-                "no answer from Sipgate by the response deadline; it is recorded when it comes",
-            ),
+            Ok(Ok(SendResult::NotDelivered(reason))) => self.fail(sms, reason),
+            Ok(Err(_)) => self.fail(sms, FailureReason::Network),
+            // Still on the wire: the task records the answer in the ledger when it comes.
+            Err(_) => self.fail(sms, FailureReason::Timeout),
         }
     }
 
@@ -366,7 +365,7 @@ impl Deliverer {
                     claim.settle(Settlement::Sent);
                     let segments = crate::sms::measure(text).segments;
                     if sender.is_sipgate() {
-                        self.record_sent(sms, segments, attempt);
+                        self.record_sent(sms, segments, attempt, Instant::now() > deadline);
                     }
                     return SendResult::Delivered { segments };
                 }
@@ -403,7 +402,7 @@ impl Deliverer {
         SendResult::NotDelivered(error.reason())
     }
 
-    fn record_sent(&self, sms: &Sms, segments: usize, attempts: u32) {
+    fn record_sent(&self, sms: &Sms, segments: usize, attempts: u32, late: bool) {
         let metrics = &self.inner.metrics;
         metrics
             .sms_sent
@@ -413,14 +412,24 @@ impl Deliverer {
             .sms_segments
             .with_label_values(&[&sms.route])
             .inc_by(segments as u64);
-        tracing::info!(
-            route = %sms.route,
-            recipient = %sms.recipient,
-            number = %sms.number,
-            segments,
-            attempts,
-            "SMS accepted by Sipgate"
-        );
+        if late {
+            // The caller was told "not confirmed"; this is the only trace that it went out.
+            tracing::info!(
+                route = %sms.route,
+                recipient = %sms.recipient,
+                number = %sms.number,
+                segments,
+                attempts,
+                "SMS accepted by Sipgate after the response deadline; a retry will not send it again"
+            );
+        } else {
+            tracing::debug!(
+                route = %sms.route,
+                recipient = %sms.recipient,
+                attempts,
+                "SMS accepted by Sipgate"
+            );
+        }
     }
 
     /// Logs the failure, and starts (or extends) the hold-off when it concerns every SMS. Only
@@ -468,28 +477,15 @@ impl Deliverer {
             .sms_suppressed
             .with_label_values(&[&sms.route, reason.as_str()])
             .inc();
-        tracing::info!(
-            route = %sms.route,
-            recipient = %sms.recipient,
-            reason = reason.as_str(),
-            "SMS held back"
-        );
         SmsReport::suppressed(&sms.route, &sms.recipient, reason)
     }
 
-    fn fail(&self, sms: &Sms, reason: FailureReason, why: &str) -> SmsReport {
+    fn fail(&self, sms: &Sms, reason: FailureReason) -> SmsReport {
         self.inner
             .metrics
             .sms_failed
             .with_label_values(&[&sms.route, reason.as_str()])
             .inc();
-        tracing::debug!(
-            route = %sms.route,
-            recipient = %sms.recipient,
-            reason = reason.as_str(),
-            why,
-            "SMS reported as not delivered"
-        );
         SmsReport {
             route: sms.route.clone(),
             recipient: sms.recipient.clone(),
@@ -497,6 +493,38 @@ impl Deliverer {
             reason: Some(reason.as_str()),
             segments: sms.size.segments,
         }
+    }
+}
+
+/// The one log line per SMS of a notification.
+fn log_outcome(sms: &Sms, report: &SmsReport) {
+    let outcome = match report.outcome {
+        Outcome::Sent => "sent",
+        Outcome::DryRun => "dry_run",
+        Outcome::Failed => "failed",
+        Outcome::Suppressed => "suppressed",
+    };
+    let reason = report.reason.unwrap_or("");
+    if report.outcome == Outcome::Failed {
+        tracing::warn!(
+            route = %sms.route,
+            recipient = %sms.recipient,
+            number = %sms.number,
+            segments = report.segments,
+            outcome,
+            reason,
+            "sms"
+        );
+    } else {
+        tracing::info!(
+            route = %sms.route,
+            recipient = %sms.recipient,
+            number = %sms.number,
+            segments = report.segments,
+            outcome,
+            reason,
+            "sms"
+        );
     }
 }
 

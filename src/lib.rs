@@ -4,6 +4,7 @@
 pub mod compose;
 pub mod config;
 pub mod delivery;
+pub mod health;
 pub mod ledger;
 pub mod matcher;
 pub mod metrics;

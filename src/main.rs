@@ -14,10 +14,10 @@ use tracing_subscriber::prelude::*;
 use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
-use alertmanager_sipgate::ledger;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server::{self, AppState, Live};
+use alertmanager_sipgate::{health, ledger};
 
 /// Receives Prometheus Alertmanager webhooks and sends them as SMS through the Sipgate REST API.
 #[derive(Parser)]
@@ -95,6 +95,8 @@ fn init_logging(level: LogLevel, format: LogFormat) {
         LogFormat::Logfmt => registry
             .with(
                 tracing_logfmt::builder()
+                    .with_span_name(false)
+                    .with_span_path(false)
                     .layer()
                     .with_writer(std::io::stderr),
             )
@@ -237,6 +239,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         "listening"
     );
     let state = Arc::new(AppState::new(live, deliverer, metrics));
+    sends.spawn(health::watch_credentials(state.clone(), state.current()));
     actix_web::rt::System::new().block_on(async move {
         let server = server::build(state.clone(), listener, grace)?;
         let handle = server.handle();

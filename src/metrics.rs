@@ -6,6 +6,9 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::delivery::SuppressReason;
+use crate::sipgate::FailureReason;
+
 const NAMESPACE: &str = "alertmanager_sipgate";
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,7 @@ pub struct Metrics {
     pub sms_segments: IntCounterVec,
     pub sipgate_request_duration: Histogram,
     pub config_last_reload_successful: IntGauge,
+    pub sipgate_credentials_valid: IntGauge,
     pub config_last_reload_success_timestamp: Gauge,
 }
 
@@ -90,6 +94,11 @@ impl Metrics {
             "Timestamp of the last successful configuration load.",
         ))?;
         registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
+        let sipgate_credentials_valid = IntGauge::with_opts(opts(
+            "sipgate_credentials_valid",
+            "Whether Sipgate accepted the token and SMS extension at the last check (1) or refused them (0).",
+        ))?;
+        registry.register(Box::new(sipgate_credentials_valid.clone()))?;
         let build_info = IntGaugeVec::new(
             opts("build_info", "Build information; the value is always 1."),
             &["version", "revision"],
@@ -116,7 +125,36 @@ impl Metrics {
             sipgate_request_duration,
             config_last_reload_successful,
             config_last_reload_success_timestamp,
+            sipgate_credentials_valid,
         })
+    }
+
+    /// Creates every series a config can produce, at zero, so that rate() and increase() see the
+    /// first event after a start instead of a series appearing at 1.
+    pub fn initialize(&self, routes: &[crate::config::Route]) {
+        for status in ["firing", "resolved"] {
+            self.alerts_received.with_label_values(&[status]);
+        }
+        self.sms_suppressed
+            .with_label_values(&["", SuppressReason::NoRoute.as_str()]);
+        for route in routes {
+            let name = route.name.as_str();
+            self.sms_segments.with_label_values(&[name]);
+            for recipient in &route.recipients {
+                self.sms_sent.with_label_values(&[name, recipient]);
+            }
+            for reason in FailureReason::ALL {
+                self.sms_failed.with_label_values(&[name, reason.as_str()]);
+            }
+            for reason in [
+                SuppressReason::Duplicate,
+                SuppressReason::RateLimited,
+                SuppressReason::SendResolved,
+            ] {
+                self.sms_suppressed
+                    .with_label_values(&[name, reason.as_str()]);
+            }
+        }
     }
 
     /// Marks a config load; the timestamp only moves on success, as in Prometheus and Alertmanager.

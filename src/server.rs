@@ -7,14 +7,19 @@ use std::time::{Duration, Instant};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
 use futures_util::StreamExt;
 use serde::Serialize;
+use tracing::Instrument;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 use crate::compose;
 use crate::config::Config;
 use crate::delivery::{Deliverer, Outcome, Policy, Sender, SmsReport, SuppressReason};
+use crate::health::{self, Credentials};
 use crate::metrics::Metrics;
 use crate::payload::{self, AlertStatus, PayloadError};
 use crate::sipgate::{ClientError, SipgateClient};
@@ -23,6 +28,7 @@ use crate::sipgate::{ClientError, SipgateClient};
 pub struct Live {
     pub config: Config,
     pub sender: Sender,
+    pub credentials: Credentials,
 }
 
 impl Live {
@@ -33,7 +39,12 @@ impl Live {
             }
             _ => Sender::DryRun,
         };
-        Ok(Live { config, sender })
+        let credentials = Credentials::new(&sender, config.sipgate.check_credentials);
+        Ok(Live {
+            config,
+            sender,
+            credentials,
+        })
     }
 
     pub fn is_dry_run(&self) -> bool {
@@ -49,6 +60,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(live: Live, deliverer: Deliverer, metrics: Metrics) -> Self {
+        metrics.initialize(&live.config.routes);
         AppState {
             live: RwLock::new(Arc::new(live)),
             deliverer,
@@ -179,7 +191,22 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
     Ok(body)
 }
 
-async fn alerts(
+/// Every notification gets an id that ties its log lines together and comes back in
+/// `X-Request-Id`.
+async fn alerts(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let request_id = format!("{:016x}", fastrand::u64(..));
+    let span = tracing::info_span!("notification", request_id = %request_id);
+    let mut response = handle_alerts(state, payload)
+        .instrument(span)
+        .await
+        .unwrap_or_else(|e| e.error_response());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+async fn handle_alerts(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -281,24 +308,14 @@ async fn healthy() -> HttpResponse {
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    if let Some((reason, left)) = state.deliverer.holdoff() {
-        return HttpResponse::ServiceUnavailable()
+    match health::readiness(&state) {
+        Ok(mode) => HttpResponse::Ok()
             .content_type("text/plain")
-            .body(format!(
-                "not ready: Sipgate refused an SMS ({}): {}; SMS fail fast for {}s more\n",
-                reason.as_str(),
-                reason.operator_hint(),
-                left.as_secs() + 1
-            ));
+            .body(format!("OK ({mode})\n")),
+        Err(why) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("not ready: {why}\n")),
     }
-    let mode = if state.current().is_dry_run() {
-        "dry-run"
-    } else {
-        "sipgate"
-    };
-    HttpResponse::Ok()
-        .content_type("text/plain")
-        .body(format!("OK ({mode})\n"))
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

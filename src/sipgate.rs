@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Credentials, PhoneNumber, SipgateConfig};
 
@@ -174,8 +174,38 @@ struct SmsRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct SipgateClient {
     http: reqwest::Client,
+    api_url: String,
     sms_url: String,
     sms_id: String,
+}
+
+/// What Sipgate says about the configured token and SMS extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialCheck {
+    /// The token works and the account has the configured `sms_id`.
+    Valid,
+    /// The token may not list the account's SMS extensions (scope `sms:read`), so `sms_id` could
+    /// not be confirmed. Sending needs only `sessions:sms:write`: this is a warning, not a failure.
+    Unverifiable(String),
+    /// Sipgate refused the token, or the account has no such SMS extension: no SMS can go out.
+    Rejected(String),
+    /// Sipgate could not be asked (network, 5xx): try again later.
+    Unknown(String),
+}
+
+#[derive(Deserialize)]
+struct Userinfo {
+    sub: String,
+}
+
+#[derive(Deserialize)]
+struct SmsExtensions {
+    items: Vec<SmsExtension>,
+}
+
+#[derive(Deserialize)]
+struct SmsExtension {
+    id: String,
 }
 
 const BODY_EXCERPT: usize = 300;
@@ -206,6 +236,7 @@ impl SipgateClient {
             .map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(SipgateClient {
             http,
+            api_url: config.api_url.clone(),
             sms_url: format!("{}/sessions/sms", config.api_url),
             sms_id: config.sms_id.clone(),
         })
@@ -249,6 +280,75 @@ impl SipgateClient {
             retry_after,
             body,
         })
+    }
+}
+
+impl SipgateClient {
+    /// Asks Sipgate who the token belongs to (`GET /authorization/userinfo`), then whether that
+    /// account has the configured SMS extension (`GET /{sub}/sms`).
+    pub async fn check_credentials(&self) -> CredentialCheck {
+        let userinfo = match self
+            .get_json::<Userinfo>(&format!("{}/authorization/userinfo", self.api_url))
+            .await
+        {
+            Ok(u) => u,
+            Err(check) => return check,
+        };
+        let extensions = match self
+            .get_json::<SmsExtensions>(&format!("{}/{}/sms", self.api_url, userinfo.sub))
+            .await
+        {
+            Ok(e) => e,
+            Err(CredentialCheck::Unverifiable(_)) => {
+                return CredentialCheck::Unverifiable(
+                    "the token may not list SMS extensions (scope sms:read), so sipgate.sms_id is unchecked; sending only needs sessions:sms:write".to_string(),
+                );
+            }
+            Err(check) => return check,
+        };
+        if extensions.items.iter().any(|e| e.id == self.sms_id) {
+            CredentialCheck::Valid
+        } else {
+            let known: Vec<&str> = extensions.items.iter().map(|e| e.id.as_str()).collect();
+            CredentialCheck::Rejected(format!(
+                "the account has no SMS extension {:?} (sipgate.sms_id); it has: {}",
+                self.sms_id,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<T, CredentialCheck> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| CredentialCheck::Unknown(classify_transport_error(e).to_string()))?;
+        match response.status().as_u16() {
+            200..=299 => response.json::<T>().await.map_err(|e| {
+                CredentialCheck::Unknown(format!("unexpected answer from {url}: {e}"))
+            }),
+            401 => Err(CredentialCheck::Rejected(
+                FailureReason::Auth.operator_hint().to_string(),
+            )),
+            403 => Err(CredentialCheck::Unverifiable(format!(
+                "the token may not read {url}; sending only needs sessions:sms:write"
+            ))),
+            404 => Err(CredentialCheck::Rejected(format!(
+                "{url} does not exist: check sipgate.api_url"
+            ))),
+            status => Err(CredentialCheck::Unknown(format!(
+                "Sipgate answered HTTP {status} to {url}"
+            ))),
+        }
     }
 }
 

@@ -38,6 +38,7 @@ sipgate:
   token: {TOKEN}
   sms_id: s0
   timeout: 5s
+  check_credentials: false
 recipients:
   alice: "{ALICE}"
   bob: "{BOB}"
@@ -85,6 +86,10 @@ impl TestApp {
         let state = Arc::new(AppState::new(live, deliverer, metrics.clone()));
         let server = server::build(state.clone(), listener, Duration::from_secs(5)).unwrap();
         tokio::spawn(server);
+        tokio::spawn(alertmanager_sipgate::health::watch_credentials(
+            state.clone(),
+            state.current(),
+        ));
         TestApp {
             url,
             state,

@@ -1,0 +1,127 @@
+//! Readiness: whether the service can send SMS right now. It cannot while Sipgate refuses the
+//! configured token or SMS extension, during a hold-off after Sipgate refused an SMS, or before
+//! the credentials were checked.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::delivery::Sender;
+use crate::server::{AppState, Live};
+use crate::sipgate::CredentialCheck;
+
+/// How often to ask again while Sipgate cannot be reached.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialStatus {
+    /// Dry-run, or `sipgate.check_credentials: false`.
+    NotChecked,
+    Checking,
+    Checked(CredentialCheck),
+}
+
+/// The credential status of one loaded config; a reload starts from `Checking` again.
+#[derive(Debug)]
+pub struct Credentials(Mutex<CredentialStatus>);
+
+impl Credentials {
+    pub fn new(live_sender: &Sender, check_enabled: bool) -> Self {
+        let status = match live_sender {
+            Sender::Sipgate(_) if check_enabled => CredentialStatus::Checking,
+            _ => CredentialStatus::NotChecked,
+        };
+        Credentials(Mutex::new(status))
+    }
+
+    pub fn status(&self) -> CredentialStatus {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, status: CredentialStatus) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+}
+
+/// Checks the credentials of `live`, and again every 30 s while Sipgate cannot be asked, until
+/// the answer is definite or another config replaced this one. Each new answer is logged once
+/// with what to fix.
+pub async fn watch_credentials(state: Arc<AppState>, live: Arc<Live>) {
+    let Sender::Sipgate(client) = &live.sender else {
+        return;
+    };
+    if live.credentials.status() == CredentialStatus::NotChecked {
+        return;
+    }
+    let mut last: Option<CredentialCheck> = None;
+    loop {
+        let check = client.check_credentials().await;
+        if last.as_ref() != Some(&check) {
+            log_check(&check);
+        }
+        match &check {
+            CredentialCheck::Valid | CredentialCheck::Unverifiable(_) => {
+                state.metrics.sipgate_credentials_valid.set(1);
+            }
+            CredentialCheck::Rejected(_) => state.metrics.sipgate_credentials_valid.set(0),
+            CredentialCheck::Unknown(_) => {}
+        }
+        let retry = matches!(check, CredentialCheck::Unknown(_));
+        live.credentials
+            .set(CredentialStatus::Checked(check.clone()));
+        last = Some(check);
+        if !retry {
+            return;
+        }
+        tokio::time::sleep(RECHECK_INTERVAL).await;
+        if !Arc::ptr_eq(&state.current(), &live) {
+            return;
+        }
+    }
+}
+
+fn log_check(check: &CredentialCheck) {
+    match check {
+        CredentialCheck::Valid => {
+            tracing::info!("Sipgate accepted the token and the SMS extension")
+        }
+        CredentialCheck::Unverifiable(why) => {
+            tracing::warn!(problem = %why, "Sipgate credentials only partly verified")
+        }
+        CredentialCheck::Rejected(why) => tracing::error!(
+            problem = %why,
+            "Sipgate refused the credentials; no SMS can be sent until the config is fixed"
+        ),
+        CredentialCheck::Unknown(why) => tracing::warn!(
+            problem = %why,
+            retry_s = RECHECK_INTERVAL.as_secs(),
+            "cannot verify the Sipgate credentials yet"
+        ),
+    }
+}
+
+/// `Ok` with a short status, or `Err` with the reason the service is not ready.
+pub fn readiness(state: &AppState) -> Result<String, String> {
+    if let Some((reason, left)) = state.deliverer.holdoff() {
+        return Err(format!(
+            "Sipgate refused an SMS ({}): {}; SMS fail fast for {}s more",
+            reason.as_str(),
+            reason.operator_hint(),
+            left.as_secs() + 1
+        ));
+    }
+    let live = state.current();
+    match live.credentials.status() {
+        CredentialStatus::Checking => Err("checking the Sipgate credentials".to_string()),
+        CredentialStatus::Checked(CredentialCheck::Rejected(why)) => {
+            Err(format!("Sipgate refused the credentials: {why}"))
+        }
+        CredentialStatus::Checked(CredentialCheck::Unknown(why)) => {
+            Err(format!("cannot verify the Sipgate credentials: {why}"))
+        }
+        CredentialStatus::Checked(_) | CredentialStatus::NotChecked => Ok(if live.is_dry_run() {
+            "dry-run".to_string()
+        } else {
+            "sipgate".to_string()
+        }),
+    }
+}

@@ -1,0 +1,405 @@
+//! What operators see: exact metric values after each kind of outcome, the Sipgate credential
+//! check behind `/-/ready`, and the metrics as Prometheus itself reads them.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn metric_lines(app: &TestApp, prefix: &str) -> Vec<String> {
+    let mut lines: Vec<String> = app
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(prefix) && !l.ends_with(" 0"))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn a_successful_notification_counts_exactly() {
+    let fake = failing_then_ok(204, 0, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+
+    assert_eq!(
+        app.post_alerts(fixture("firing-diskfull.json")).await.0,
+        200
+    );
+    assert_eq!(
+        app.post_alerts(fixture("firing-diskfull.json")).await.0,
+        200
+    );
+
+    assert_eq!(
+        metric_lines(&app, "alertmanager_sipgate_sms_"),
+        vec![
+            r#"alertmanager_sipgate_sms_segments_total{route="critical"} 2"#,
+            r#"alertmanager_sipgate_sms_sent_total{recipient="alice",route="critical"} 1"#,
+            r#"alertmanager_sipgate_sms_sent_total{recipient="bob",route="critical"} 1"#,
+            r#"alertmanager_sipgate_sms_suppressed_total{reason="duplicate",route="critical"} 2"#,
+        ]
+    );
+    assert_eq!(
+        metric_lines(&app, "alertmanager_sipgate_alerts_received_total"),
+        vec![r#"alertmanager_sipgate_alerts_received_total{status="firing"} 2"#]
+    );
+    assert_eq!(
+        metric_lines(&app, "alertmanager_sipgate_requests_total"),
+        vec![r#"alertmanager_sipgate_requests_total{code="200",endpoint="/alerts"} 2"#]
+    );
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_sipgate_request_duration_seconds_count 2\n")
+    );
+}
+
+#[tokio::test]
+async fn every_failure_class_counts_under_its_reason() {
+    let slow = ResponseTemplate::new(204).set_delay(Duration::from_millis(1500));
+    for (template, reason) in [
+        (ResponseTemplate::new(401), "auth"),
+        (ResponseTemplate::new(402), "payment"),
+        (ResponseTemplate::new(403), "forbidden"),
+        (ResponseTemplate::new(400), "client_error"),
+        (ResponseTemplate::new(500), "server_error"),
+        (
+            ResponseTemplate::new(429).insert_header("Retry-After", "60"),
+            "rate_limited",
+        ),
+        (slow, "timeout"),
+    ] {
+        let fake = failing_then_ok(0, 100, Some(template)).await;
+        let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+
+        assert_eq!(
+            app.post_alerts(fixture("firing-highlatency.json")).await.0,
+            502
+        );
+
+        assert_eq!(
+            metric_lines(&app, "alertmanager_sipgate_sms_failed_total"),
+            vec![format!(
+                r#"alertmanager_sipgate_sms_failed_total{{reason="{reason}",route="warnings"}} 1"#
+            )],
+        );
+        assert_eq!(
+            metric_lines(&app, "alertmanager_sipgate_requests_total"),
+            vec![r#"alertmanager_sipgate_requests_total{code="502",endpoint="/alerts"} 1"#]
+        );
+    }
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = TestApp::start(&fault_config(&url, "")).await;
+    assert_eq!(
+        app.post_alerts(fixture("firing-highlatency.json")).await.0,
+        502
+    );
+    assert_eq!(
+        metric_lines(&app, "alertmanager_sipgate_sms_failed_total"),
+        vec![r#"alertmanager_sipgate_sms_failed_total{reason="network",route="warnings"} 1"#]
+    );
+}
+
+#[tokio::test]
+async fn alerts_without_route_and_bad_requests_count_too() {
+    let fake = failing_then_ok(204, 0, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let info = r#"{"status":"firing","alerts":[{"status":"firing","labels":{"severity":"info"}},{"status":"resolved","labels":{"severity":"info"}}]}"#;
+    assert_eq!(app.post_alerts(info).await.0, 200);
+    assert_eq!(app.post_alerts("{").await.0, 400);
+    assert_eq!(app.get("/nope").await.0, 404);
+
+    assert_eq!(
+        metric_lines(&app, "alertmanager_sipgate_sms_"),
+        vec![r#"alertmanager_sipgate_sms_suppressed_total{reason="no_route",route=""} 2"#]
+    );
+    assert_eq!(
+        metric_lines(&app, "alertmanager_sipgate_alerts_received_total"),
+        vec![
+            r#"alertmanager_sipgate_alerts_received_total{status="firing"} 1"#,
+            r#"alertmanager_sipgate_alerts_received_total{status="resolved"} 1"#,
+        ]
+    );
+    assert_eq!(
+        metric_lines(&app, "alertmanager_sipgate_requests_total"),
+        vec![
+            r#"alertmanager_sipgate_requests_total{code="200",endpoint="/alerts"} 1"#,
+            r#"alertmanager_sipgate_requests_total{code="400",endpoint="/alerts"} 1"#,
+            r#"alertmanager_sipgate_requests_total{code="404",endpoint="other"} 1"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn series_exist_at_zero_before_the_first_event() {
+    let fake = failing_then_ok(204, 0, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let text = app.metrics.render();
+    for line in [
+        r#"alertmanager_sipgate_sms_failed_total{reason="auth",route="critical"} 0"#,
+        r#"alertmanager_sipgate_sms_sent_total{recipient="bob",route="critical"} 0"#,
+        r#"alertmanager_sipgate_sms_suppressed_total{reason="rate_limited",route="warnings"} 0"#,
+        r#"alertmanager_sipgate_alerts_received_total{status="resolved"} 0"#,
+    ] {
+        assert!(text.contains(line), "{line} missing");
+    }
+}
+
+/// A fake Sipgate whose account has the extensions `s0` and `s1`.
+async fn sipgate_account(userinfo: ResponseTemplate, extensions: ResponseTemplate) -> MockServer {
+    let fake = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/authorization/userinfo"))
+        .respond_with(userinfo)
+        .mount(&fake)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/w0/sms"))
+        .respond_with(extensions)
+        .mount(&fake)
+        .await;
+    fake
+}
+
+fn userinfo() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(
+        json!({"sub": "w0", "domain": "sipgate.de", "masterSipId": "0000000", "locale": "de_DE"}),
+    )
+}
+
+fn extensions() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"items": [
+        {"id": "s0", "alias": "SMS", "callerId": "+4915799912345"},
+        {"id": "s1", "alias": "Other", "callerId": "sipgate"}]}))
+}
+
+async fn ready_after_check(app: &TestApp) -> (u16, String) {
+    let started = Instant::now();
+    loop {
+        let (code, text) = app.get("/-/ready").await;
+        if !text.contains("checking") || started.elapsed() > Duration::from_secs(10) {
+            return (code, text);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn checked_config(api_url: &str, sms_id: &str) -> String {
+    fault_config(api_url, "")
+        .replace("check_credentials: false", "check_credentials: true")
+        .replace("sms_id: s0", &format!("sms_id: {sms_id}"))
+}
+
+#[tokio::test]
+async fn ready_when_sipgate_confirms_token_and_extension() {
+    let fake = sipgate_account(userinfo(), extensions()).await;
+    let app = TestApp::start(&checked_config(&fake.uri(), "s1")).await;
+    assert_eq!(
+        ready_after_check(&app).await,
+        (200, "OK (sipgate)\n".to_string())
+    );
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_sipgate_credentials_valid 1\n")
+    );
+    let auth: Vec<_> = fake
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["authorization"].clone())
+        .collect();
+    assert_eq!(auth, vec![AUTHORIZATION, AUTHORIZATION]);
+}
+
+#[tokio::test]
+async fn not_ready_when_sipgate_refuses_the_token() {
+    let fake = sipgate_account(ResponseTemplate::new(401), extensions()).await;
+    let app = TestApp::start(&checked_config(&fake.uri(), "s0")).await;
+    let (code, text) = ready_after_check(&app).await;
+    assert_eq!(code, 503);
+    assert!(text.contains("not ready: Sipgate refused the credentials: Sipgate rejected the credentials: check sipgate.token_id"), "{text}");
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_sipgate_credentials_valid 0\n")
+    );
+}
+
+#[tokio::test]
+async fn not_ready_when_the_account_lacks_the_extension() {
+    let fake = sipgate_account(userinfo(), extensions()).await;
+    let app = TestApp::start(&checked_config(&fake.uri(), "s7")).await;
+    let (code, text) = ready_after_check(&app).await;
+    assert_eq!(code, 503);
+    assert_eq!(
+        text,
+        "not ready: Sipgate refused the credentials: the account has no SMS extension \"s7\" (sipgate.sms_id); it has: s0, s1\n"
+    );
+}
+
+#[tokio::test]
+async fn a_token_that_may_not_list_extensions_only_warns() {
+    let fake = sipgate_account(userinfo(), ResponseTemplate::new(403)).await;
+    let app = TestApp::start(&checked_config(&fake.uri(), "s0")).await;
+    assert_eq!(
+        ready_after_check(&app).await,
+        (200, "OK (sipgate)\n".to_string())
+    );
+}
+
+#[tokio::test]
+async fn not_ready_while_sipgate_cannot_be_asked() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = TestApp::start(&checked_config(&url, "s0")).await;
+    let (code, text) = ready_after_check(&app).await;
+    assert_eq!(code, 503);
+    assert!(
+        text.starts_with("not ready: cannot verify the Sipgate credentials: cannot reach Sipgate"),
+        "{text}"
+    );
+}
+
+/// CI installs Prometheus, so there a missing binary is a failure; elsewhere the test is skipped.
+fn tool(name: &str) -> bool {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed; .ci/run installs it"
+        );
+        eprintln!("skipped: {name} not installed (apt-get install prometheus)");
+    }
+    found
+}
+
+#[tokio::test]
+async fn promtool_finds_nothing_to_complain_about() {
+    if !tool("promtool") {
+        return;
+    }
+    let fake = failing_then_ok(500, 1, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    app.post_alerts(fixture("firing-diskfull.json")).await;
+    app.post_alerts(fixture("resolved-highlatency.json")).await;
+    let (_, text) = app.get("/metrics").await;
+
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_the_service() {
+    if !tool("prometheus") {
+        return;
+    }
+    let fake = failing_then_ok(204, 0, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    assert_eq!(
+        app.post_alerts(fixture("firing-diskfull.json")).await.0,
+        200
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = app.url.trim_start_matches("http://");
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: alertmanager-sipgate\n    static_configs: [{{targets: ['{target}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let query = |q: &'static str| {
+        let url = format!("http://127.0.0.1:{port}/api/v1/query");
+        async move {
+            let encoded: String = q
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            let r = reqwest::get(format!("{url}?query={encoded}")).await.ok()?;
+            let body: serde_json::Value = r.json().await.ok()?;
+            body["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_string)
+        }
+    };
+    let started = Instant::now();
+    let mut up = None;
+    let mut sent = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        up = query(r#"up{job="alertmanager-sipgate"}"#).await;
+        sent = query(r#"sum(alertmanager_sipgate_sms_sent_total{job="alertmanager-sipgate",route="critical"})"#).await;
+        if up.as_deref() == Some("1") && sent.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(up.as_deref(), Some("1"), "target up");
+    assert_eq!(
+        sent.as_deref(),
+        Some("2"),
+        "SMS to alice and bob, as Prometheus sees them"
+    );
+}
