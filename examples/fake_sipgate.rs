@@ -34,6 +34,9 @@ struct Args {
     /// Do not print each SMS (for load tests).
     #[arg(long)]
     quiet: bool,
+    /// Append each accepted SMS to this file as a JSON line (recipient, message, authorization).
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +81,23 @@ async fn send_sms(state: web::Data<State>, request: HttpRequest, body: web::Byte
             "SMS #{n} from {} to {}:\n{}\n",
             sms.sms_id, sms.recipient, sms.message
         );
+    }
+    if let Some(path) = &state.args.record {
+        let line = serde_json::json!({
+            "smsId": sms.sms_id,
+            "recipient": sms.recipient,
+            "message": sms.message,
+            "authorization": request.headers().get("authorization").and_then(|v| v.to_str().ok()),
+        });
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            eprintln!("cannot record to {}: {e}", path.display());
+            return HttpResponse::InternalServerError().finish();
+        }
     }
     HttpResponse::NoContent().finish()
 }

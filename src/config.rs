@@ -60,6 +60,10 @@ impl fmt::Display for ProblemList<'_> {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -171,6 +175,15 @@ pub struct DeliveryConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub max_body_size: usize,
+    /// Credentials callers must present on `/alerts` and `/-/reload`; none when absent.
+    pub auth: Option<InboundAuth>,
+}
+
+/// What Alertmanager's `http_config` can send: HTTP Basic, a bearer token, or either.
+#[derive(Debug, Clone)]
+pub struct InboundAuth {
+    pub basic: Option<(String, Secret)>,
+    pub bearer: Option<Secret>,
 }
 
 #[derive(Debug)]
@@ -260,6 +273,29 @@ struct RawRateLimit {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     max_body_size: Option<String>,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    basic: Option<RawBasicAuth>,
+    bearer: Option<RawBearerAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuth {
+    username: String,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBearerAuth {
+    token: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 /// Where environment overrides come from; tests pass their own instead of touching the process env.
@@ -325,7 +361,7 @@ impl Config {
             &mut problems,
         );
         let delivery = delivery_config(raw.delivery, &mut problems);
-        let server = server_config(raw.server, &mut problems);
+        let server = server_config(raw.server, base, &mut problems);
         match templates {
             Some(templates) if problems.is_empty() => Ok(Config {
                 path: path.to_path_buf(),
@@ -795,7 +831,7 @@ fn delivery_config(raw: RawDelivery, problems: &mut Vec<Problem>) -> DeliveryCon
     }
 }
 
-fn server_config(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
+fn server_config(raw: RawServer, base: &Path, problems: &mut Vec<Problem>) -> ServerConfig {
     let max_body_size = parse_field(
         raw.max_body_size.as_deref(),
         parse_size,
@@ -803,7 +839,71 @@ fn server_config(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
         "server.max_body_size",
         problems,
     );
-    ServerConfig { max_body_size }
+    let auth = raw.auth.map(|auth| {
+        if auth.basic.is_none() && auth.bearer.is_none() {
+            problem(problems, "server.auth", "set basic, bearer or both");
+        }
+        InboundAuth {
+            basic: auth.basic.and_then(|b| {
+                let password = secret_value(
+                    b.password,
+                    b.password_file,
+                    base,
+                    "server.auth.basic.password",
+                    problems,
+                )?;
+                if b.username.is_empty() || b.username.contains(':') {
+                    problem(
+                        problems,
+                        "server.auth.basic.username",
+                        "must be non-empty and must not contain ':'",
+                    );
+                }
+                Some((b.username, password))
+            }),
+            bearer: auth.bearer.and_then(|b| {
+                secret_value(
+                    b.token,
+                    b.token_file,
+                    base,
+                    "server.auth.bearer.token",
+                    problems,
+                )
+            }),
+        }
+    });
+    ServerConfig {
+        max_body_size,
+        auth,
+    }
+}
+
+/// A secret given inline or, better, in a file (relative to the config); exactly one of the two.
+fn secret_value(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    base: &Path,
+    field: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Secret> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            problem(problems, field, "set it or its _file variant, not both");
+            None
+        }
+        (Some(value), None) if !value.is_empty() => Some(Secret(value)),
+        (None, Some(file)) => match read_secret_file(&base.join(file)) {
+            Ok(value) => Some(Secret(value)),
+            Err(e) => {
+                problem(problems, format!("{field}_file"), e);
+                None
+            }
+        },
+        _ => {
+            problem(problems, field, "missing: set it or its _file variant");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Turns Prometheus Alertmanager notifications into SMS sent through the Sipgate REST API.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod compose;
 pub mod config;
 pub mod delivery;
@@ -9,6 +10,7 @@ pub mod ledger;
 pub mod matcher;
 pub mod metrics;
 pub mod payload;
+pub mod probe;
 pub mod ratelimit;
 pub mod routing;
 pub mod server;

@@ -17,7 +17,7 @@ use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server::{self, AppState, Live};
-use alertmanager_sipgate::{health, ledger};
+use alertmanager_sipgate::{health, ledger, probe};
 
 /// Receives Prometheus Alertmanager webhooks and sends them as SMS through the Sipgate REST API.
 #[derive(Parser)]
@@ -64,6 +64,12 @@ enum Command {
     Render {
         /// A webhook body as Alertmanager posts it (JSON).
         payload: PathBuf,
+    },
+    /// Exit 0 when the service answers 200 at URL (for container health checks without curl).
+    Healthcheck {
+        /// What to ask.
+        #[arg(long, default_value = "http://127.0.0.1:9716/-/healthy")]
+        url: String,
     },
 }
 
@@ -130,6 +136,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::CheckConfig) => check_config(&cli.config_file),
         Some(Command::Render { payload }) => render(&cli.config_file, payload),
+        Some(Command::Healthcheck { url }) => {
+            probe::check(url, Duration::from_secs(3)).map_err(Into::into)
+        }
         None => {
             init_logging(cli.log_level, cli.log_format);
             serve(&cli)
@@ -238,7 +247,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    let state = Arc::new(AppState::new(live, deliverer, metrics));
+    let state = Arc::new(AppState::new(live, deliverer, metrics, cli.dry_run));
     sends.spawn(health::watch_credentials(state.clone(), state.current()));
     actix_web::rt::System::new().block_on(async move {
         let server = server::build(state.clone(), listener, grace)?;
@@ -246,6 +255,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         // One deadline for the whole shutdown, counted from the signal: HTTP requests in flight
         // and the SMS sends behind them share it.
         let (stopping, mut stop_requested) = tokio::sync::oneshot::channel::<Instant>();
+        actix_web::rt::spawn(reload_on_sighup(state.clone()));
         actix_web::rt::spawn(async move {
             let signal = shutdown_signal().await;
             let _ = stopping.send(Instant::now() + grace);
@@ -271,6 +281,22 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     })?;
     sends.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// SIGHUP reloads config and templates, as in Prometheus and Alertmanager.
+async fn reload_on_sighup(state: Arc<AppState>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; use POST /-/reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading config");
+        // Failures are logged and counted by the reload itself.
+        let _ = server::reload_and_check(&state);
+    }
 }
 
 /// SIGTERM (service managers, Kubernetes) and SIGINT (Ctrl-C) both stop the service gracefully.

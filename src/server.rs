@@ -1,7 +1,7 @@
 //! The HTTP side: routes, body limits, and the one place where errors become status codes.
 
 use std::net::TcpListener;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -9,13 +9,14 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+use crate::auth;
 use crate::compose;
 use crate::config::Config;
 use crate::delivery::{Deliverer, Outcome, Policy, Sender, SmsReport, SuppressReason};
@@ -56,15 +57,20 @@ pub struct AppState {
     live: RwLock<Arc<Live>>,
     pub deliverer: Deliverer,
     pub metrics: Metrics,
+    force_dry_run: bool,
+    /// One reload at a time, so that two cannot interleave their swaps.
+    reloading: Mutex<()>,
 }
 
 impl AppState {
-    pub fn new(live: Live, deliverer: Deliverer, metrics: Metrics) -> Self {
+    pub fn new(live: Live, deliverer: Deliverer, metrics: Metrics, force_dry_run: bool) -> Self {
         metrics.initialize(&live.config.routes);
         AppState {
             live: RwLock::new(Arc::new(live)),
             deliverer,
             metrics,
+            force_dry_run,
+            reloading: Mutex::new(()),
         }
     }
 
@@ -75,6 +81,55 @@ impl AppState {
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
+
+    /// Reads the config file and templates again. On success the next requests use them while
+    /// those in flight finish on the old ones; on failure the old config stays and the error is
+    /// returned. The caller starts the credential check of the new config.
+    pub fn reload(&self) -> Result<Arc<Live>, String> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.current();
+        let loaded = Config::load(&old.config.path)
+            .map_err(|e| e.to_string())
+            .and_then(|config| Live::new(config, self.force_dry_run).map_err(|e| e.to_string()));
+        let live = match loaded {
+            Ok(live) => Arc::new(live),
+            Err(e) => {
+                self.metrics.config_loaded(false);
+                tracing::error!(error = %e, "config reload failed; keeping the running config");
+                return Err(e);
+            }
+        };
+        let (old_delivery, new_delivery) = (&old.config.delivery, &live.config.delivery);
+        if (old_delivery.max_concurrency, old_delivery.max_pending)
+            != (new_delivery.max_concurrency, new_delivery.max_pending)
+        {
+            tracing::warn!(
+                "delivery.max_concurrency and delivery.max_pending take effect at the next start"
+            );
+        }
+        self.metrics.initialize(&live.config.routes);
+        match self.live.write() {
+            Ok(mut guard) => *guard = live.clone(),
+            Err(poisoned) => *poisoned.into_inner() = live.clone(),
+        }
+        // A new token or account may have fixed what the hold-off waits for.
+        self.deliverer.clear_holdoff();
+        self.metrics.config_loaded(true);
+        tracing::info!(
+            config = %live.config.path.display(),
+            routes = live.config.routes.len(),
+            recipients = live.config.recipients.len(),
+            "config reloaded"
+        );
+        Ok(live)
+    }
+}
+
+/// Reloads and, on success, starts checking the new config's Sipgate credentials.
+pub fn reload_and_check(state: &Arc<AppState>) -> Result<(), String> {
+    let live = state.reload()?;
+    tokio::spawn(health::watch_credentials(state.clone(), live));
+    Ok(())
 }
 
 /// Every way a request can fail before any SMS is attempted.
@@ -88,6 +143,8 @@ pub enum ApiError {
     BodyRead(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("missing or wrong credentials")]
+    Unauthorized { challenges: Vec<&'static str> },
     #[error("not found")]
     NotFound,
 }
@@ -105,6 +162,7 @@ impl ResponseError for ApiError {
             ApiError::Payload(_) | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
         }
     }
@@ -112,8 +170,16 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let message = self.to_string();
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::MethodNotAllowed = self {
-            response.insert_header(("Allow", "POST"));
+        match self {
+            ApiError::MethodNotAllowed => {
+                response.insert_header(("Allow", "POST"));
+            }
+            ApiError::Unauthorized { challenges } => {
+                for challenge in challenges {
+                    response.append_header(("WWW-Authenticate", *challenge));
+                }
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             status: "error",
@@ -150,6 +216,11 @@ pub fn build(
             .route("/metrics", web::get().to(metrics))
             .route("/-/healthy", web::get().to(healthy))
             .route("/-/ready", web::get().to(ready))
+            .service(
+                web::resource("/-/reload")
+                    .route(web::post().to(reload))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .default_service(web::to(not_found))
     })
     .disable_signals()
@@ -193,10 +264,14 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
 
 /// Every notification gets an id that ties its log lines together and comes back in
 /// `X-Request-Id`.
-async fn alerts(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+async fn alerts(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
     let request_id = format!("{:016x}", fastrand::u64(..));
     let span = tracing::info_span!("notification", request_id = %request_id);
-    let mut response = handle_alerts(state, payload)
+    let mut response = handle_alerts(state, request, payload)
         .instrument(span)
         .await
         .unwrap_or_else(|e| e.error_response());
@@ -208,10 +283,12 @@ async fn alerts(state: web::Data<AppState>, payload: web::Payload) -> HttpRespon
 
 async fn handle_alerts(
     state: web::Data<AppState>,
+    request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let live = state.current();
+    authorize(&live, &request)?;
     let body = read_body(payload, live.config.server.max_body_size).await?;
     let notification = match payload::parse_alertmanager(&body) {
         Ok(n) => n,
@@ -305,6 +382,47 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 async fn healthy() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("OK\n")
+}
+
+/// Checks the caller's credentials when the config asks for them.
+fn authorize(live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
+    let Some(required) = &live.config.server.auth else {
+        return Ok(());
+    };
+    let header = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth::accepts(required, header) {
+        Ok(())
+    } else {
+        tracing::warn!(
+            peer = %request.peer_addr().map_or_else(String::new, |a| a.ip().to_string()),
+            path = request.path(),
+            "request refused: missing or wrong credentials"
+        );
+        Err(ApiError::Unauthorized {
+            challenges: auth::challenges(required),
+        })
+    }
+}
+
+async fn reload(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state.current(), &request)?;
+    let state = state.into_inner();
+    Ok(match reload_and_check(&state) {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("config reloaded\n"),
+        Err(e) => HttpResponse::InternalServerError()
+            .content_type("text/plain")
+            .body(format!(
+                "config reload failed, keeping the running config: {e}\n"
+            )),
+    })
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {

@@ -12,6 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 struct Service {
     child: Child,
     url: String,
+    config: std::path::PathBuf,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -48,6 +49,7 @@ impl Service {
         Service {
             child,
             url,
+            config,
             log,
             _dir: dir,
         }
@@ -306,4 +308,71 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_notification() {
     assert_eq!(of_request[2]["alerts"], 1);
     assert_eq!(of_request[2]["outcome"], "success");
     assert!(of_request[2]["duration_ms"].is_u64());
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_and_a_bad_one_is_refused() {
+    let fake = slow_sipgate(Duration::ZERO).await;
+    let yaml = fault_config(&fake.uri(), "");
+    let mut service = Service::start(&yaml).await;
+    let metrics = || async {
+        reqwest::get(format!("{}/metrics", service.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let hangup = |pid: u32| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+
+    std::fs::write(&service.config, yaml.replace("to: [alice]", "to: [nobody]")).unwrap();
+    hangup(service.child.id());
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = metrics().await;
+        if text.contains("alertmanager_sipgate_config_last_reload_successful 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        text.contains("alertmanager_sipgate_config_last_reload_successful 0"),
+        "{text}"
+    );
+
+    std::fs::write(&service.config, yaml.replace("to: [alice]", "to: [bob]")).unwrap();
+    hangup(service.child.id());
+    for _ in 0..100 {
+        text = metrics().await;
+        if text.contains("alertmanager_sipgate_config_last_reload_successful 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        text.contains("alertmanager_sipgate_config_last_reload_successful 1"),
+        "{text}"
+    );
+    assert_eq!(post(&service.url).await.unwrap(), 200);
+    assert_eq!(
+        requests_per_recipient(&fake).await,
+        [(BOB.to_string(), 1)].into()
+    );
+
+    service.terminate();
+    service.wait_for_exit(Duration::from_secs(15)).await;
+    let log = service.log();
+    assert!(
+        log.contains("config reload failed; keeping the running config"),
+        "{log}"
+    );
+    assert!(log.contains("message=\"config reloaded\""), "{log}");
 }

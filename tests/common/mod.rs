@@ -60,6 +60,7 @@ routes:
 
 pub struct TestApp {
     pub url: String,
+    pub config_path: std::path::PathBuf,
     pub state: Arc<AppState>,
     pub metrics: Metrics,
     pub http: reqwest::Client,
@@ -83,7 +84,7 @@ impl TestApp {
         let live = Live::new(config, false).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(AppState::new(live, deliverer, metrics.clone()));
+        let state = Arc::new(AppState::new(live, deliverer, metrics.clone(), false));
         let server = server::build(state.clone(), listener, Duration::from_secs(5)).unwrap();
         tokio::spawn(server);
         tokio::spawn(alertmanager_sipgate::health::watch_credentials(
@@ -92,6 +93,7 @@ impl TestApp {
         ));
         TestApp {
             url,
+            config_path: path,
             state,
             metrics,
             http: reqwest::Client::new(),

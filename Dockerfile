@@ -1,0 +1,62 @@
+# alertmanager-sipgate container image.
+#
+#   docker build --build-arg REVISION="$(git rev-parse --short HEAD)" -t alertmanager-sipgate .
+#   docker run -p 9716:9716 -e SIPGATE_TOKEN_ID -e SIPGATE_TOKEN \
+#     -v "$PWD/examples/config.yml:/etc/alertmanager-sipgate/config.yml:ro" \
+#     -v "$PWD/examples/templates:/etc/alertmanager-sipgate/templates:ro" \
+#     alertmanager-sipgate
+#
+# Mount the config file at /etc/alertmanager-sipgate/config.yml; relative paths in it
+# (templates.dir, *_file) resolve against that folder, so mount templates beside it.
+# Without Sipgate credentials the service runs in dry-run mode and sends nothing.
+
+FROM rust:1.95-bookworm AS builder
+WORKDIR /build
+
+# Dependencies in their own layer, rebuilt only when the manifest or lock file change.
+# Cargo refuses a manifest whose declared targets have no source file, so the bench and
+# example get stubs too; they are never built here.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches examples \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && echo 'fn main() {}' > benches/pipeline.rs \
+ && echo 'fn main() {}' > examples/fake_sipgate.rs \
+ && cargo build --release --locked \
+ && rm -rf src
+
+# Built-in templates are compiled into the binary.
+COPY templates ./templates
+COPY src ./src
+
+# Declared here so that a new revision does not invalidate the dependency layer.
+ARG REVISION=unknown
+# COPY may keep mtimes older than the stub build; touching makes cargo rebuild the crate.
+RUN touch src/lib.rs src/main.rs \
+ && ALERTMANAGER_SIPGATE_REVISION="${REVISION}" cargo build --release --locked \
+ && install -D -m 0755 target/release/alertmanager-sipgate /out/alertmanager-sipgate
+
+# glibc, libgcc and CA certificates (for the Sipgate API over TLS), no shell.
+FROM gcr.io/distroless/cc-debian12:nonroot
+
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="alertmanager-sipgate" \
+      org.opencontainers.image.description="Prometheus Alertmanager webhook receiver that sends SMS through the Sipgate REST API" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12:nonroot"
+
+COPY --from=builder /out/alertmanager-sipgate /usr/local/bin/alertmanager-sipgate
+
+# The distroless `nonroot` user, numeric so that Kubernetes can verify runAsNonRoot.
+USER 65532:65532
+EXPOSE 9716
+
+# No shell or curl in the image: the binary probes its own /-/healthy endpoint.
+# With another --web.listen-address, override it in exec form (there is no shell),
+# e.g. compose `test: ["CMD", "/usr/local/bin/alertmanager-sipgate", "healthcheck", "--url", URL]`.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/alertmanager-sipgate", "healthcheck"]
+
+ENTRYPOINT ["/usr/local/bin/alertmanager-sipgate"]
+CMD ["--config.file=/etc/alertmanager-sipgate/config.yml"]

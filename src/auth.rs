@@ -1,0 +1,110 @@
+//! Inbound authentication as Alertmanager's `http_config` sends it: HTTP Basic or a bearer token.
+
+use base64::Engine;
+
+use crate::config::InboundAuth;
+
+/// Whether the `Authorization` header value carries credentials that `auth` accepts.
+pub fn accepts(auth: &InboundAuth, header: Option<&str>) -> bool {
+    let Some(header) = header else {
+        return false;
+    };
+    let (scheme, value) = header.trim().split_once(' ').unwrap_or((header, ""));
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Some((user, password)) = &auth.basic else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(value) else {
+            return false;
+        };
+        let expected = format!("{user}:{}", password.expose());
+        constant_time_eq(&decoded, expected.as_bytes())
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        auth.bearer
+            .as_ref()
+            .is_some_and(|token| constant_time_eq(value.as_bytes(), token.expose().as_bytes()))
+    } else {
+        false
+    }
+}
+
+/// The `WWW-Authenticate` challenges to send with a 401, one per accepted scheme.
+pub fn challenges(auth: &InboundAuth) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if auth.basic.is_some() {
+        out.push(r#"Basic realm="alertmanager-sipgate", charset="UTF-8""#);
+    }
+    if auth.bearer.is_some() {
+        out.push(r#"Bearer realm="alertmanager-sipgate""#);
+    }
+    out
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell an
+/// attacker how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn both() -> InboundAuth {
+        InboundAuth {
+            basic: Some(("alertmanager".into(), Secret::new("s3cret"))),
+            bearer: Some(Secret::new("t0ken")),
+        }
+    }
+
+    #[test]
+    fn accepts_the_right_basic_and_bearer_credentials() {
+        let auth = both();
+        // base64("alertmanager:s3cret"), as Alertmanager 0.25 sent it in the captured requests.
+        assert!(accepts(&auth, Some("Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==")));
+        assert!(accepts(&auth, Some("basic YWxlcnRtYW5hZ2VyOnMzY3JldA==")));
+        assert!(accepts(&auth, Some("Bearer t0ken")));
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        let auth = both();
+        for header in [
+            None,
+            Some(""),
+            Some("Basic"),
+            Some("Basic !!!"),
+            Some("Basic YWxlcnRtYW5hZ2VyOnMzY3JldA"),
+            Some("Basic YWxlcnRtYW5hZ2VyOndyb25n"),
+            Some("Bearer t0ke"),
+            Some("Bearer t0ken2"),
+            Some("Token t0ken"),
+        ] {
+            assert!(!accepts(&auth, header), "{header:?}");
+        }
+        let basic_only = InboundAuth {
+            bearer: None,
+            ..both()
+        };
+        assert!(!accepts(&basic_only, Some("Bearer t0ken")));
+        assert_eq!(challenges(&basic_only).len(), 1);
+        assert_eq!(challenges(&both()).len(), 2);
+    }
+
+    #[test]
+    fn constant_time_eq_is_plain_equality() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

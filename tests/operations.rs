@@ -1,0 +1,243 @@
+//! Operating the service: config reload (endpoint and SIGHUP) and inbound authentication.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn metric(app: &TestApp, name: &str) -> f64 {
+    app.metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+async fn reload(app: &TestApp) -> (u16, String) {
+    let response = app
+        .http
+        .post(format!("{}/-/reload", app.url))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_good_reload_changes_routing_for_the_next_notification() {
+    let fake = failing_then_ok(204, 0, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let before = metric(
+        &app,
+        "alertmanager_sipgate_config_last_reload_success_timestamp_seconds",
+    );
+
+    let changed = fault_config(&fake.uri(), "").replace(
+        "    to: [alice]\n    template: compact",
+        "    to: [bob]\n    template: compact",
+    );
+    std::fs::write(&app.config_path, changed).unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(reload(&app).await, (200, "config reloaded\n".to_string()));
+
+    let (code, body) = app.post_alerts(fixture("firing-highlatency.json")).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["sms"][0]["recipient"], "bob");
+    assert_eq!(
+        requests_per_recipient(&fake).await,
+        [(BOB.to_string(), 1)].into()
+    );
+    assert_eq!(
+        metric(&app, "alertmanager_sipgate_config_last_reload_successful"),
+        1.0
+    );
+    assert!(
+        metric(
+            &app,
+            "alertmanager_sipgate_config_last_reload_success_timestamp_seconds"
+        ) > before
+    );
+}
+
+#[tokio::test]
+async fn a_bad_reload_keeps_the_running_config_and_says_so() {
+    let fake = failing_then_ok(204, 0, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let before = metric(
+        &app,
+        "alertmanager_sipgate_config_last_reload_success_timestamp_seconds",
+    );
+
+    let broken = fault_config(&fake.uri(), "").replace("to: [alice]", "to: [mallory]");
+    std::fs::write(&app.config_path, broken).unwrap();
+    let (code, text) = reload(&app).await;
+
+    assert_eq!(code, 500);
+    assert!(
+        text.starts_with("config reload failed, keeping the running config: invalid config file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[1].to[0]: unknown recipient or group \"mallory\""),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&app, "alertmanager_sipgate_config_last_reload_successful"),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &app,
+            "alertmanager_sipgate_config_last_reload_success_timestamp_seconds"
+        ),
+        before
+    );
+    let (code, body) = app.post_alerts(fixture("firing-highlatency.json")).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        body["sms"][0]["recipient"], "alice",
+        "old routing still in force"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_during_a_slow_send_does_not_disturb_it() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_millis(800)))
+        .mount(&fake)
+        .await;
+    let app = Arc::new(TestApp::start(&fault_config(&fake.uri(), "")).await);
+
+    let in_flight = tokio::spawn({
+        let app = app.clone();
+        async move { app.post_alerts(fixture("firing-highlatency.json")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let changed = fault_config(&fake.uri(), "").replace("name: warnings", "name: renamed");
+    std::fs::write(&app.config_path, changed).unwrap();
+    assert_eq!(reload(&app).await.0, 200);
+
+    let (code, body) = in_flight.await.unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(
+        body["sms"][0]["route"], "warnings",
+        "finished on the config it started with"
+    );
+    assert_eq!(
+        requests_per_recipient(&fake).await,
+        [(ALICE.to_string(), 1)].into()
+    );
+    let (_, body) = app.post_alerts(fixture("firing-diskfull.json")).await;
+    assert_eq!(body["sms"][0]["route"], "critical");
+    let (_, body) = app.post_alerts(fixture("firing-highlatency.json")).await;
+    assert_eq!(
+        body["sms"][0]["reason"], "duplicate",
+        "the ledger outlives the reload"
+    );
+}
+
+fn auth_config(api_url: &str, dir: &std::path::Path) -> String {
+    std::fs::write(dir.join("am-password"), "s3cret\n").unwrap();
+    format!(
+        "{}server:\n  auth:\n    basic: {{username: alertmanager, password_file: {}}}\n    bearer: {{token: t0ken}}\n",
+        fault_config(api_url, ""),
+        dir.join("am-password").display()
+    )
+}
+
+#[tokio::test]
+async fn inbound_auth_refuses_missing_and_wrong_credentials() {
+    let fake = failing_then_ok(204, 0, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(&auth_config(&fake.uri(), dir.path())).await;
+
+    for header in [
+        None,
+        Some("Basic YWxlcnRtYW5hZ2VyOndyb25n"),
+        Some("Bearer wrong"),
+        Some("Bearer"),
+    ] {
+        let mut request = app
+            .http
+            .post(format!("{}/alerts", app.url))
+            .body(fixture("firing-diskfull.json"));
+        if let Some(h) = header {
+            request = request.header("Authorization", h);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{header:?}");
+        let challenges: Vec<_> = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            challenges,
+            vec![
+                r#"Basic realm="alertmanager-sipgate", charset="UTF-8""#,
+                r#"Bearer realm="alertmanager-sipgate""#
+            ]
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"status": "error", "error": "missing or wrong credentials"})
+        );
+    }
+    let reload = app
+        .http
+        .post(format!("{}/-/reload", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 401, "reload is protected too");
+    assert!(
+        fake.received_requests().await.unwrap().is_empty(),
+        "nothing was sent"
+    );
+    for open in ["/metrics", "/-/healthy", "/-/ready"] {
+        assert_eq!(app.get(open).await.0, 200, "{open} needs no credentials");
+    }
+}
+
+#[tokio::test]
+async fn inbound_auth_accepts_the_right_basic_and_bearer_credentials() {
+    let fake = failing_then_ok(204, 0, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(&auth_config(&fake.uri(), dir.path())).await;
+
+    // The header Alertmanager 0.25 sent for basic_auth alertmanager / s3cret.
+    let basic = app
+        .http
+        .post(format!("{}/alerts", app.url))
+        .header("Authorization", "Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==")
+        .body(fixture("firing-diskfull.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 200);
+    let bearer = app
+        .http
+        .post(format!("{}/alerts", app.url))
+        .header("Authorization", "Bearer t0ken")
+        .body(fixture("firing-highlatency.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200);
+    let reload = app
+        .http
+        .post(format!("{}/-/reload", app.url))
+        .header("Authorization", "Bearer t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    assert_eq!(fake.received_requests().await.unwrap().len(), 3);
+}
