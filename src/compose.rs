@@ -97,10 +97,12 @@ impl Composer<'_> {
         let mut alerts = self.delivery.alerts.clone();
         alerts.sort_by_key(|a| a.status == AlertStatus::Resolved);
         let total = alerts.len();
+        // Alerts the sender (Alertmanager's max_alerts) or the input limits left out.
+        let dropped = usize::try_from(self.notification.truncated_alerts).unwrap_or(usize::MAX);
         let fits = |text: &str| sms::measure(text).segments <= budget;
         let with_more = |shown: usize| {
             let text = self.render(&alerts[..shown], &alerts);
-            let text = more_marker(&text, total - shown)
+            let text = more_marker(&text, (total - shown).saturating_add(dropped))
                 .map_or_else(|| text.clone(), |marker| format!("{text}{marker}"));
             self.encode(text)
         };
@@ -128,7 +130,7 @@ impl Composer<'_> {
             Encoding::Gsm7 => "...",
             Encoding::Ucs2 => "…",
         };
-        match more_marker(&first, total - 1) {
+        match more_marker(&first, (total - 1).saturating_add(dropped)) {
             Some(more) => sms::shorten_with_marker(&first, budget, &format!("{ellipsis}{more}")),
             None => sms::truncate_to_segments(&first, budget, ellipsis),
         }

@@ -175,6 +175,8 @@ pub struct DeliveryConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub max_body_size: usize,
+    /// Alerts kept per notification; the rest show as `+N more`.
+    pub max_alerts: usize,
     /// Credentials callers must present on `/alerts` and `/-/reload`; none when absent.
     pub auth: Option<InboundAuth>,
 }
@@ -273,6 +275,7 @@ struct RawRateLimit {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     max_body_size: Option<String>,
+    max_alerts: Option<usize>,
     auth: Option<RawAuth>,
 }
 
@@ -872,8 +875,17 @@ fn server_config(raw: RawServer, base: &Path, problems: &mut Vec<Problem>) -> Se
             }),
         }
     });
+    let max_alerts = raw.max_alerts.unwrap_or(1000);
+    if !(1..=100_000).contains(&max_alerts) {
+        problem(
+            problems,
+            "server.max_alerts",
+            format!("must be between 1 and 100000, got {max_alerts}"),
+        );
+    }
     ServerConfig {
         max_body_size,
+        max_alerts,
         auth,
     }
 }

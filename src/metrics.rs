@@ -27,6 +27,8 @@ pub struct Metrics {
     pub sms_suppressed: IntCounterVec,
     pub sms_segments: IntCounterVec,
     pub sipgate_request_duration: Histogram,
+    pub input_truncated: IntCounterVec,
+    pub panics: prometheus::IntCounter,
     pub config_last_reload_successful: IntGauge,
     pub sipgate_credentials_valid: IntGauge,
     pub config_last_reload_success_timestamp: Gauge,
@@ -75,6 +77,16 @@ impl Metrics {
             "Billed SMS segments accepted by Sipgate, by route.",
             &["route"],
         )?;
+        let input_truncated = counter(
+            "input_truncated_total",
+            "Parts of notifications cut by the input limits: alerts over server.max_alerts, overlong values.",
+            &["what"],
+        )?;
+        let panics = prometheus::IntCounter::with_opts(opts(
+            "panics_total",
+            "Requests that hit a bug and were answered 500; the process lived on.",
+        ))?;
+        registry.register(Box::new(panics.clone()))?;
         let sipgate_request_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "sipgate_request_duration_seconds",
@@ -123,6 +135,8 @@ impl Metrics {
             sms_suppressed,
             sms_segments,
             sipgate_request_duration,
+            input_truncated,
+            panics,
             config_last_reload_successful,
             config_last_reload_success_timestamp,
             sipgate_credentials_valid,
@@ -134,6 +148,9 @@ impl Metrics {
     pub fn initialize(&self, routes: &[crate::config::Route]) {
         for status in ["firing", "resolved"] {
             self.alerts_received.with_label_values(&[status]);
+        }
+        for what in ["alerts", "values"] {
+            self.input_truncated.with_label_values(&[what]);
         }
         self.sms_suppressed
             .with_label_values(&["", SuppressReason::NoRoute.as_str()]);

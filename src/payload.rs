@@ -123,6 +123,67 @@ fn real_time(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     t.filter(|t| t.year() > 1)
 }
 
+/// Longest label value kept; longer ones are cut, ending in `...`. Label values name things and
+/// have no business being this long; the cap keeps rendering and matching cheap.
+pub const MAX_LABEL_VALUE: usize = 1024;
+/// Longest annotation value kept (summaries and descriptions may be wordy).
+pub const MAX_ANNOTATION_VALUE: usize = 4096;
+
+/// What `Notification::limit` cut, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    pub alerts: usize,
+    pub values: usize,
+}
+
+impl Notification {
+    /// Keeps at most `max_alerts` alerts (the rest count as truncated, like Alertmanager's own
+    /// `max_alerts`, and show as `+N more`) and cuts overlong label and annotation values.
+    pub fn limit(&mut self, max_alerts: usize) -> Cut {
+        let mut cut = Cut::default();
+        if self.alerts.len() > max_alerts {
+            cut.alerts = self.alerts.len() - max_alerts;
+            self.alerts.truncate(max_alerts);
+            self.truncated_alerts = self.truncated_alerts.saturating_add(cut.alerts as u64);
+        }
+        let maps = self.alerts.iter_mut().flat_map(|a| {
+            [
+                (&mut a.labels, MAX_LABEL_VALUE),
+                (&mut a.annotations, MAX_ANNOTATION_VALUE),
+            ]
+        });
+        let shared = [
+            (&mut self.group_labels, MAX_LABEL_VALUE),
+            (&mut self.common_labels, MAX_LABEL_VALUE),
+            (&mut self.common_annotations, MAX_ANNOTATION_VALUE),
+        ];
+        for (map, max) in maps.chain(shared) {
+            for value in map.values_mut() {
+                if shorten(value, max) {
+                    cut.values += 1;
+                }
+            }
+        }
+        cut
+    }
+}
+
+/// Cuts `value` to `max` characters, the last three `...`; whether it had to.
+fn shorten(value: &mut String, max: usize) -> bool {
+    match value.char_indices().nth(max) {
+        None => false,
+        Some(_) => {
+            let keep = value
+                .char_indices()
+                .nth(max.saturating_sub(3))
+                .map_or(value.len(), |(i, _)| i);
+            value.truncate(keep);
+            value.push_str("...");
+            true
+        }
+    }
+}
+
 /// Parses an Alertmanager webhook body. Content-Type is not looked at: the body must be JSON.
 pub fn parse_alertmanager(body: &[u8]) -> Result<Notification, PayloadError> {
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -246,6 +307,53 @@ mod tests {
                 .starts_with("invalid payload at `alerts[0].labels.a`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn limits_alerts_and_value_lengths() {
+        let mut n = parse_alertmanager(FIRING).unwrap();
+        n.alerts = vec![n.alerts[0].clone(); 5];
+        n.alerts[1]
+            .labels
+            .insert("long".into(), "é".repeat(MAX_LABEL_VALUE + 1));
+        n.alerts[2]
+            .annotations
+            .insert("summary".into(), "x".repeat(MAX_ANNOTATION_VALUE));
+        let cut = n.limit(3);
+        assert_eq!(
+            cut,
+            Cut {
+                alerts: 2,
+                values: 1
+            }
+        );
+        assert_eq!(n.alerts.len(), 3);
+        assert_eq!(n.truncated_alerts, 2);
+        let long = &n.alerts[1].labels["long"];
+        assert_eq!(long.chars().count(), MAX_LABEL_VALUE);
+        assert!(long.ends_with("é..."));
+        assert_eq!(
+            n.alerts[2].annotations["summary"].len(),
+            MAX_ANNOTATION_VALUE
+        );
+    }
+
+    #[test]
+    fn deep_nesting_never_overflows_the_stack() {
+        let nested = |prefix: &[u8], suffix: &[u8]| {
+            let mut body = prefix.to_vec();
+            body.extend(std::iter::repeat_n(b'[', 100_000));
+            body.extend(std::iter::repeat_n(b']', 100_000));
+            body.extend_from_slice(suffix);
+            body
+        };
+        // In an unknown field it is skipped, like any unknown field.
+        let n = parse_alertmanager(&nested(br#"{"status":"firing","alerts":[],"x":"#, b"}"));
+        assert!(n.is_ok());
+        let err = parse_alertmanager(&nested(br#"{"status":"firing","alerts":"#, b"}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("invalid payload at `alerts[0]"), "{err}");
     }
 
     #[test]

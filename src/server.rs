@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -141,6 +141,10 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("cannot read request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("internal error; the request was not processed, please retry")]
+    Panic,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("missing or wrong credentials")]
@@ -161,6 +165,9 @@ impl ResponseError for ApiError {
             // Malformed input will not get better by retrying, so Alertmanager must not retry it.
             ApiError::Payload(_) | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            // A bug, not the caller's fault: 5xx, so that Alertmanager retries.
+            ApiError::Panic => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -262,6 +269,23 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
     Ok(body)
 }
 
+/// Runs a request to its end; a panic inside it (a bug) becomes `Err` instead of taking the
+/// worker down with the connection. SMS already handed to the sender still complete.
+pub async fn contain_panics<F: std::future::Future>(future: F) -> Result<F::Output, ()> {
+    match std::panic::AssertUnwindSafe(future).catch_unwind().await {
+        Ok(output) => Ok(output),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %message, "bug: a request panicked; answered 500");
+            Err(())
+        }
+    }
+}
+
 /// Every notification gets an id that ties its log lines together and comes back in
 /// `X-Request-Id`.
 async fn alerts(
@@ -271,10 +295,15 @@ async fn alerts(
 ) -> HttpResponse {
     let request_id = format!("{:016x}", fastrand::u64(..));
     let span = tracing::info_span!("notification", request_id = %request_id);
-    let mut response = handle_alerts(state, request, payload)
-        .instrument(span)
-        .await
-        .unwrap_or_else(|e| e.error_response());
+    let metrics = state.metrics.clone();
+    let handled = contain_panics(handle_alerts(state, request, payload).instrument(span)).await;
+    let mut response = match handled {
+        Ok(result) => result.unwrap_or_else(|e| e.error_response()),
+        Err(()) => {
+            metrics.panics.inc();
+            ApiError::Panic.error_response()
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
@@ -289,14 +318,32 @@ async fn handle_alerts(
     let started = Instant::now();
     let live = state.current();
     authorize(&live, &request)?;
-    let body = read_body(payload, live.config.server.max_body_size).await?;
-    let notification = match payload::parse_alertmanager(&body) {
+    // A client that trickles its body in (slow loris) gets until the response deadline.
+    let body = tokio::time::timeout(
+        live.config.delivery.response_deadline,
+        read_body(payload, live.config.server.max_body_size),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout)??;
+    let mut notification = match payload::parse_alertmanager(&body) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "rejected notification");
             return Err(e.into());
         }
     };
+    drop(body);
+    let cut = notification.limit(live.config.server.max_alerts);
+    for (what, count) in [("alerts", cut.alerts), ("values", cut.values)] {
+        if count > 0 {
+            state
+                .metrics
+                .input_truncated
+                .with_label_values(&[what])
+                .inc_by(count as u64);
+            tracing::warn!(what, count, "notification cut to the input limits");
+        }
+    }
     for status in [AlertStatus::Firing, AlertStatus::Resolved] {
         let count = notification.count(status);
         if count > 0 {
@@ -442,4 +489,19 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_error_instead_of_unwinding_further() {
+        fn buggy() -> u8 {
+            panic!("boom")
+        }
+        let panicked = contain_panics(async { buggy() }).await;
+        assert_eq!(panicked, Err(()));
+        assert_eq!(contain_panics(async { 7 }).await, Ok(7));
+    }
 }

@@ -57,7 +57,8 @@ pub struct MessageData<'a> {
     pub num_firing: usize,
     pub num_resolved: usize,
     pub num_alerts: usize,
-    /// Alerts left out of `alerts` to fit the budget; the SMS ends with `+N more` for them.
+    /// Alerts left out of `alerts`, to fit the budget or by the sender; the SMS ends with
+    /// `+N more` for them.
     pub omitted: usize,
     pub group_labels: &'a Labels,
     pub common_labels: &'a Labels,
@@ -128,7 +129,9 @@ impl<'a> MessageData<'a> {
             num_firing,
             num_resolved: all_count - num_firing,
             num_alerts: all_count,
-            omitted: all_count - shown_count,
+            omitted: (all_count - shown_count).saturating_add(
+                usize::try_from(notification.truncated_alerts).unwrap_or(usize::MAX),
+            ),
             receiver: &notification.receiver,
             group_key: &notification.group_key,
             external_url: &notification.external_url,

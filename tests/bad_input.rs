@@ -1,4 +1,5 @@
-//! Input the service must refuse with a clear answer, without sending anything or falling over.
+//! Hostile and broken input: a clear answer for what cannot be used, limits for what is too big,
+//! label values that stay data, and a service that answers afterwards.
 
 mod common;
 
@@ -121,4 +122,166 @@ async fn service_keeps_answering_after_bad_input() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// The shared config with room for big bodies, so that the alert and value limits are reached.
+async fn roomy_app() -> (TestApp, MockServer) {
+    let fake = failing_then_ok(204, 0, None).await;
+    let yaml = format!(
+        "{}server:\n  max_body_size: 32MiB\n",
+        fault_config(&fake.uri(), "  response_deadline: 10s\n")
+            .replace("  response_deadline: 1s\n", "")
+    );
+    (TestApp::start(&yaml).await, fake)
+}
+
+fn warning_alert(i: usize, labels: serde_json::Value) -> serde_json::Value {
+    let mut l = json!({"alertname": format!("A{i}"), "severity": "warning", "service": "api"});
+    if let (Some(l), Some(extra)) = (l.as_object_mut(), labels.as_object()) {
+        l.extend(extra.clone());
+    }
+    json!({"status": "firing", "labels": l, "fingerprint": format!("{i:016x}")})
+}
+
+async fn sent_text(fake: &MockServer) -> Vec<String> {
+    sent_sms(fake)
+        .await
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_alerts_are_cut_to_the_limit_and_said_so() {
+    let (app, fake) = roomy_app().await;
+    let alerts: Vec<_> = (0..100_000).map(|i| warning_alert(i, json!({}))).collect();
+    let body = json!({"status": "firing", "alerts": alerts}).to_string();
+
+    let (status, _) = app.post_alerts(body).await;
+
+    assert_eq!(status, 200);
+    let texts = sent_text(&fake).await;
+    assert_eq!(texts.len(), 1);
+    let text = &texts[0];
+    assert!(text.starts_with("FIRING A0, A1, "), "{text}");
+    let shown = text.matches(", ").count() + 1;
+    assert!(
+        text.ends_with(&format!(" +{} more", 100_000 - shown)),
+        "{text}"
+    );
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_input_truncated_total{what=\"alerts\"} 99000")
+    );
+}
+
+#[tokio::test]
+async fn megabyte_label_values_are_cut_and_the_sms_still_fits() {
+    let (app, fake) = roomy_app().await;
+    let huge = "x".repeat(1 << 20);
+    let body = json!({"status": "firing", "alerts": [warning_alert(1, json!({"instance": huge}))]});
+
+    let (status, answer) = app.post_alerts(body.to_string()).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(answer["sms"][0]["segments"], 1);
+    let text = &sent_text(&fake).await[0];
+    assert!(
+        text.starts_with("FIRING A1@xxxx") && text.ends_with("..."),
+        "{text}"
+    );
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_input_truncated_total{what=\"values\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn template_syntax_newlines_and_nuls_in_labels_are_just_text() {
+    let (app, fake) = roomy_app().await;
+    let body = json!({"status": "firing", "alerts": [
+        warning_alert(1, json!({"alertname": "{{#each x}}boom{{/each}}", "instance": "a\nb\u{0}c}}"}))
+    ]});
+
+    let (status, _) = app.post_alerts(body.to_string()).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(
+        sent_text(&fake).await,
+        vec!["FIRING {{#each x}}boom{{/each}}@a\nb\u{0}c}}".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_clear_answers_and_the_service_lives_on() {
+    let (app, fake) = app().await;
+    let nested = format!(
+        r#"{{"status":"firing","alerts":{}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("truncated JSON", fixture("firing-diskfull.json")[..300].to_vec(), 400),
+        ("10 MiB body", vec![b'{'; 10 << 20], 413),
+        ("deeply nested JSON", nested.into_bytes(), 400),
+        ("invalid UTF-8", b"{\"status\":\"firing\",\"alerts\":[{\"status\":\"firing\",\"labels\":{\"a\":\"\xff\xfe\"}}]}".to_vec(), 400),
+        ("a number for a label", br#"{"status":"firing","alerts":[{"status":"firing","labels":{"a":1}}]}"#.to_vec(), 400),
+        ("an array for the body", b"[]".to_vec(), 400),
+    ];
+    for (what, body, expected) in cases {
+        let response = app
+            .http
+            .post(format!("{}/alerts", app.url))
+            .header("Content-Type", "text/plain")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{what}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["status"], "error", "{what}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}"
+        );
+    }
+    // A wrong Content-Type on a good body is fine: Alertmanager's is right, others vary.
+    let response = app
+        .http
+        .post(format!("{}/alerts", app.url))
+        .header("Content-Type", "text/plain")
+        .body(fixture("firing-diskfull.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(fake.received_requests().await.unwrap().len(), 2);
+    assert_eq!(app.get("/-/healthy").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fake = failing_then_ok(204, 0, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let mut stream = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"status\"")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("the server gave up on the slow body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("the request body did not arrive in time"),
+        "{answer}"
+    );
 }
