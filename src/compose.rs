@@ -231,6 +231,7 @@ mod tests {
             ends_at: None,
             generator_url: String::new(),
             fingerprint: format!("{i:016x}"),
+            extras: Default::default(),
         }
     }
 
@@ -245,6 +246,7 @@ mod tests {
             common_annotations: Labels::new(),
             external_url: String::new(),
             truncated_alerts: 0,
+            extras: Default::default(),
             alerts,
         }
     }

@@ -179,6 +179,16 @@ pub struct ServerConfig {
     pub max_alerts: usize,
     /// Credentials callers must present on `/alerts` and `/-/reload`; none when absent.
     pub auth: Option<InboundAuth>,
+    /// When set, Grafana notifications must carry a valid `X-Grafana-Alerting-Signature`.
+    pub grafana_hmac: Option<GrafanaHmac>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GrafanaHmac {
+    pub secret: Secret,
+    /// The header in which Grafana sends the timestamp that is part of the signed text, if set
+    /// in Grafana's contact point.
+    pub timestamp_header: Option<String>,
 }
 
 /// What Alertmanager's `http_config` can send: HTTP Basic, a bearer token, or either.
@@ -277,6 +287,9 @@ struct RawServer {
     max_body_size: Option<String>,
     max_alerts: Option<usize>,
     auth: Option<RawAuth>,
+    grafana_hmac_secret: Option<String>,
+    grafana_hmac_secret_file: Option<PathBuf>,
+    grafana_hmac_timestamp_header: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -883,10 +896,34 @@ fn server_config(raw: RawServer, base: &Path, problems: &mut Vec<Problem>) -> Se
             format!("must be between 1 and 100000, got {max_alerts}"),
         );
     }
+    let grafana_hmac =
+        if raw.grafana_hmac_secret.is_some() || raw.grafana_hmac_secret_file.is_some() {
+            secret_value(
+                raw.grafana_hmac_secret,
+                raw.grafana_hmac_secret_file,
+                base,
+                "server.grafana_hmac_secret",
+                problems,
+            )
+            .map(|secret| GrafanaHmac {
+                secret,
+                timestamp_header: raw.grafana_hmac_timestamp_header,
+            })
+        } else {
+            if raw.grafana_hmac_timestamp_header.is_some() {
+                problem(
+                    problems,
+                    "server.grafana_hmac_timestamp_header",
+                    "needs server.grafana_hmac_secret or grafana_hmac_secret_file",
+                );
+            }
+            None
+        };
     ServerConfig {
         max_body_size,
         max_alerts,
         auth,
+        grafana_hmac,
     }
 }
 

@@ -179,6 +179,7 @@ mod tests {
             ends_at: None,
             generator_url: String::new(),
             fingerprint: fingerprint.to_string(),
+            extras: Default::default(),
         }
     }
 

@@ -36,14 +36,58 @@ impl AlertStatus {
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Alertmanager,
+    Grafana,
+    Healthchecks,
 }
 
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Alertmanager => "alertmanager",
+            Source::Grafana => "grafana",
+            Source::Healthchecks => "healthchecks",
         }
     }
+}
+
+/// What Grafana adds to an alert; empty for other senders.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertExtras {
+    /// Query results by ref id; Grafana may send `null`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub values: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub value_string: String,
+    #[serde(default, rename = "silenceURL")]
+    pub silence_url: String,
+    #[serde(default, rename = "dashboardURL")]
+    pub dashboard_url: String,
+    #[serde(default, rename = "panelURL")]
+    pub panel_url: String,
+}
+
+/// What Grafana adds to a notification; empty for other senders.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationExtras {
+    #[serde(default)]
+    pub org_id: Option<i64>,
+    #[serde(default)]
+    pub title: String,
+    /// `alerting` or `ok`.
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +100,7 @@ pub struct Alert {
     pub ends_at: Option<DateTime<Utc>>,
     pub generator_url: String,
     pub fingerprint: String,
+    pub extras: AlertExtras,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +114,7 @@ pub struct Notification {
     pub common_annotations: Labels,
     pub external_url: String,
     pub truncated_alerts: u64,
+    pub extras: NotificationExtras,
     pub alerts: Vec<Alert>,
 }
 
@@ -79,7 +125,8 @@ impl Notification {
 }
 
 /// Alertmanager webhook v4 as sent by 0.21 to 0.34; fields added later (`notification_reason`,
-/// `routeLabels`) and unknown ones are ignored so newer Alertmanagers keep working.
+/// `routeLabels`) and unknown ones are ignored so newer Alertmanagers keep working. Grafana's
+/// webhook (version "1") is the same with a few fields more.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WebhookBody {
@@ -99,6 +146,10 @@ struct WebhookBody {
     group_key: String,
     #[serde(default)]
     truncated_alerts: u64,
+    #[serde(default)]
+    version: String,
+    #[serde(flatten)]
+    extras: NotificationExtras,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +167,8 @@ struct WebhookAlert {
     generator_url: String,
     #[serde(default)]
     fingerprint: String,
+    #[serde(flatten)]
+    extras: AlertExtras,
 }
 
 /// Go's zero `time.Time` marks "not set"; anything before year 2 is treated as that.
@@ -186,18 +239,14 @@ fn shorten(value: &mut String, max: usize) -> bool {
 
 /// Parses an Alertmanager webhook body. Content-Type is not looked at: the body must be JSON.
 pub fn parse_alertmanager(body: &[u8]) -> Result<Notification, PayloadError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: WebhookBody =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| PayloadError::Invalid {
-            path: e.path().to_string(),
-            message: e.inner().to_string(),
-        })?;
-    de.end().map_err(|e| PayloadError::Invalid {
-        path: ".".to_string(),
-        message: e.to_string(),
-    })?;
+    let parsed: WebhookBody = deserialize_json(body)?;
+    let grafana = parsed.version == "1" || parsed.extras != NotificationExtras::default();
     Ok(Notification {
-        source: Source::Alertmanager,
+        source: if grafana {
+            Source::Grafana
+        } else {
+            Source::Alertmanager
+        },
         receiver: parsed.receiver,
         status: parsed.status,
         group_key: parsed.group_key,
@@ -206,6 +255,7 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Notification, PayloadError> {
         common_annotations: parsed.common_annotations,
         external_url: parsed.external_url,
         truncated_alerts: parsed.truncated_alerts,
+        extras: parsed.extras,
         alerts: parsed
             .alerts
             .into_iter()
@@ -217,8 +267,110 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Notification, PayloadError> {
                 ends_at: real_time(a.ends_at),
                 generator_url: a.generator_url,
                 fingerprint: a.fingerprint,
+                extras: a.extras,
             })
             .collect(),
+    })
+}
+
+/// The JSON body the README tells Healthchecks.io users to configure; `$NAME_JSON` and `$JSON`
+/// arrive as JSON, the other placeholders as strings.
+#[derive(Deserialize)]
+struct HealthchecksBody {
+    status: CheckStatus,
+    name: String,
+    #[serde(default)]
+    slug: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    tags: String,
+    #[serde(default)]
+    now: Option<DateTime<Utc>>,
+    #[serde(default)]
+    check: Option<HealthchecksCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CheckStatus {
+    Down,
+    Up,
+}
+
+#[derive(Deserialize)]
+struct HealthchecksCheck {
+    #[serde(default)]
+    desc: Option<String>,
+}
+
+fn deserialize_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, PayloadError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: T =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| PayloadError::Invalid {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    de.end().map_err(|e| PayloadError::Invalid {
+        path: ".".to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(parsed)
+}
+
+/// A Healthchecks.io check that went down (firing) or up (resolved), as an alert with the labels
+/// `alertname` (check name), `check_slug`, `tags` and `source="healthchecks"`.
+pub fn parse_healthchecks(body: &[u8]) -> Result<Notification, PayloadError> {
+    let hc: HealthchecksBody = deserialize_json(body)?;
+    let status = match hc.status {
+        CheckStatus::Down => AlertStatus::Firing,
+        CheckStatus::Up => AlertStatus::Resolved,
+    };
+    let identity = [&hc.code, &hc.slug, &hc.name]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    let labels = Labels::from([
+        ("alertname".to_string(), hc.name.clone()),
+        ("check_slug".to_string(), hc.slug),
+        ("tags".to_string(), hc.tags),
+        ("source".to_string(), "healthchecks".to_string()),
+    ]);
+    let mut annotations = Labels::new();
+    if let Some(desc) = hc.check.and_then(|c| c.desc).filter(|d| !d.is_empty()) {
+        annotations.insert("summary".to_string(), desc);
+    }
+    let alert = Alert {
+        status,
+        labels: labels.clone(),
+        annotations: annotations.clone(),
+        starts_at: if status == AlertStatus::Firing {
+            hc.now
+        } else {
+            None
+        },
+        ends_at: if status == AlertStatus::Resolved {
+            hc.now
+        } else {
+            None
+        },
+        generator_url: String::new(),
+        fingerprint: identity.clone(),
+        extras: AlertExtras::default(),
+    };
+    Ok(Notification {
+        source: Source::Healthchecks,
+        receiver: "healthchecks".to_string(),
+        status,
+        group_key: format!("healthchecks:{identity}"),
+        group_labels: Labels::from([("alertname".to_string(), hc.name)]),
+        common_labels: labels,
+        common_annotations: annotations,
+        external_url: String::new(),
+        truncated_alerts: 0,
+        extras: NotificationExtras::default(),
+        alerts: vec![alert],
     })
 }
 
@@ -347,13 +499,79 @@ mod tests {
             body.extend_from_slice(suffix);
             body
         };
-        // In an unknown field it is skipped, like any unknown field.
-        let n = parse_alertmanager(&nested(br#"{"status":"firing","alerts":[],"x":"#, b"}"));
-        assert!(n.is_ok());
+        // Even in an unknown field it is refused once it passes serde_json's recursion limit.
+        let err = parse_alertmanager(&nested(br#"{"status":"firing","alerts":[],"x":"#, b"}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("recursion limit exceeded"), "{err}");
         let err = parse_alertmanager(&nested(br#"{"status":"firing","alerts":"#, b"}"))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("invalid payload at `alerts[0]"), "{err}");
+    }
+
+    #[test]
+    fn grafana_payloads_are_recognised_with_their_extra_fields() {
+        let body = include_bytes!("../tests/fixtures/grafana/firing.json");
+        let n = parse_alertmanager(body).unwrap();
+        assert_eq!(n.source, Source::Grafana);
+        assert_eq!(n.extras.org_id, Some(1));
+        assert_eq!(n.extras.state, "alerting");
+        assert_eq!(n.extras.title, "[FIRING:1] HighCPU Infra (web-1 critical)");
+        let a = &n.alerts[0];
+        assert_eq!(
+            a.extras.values,
+            BTreeMap::from([("A".into(), 97.3), ("C".into(), 1.0)])
+        );
+        assert!(a.extras.silence_url.contains("&matcher="));
+        assert_eq!(
+            a.starts_at.unwrap().to_rfc3339(),
+            "2024-05-14T08:41:27+00:00",
+            "the +02:00 offset is converted"
+        );
+        let resolved = parse_alertmanager(include_bytes!(
+            "../tests/fixtures/grafana/resolved-null-values.json"
+        ))
+        .unwrap();
+        assert!(resolved.alerts[0].extras.values.is_empty(), "values: null");
+        assert_eq!(resolved.status, AlertStatus::Resolved);
+    }
+
+    #[test]
+    fn healthchecks_down_and_up() {
+        let down = br#"{"source": "healthchecks", "status": "down", "name": "nightly \"backup\"", "slug": "nightly-backup", "code": "5f1c2a7e-0d1b-4a57-9b43-2a6b8c1e9f10", "tags": "prod db", "now": "2024-05-14T08:41:27+00:00", "check": {"name": "nightly \"backup\"", "desc": "pg_dump to S3", "grace": 3600}}"#;
+        let n = parse_healthchecks(down).unwrap();
+        assert_eq!(n.source, Source::Healthchecks);
+        assert_eq!(n.status, AlertStatus::Firing);
+        assert_eq!(
+            n.group_key,
+            "healthchecks:5f1c2a7e-0d1b-4a57-9b43-2a6b8c1e9f10"
+        );
+        let a = &n.alerts[0];
+        assert_eq!(a.labels["alertname"], "nightly \"backup\"");
+        assert_eq!(a.labels["check_slug"], "nightly-backup");
+        assert_eq!(a.labels["tags"], "prod db");
+        assert_eq!(a.labels["source"], "healthchecks");
+        assert_eq!(a.annotations["summary"], "pg_dump to S3");
+        assert_eq!(
+            a.starts_at.unwrap().to_rfc3339(),
+            "2024-05-14T08:41:27+00:00"
+        );
+        let up = parse_healthchecks(br#"{"status":"up","name":"nightly"}"#).unwrap();
+        assert_eq!(up.alerts[0].status, AlertStatus::Resolved);
+        assert_eq!(up.group_key, "healthchecks:nightly");
+        let err = parse_healthchecks(br#"{"status":"sideways","name":"x"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid payload at `status`: unknown variant `sideways`"),
+            "{err}"
+        );
+        assert!(
+            parse_healthchecks(br#"{"status":"down"}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("missing field `name`")
+        );
     }
 
     #[test]

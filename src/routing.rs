@@ -128,6 +128,7 @@ mod tests {
             ends_at: None,
             generator_url: String::new(),
             fingerprint: name.to_string(),
+            extras: Default::default(),
         }
     }
 
@@ -142,6 +143,7 @@ mod tests {
             common_annotations: Labels::new(),
             external_url: String::new(),
             truncated_alerts: 0,
+            extras: Default::default(),
             alerts,
         }
     }

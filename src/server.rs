@@ -146,9 +146,11 @@ pub enum ApiError {
     #[error("internal error; the request was not processed, please retry")]
     Panic,
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error("missing or wrong credentials")]
     Unauthorized { challenges: Vec<&'static str> },
+    #[error("missing or wrong X-Grafana-Alerting-Signature")]
+    BadSignature,
     #[error("not found")]
     NotFound,
 }
@@ -168,8 +170,8 @@ impl ResponseError for ApiError {
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             // A bug, not the caller's fault: 5xx, so that Alertmanager retries.
             ApiError::Panic => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized { .. } | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
         }
     }
@@ -178,8 +180,8 @@ impl ResponseError for ApiError {
         let message = self.to_string();
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::MethodNotAllowed => {
-                response.insert_header(("Allow", "POST"));
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header(("Allow", *allow));
             }
             ApiError::Unauthorized { challenges } => {
                 for challenge in challenges {
@@ -218,7 +220,15 @@ pub fn build(
             .service(
                 web::resource("/alerts")
                     .route(web::post().to(alerts))
-                    .default_service(web::to(method_not_allowed)),
+                    // Grafana's webhook contact point can be set to PUT.
+                    .route(web::put().to(alerts))
+                    .default_service(web::to(only_post_or_put)),
+            )
+            .service(
+                web::resource("/healthchecks")
+                    .route(web::post().to(healthchecks))
+                    .route(web::put().to(healthchecks))
+                    .default_service(web::to(only_post_or_put)),
             )
             .route("/metrics", web::get().to(metrics))
             .route("/-/healthy", web::get().to(healthy))
@@ -226,7 +236,7 @@ pub fn build(
             .service(
                 web::resource("/-/reload")
                     .route(web::post().to(reload))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(web::to(only_post)),
             )
             .default_service(web::to(not_found))
     })
@@ -286,17 +296,39 @@ pub async fn contain_panics<F: std::future::Future>(future: F) -> Result<F::Outp
     }
 }
 
-/// Every notification gets an id that ties its log lines together and comes back in
-/// `X-Request-Id`.
+/// Alertmanager's and Grafana's webhooks.
 async fn alerts(
     state: web::Data<AppState>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    notification(state, request, payload, payload::parse_alertmanager).await
+}
+
+/// Healthchecks.io's webhook, with the body the README documents.
+async fn healthchecks(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    notification(state, request, payload, payload::parse_healthchecks).await
+}
+
+type Parser = fn(&[u8]) -> Result<payload::Notification, PayloadError>;
+
+/// Every notification gets an id that ties its log lines together and comes back in
+/// `X-Request-Id`.
+async fn notification(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+    parse: Parser,
+) -> HttpResponse {
     let request_id = format!("{:016x}", fastrand::u64(..));
     let span = tracing::info_span!("notification", request_id = %request_id);
     let metrics = state.metrics.clone();
-    let handled = contain_panics(handle_alerts(state, request, payload).instrument(span)).await;
+    let handled =
+        contain_panics(handle_notification(state, request, payload, parse).instrument(span)).await;
     let mut response = match handled {
         Ok(result) => result.unwrap_or_else(|e| e.error_response()),
         Err(()) => {
@@ -310,10 +342,11 @@ async fn alerts(
     response
 }
 
-async fn handle_alerts(
+async fn handle_notification(
     state: web::Data<AppState>,
     request: HttpRequest,
     payload: web::Payload,
+    parse: Parser,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let live = state.current();
@@ -325,13 +358,16 @@ async fn handle_alerts(
     )
     .await
     .map_err(|_| ApiError::BodyTimeout)??;
-    let mut notification = match payload::parse_alertmanager(&body) {
+    let mut notification = match parse(&body) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "rejected notification");
             return Err(e.into());
         }
     };
+    if notification.source == payload::Source::Grafana {
+        check_grafana_signature(&live, &request, &body)?;
+    }
     drop(body);
     let cut = notification.limit(live.config.server.max_alerts);
     for (what, count) in [("alerts", cut.alerts), ("values", cut.values)] {
@@ -454,6 +490,27 @@ fn authorize(live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+fn check_grafana_signature(
+    live: &Live,
+    request: &HttpRequest,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let Some(hmac) = &live.config.server.grafana_hmac else {
+        return Ok(());
+    };
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let timestamp = hmac.timestamp_header.as_deref().and_then(header);
+    let signature = header("x-grafana-alerting-signature").unwrap_or("");
+    if auth::grafana_signature_ok(hmac.secret.expose(), timestamp, body, signature) {
+        Ok(())
+    } else {
+        tracing::warn!(
+            "Grafana notification refused: missing or wrong X-Grafana-Alerting-Signature"
+        );
+        Err(ApiError::BadSignature)
+    }
+}
+
 async fn reload(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -483,8 +540,12 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+async fn only_post_or_put() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow: "POST, PUT" })
+}
+
+async fn only_post() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow: "POST" })
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -11,7 +11,7 @@ use handlebars::{
 };
 use serde::Serialize;
 
-use crate::payload::{Alert, AlertStatus, Labels, Notification};
+use crate::payload::{Alert, AlertExtras, AlertStatus, Labels, Notification, NotificationExtras};
 
 /// Built-in templates, shipped in `templates/` and compiled into the binary.
 const BUILT_INS: &[(&str, &str)] = &[
@@ -64,6 +64,10 @@ pub struct MessageData<'a> {
     pub common_labels: &'a Labels,
     pub common_annotations: &'a Labels,
     pub truncated_alerts: u64,
+    /// Grafana's `orgId`, `title`, `state` and `message`; the sender as `source`.
+    #[serde(flatten)]
+    pub extras: &'a NotificationExtras,
+    pub source: &'static str,
     /// The render time, so that `since` is computed against one clock for the whole message.
     pub now: String,
 }
@@ -79,6 +83,9 @@ pub struct AlertData<'a> {
     #[serde(rename = "generatorURL")]
     pub generator_url: &'a str,
     pub fingerprint: &'a str,
+    /// Grafana's `values`, `valueString`, `silenceURL`, `dashboardURL`, `panelURL`.
+    #[serde(flatten)]
+    pub extras: &'a AlertExtras,
 }
 
 fn rfc3339(t: Option<DateTime<Utc>>) -> Option<String> {
@@ -95,6 +102,7 @@ impl<'a> AlertData<'a> {
             ends_at: rfc3339(alert.ends_at),
             generator_url: &alert.generator_url,
             fingerprint: &alert.fingerprint,
+            extras: &alert.extras,
         }
     }
 }
@@ -144,6 +152,8 @@ impl<'a> MessageData<'a> {
             common_labels: &notification.common_labels,
             common_annotations: &notification.common_annotations,
             truncated_alerts: notification.truncated_alerts,
+            extras: &notification.extras,
+            source: notification.source.as_str(),
             now: now.to_rfc3339_opts(SecondsFormat::Secs, true),
         }
     }
@@ -286,6 +296,7 @@ fn sample_notification() -> Notification {
             ends_at: (status == AlertStatus::Resolved).then(Utc::now),
             generator_url: "http://prometheus.example/graph".to_string(),
             fingerprint: "0123456789abcdef".to_string(),
+            extras: Default::default(),
         }
     };
     Notification {
@@ -298,6 +309,7 @@ fn sample_notification() -> Notification {
         common_annotations: Labels::new(),
         external_url: "http://alertmanager.example".to_string(),
         truncated_alerts: 0,
+        extras: Default::default(),
         alerts: vec![
             alert("DiskFull", "db1:9100", AlertStatus::Firing, 5),
             alert("DiskFull", "db2:9100", AlertStatus::Firing, 90),

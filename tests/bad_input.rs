@@ -92,7 +92,7 @@ async fn wrong_method_and_unknown_path() {
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(response.headers()["allow"], "POST, PUT");
     assert_eq!(
         response.json::<serde_json::Value>().await.unwrap(),
         json!({"status": "error", "error": "method not allowed"})

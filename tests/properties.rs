@@ -16,9 +16,14 @@ use proptest::sample::{Index, select};
 use serde_json::{Map, Value, json};
 
 /// Enough cases to shake out edge cases while keeping a debug `cargo test` quick.
+/// `PROPTEST_CASES` still raises it for a deeper run.
 fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
     ProptestConfig {
-        cases: 256,
+        cases,
         ..ProptestConfig::default()
     }
 }
@@ -80,26 +85,35 @@ const REPEATED: &[&str] = &[
     "x", "é", "€", " ", "😱", "\u{301}", "word ", "\n", "e\u{301}",
 ];
 
-/// One piece of text: arbitrary scalars, plain words, tricky fragments or a long run.
-fn fragment(max_repeat: usize) -> impl Strategy<Value = String> {
+/// One piece of text: arbitrary scalars, plain words, tricky fragments or a long run (`long` in 12).
+fn fragment(max_repeat: usize, long: u32) -> impl Strategy<Value = String> {
     prop_oneof![
         4 => any::<char>().prop_map(String::from),
         4 => "[a-zA-Z0-9 _.:/-]{1,12}",
         3 => select(TRICKY).prop_map(str::to_owned),
-        1 => (select(REPEATED), 1..=max_repeat).prop_map(|(s, n)| s.repeat(n)),
+        long => (select(REPEATED), 1..=max_repeat).prop_map(|(s, n)| s.repeat(n)),
     ]
 }
 
 /// Label-value-like text of up to a few KB.
 fn text() -> BoxedStrategy<String> {
-    prop::collection::vec(fragment(600), 0..10)
+    prop::collection::vec(fragment(600, 1), 0..10)
         .prop_map(|parts| parts.concat())
         .boxed()
 }
 
+/// Text that mostly overflows a few segments, so that truncation has work to do.
+fn long_text() -> BoxedStrategy<String> {
+    prop_oneof![
+        1 => text(),
+        3 => prop::collection::vec(fragment(300, 6), 1..12).prop_map(|parts| parts.concat()),
+    ]
+    .boxed()
+}
+
 /// Shorter text, for places where a few KB only slows the test down (regex compilation).
 fn short_text() -> BoxedStrategy<String> {
-    prop::collection::vec(fragment(40), 0..6)
+    prop::collection::vec(fragment(40, 1), 0..6)
         .prop_map(|parts| parts.concat())
         .boxed()
 }
@@ -228,7 +242,11 @@ fn pointers(value: &Value, here: &str, out: &mut Vec<String>) {
             .iter()
             .map(|(k, v)| (k.replace('~', "~0").replace('/', "~1"), v))
             .collect(),
-        Value::Array(items) => items.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
         _ => return,
     };
     for (key, child) in children {
@@ -386,22 +404,112 @@ fn matcher() -> impl Strategy<Value = Matcher> {
         })
 }
 
-/// Strings built from matcher syntax, so the parser gets past its first token most of the time.
-fn matcher_like() -> impl Strategy<Value = String> {
-    let token = prop_oneof![
-        3 => select(
-            &[
-                "{", "}", ",", "=", "!=", "=~", "!~", "!", "~", "\"", "'", "`", "\\", " ", "\\\"",
-                "\\\\", "\\u00e9", "\\U0001F600", "\\x41", "\\n", "\\", "\\u", "\\U", "\\ud800",
-                "foo", "bar_baz", "a:b", "é", "0", "ops|dev", ".*", "(", ")", "[", "]", "*", "+",
-                "?", "|", "\n", "\t", "\u{feff}", "\u{200b}", "😱",
-            ][..]
-        )
-        .prop_map(str::to_owned),
+/// Bits of matcher syntax, valid or not.
+const MATCHER_TOKENS: &[&str] = &[
+    "{",
+    "}",
+    ",",
+    "=",
+    "!=",
+    "=~",
+    "!~",
+    "!",
+    "~",
+    "\"",
+    "'",
+    "`",
+    "\\",
+    " ",
+    "\\\"",
+    "\\\\",
+    "\\u00e9",
+    "\\U0001F600",
+    "\\x41",
+    "\\n",
+    "\\u",
+    "\\U",
+    "\\ud800",
+    "foo",
+    "bar_baz",
+    "a:b",
+    "é",
+    "0",
+    "ops|dev",
+    ".*",
+    "(",
+    ")",
+    "[",
+    "]",
+    "*",
+    "+",
+    "?",
+    "|",
+    "\n",
+    "\t",
+    "\u{feff}",
+    "\u{200b}",
+    "😱",
+];
+
+/// A name, value or operator, mostly well-formed.
+fn matcher_part(choices: &'static [&'static str]) -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => select(choices).prop_map(str::to_owned),
+        1 => select(MATCHER_TOKENS).prop_map(str::to_owned),
         1 => any::<char>().prop_map(String::from),
-        1 => "[a-z]{1,6}",
-    ];
-    prop::collection::vec(token, 0..16).prop_map(|parts| parts.concat())
+    ]
+}
+
+/// Strings built from matcher syntax, so the parser gets past its first token most of the time:
+/// usually `name op value` triples with separators and braces, sometimes token soup.
+fn matcher_like() -> impl Strategy<Value = String> {
+    let name = matcher_part(&[
+        "foo",
+        "severity",
+        "a:b",
+        "_x",
+        "\"quoted name\"",
+        "\"é\\\"\\n\"",
+        "é",
+        "0abc",
+        "\"\"",
+    ]);
+    let op = matcher_part(&["=", "!=", "=~", "!~", " = ", "=\"", "=="]);
+    let value = matcher_part(&[
+        "\"\"",
+        "bar",
+        "\"critical\"",
+        "\"ops|dev\"",
+        "\".*\"",
+        "\"a\\\"b\"",
+        "\"\\u00e9\\U0001F600\"",
+        "\"\\x41\"",
+        "\"tab\\there\"",
+        "bar baz",
+        "'single'",
+        "`raw`",
+        "\"[\"",
+        "\"😱\"",
+        "",
+    ]);
+    let separator = select(&[",", ", ", " , ", "", ",,", " "][..]);
+    let triple = (name, op, value, separator).prop_map(|(n, o, v, s)| format!("{n}{o}{v}{s}"));
+    let structured = (
+        select(&["", "{", " { "][..]),
+        prop::collection::vec(triple, 0..4),
+        select(&["", "}", " } ", "}}"][..]),
+    )
+        .prop_map(|(open, items, close)| format!("{open}{}{close}", items.concat()));
+    let soup = prop::collection::vec(
+        prop_oneof![
+            3 => select(MATCHER_TOKENS).prop_map(str::to_owned),
+            1 => any::<char>().prop_map(String::from),
+            1 => "[a-z]{1,6}",
+        ],
+        0..16,
+    )
+    .prop_map(|parts| parts.concat());
+    prop_oneof![3 => structured, 1 => soup]
 }
 
 // ---------------------------------------------------------------------------
@@ -471,7 +579,7 @@ proptest! {
 
     #[test]
     fn truncation_keeps_the_documented_promises(
-        text in text(),
+        text in long_text(),
         max in 1..=sms::MAX_SEGMENTS_CAP,
         marker in prop_oneof![select(&["...", "…", ""][..]).prop_map(str::to_owned), short_text()],
     ) {
@@ -499,7 +607,7 @@ proptest! {
 
     #[test]
     fn shortening_always_fits_and_keeps_a_prefix(
-        text in text(),
+        text in long_text(),
         max in 1..=sms::MAX_SEGMENTS_CAP,
         marker in select(&["...", "…", "...\n+3 more", "… +12 more"][..]),
     ) {

@@ -1,0 +1,234 @@
+//! Senders other than Alertmanager: Healthchecks.io's webhook and Grafana's alerting webhook.
+
+mod common;
+
+use common::*;
+
+fn grafana(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/grafana")
+        .join(name);
+    std::fs::read(path).unwrap()
+}
+
+/// The shared config plus a route for Healthchecks.io production checks and one that shows
+/// Grafana's own fields.
+fn config(api_url: &str, dir: &std::path::Path, server: &str) -> String {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("templates/grafana.hbs"),
+        "{{title}} (org {{orgId}}, {{state}}) A={{alerts.0.values.A}} {{alerts.0.silenceURL}}",
+    )
+    .unwrap();
+    fault_config(api_url, "")
+        .replace(
+            "routes:\n",
+            "routes:\n  - name: checks\n    matchers: ['source=\"healthchecks\"', 'tags=~\".*prod.*\"']\n    to: [alice]\n  - name: grafana\n    matchers: ['grafana_folder=\"Custom\"']\n    to: [bob]\n    template: grafana\n    max_segments: 3\n",
+        )
+        + &format!("templates: {{dir: {}}}\n{server}", dir.join("templates").display())
+}
+
+async fn start(server: &str) -> (TestApp, wiremock::MockServer, tempfile::TempDir) {
+    let fake = failing_then_ok(204, 0, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(&config(&fake.uri(), dir.path(), server)).await;
+    (app, fake, dir)
+}
+
+const DOWN: &str = r#"{"source": "healthchecks", "status": "down", "name": "nächtliches \"Backup\"", "slug": "nightly-backup", "code": "5f1c2a7e-0d1b-4a57-9b43-2a6b8c1e9f10", "tags": "prod db", "now": "2024-05-14T08:41:27+00:00", "check": {"name": "nächtliches \"Backup\"", "desc": "pg_dump to S3", "grace": 3600, "n_pings": 42, "status": "down", "next_ping": null}}"#;
+
+#[tokio::test]
+async fn healthchecks_down_and_up_with_and_without_content_type() {
+    let (app, fake, _dir) = start("").await;
+
+    // Healthchecks.io adds no Content-Type unless the user configures one.
+    let response = app
+        .http
+        .post(format!("{}/healthchecks", app.url))
+        .body(DOWN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let up = DOWN
+        .replace(r#""status": "down", "name""#, r#""status": "up", "name""#)
+        .replace("08:41:27", "09:03:00");
+    let response = app
+        .http
+        .post(format!("{}/healthchecks", app.url))
+        .header("Content-Type", "application/json")
+        .body(up)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    assert_eq!(
+        sent_sms(&fake).await,
+        vec![
+            (
+                ALICE.to_string(),
+                "FIRING nächtliches \"Backup\" since May 14 08:41 UTC: pg_dump to S3".to_string()
+            ),
+            (
+                ALICE.to_string(),
+                "RESOLVED nächtliches \"Backup\" at May 14 09:03 UTC: pg_dump to S3".to_string()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn healthchecks_put_and_its_quick_retries_send_once() {
+    let (app, fake, _dir) = start("").await;
+    for _ in 0..3 {
+        let response = app
+            .http
+            .put(format!("{}/healthchecks", app.url))
+            .body(DOWN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        requests_per_recipient(&fake).await,
+        [(ALICE.to_string(), 1)].into()
+    );
+}
+
+#[tokio::test]
+async fn healthchecks_routes_by_tags_and_refuses_bad_bodies() {
+    let (app, fake, _dir) = start("").await;
+    let staging = DOWN.replace("prod db", "staging");
+    let response = app
+        .http
+        .post(format!("{}/healthchecks", app.url))
+        .body(staging)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["unrouted_alerts"],
+        1
+    );
+
+    // A body written with "$NAME" instead of $NAME_JSON breaks on a name with quotes.
+    let broken = r#"{"status": "down", "name": "nightly "backup""}"#;
+    let response = app
+        .http
+        .post(format!("{}/healthchecks", app.url))
+        .body(broken)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid payload at"),
+        "{answer}"
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn grafana_firing_and_resolved_with_null_values_are_routed_and_rendered() {
+    let (app, fake, _dir) = start("").await;
+    let (code, body) = app.post_alerts(grafana("firing.json")).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = app.post_alerts(grafana("resolved-null-values.json")).await;
+    assert_eq!(code, 200);
+    let firing = "FIRING HighCPU web-1 since May 14 08:41 UTC: CPU above 95% on web-1";
+    let resolved = "RESOLVED HighCPU web-1 at May 14 08:56 UTC: CPU above 95% on web-1";
+    assert_eq!(
+        sent_sms(&fake).await,
+        vec![
+            (ALICE.to_string(), firing.to_string()),
+            (ALICE.to_string(), resolved.to_string()),
+            (BOB.to_string(), firing.to_string()),
+            (BOB.to_string(), resolved.to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn grafana_fields_are_there_for_templates_and_put_works() {
+    let (app, fake, _dir) = start("").await;
+    let body = String::from_utf8(grafana("firing.json"))
+        .unwrap()
+        .replace("\"Infra\"", "\"Custom\"");
+    let response = app
+        .http
+        .put(format!("{}/alerts", app.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        sent_sms(&fake).await,
+        vec![(
+            BOB.to_string(),
+            "[FIRING:1] HighCPU Infra (web-1 critical) (org 1, alerting) A=97.3 https://grafana.example.org/alerting/silence/new?alertmanager=grafana&matcher=__alert_rule_uid__%3Dcdx1k2&matcher=instance%3Dweb-1&orgId=1".to_string()
+        )]
+    );
+}
+
+fn sign(secret: &str, text: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(text);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn grafana_hmac_signatures_are_checked_when_configured() {
+    let server = "server:\n  grafana_hmac_secret: sh4red\n  grafana_hmac_timestamp_header: X-Grafana-Alerting-Signature-Timestamp\n";
+    let (app, fake, _dir) = start(server).await;
+    let body = grafana("firing.json");
+    let post = |signature: Option<String>, timestamp: &'static str| {
+        let mut request = app
+            .http
+            .post(format!("{}/alerts", app.url))
+            .header("X-Grafana-Alerting-Signature-Timestamp", timestamp)
+            .body(body.clone());
+        if let Some(s) = signature {
+            request = request.header("X-Grafana-Alerting-Signature", s);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let signed = |ts: &str| sign("sh4red", &[ts.as_bytes(), b":", &body].concat());
+
+    assert_eq!(post(None, "1700000000").await, 401, "unsigned");
+    assert_eq!(
+        post(Some(sign("wrong", &body)), "1700000000").await,
+        401,
+        "wrong secret"
+    );
+    assert_eq!(
+        post(Some(signed("1700000001")), "1700000000").await,
+        401,
+        "other timestamp"
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        post(Some(signed("1700000000")), "1700000000").await,
+        200,
+        "right signature"
+    );
+    assert_eq!(fake.received_requests().await.unwrap().len(), 2);
+
+    // Alertmanager's notifications are not signed; server.auth is their protection.
+    assert_eq!(
+        app.post_alerts(fixture("firing-highlatency.json")).await.0,
+        200
+    );
+}
