@@ -22,6 +22,7 @@ RUN mkdir -p src benches examples \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/pipeline.rs \
  && echo 'fn main() {}' > examples/fake_sipgate.rs \
+ && echo 'fn main() {}' > benches/bare_endpoint.rs \
  && cargo build --release --locked \
  && rm -rf src
 
