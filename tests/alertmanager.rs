@@ -10,27 +10,6 @@ use common::*;
 
 const ALERTMANAGER: &str = "prometheus-alertmanager";
 
-/// CI installs Alertmanager, so there a missing binary is a failure; elsewhere the test says why it
-/// did not run.
-fn alertmanager_available() -> bool {
-    let found = Command::new(ALERTMANAGER)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{ALERTMANAGER} is not installed; .ci/run installs it with apt-get"
-        );
-        eprintln!(
-            "skipped: {ALERTMANAGER} not installed (apt-get install prometheus-alertmanager)"
-        );
-    }
-    found
-}
-
 struct Alertmanager {
     child: Child,
     url: String,
@@ -111,7 +90,7 @@ receivers:
 
 #[tokio::test]
 async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
-    if !alertmanager_available() {
+    if !installed(ALERTMANAGER, "prometheus-alertmanager") {
         return;
     }
     const FAILURES: usize = 12;

@@ -273,27 +273,9 @@ async fn not_ready_while_sipgate_cannot_be_asked() {
     );
 }
 
-/// CI installs Prometheus, so there a missing binary is a failure; elsewhere the test is skipped.
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is not installed; .ci/run installs it"
-        );
-        eprintln!("skipped: {name} not installed (apt-get install prometheus)");
-    }
-    found
-}
-
 #[tokio::test]
 async fn promtool_finds_nothing_to_complain_about() {
-    if !tool("promtool") {
+    if !installed("promtool", "prometheus") {
         return;
     }
     let fake = failing_then_ok(500, 1, None).await;
@@ -327,7 +309,7 @@ async fn promtool_finds_nothing_to_complain_about() {
 
 #[tokio::test]
 async fn a_real_prometheus_scrapes_the_service() {
-    if !tool("prometheus") {
+    if !installed("prometheus", "prometheus") {
         return;
     }
     let fake = failing_then_ok(204, 0, None).await;

@@ -224,3 +224,22 @@ pub async fn failing_then_ok(
         .await;
     fake
 }
+
+/// Whether a program from Debian's packages is installed. CI installs them, so there a missing
+/// one is a failure; elsewhere the test says why it did not run.
+pub fn installed(program: &str, package: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is not installed; .ci/run installs it with apt-get"
+        );
+        eprintln!("skipped: {program} not installed (apt-get install {package})");
+    }
+    found
+}
