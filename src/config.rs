@@ -529,33 +529,25 @@ fn sipgate_config(
         problems,
     );
 
-    if raw.token.is_some() && raw.token_file.is_some() {
-        problem(
-            problems,
-            "sipgate.token",
-            "set either token or token_file, not both",
-        );
-    }
     let token = match env(ENV_TOKEN) {
-        Some(t) => Some(t),
-        None => match (raw.token, raw.token_file) {
-            (Some(t), _) => Some(t),
-            (None, Some(file)) => match read_secret_file(&base.join(file)) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    problem(problems, "sipgate.token_file", e);
-                    None
-                }
-            },
-            (None, None) => None,
-        },
+        Some(t) => {
+            if raw.token.is_some() && raw.token_file.is_some() {
+                problem(
+                    problems,
+                    "sipgate.token",
+                    "set either token or token_file, not both",
+                );
+            }
+            Some(Secret(t))
+        }
+        None if raw.token.is_some() || raw.token_file.is_some() => {
+            secret_value(raw.token, raw.token_file, base, "sipgate.token", problems)
+        }
+        None => None,
     };
     let token_id = env(ENV_TOKEN_ID).or(raw.token_id);
     let credentials = match (token_id, token) {
-        (Some(token_id), Some(token)) => Some(Credentials {
-            token_id,
-            token: Secret(token),
-        }),
+        (Some(token_id), Some(token)) => Some(Credentials { token_id, token }),
         (None, None) => None,
         (Some(_), None) => {
             problem(
