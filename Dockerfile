@@ -16,6 +16,7 @@ WORKDIR /build
 # Dependencies in their own layer, rebuilt only when the manifest or lock file change.
 # Cargo refuses a manifest whose declared targets have no source file, so the bench and
 # example get stubs too; they are never built here.
+COPY .cargo ./.cargo
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches examples \
  && echo 'fn main() {}' > src/main.rs \

@@ -1,12 +1,15 @@
-//! The CPU work of one notification: parse the body, route it, render and fit each SMS.
+//! The CPU work of one notification: parse the body, route it, render and fit each SMS; each
+//! step alone (render: the data and the template for all alerts; fit: cutting that text to the
+//! route's budget), then together.
 //! `cargo bench --bench pipeline`
 
 use std::hint::black_box;
 use std::path::Path;
 
-use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::Config;
-use alertmanager_sipgate::payload;
+use alertmanager_sipgate::payload::{self, Alert};
+use alertmanager_sipgate::template::MessageData;
+use alertmanager_sipgate::{compose, routing};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// An Alertmanager body with `n` alerts of one group, as Alertmanager 0.25 writes it.
@@ -53,6 +56,33 @@ fn pipeline(c: &mut Criterion) {
             b.iter(|| payload::parse_alertmanager(black_box(body)))
         });
         let notification = payload::parse_alertmanager(&body).unwrap_or_else(|e| panic!("{e}"));
+        group.bench_with_input(BenchmarkId::new("route", n), &notification, |b, n| {
+            b.iter(|| {
+                routing::route(black_box(n), &config.routes)
+                    .deliveries
+                    .len()
+            })
+        });
+        let route = &config.routes[0];
+        let fields = config.templates.fields(&route.template);
+        let alerts: Vec<&Alert> = notification.alerts.iter().collect();
+        group.bench_with_input(BenchmarkId::new("render", n), &alerts, |b, alerts| {
+            b.iter(|| {
+                let data =
+                    MessageData::new(&notification, &route.name, "alice", alerts, now, fields);
+                config.templates.render(&route.template, &data)
+            })
+        });
+        let text = config
+            .templates
+            .render(
+                &route.template,
+                &MessageData::new(&notification, &route.name, "alice", &alerts, now, fields),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        group.bench_with_input(BenchmarkId::new("fit", n), &text, |b, text| {
+            b.iter(|| compose::fit(black_box(text), route.max_segments))
+        });
         group.bench_with_input(
             BenchmarkId::new("route+render+fit", n),
             &notification,

@@ -102,6 +102,14 @@ async fn send_sms(state: web::Data<State>, request: HttpRequest, body: web::Byte
     HttpResponse::NoContent().finish()
 }
 
+async fn userinfo() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"sub": "w0"}))
+}
+
+async fn sms_extensions() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"items": [{"id": "s0", "alias": "SMS"}]}))
+}
+
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let listen = args.listen.clone();
@@ -115,6 +123,9 @@ fn main() -> std::io::Result<()> {
             App::new()
                 .app_data(state.clone())
                 .route("/v2/sessions/sms", web::post().to(send_sms))
+                // What the service's credential check asks: whose token, and its SMS extensions.
+                .route("/v2/authorization/userinfo", web::get().to(userinfo))
+                .route("/v2/{sub}/sms", web::get().to(sms_extensions))
         })
         .bind(&listen)?
         .run(),

@@ -9,9 +9,7 @@ use crate::ledger::ContentKey;
 use crate::payload::{Alert, AlertStatus, Notification};
 use crate::routing::{self, Delivery};
 use crate::sms::{self, Encoding, SmsSize};
-use crate::template::MessageData;
-
-const FALLBACK_TEMPLATE: &str = "default";
+use crate::template::{self, MessageData};
 
 #[derive(Debug, Clone)]
 pub struct Sms {
@@ -93,17 +91,29 @@ impl Composer<'_> {
     /// The most alerts that fit the route's budget, firing first, and `+N more` for the rest; when
     /// not even one alert fits, the first one shortened. Never empty.
     fn fitted_text(&self) -> String {
-        let budget = self.delivery.route.max_segments;
+        let route = self.delivery.route;
+        let budget = route.max_segments;
         let mut alerts = self.delivery.alerts.clone();
         alerts.sort_by_key(|a| a.status == AlertStatus::Resolved);
         let total = alerts.len();
+        let mut data = MessageData::new(
+            self.notification,
+            &route.name,
+            self.delivery.recipient,
+            &alerts,
+            self.now,
+            self.config.templates.fields(&route.template),
+        );
         // Alerts the sender (Alertmanager's max_alerts) or the input limits left out.
         let dropped = usize::try_from(self.notification.truncated_alerts).unwrap_or(usize::MAX);
         let fits = |text: &str| sms::measure(text).segments <= budget;
-        let with_more = |shown: usize| {
-            let text = self.render(&alerts[..shown], &alerts);
-            let text = more_marker(&text, (total - shown).saturating_add(dropped))
-                .map_or_else(|| text.clone(), |marker| format!("{text}{marker}"));
+        let mut with_more = |shown: usize| {
+            data.show(shown);
+            let text = self.render(&data, &alerts[..shown]);
+            let text = match more_marker(&text, (total - shown).saturating_add(dropped)) {
+                Some(marker) => text + &marker,
+                None => text,
+            };
             self.encode(text)
         };
         let all = with_more(total);
@@ -125,7 +135,8 @@ impl Composer<'_> {
         if let Some(text) = best {
             return text;
         }
-        let first = self.encode(self.render(&alerts[..1], &alerts));
+        data.show(1);
+        let first = self.encode(self.render(&data, &alerts[..1]));
         let ellipsis = match sms::measure(&first).encoding {
             Encoding::Gsm7 => "...",
             Encoding::Ucs2 => "…",
@@ -144,19 +155,13 @@ impl Composer<'_> {
         }
     }
 
-    fn render(&self, shown: &[&Alert], all: &[&Alert]) -> String {
+    /// The route's template, or the built-in one when it fails; `shown` names the alerts of the
+    /// last resort text.
+    fn render(&self, data: &MessageData, shown: &[&Alert]) -> String {
         let route = self.delivery.route;
-        let data = MessageData::new(
-            self.notification,
-            &route.name,
-            self.delivery.recipient,
-            shown,
-            all,
-            self.now,
-        );
         let templates = &self.config.templates;
-        match templates.render(&route.template, &data) {
-            Ok(text) if !text.trim().is_empty() => return text.trim().to_string(),
+        match templates.render(&route.template, data) {
+            Ok(text) if !text.trim().is_empty() => return trimmed(text),
             Ok(_) => tracing::error!(
                 route = %route.name,
                 template = %route.template,
@@ -168,10 +173,19 @@ impl Composer<'_> {
                 "template failed; using the built-in template instead"
             ),
         }
-        match templates.render(FALLBACK_TEMPLATE, &data) {
-            Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+        match templates.render(template::FALLBACK, data) {
+            Ok(text) if !text.trim().is_empty() => trimmed(text),
             _ => last_resort(shown),
         }
+    }
+}
+
+/// The text without surrounding whitespace, copied only when there is some.
+fn trimmed(text: String) -> String {
+    if text.trim().len() == text.len() {
+        text
+    } else {
+        text.trim().to_string()
     }
 }
 

@@ -292,7 +292,17 @@ impl Deliverer {
         let Ok(pending) = inner.pending.clone().try_acquire_owned() else {
             return self.fail(sms, FailureReason::Overloaded);
         };
-        let text = with_held_note(&sms.text, slot.held, sms.max_segments);
+        let noted = with_held_note(&sms.text, slot.held, sms.max_segments);
+        if let Sender::DryRun = sender {
+            // Nothing leaves the process, so nothing can outlive this request or a shutdown:
+            // the SMS is logged right here instead of on the sender runtime.
+            let _pending = pending;
+            let text = noted.as_deref().unwrap_or(&sms.text);
+            let result = self
+                .send_with_retries(sender, sms, text, policy.deadline, claim, slot)
+                .await;
+            return self.report(sms, sender, result);
+        }
         let task = {
             let deliverer = self.clone();
             let sender = sender.clone();
@@ -301,8 +311,9 @@ impl Deliverer {
             inner.tasks.spawn_on(
                 async move {
                     let _pending = pending;
+                    let text = noted.as_deref().unwrap_or(&sms.text);
                     deliverer
-                        .send_with_retries(&sender, &sms, &text, deadline, claim, slot)
+                        .send_with_retries(&sender, &sms, text, deadline, claim, slot)
                         .await
                 }
                 .instrument(tracing::Span::current()),
@@ -310,7 +321,16 @@ impl Deliverer {
             )
         };
         match timeout_at(policy.deadline.into(), task).await {
-            Ok(Ok(SendResult::Delivered { segments })) => SmsReport {
+            Ok(Ok(result)) => self.report(sms, sender, result),
+            Ok(Err(_)) => self.fail(sms, FailureReason::Network),
+            // Still on the wire: the task records the answer in the ledger when it comes.
+            Err(_) => self.fail(sms, FailureReason::Timeout),
+        }
+    }
+
+    fn report(&self, sms: &Sms, sender: &Sender, result: SendResult) -> SmsReport {
+        match result {
+            SendResult::Delivered { segments } => SmsReport {
                 route: sms.route.clone(),
                 recipient: sms.recipient.clone(),
                 outcome: match sender {
@@ -320,10 +340,7 @@ impl Deliverer {
                 reason: None,
                 segments,
             },
-            Ok(Ok(SendResult::NotDelivered(reason))) => self.fail(sms, reason),
-            Ok(Err(_)) => self.fail(sms, FailureReason::Network),
-            // Still on the wire: the task records the answer in the ledger when it comes.
-            Err(_) => self.fail(sms, FailureReason::Timeout),
+            SendResult::NotDelivered(reason) => self.fail(sms, reason),
         }
     }
 
@@ -528,17 +545,17 @@ fn log_outcome(sms: &Sms, report: &SmsReport) {
     }
 }
 
-/// Puts `[N SMS held back]` in front, so the recipient learns what the rate limit kept from them;
-/// shorter forms when the budget is tight.
-fn with_held_note(text: &str, held: u64, max_segments: usize) -> String {
+/// The text with `[N SMS held back]` in front, so the recipient learns what the rate limit kept
+/// from them (shorter forms when the budget is tight); `None` when nothing was held back.
+fn with_held_note(text: &str, held: u64, max_segments: usize) -> Option<String> {
     if held == 0 {
-        return text.to_string();
+        return None;
     }
     let long = format!("[{held} SMS held back] {text}");
     if crate::sms::measure(&long).segments <= max_segments {
-        return long;
+        return Some(long);
     }
-    fit(&format!("[+{held} held] {text}"), max_segments)
+    Some(fit(&format!("[+{held} held] {text}"), max_segments))
 }
 
 /// Exponential backoff with jitter (0.5x to 1.5x), so that retries of many SMS do not align.

@@ -17,3 +17,4 @@ pub mod server;
 pub mod sipgate;
 pub mod sms;
 pub mod template;
+pub mod template_fields;

@@ -51,7 +51,7 @@ impl Source {
 }
 
 /// What Grafana adds to an alert; empty for other senders.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertExtras {
     /// Query results by ref id; Grafana may send `null`.
@@ -68,7 +68,7 @@ pub struct AlertExtras {
 }
 
 /// What Grafana adds to a notification; empty for other senders.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationExtras {
     #[serde(default)]
@@ -304,18 +304,23 @@ struct HealthchecksCheck {
     desc: Option<String>,
 }
 
+/// Parses without tracking where in the document it is, which would slow every parse down; only
+/// a body that fails is parsed again to name the path of the problem.
 fn deserialize_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, PayloadError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: T =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| PayloadError::Invalid {
-            path: e.path().to_string(),
-            message: e.inner().to_string(),
-        })?;
-    de.end().map_err(|e| PayloadError::Invalid {
-        path: ".".to_string(),
-        message: e.to_string(),
-    })?;
-    Ok(parsed)
+    serde_json::from_slice(body).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(located) => PayloadError::Invalid {
+                path: located.path().to_string(),
+                message: located.inner().to_string(),
+            },
+            // Only trailing content after a valid document gets here.
+            Ok(_) => PayloadError::Invalid {
+                path: ".".to_string(),
+                message: e.to_string(),
+            },
+        }
+    })
 }
 
 /// A Healthchecks.io check that went down (firing) or up (resolved), as an alert with the labels

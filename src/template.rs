@@ -1,17 +1,21 @@
 //! Handlebars templates that turn a recipient's alerts into SMS text. SMS are plain text, so HTML
 //! escaping is off: an `&` in a label stays `&`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, JsonRender, Output, RenderContext, RenderError,
     RenderErrorReason,
 };
-use serde::Serialize;
 
-use crate::payload::{Alert, AlertExtras, AlertStatus, Labels, Notification, NotificationExtras};
+use crate::payload::{Alert, AlertStatus, Labels, Notification};
+use crate::template_fields::Fields;
+
+type Json = serde_json::Value;
 
 /// Built-in templates, shipped in `templates/` and compiled into the binary.
 const BUILT_INS: &[(&str, &str)] = &[
@@ -34,128 +38,210 @@ pub struct TemplateFileError {
     pub message: String,
 }
 
+/// The built-in template used when a route's own template fails or renders nothing.
+pub const FALLBACK: &str = "default";
+
 #[derive(Debug)]
 pub struct Templates {
     registry: Handlebars<'static>,
+    /// What each template, together with the fallback, reads of the template data.
+    fields: HashMap<String, Fields>,
 }
 
-/// What a template sees. Field names follow Alertmanager's own template data where one exists.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageData<'a> {
-    pub status: AlertStatus,
-    pub receiver: &'a str,
-    pub group_key: &'a str,
-    #[serde(rename = "externalURL")]
-    pub external_url: &'a str,
-    pub route: &'a str,
-    pub recipient: &'a str,
-    pub alerts: Vec<AlertData<'a>>,
-    pub firing: Vec<AlertData<'a>>,
-    pub resolved: Vec<AlertData<'a>>,
-    /// Counts over all of the recipient's alerts, including those left out to fit the budget.
-    pub num_firing: usize,
-    pub num_resolved: usize,
-    pub num_alerts: usize,
-    /// Alerts left out of `alerts`, to fit the budget or by the sender; the SMS ends with
-    /// `+N more` for them.
-    pub omitted: usize,
-    pub group_labels: &'a Labels,
-    pub common_labels: &'a Labels,
-    pub common_annotations: &'a Labels,
-    pub truncated_alerts: u64,
-    /// Grafana's `orgId`, `title`, `state` and `message`; the sender as `source`.
-    #[serde(flatten)]
-    pub extras: &'a NotificationExtras,
-    pub source: &'static str,
-    /// The render time, so that `since` is computed against one clock for the whole message.
-    pub now: String,
+/// For a template that is not registered; such a render fails anyway.
+static ALL_FIELDS: Fields = Fields::ALL;
+
+/// What a template sees, for one recipient's alerts. Built once per SMS: the fitting renders it
+/// again with fewer alerts shown, and only the alert lists change between those renders. Field
+/// names follow Alertmanager's own template data where one exists; only the fields the template
+/// (or the built-in it falls back to) reads are built.
+pub struct MessageData {
+    context: Context,
+    /// The status of every alert of the recipient in this notification, in the order the SMS
+    /// lists them.
+    statuses: Vec<AlertStatus>,
+    /// The alerts after the shown ones; the shown ones are the context's `alerts`. Each alert
+    /// exists once here or there, and only `firing` and `resolved` hold copies.
+    hidden: Vec<Json>,
+    /// Alerts the sender or the input limits already left out.
+    truncated: usize,
+    /// Whether the template reads `firing`, `resolved`, `omitted`: the fields that change with
+    /// the alerts shown.
+    reads: [bool; 3],
 }
 
-#[derive(Serialize, Clone)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertData<'a> {
-    pub status: AlertStatus,
-    pub labels: &'a Labels,
-    pub annotations: &'a Labels,
-    pub starts_at: Option<String>,
-    pub ends_at: Option<String>,
-    #[serde(rename = "generatorURL")]
-    pub generator_url: &'a str,
-    pub fingerprint: &'a str,
-    /// Grafana's `values`, `valueString`, `silenceURL`, `dashboardURL`, `panelURL`.
-    #[serde(flatten)]
-    pub extras: &'a AlertExtras,
+const SHOWN_DEPENDENT: [&str; 3] = ["firing", "resolved", "omitted"];
+
+/// A JSON object that takes only the fields a template reads; values are made only for those.
+struct Object<'a> {
+    fields: &'a Fields,
+    map: serde_json::Map<String, Json>,
 }
 
-fn rfc3339(t: Option<DateTime<Utc>>) -> Option<String> {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-}
+impl<'a> Object<'a> {
+    fn new(fields: &'a Fields) -> Self {
+        Object {
+            fields,
+            map: serde_json::Map::new(),
+        }
+    }
 
-impl<'a> AlertData<'a> {
-    fn new(alert: &'a Alert) -> Self {
-        AlertData {
-            status: alert.status,
-            labels: &alert.labels,
-            annotations: &alert.annotations,
-            starts_at: rfc3339(alert.starts_at),
-            ends_at: rfc3339(alert.ends_at),
-            generator_url: &alert.generator_url,
-            fingerprint: &alert.fingerprint,
-            extras: &alert.extras,
+    fn put(&mut self, name: &str, value: impl FnOnce() -> Json) {
+        if self.fields.wants(name) {
+            self.map.insert(name.to_string(), value());
+        }
+    }
+
+    /// Grafana's fields are left out when empty: a missing field renders like an empty one.
+    fn put_text(&mut self, name: &str, text: &str) {
+        if !text.is_empty() {
+            self.put(name, || Json::from(text));
+        }
+    }
+
+    fn put_time(&mut self, name: &str, time: Option<DateTime<Utc>>) {
+        if let Some(t) = time {
+            self.put(name, || {
+                Json::from(t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            });
         }
     }
 }
 
-impl<'a> MessageData<'a> {
-    /// The data for one SMS: `shown` are the alerts to render, `all` every alert of the recipient
-    /// in this notification.
+fn labels(labels: &Labels) -> Json {
+    Json::Object(
+        labels
+            .iter()
+            .map(|(name, value)| (name.clone(), Json::from(value.as_str())))
+            .collect(),
+    )
+}
+
+fn alert_data(alert: &Alert, fields: &Fields) -> Json {
+    let mut data = Object::new(fields);
+    data.put("status", || Json::from(alert.status.as_str()));
+    data.put("labels", || labels(&alert.labels));
+    data.put("annotations", || labels(&alert.annotations));
+    data.put_time("startsAt", alert.starts_at);
+    data.put_time("endsAt", alert.ends_at);
+    data.put("generatorURL", || Json::from(alert.generator_url.as_str()));
+    data.put("fingerprint", || Json::from(alert.fingerprint.as_str()));
+    let extras = &alert.extras;
+    if !extras.values.is_empty() {
+        data.put("values", || {
+            Json::Object(
+                extras
+                    .values
+                    .iter()
+                    .map(|(id, value)| (id.clone(), Json::from(*value)))
+                    .collect(),
+            )
+        });
+    }
+    data.put_text("valueString", &extras.value_string);
+    data.put_text("silenceURL", &extras.silence_url);
+    data.put_text("dashboardURL", &extras.dashboard_url);
+    data.put_text("panelURL", &extras.panel_url);
+    Json::Object(data.map)
+}
+
+impl MessageData {
+    /// The data for an SMS about `alerts`, every alert of the recipient in this notification,
+    /// all of them shown.
     pub fn new(
-        notification: &'a Notification,
-        route: &'a str,
-        recipient: &'a str,
-        shown: &[&'a Alert],
-        all: &[&'a Alert],
+        notification: &Notification,
+        route: &str,
+        recipient: &str,
+        alerts: &[&Alert],
         now: DateTime<Utc>,
+        fields: &Fields,
     ) -> Self {
-        let all_count = all.len();
-        let num_firing = all
+        let num_firing = alerts
             .iter()
             .filter(|a| a.status == AlertStatus::Firing)
             .count();
-        let shown_count = shown.len();
-        let shown: Vec<AlertData<'a>> = shown.iter().map(|a| AlertData::new(a)).collect();
-        let by_status = |s: AlertStatus| shown.iter().filter(|a| a.status == s).cloned().collect();
-        let firing: Vec<AlertData<'a>> = by_status(AlertStatus::Firing);
-        let resolved = by_status(AlertStatus::Resolved);
-        MessageData {
-            status: if num_firing == 0 {
-                AlertStatus::Resolved
-            } else {
-                AlertStatus::Firing
-            },
-            num_firing,
-            num_resolved: all_count - num_firing,
-            num_alerts: all_count,
-            omitted: (all_count - shown_count).saturating_add(
-                usize::try_from(notification.truncated_alerts).unwrap_or(usize::MAX),
-            ),
-            receiver: &notification.receiver,
-            group_key: &notification.group_key,
-            external_url: &notification.external_url,
-            route,
-            recipient,
-            alerts: shown,
-            firing,
-            resolved,
-            group_labels: &notification.group_labels,
-            common_labels: &notification.common_labels,
-            common_annotations: &notification.common_annotations,
-            truncated_alerts: notification.truncated_alerts,
-            extras: &notification.extras,
-            source: notification.source.as_str(),
-            now: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        let status = if num_firing == 0 {
+            AlertStatus::Resolved
+        } else {
+            AlertStatus::Firing
+        };
+        let mut data = Object::new(fields);
+        data.put("status", || Json::from(status.as_str()));
+        data.put("receiver", || Json::from(notification.receiver.as_str()));
+        data.put("groupKey", || Json::from(notification.group_key.as_str()));
+        data.put("externalURL", || {
+            Json::from(notification.external_url.as_str())
+        });
+        data.put("route", || Json::from(route));
+        data.put("recipient", || Json::from(recipient));
+        // Counts over all of the recipient's alerts, including those left out to fit the budget.
+        data.put("numFiring", || Json::from(num_firing));
+        data.put("numResolved", || Json::from(alerts.len() - num_firing));
+        data.put("numAlerts", || Json::from(alerts.len()));
+        data.put("groupLabels", || labels(&notification.group_labels));
+        data.put("commonLabels", || labels(&notification.common_labels));
+        data.put("commonAnnotations", || {
+            labels(&notification.common_annotations)
+        });
+        data.put("truncatedAlerts", || {
+            Json::from(notification.truncated_alerts)
+        });
+        let extras = &notification.extras;
+        if let Some(org_id) = extras.org_id {
+            data.put("orgId", || Json::from(org_id));
         }
+        data.put_text("title", &extras.title);
+        data.put_text("state", &extras.state);
+        data.put_text("message", &extras.message);
+        data.put("source", || Json::from(notification.source.as_str()));
+        // The render time, so that `since` is computed against one clock for the whole message.
+        data.put("now", || {
+            Json::from(now.to_rfc3339_opts(SecondsFormat::Secs, true))
+        });
+        let mut data = MessageData {
+            context: Context::from(Json::Object(data.map)),
+            statuses: alerts.iter().map(|a| a.status).collect(),
+            hidden: alerts.iter().map(|a| alert_data(a, fields)).collect(),
+            truncated: usize::try_from(notification.truncated_alerts).unwrap_or(usize::MAX),
+            reads: SHOWN_DEPENDENT.map(|name| fields.wants(name)),
+        };
+        data.show(alerts.len());
+        data
+    }
+
+    /// Shows the first `count` alerts in `alerts`, `firing` and `resolved`; the rest, and those
+    /// the sender left out, count in `omitted` (the SMS ends with `+N more` for them).
+    pub fn show(&mut self, count: usize) {
+        let serde_json::Value::Object(map) = self.context.data_mut() else {
+            return;
+        };
+        let mut shown = match map.remove("alerts") {
+            Some(serde_json::Value::Array(shown)) => shown,
+            _ => Vec::new(),
+        };
+        shown.append(&mut self.hidden);
+        self.hidden = shown.split_off(count.min(shown.len()));
+        let [firing, resolved, omitted] = self.reads;
+        for (read, name, status) in [
+            (firing, "firing", AlertStatus::Firing),
+            (resolved, "resolved", AlertStatus::Resolved),
+        ] {
+            if read {
+                let list: Vec<Json> = shown
+                    .iter()
+                    .zip(&self.statuses)
+                    .filter(|(_, s)| **s == status)
+                    .map(|(alert, _)| alert.clone())
+                    .collect();
+                map.insert(name.to_string(), list.into());
+            }
+        }
+        if omitted {
+            let omitted = self.hidden.len().saturating_add(self.truncated);
+            map.insert("omitted".to_string(), omitted.into());
+        }
+        // Always there: it holds the shown alerts between renders.
+        map.insert("alerts".to_string(), shown.into());
     }
 }
 
@@ -164,7 +250,7 @@ impl Templates {
     pub fn load(dir: Option<&Path>, time_zone: Tz) -> Result<Templates, Vec<TemplateFileError>> {
         let mut registry = Handlebars::new();
         registry.register_escape_fn(handlebars::no_escape);
-        registry.register_helper("time", Box::new(TimeHelper { time_zone }));
+        registry.register_helper("time", Box::new(TimeHelper::new(time_zone)));
         registry.register_helper("since", Box::new(since_helper));
         registry.register_helper("upper", Box::new(upper));
         registry.register_helper("lower", Box::new(lower));
@@ -189,11 +275,37 @@ impl Templates {
                 message: e,
             });
         }
-        if errors.is_empty() {
-            Ok(Templates { registry })
-        } else {
-            Err(errors)
+        if !errors.is_empty() {
+            return Err(errors);
         }
+        let mut templates = Templates {
+            registry,
+            fields: HashMap::new(),
+        };
+        templates.fields = templates.fields_read();
+        Ok(templates)
+    }
+
+    /// What each template reads, with what the fallback reads. Checked on a sample: a template
+    /// that renders differently with only those fields (a case the analysis missed) gets all.
+    fn fields_read(&self) -> HashMap<String, Fields> {
+        let templates = self.registry.get_templates();
+        let fallback = templates.get(FALLBACK).map_or(Fields::ALL, Fields::of);
+        templates
+            .iter()
+            .map(|(name, template)| {
+                let fields = Fields::of(template).union(&fallback);
+                let same = fields == Fields::ALL
+                    || self.render_sample(name, &fields).ok()
+                        == self.render_sample(name, &Fields::ALL).ok();
+                (name.clone(), if same { fields } else { Fields::ALL })
+            })
+            .collect()
+    }
+
+    /// The fields `name` needs, for `MessageData::new`.
+    pub fn fields(&self, name: &str) -> &Fields {
+        self.fields.get(name).unwrap_or(&ALL_FIELDS)
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -211,28 +323,22 @@ impl Templates {
         names
     }
 
-    pub fn render(&self, name: &str, data: &MessageData<'_>) -> Result<String, TemplateError> {
+    pub fn render(&self, name: &str, data: &MessageData) -> Result<String, TemplateError> {
+        let failed = |message: String| TemplateError::Render {
+            name: name.to_string(),
+            message,
+        };
+        // Sized for a typical SMS, so that the text is not regrown piece by piece.
+        let mut text = Vec::with_capacity(256);
         self.registry
-            .render(name, data)
-            .map_err(|e| TemplateError::Render {
-                name: name.to_string(),
-                message: e.to_string(),
-            })
+            .render_with_context_to_write(name, &data.context, &mut text)
+            .map_err(|e| failed(e.to_string()))?;
+        String::from_utf8(text).map_err(|e| failed(e.to_string()))
     }
 
     /// Renders `name` against a sample notification, so that helper misuse shows at load time.
     pub fn test_render(&self, name: &str) -> Result<(), TemplateError> {
-        let sample = sample_notification();
-        let alerts: Vec<&Alert> = sample.alerts.iter().collect();
-        let data = MessageData::new(
-            &sample,
-            "sample-route",
-            "sample-recipient",
-            &alerts,
-            &alerts,
-            Utc::now(),
-        );
-        let text = self.render(name, &data)?;
+        let text = self.render_sample(name, self.fields(name))?;
         if text.trim().is_empty() {
             return Err(TemplateError::Render {
                 name: name.to_string(),
@@ -242,6 +348,22 @@ impl Templates {
             });
         }
         Ok(())
+    }
+
+    fn render_sample(&self, name: &str, fields: &Fields) -> Result<String, TemplateError> {
+        // A fixed time, so that every render of the sample gives the same text.
+        let now = DateTime::<Utc>::from_timestamp(1_764_064_800, 0).unwrap_or_default();
+        let sample = sample_notification(now);
+        let alerts: Vec<&Alert> = sample.alerts.iter().collect();
+        let data = MessageData::new(
+            &sample,
+            "sample-route",
+            "sample-recipient",
+            &alerts,
+            now,
+            fields,
+        );
+        self.render(name, &data)
     }
 }
 
@@ -281,9 +403,10 @@ fn load_dir(
     Ok(())
 }
 
-fn sample_notification() -> Notification {
+/// A synthetic notification at `now`: two firing alerts and a resolved one.
+fn sample_notification(now: DateTime<Utc>) -> Notification {
     let alert = |name: &str, instance: &str, status: AlertStatus, minutes: i64| {
-        let starts = Utc::now() - chrono::Duration::minutes(minutes);
+        let starts = now - chrono::Duration::minutes(minutes);
         Alert {
             status,
             labels: Labels::from([
@@ -293,7 +416,7 @@ fn sample_notification() -> Notification {
             ]),
             annotations: Labels::from([("summary".to_string(), format!("{name} on {instance}"))]),
             starts_at: Some(starts),
-            ends_at: (status == AlertStatus::Resolved).then(Utc::now),
+            ends_at: (status == AlertStatus::Resolved).then_some(now),
             generator_url: "http://prometheus.example/graph".to_string(),
             fingerprint: "0123456789abcdef".to_string(),
             extras: Default::default(),
@@ -339,6 +462,19 @@ fn time_param(h: &Helper<'_>, index: usize) -> Result<Option<DateTime<Utc>>, Ren
 /// `{{time startsAt}}` or `{{time startsAt "%H:%M"}}`: a time in the configured zone.
 struct TimeHelper {
     time_zone: Tz,
+    /// `DEFAULT_TIME_FORMAT`, parsed once rather than for every time in every SMS.
+    default_format: Vec<Item<'static>>,
+}
+
+impl TimeHelper {
+    fn new(time_zone: Tz) -> Self {
+        TimeHelper {
+            time_zone,
+            default_format: StrftimeItems::new(DEFAULT_TIME_FORMAT)
+                .parse_to_owned()
+                .unwrap_or_default(),
+        }
+    }
 }
 
 impl handlebars::HelperDef for TimeHelper {
@@ -353,17 +489,19 @@ impl handlebars::HelperDef for TimeHelper {
         let Some(t) = time_param(h, 0)? else {
             return Ok(());
         };
-        let format = h
-            .param(1)
-            .and_then(|p| p.value().as_str())
-            .unwrap_or(DEFAULT_TIME_FORMAT);
-        let items: Vec<chrono::format::Item<'_>> =
-            chrono::format::StrftimeItems::new(format).collect();
-        if items.contains(&chrono::format::Item::Error) {
-            return Err(RenderErrorReason::Other(format!("invalid time format {format:?}")).into());
-        }
         let local = t.with_timezone(&self.time_zone);
-        out.write(&local.format_with_items(items.into_iter()).to_string())?;
+        let text = match h.param(1).and_then(|p| p.value().as_str()) {
+            None => local
+                .format_with_items(self.default_format.iter())
+                .to_string(),
+            Some(format) => {
+                let items = StrftimeItems::new(format).parse().map_err(|_| {
+                    RenderErrorReason::Other(format!("invalid time format {format:?}"))
+                })?;
+                local.format_with_items(items.iter()).to_string()
+            }
+        };
+        out.write(&text)?;
         Ok(())
     }
 }
@@ -504,7 +642,7 @@ mod tests {
         templates
             .render(
                 name,
-                &MessageData::new(n, "critical", "alice", &alerts, &alerts, now),
+                &MessageData::new(n, "critical", "alice", &alerts, now, templates.fields(name)),
             )
             .unwrap()
     }
@@ -630,7 +768,7 @@ mod tests {
             .with_timezone(&Utc);
         t.render(
             "t",
-            &MessageData::new(&n, "critical", "alice", &alerts, &alerts, now),
+            &MessageData::new(&n, "critical", "alice", &alerts, now, t.fields("t")),
         )
     }
 
