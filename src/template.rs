@@ -12,7 +12,7 @@ use handlebars::{
     RenderErrorReason,
 };
 
-use crate::payload::{Alert, AlertStatus, Labels, Notification};
+use crate::payload::{Alert, AlertExtras, AlertStatus, Labels, Notification, NotificationExtras};
 use crate::template_fields::Fields;
 
 type Json = serde_json::Value;
@@ -92,19 +92,17 @@ impl<'a> Object<'a> {
         }
     }
 
-    /// Grafana's fields are left out when empty: a missing field renders like an empty one.
     fn put_text(&mut self, name: &str, text: &str) {
-        if !text.is_empty() {
-            self.put(name, || Json::from(text));
-        }
+        self.put(name, || Json::from(text));
     }
 
+    /// RFC 3339, or `null` when not set (`endsAt` of a firing alert).
     fn put_time(&mut self, name: &str, time: Option<DateTime<Utc>>) {
-        if let Some(t) = time {
-            self.put(name, || {
+        self.put(name, || {
+            time.map_or(Json::Null, |t| {
                 Json::from(t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-            });
-        }
+            })
+        });
     }
 }
 
@@ -127,17 +125,15 @@ fn alert_data(alert: &Alert, fields: &Fields) -> Json {
     data.put("generatorURL", || Json::from(alert.generator_url.as_str()));
     data.put("fingerprint", || Json::from(alert.fingerprint.as_str()));
     let extras = &alert.extras;
-    if !extras.values.is_empty() {
-        data.put("values", || {
-            Json::Object(
-                extras
-                    .values
-                    .iter()
-                    .map(|(id, value)| (id.clone(), Json::from(*value)))
-                    .collect(),
-            )
-        });
-    }
+    data.put("values", || {
+        Json::Object(
+            extras
+                .values
+                .iter()
+                .map(|(id, value)| (id.clone(), Json::from(*value)))
+                .collect(),
+        )
+    });
     data.put_text("valueString", &extras.value_string);
     data.put_text("silenceURL", &extras.silence_url);
     data.put_text("dashboardURL", &extras.dashboard_url);
@@ -187,9 +183,7 @@ impl MessageData {
             Json::from(notification.truncated_alerts)
         });
         let extras = &notification.extras;
-        if let Some(org_id) = extras.org_id {
-            data.put("orgId", || Json::from(org_id));
-        }
+        data.put("orgId", || extras.org_id.map_or(Json::Null, Json::from));
         data.put_text("title", &extras.title);
         data.put_text("state", &extras.state);
         data.put_text("message", &extras.message);
@@ -295,9 +289,13 @@ impl Templates {
             .iter()
             .map(|(name, template)| {
                 let fields = Fields::of(template).union(&fallback);
-                let same = fields == Fields::ALL
-                    || self.render_sample(name, &fields).ok()
-                        == self.render_sample(name, &Fields::ALL).ok();
+                let same = match (
+                    self.render_sample(name, &fields),
+                    self.render_sample(name, &Fields::ALL),
+                ) {
+                    (Ok(reduced), Ok(all)) => reduced == all,
+                    _ => false,
+                };
                 (name.clone(), if same { fields } else { Fields::ALL })
             })
             .collect()
@@ -403,7 +401,8 @@ fn load_dir(
     Ok(())
 }
 
-/// A synthetic notification at `now`: two firing alerts and a resolved one.
+/// A synthetic notification at `now`: two firing alerts and a resolved one, with every field set
+/// (Grafana's too), so that a field a template reads but is not built shows on it.
 fn sample_notification(now: DateTime<Utc>) -> Notification {
     let alert = |name: &str, instance: &str, status: AlertStatus, minutes: i64| {
         let starts = now - chrono::Duration::minutes(minutes);
@@ -419,20 +418,37 @@ fn sample_notification(now: DateTime<Utc>) -> Notification {
             ends_at: (status == AlertStatus::Resolved).then_some(now),
             generator_url: "http://prometheus.example/graph".to_string(),
             fingerprint: "0123456789abcdef".to_string(),
-            extras: Default::default(),
+            extras: AlertExtras {
+                values: [("A".to_string(), 95.0)].into(),
+                value_string: "[ var='A' value=95 ]".to_string(),
+                silence_url: "http://grafana.example/silence".to_string(),
+                dashboard_url: "http://grafana.example/d/1".to_string(),
+                panel_url: "http://grafana.example/d/1?viewPanel=2".to_string(),
+            },
         }
+    };
+    let labels = |pairs: &[(&str, &str)]| -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     Notification {
         source: crate::payload::Source::Alertmanager,
         receiver: "sms".to_string(),
         status: AlertStatus::Firing,
         group_key: "{}:{alertname=\"DiskFull\"}".to_string(),
-        group_labels: Labels::new(),
-        common_labels: Labels::new(),
-        common_annotations: Labels::new(),
+        group_labels: labels(&[("severity", "critical")]),
+        common_labels: labels(&[("severity", "critical")]),
+        common_annotations: labels(&[("runbook", "http://runbooks.example/disk")]),
         external_url: "http://alertmanager.example".to_string(),
         truncated_alerts: 0,
-        extras: Default::default(),
+        extras: NotificationExtras {
+            org_id: Some(1),
+            title: "[FIRING:2] DiskFull".to_string(),
+            state: "alerting".to_string(),
+            message: "Disk almost full".to_string(),
+        },
         alerts: vec![
             alert("DiskFull", "db1:9100", AlertStatus::Firing, 5),
             alert("DiskFull", "db2:9100", AlertStatus::Firing, 90),
@@ -881,6 +897,22 @@ mod tests {
             render(&t, "compact", &n, "2026-11-25T09:15:00Z"),
             "FIRING HighLatency@web1:8080, AlwaysFiring; RESOLVED DiskFull@db1:9100"
         );
+    }
+
+    #[test]
+    fn a_template_the_analysis_misreads_gets_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        // `len` counts the fields of the alert: fewer would be built than it reads.
+        std::fs::write(
+            dir.path().join("t.hbs"),
+            "{{#with alerts.[0] as |a|}}{{len a}}{{/with}}",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("u.hbs"), "{{alertlist firing}}").unwrap();
+        let t = Templates::load(Some(dir.path()), chrono_tz::UTC).unwrap();
+        assert_eq!(t.fields("t"), &Fields::ALL);
+        assert!(!t.fields("u").wants("groupKey"));
+        assert!(t.fields("u").wants("labels"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
+use handlebars::template::{BlockParam, HelperTemplate, Parameter, Template, TemplateElement};
 use handlebars::{Path, PathSeg};
 
 /// The names a template may read: every named path segment, helper name and `lookup` key in it.
@@ -92,6 +92,10 @@ fn helper_names(helper: &HelperTemplate, names: &mut HashSet<String>) -> Result<
     for parameter in helper.hash.values() {
         parameter_names(parameter, names)?;
     }
+    // `each ... as |value key|` lists the keys of whatever it walks.
+    if matches!(helper.block_param, Some(BlockParam::Pair(_))) {
+        return Err(Opaque);
+    }
     for block in [&helper.template, &helper.inverse].into_iter().flatten() {
         template_names(block, names)?;
     }
@@ -115,8 +119,10 @@ fn parameter_names(parameter: &Parameter, names: &mut HashSet<String>) -> Result
             // `this`, `.`, `..` or `@root` alone: a whole object, whatever it holds.
             if named { Ok(()) } else { Err(Opaque) }
         }
-        // `@root` alone is the whole data.
-        Parameter::Path(Path::Local((_, name, _))) if name == "root" => Err(Opaque),
+        // `@root` alone is the whole data; `@key` means the keys of an object are listed.
+        Parameter::Path(Path::Local((_, name, _))) if name == "root" || name == "key" => {
+            Err(Opaque)
+        }
         // `@index`, `@key` and the like.
         Parameter::Path(Path::Local(_)) => Ok(()),
         Parameter::Literal(_) => Ok(()),
@@ -173,6 +179,8 @@ mod tests {
             "{{#with alerts.[0]}}{{../this}}{{/with}}",
             "{{json @root}}",
             "{{lookup commonLabels name}}",
+            "{{#each alerts.[0]}}{{@key}} {{/each}}",
+            "{{#each alerts as |a|}}{{#each a as |v k|}}{{k}}={{v}}{{/each}}{{/each}}",
             "{{> other}}",
             "{{#*inline \"x\"}}{{status}}{{/inline}}",
         ] {
