@@ -204,17 +204,24 @@ impl MessageData {
     }
 
     /// Shows the first `count` alerts in `alerts`, `firing` and `resolved`; the rest, and those
-    /// the sender left out, count in `omitted` (the SMS ends with `+N more` for them).
+    /// the sender left out, count in `omitted` (the SMS ends with `+N more` for them). Showing
+    /// what is already shown costs nothing, so the fitting's first render (all alerts, as built)
+    /// does not build the lists again.
     pub fn show(&mut self, count: usize) {
+        let count = count.min(self.statuses.len());
         let serde_json::Value::Object(map) = self.context.data_mut() else {
             return;
         };
+        let shown_now = self.statuses.len() - self.hidden.len();
+        if shown_now == count && map.contains_key("alerts") {
+            return;
+        }
         let mut shown = match map.remove("alerts") {
             Some(serde_json::Value::Array(shown)) => shown,
             _ => Vec::new(),
         };
         shown.append(&mut self.hidden);
-        self.hidden = shown.split_off(count.min(shown.len()));
+        self.hidden = shown.split_off(count);
         let [firing, resolved, omitted] = self.reads;
         for (read, name, status) in [
             (firing, "firing", AlertStatus::Firing),
