@@ -10,13 +10,18 @@
 # (templates.dir, *_file) resolve against that folder, so mount templates beside it.
 # Without Sipgate credentials the service runs in dry-run mode and sends nothing.
 
-FROM rust:1.95-bookworm AS builder
+# The builder and the runtime base are build arguments so that a machine without access to an
+# image registry can pass stand-ins (examples/image-check.sh does); the defaults are the official
+# images.
+ARG BUILDER_IMAGE=rust:1.95-bookworm
+ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${BUILDER_IMAGE} AS builder
 WORKDIR /build
 
 # Dependencies in their own layer, rebuilt only when the manifest or lock file change.
 # Cargo refuses a manifest whose declared targets have no source file, so the bench and
 # example get stubs too; they are never built here.
-COPY .cargo ./.cargo
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches examples \
  && echo 'fn main() {}' > src/main.rs \
@@ -39,14 +44,15 @@ RUN touch src/lib.rs src/main.rs \
  && install -D -m 0755 target/release/alertmanager-sipgate /out/alertmanager-sipgate
 
 # glibc, libgcc and CA certificates (for the Sipgate API over TLS), no shell.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${BASE_IMAGE}
 
+ARG BASE_IMAGE
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="alertmanager-sipgate" \
       org.opencontainers.image.description="Prometheus Alertmanager webhook receiver that sends SMS through the Sipgate REST API" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12:nonroot"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 COPY --from=builder /out/alertmanager-sipgate /usr/local/bin/alertmanager-sipgate
 

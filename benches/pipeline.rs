@@ -41,12 +41,22 @@ fn body(n: usize) -> Vec<u8> {
     body
 }
 
+/// `examples/config.yml` as installed: beside its templates and the secret it reads.
+fn example_config() -> Config {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let installed = || -> std::io::Result<()> {
+        std::fs::copy(examples.join("config.yml"), dir.path().join("config.yml"))?;
+        std::os::unix::fs::symlink(examples.join("templates"), dir.path().join("templates"))?;
+        std::fs::write(dir.path().join("sms-password"), "benchmark\n")
+    };
+    installed().unwrap_or_else(|e| panic!("{e}"));
+    Config::load_with_env(&dir.path().join("config.yml"), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn pipeline(c: &mut Criterion) {
-    let config = Config::load_with_env(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yml"),
-        &|_| None,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let config = example_config();
     let now = chrono::Utc::now();
     let mut group = c.benchmark_group("notification");
     for n in [1, 10, 100] {

@@ -29,6 +29,21 @@ pub fn accepts(auth: &InboundAuth, header: Option<&str>) -> bool {
     }
 }
 
+/// The scheme a refused caller tried, for the log: bounded words, never the credentials.
+pub fn scheme_tried(header: Option<&str>) -> &'static str {
+    let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+        return "none";
+    };
+    let scheme = header.split_once(' ').map_or(header, |(scheme, _)| scheme);
+    if scheme.eq_ignore_ascii_case("basic") {
+        "basic"
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        "bearer"
+    } else {
+        "other"
+    }
+}
+
 /// Grafana's webhook signature: hex(HMAC-SHA256(secret, [timestamp ":"] body)), compared in
 /// constant time.
 pub fn grafana_signature_ok(
@@ -108,6 +123,19 @@ mod tests {
         assert!(accepts(&auth, Some("Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==")));
         assert!(accepts(&auth, Some("basic YWxlcnRtYW5hZ2VyOnMzY3JldA==")));
         assert!(accepts(&auth, Some("Bearer t0ken")));
+    }
+
+    #[test]
+    fn names_the_scheme_tried_and_nothing_else() {
+        assert_eq!(scheme_tried(None), "none");
+        assert_eq!(scheme_tried(Some("  ")), "none");
+        assert_eq!(
+            scheme_tried(Some("Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==")),
+            "basic"
+        );
+        assert_eq!(scheme_tried(Some("bearer t0ken")), "bearer");
+        assert_eq!(scheme_tried(Some("Digest username=x")), "other");
+        assert_eq!(scheme_tried(Some("t0ken")), "other");
     }
 
     #[test]

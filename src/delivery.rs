@@ -383,6 +383,12 @@ impl Deliverer {
                     let segments = crate::sms::measure(text).segments;
                     if sender.is_sipgate() {
                         self.record_sent(sms, segments, attempt, Instant::now() > deadline);
+                    } else {
+                        inner
+                            .metrics
+                            .sms_dry_run
+                            .with_label_values(&[&sms.route])
+                            .inc();
                     }
                     return SendResult::Delivered { segments };
                 }

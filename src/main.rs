@@ -1,13 +1,14 @@
 #![forbid(unsafe_code)]
 
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
@@ -19,18 +20,27 @@ use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server::{self, AppState, Live};
 use alertmanager_sipgate::{health, ledger, probe};
 
+/// What `--help` says about the environment. Values are never shown: they are secrets.
+const ENVIRONMENT: &str = "\
+Environment:
+  SIPGATE_TOKEN_ID  Sipgate token id; overrides sipgate.token_id in the config file
+  SIPGATE_TOKEN     Sipgate personal access token; overrides sipgate.token and sipgate.token_file
+
+Without a Sipgate token the service runs in dry-run mode: every SMS is logged, none is sent.";
+
 /// Receives Prometheus Alertmanager webhooks and sends them as SMS through the Sipgate REST API.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    after_help = ENVIRONMENT,
+    // Each subcommand takes its own flags, so that `--help` of each lists only what it uses.
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
-    /// Configuration file.
-    #[arg(
-        long = "config.file",
-        value_name = "FILE",
-        default_value = "alertmanager-sipgate.yml",
-        global = true
-    )]
-    config_file: PathBuf,
+    #[command(flatten)]
+    config: ConfigFile,
 
     /// Address to listen on for webhooks, metrics and health checks.
     #[arg(
@@ -41,11 +51,11 @@ struct Cli {
     listen_address: String,
 
     /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
 
     /// Output format of log messages.
-    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
     log_format: LogFormat,
 
     /// Render and log every SMS instead of sending it.
@@ -56,13 +66,31 @@ struct Cli {
     command: Option<Command>,
 }
 
+#[derive(Args)]
+struct ConfigFile {
+    /// Configuration file.
+    #[arg(
+        long = "config.file",
+        value_name = "FILE",
+        default_value = "alertmanager-sipgate.yml"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration file and its templates, then exit.
-    CheckConfig,
+    #[command(after_help = ENVIRONMENT)]
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigFile,
+    },
     /// Print the SMS that an Alertmanager webhook body would produce, without sending anything.
+    #[command(after_help = ENVIRONMENT)]
     Render {
-        /// A webhook body as Alertmanager posts it (JSON).
+        #[command(flatten)]
+        config: ConfigFile,
+        /// A webhook body as Alertmanager posts it (JSON); `-` reads it from standard input.
         payload: PathBuf,
     },
     /// Exit 0 when the service answers 200 at URL (for container health checks without curl).
@@ -118,6 +146,11 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
+/// Whether callers on other machines could post without credentials.
+fn open_to_anyone(live: &Live, address: SocketAddr) -> bool {
+    live.config.server.auth.is_none() && !address.ip().is_loopback()
+}
+
 /// Accepts Prometheus-style `:9716` (all interfaces) as well as `host:port`.
 fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
     let full = if text.starts_with(':') {
@@ -134,14 +167,21 @@ fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Some(Command::CheckConfig) => check_config(&cli.config_file),
-        Some(Command::Render { payload }) => render(&cli.config_file, payload),
+        Some(Command::CheckConfig { config }) => check_config(&config.path),
+        Some(Command::Render { config, payload }) => render(&config.path, payload),
         Some(Command::Healthcheck { url }) => {
             probe::check(url, Duration::from_secs(3)).map_err(Into::into)
         }
         None => {
             init_logging(cli.log_level, cli.log_format);
-            serve(&cli)
+            // The service reports through its log, once; nothing more on stderr.
+            return match serve(&cli) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "cannot run");
+                    ExitCode::FAILURE
+                }
+            };
         }
     };
     match result {
@@ -170,8 +210,16 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 
 fn render(config_path: &Path, payload_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let body = std::fs::read(payload_path)
-        .with_context(|| format!("cannot read {}", payload_path.display()))?;
+    let body = if payload_path == Path::new("-") {
+        let mut body = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut body)
+            .context("cannot read the payload from standard input")?;
+        body
+    } else {
+        std::fs::read(payload_path)
+            .with_context(|| format!("cannot read {}", payload_path.display()))?
+    };
     let notification = payload::parse_alertmanager(&body)
         .with_context(|| format!("in {}", payload_path.display()))?;
     let plan = compose::plan(&config, &notification, chrono::Utc::now());
@@ -201,13 +249,7 @@ fn render(config_path: &Path, payload_path: &Path) -> anyhow::Result<()> {
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let metrics = Metrics::new()?;
-    let config = match Config::load(&cli.config_file) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot load configuration");
-            bail!(e);
-        }
-    };
+    let config = Config::load(&cli.config.path)?;
     metrics.config_loaded(true);
     // The longest a send can take once started: retries inside the deadline, then one request.
     let grace = config.delivery.response_deadline + config.sipgate.timeout;
@@ -239,11 +281,19 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         );
     }
     let address = listen_address(&cli.listen_address)?;
+    if open_to_anyone(&live, address) {
+        tracing::warn!(
+            address = %address,
+            "inbound authentication is off: anyone who can reach this address can make the \
+             service send SMS; set server.auth in the config (basic or bearer, as \
+             Alertmanager's http_config sends it)"
+        );
+    }
     let listener =
         TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!(
         address = %address,
-        config = %cli.config_file.display(),
+        config = %cli.config.path.display(),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub sms_failed: IntCounterVec,
     pub sms_suppressed: IntCounterVec,
     pub sms_segments: IntCounterVec,
+    pub sms_dry_run: IntCounterVec,
     pub sipgate_request_duration: Histogram,
     pub input_truncated: IntCounterVec,
     pub panics: prometheus::IntCounter,
@@ -75,6 +76,11 @@ impl Metrics {
         let sms_segments = counter(
             "sms_segments_total",
             "Billed SMS segments accepted by Sipgate, by route.",
+            &["route"],
+        )?;
+        let sms_dry_run = counter(
+            "sms_dry_run_total",
+            "SMS logged instead of sent because the service runs in dry-run mode, by route.",
             &["route"],
         )?;
         let input_truncated = counter(
@@ -134,6 +140,7 @@ impl Metrics {
             sms_failed,
             sms_suppressed,
             sms_segments,
+            sms_dry_run,
             sipgate_request_duration,
             input_truncated,
             panics,
@@ -157,6 +164,7 @@ impl Metrics {
         for route in routes {
             let name = route.name.as_str();
             self.sms_segments.with_label_values(&[name]);
+            self.sms_dry_run.with_label_values(&[name]);
             for recipient in &route.recipients {
                 self.sms_sent.with_label_values(&[name, recipient]);
             }

@@ -479,10 +479,13 @@ fn authorize(live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
     if auth::accepts(required, header) {
         Ok(())
     } else {
+        // A refused Alertmanager notification is not retried (4xx): this line and
+        // requests_total{code="401"} are how an operator learns that pages are being lost.
         tracing::warn!(
             peer = %request.peer_addr().map_or_else(String::new, |a| a.ip().to_string()),
             path = request.path(),
-            "request refused: missing or wrong credentials"
+            scheme = auth::scheme_tried(header),
+            "request refused: missing or wrong credentials; the caller drops this notification"
         );
         Err(ApiError::Unauthorized {
             challenges: auth::challenges(required),

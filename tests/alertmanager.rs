@@ -1,37 +1,44 @@
-//! A real Alertmanager (Debian's `prometheus-alertmanager`) posting to the service while Sipgate is
-//! flaky: Alertmanager's own retries and repeats must end in exactly one SMS per recipient.
+//! A real Alertmanager (Debian's `prometheus-alertmanager`) posting to the service: the example
+//! configs as an operator copies them, and Alertmanager's own retries against a flaky Sipgate.
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const ALERTMANAGER: &str = "prometheus-alertmanager";
-
-struct Alertmanager {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The bodies of the SMS requests the fake received, sorted, once there are `count` of them.
+async fn wait_for_sms(fake: &MockServer, count: usize, limit: Duration) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let mut bodies: Vec<String> = fake
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v2/sessions/sms")
+            .map(|r| String::from_utf8(r.body).unwrap())
+            .collect();
+        if bodies.len() >= count {
+            bodies.sort();
+            return bodies;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{count} SMS requests not received in {limit:?}: {bodies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_alertmanager(webhook: &str) -> Alertmanager {
+#[tokio::test]
+#[ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"]
+async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
+    const FAILURES: usize = 12;
+    let fake = failing_then_ok(503, FAILURES as u64, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("alertmanager.yml");
     std::fs::write(
@@ -47,77 +54,22 @@ route:
 receivers:
   - name: sms
     webhook_configs:
-      - url: {webhook}
+      - url: {}/alerts
         send_resolved: true
-"#
+"#,
+            app.url
         ),
     )
     .unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(ALERTMANAGER)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .arg(format!("--web.external-url={url}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = reqwest::get(format!("{url}/-/ready")).await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "Alertmanager did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Alertmanager {
-        child,
-        url,
-        _dir: dir,
-    }
-}
+    let am = Alertmanager::start(&config, &dir.path().join("data")).await;
 
-#[tokio::test]
-async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
-    if !installed(ALERTMANAGER, "prometheus-alertmanager") {
-        return;
-    }
-    const FAILURES: usize = 12;
-    let fake = failing_then_ok(503, FAILURES as u64, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
-    let am = start_alertmanager(&format!("{}/alerts", app.url)).await;
+    am.post_alerts(serde_json::json!([{
+        "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
+        "annotations": {"summary": "Disk on db1 is 95% full"}
+    }]))
+    .await;
 
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v2/alerts", am.url))
-        .json(&serde_json::json!([{
-            "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
-            "annotations": {"summary": "Disk on db1 is 95% full"}
-        }]))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
-
-    let started = Instant::now();
-    while fake.received_requests().await.unwrap().len() < FAILURES + 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "SMS not delivered in time: {:?}",
-            requests_per_recipient(&fake).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_sms(&fake, FAILURES + 2, Duration::from_secs(40)).await;
     // Two more group intervals: Alertmanager must not cause another SMS.
     tokio::time::sleep(Duration::from_secs(5)).await;
 
@@ -137,5 +89,108 @@ async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
     assert!(
         failed >= 1,
         "Alertmanager had to retry at least once:\n{metrics}"
+    );
+}
+
+/// A fake Sipgate that accepts every SMS and answers the credential check for `s0`.
+async fn accepting_sipgate() -> MockServer {
+    let fake = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/authorization/userinfo"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"sub": "w0"})))
+        .mount(&fake)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/w0/sms"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"items": [{"id": "s0", "alias": "SMS"}]})),
+        )
+        .mount(&fake)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/sessions/sms"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&fake)
+        .await;
+    fake
+}
+
+/// `examples/alertmanager.yml` and `examples/config.yml`, each in a folder of its own as on two
+/// machines, with the shared secret written beside each as the README says. Only the receiver
+/// URL's port (Alertmanager), Sipgate's `api_url`, the token and the listen port (service) differ
+/// from the files in the repository.
+#[tokio::test]
+#[ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"]
+async fn the_example_configs_work_together_as_copied() {
+    require(ALERTMANAGER, "prometheus-alertmanager");
+    let fake = accepting_sipgate().await;
+    let api_url = format!("{}/v2", fake.uri());
+    let service_dir = example_service_dir(Some(&|config| {
+        config["sipgate"]["api_url"] = api_url.clone().into();
+    }));
+    let config_path = service_dir.path().join("config.yml");
+    let service = Service::start_with(
+        &config_path,
+        &[],
+        &[("SIPGATE_TOKEN_ID", TOKEN_ID), ("SIPGATE_TOKEN", TOKEN)],
+    )
+    .await;
+    wait_until_ok(
+        &format!("{}/-/ready", service.url),
+        Duration::from_secs(10),
+        "the service (credential check)",
+    )
+    .await;
+
+    let am_dir = tempfile::tempdir().unwrap();
+    let am_config = am_dir.path().join("alertmanager.yml");
+    let port = service.url.rsplit(':').next().unwrap();
+    std::fs::write(
+        &am_config,
+        replace_once(
+            &std::fs::read_to_string(example("alertmanager.yml")).unwrap(),
+            "url: http://127.0.0.1:9716/alerts",
+            &format!("url: http://127.0.0.1:{port}/alerts"),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        am_dir.path().join("sms-password"),
+        format!("{EXAMPLE_SECRET}\n"),
+    )
+    .unwrap();
+    let am = Alertmanager::start(&am_config, &am_dir.path().join("data")).await;
+
+    am.post_alerts(serde_json::json!([{
+        "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
+        "annotations": {"summary": "Disk on db1 is 95% full"},
+        "startsAt": "2026-11-25T09:05:47Z"
+    }]))
+    .await;
+
+    // The example waits group_wait (30s) before the first notification of a group.
+    let sms = wait_for_sms(&fake, 2, Duration::from_secs(60)).await;
+    let text = "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full";
+    let mut expected: Vec<String> = [ALICE, BOB]
+        .iter()
+        .map(|n| format!(r#"{{"smsId":"s0","recipient":"{n}","message":"{text}"}}"#))
+        .collect();
+    expected.sort();
+    assert_eq!(sms, expected, "log:\n{}", service.log());
+    let metrics = reqwest::get(format!("{}/metrics", service.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("alertmanager_sipgate_requests_total{code=\"200\",endpoint=\"/alerts\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("code=\"401\""),
+        "Alertmanager's credentials were refused:\n{metrics}"
     );
 }

@@ -1,16 +1,30 @@
 //! The binary's subcommands, run as a user would run them.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"))
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::example_service_dir;
+
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
+    command
         .args(args)
         .env_remove("SIPGATE_TOKEN")
         .env_remove("SIPGATE_TOKEN_ID")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    command(args).output().unwrap()
+}
+
+/// `--config.file=` for the example config, copied with its secret as an operator installs it.
+fn example_config(dir: &tempfile::TempDir) -> String {
+    format!("--config.file={}", dir.path().join("config.yml").display())
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -19,12 +33,90 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn check_config_accepts_the_example() {
-    let out = run(&["check-config", "--config.file=examples/config.yml"]);
+    let dir = example_service_dir(None);
+    let out = run(&["check-config", &example_config(&dir)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "examples/config.yml: OK (2 recipients, 2 routes, templates: compact, default, short)\n\
-         no Sipgate credentials: the service would run in dry-run mode and send nothing\n"
+        format!(
+            "{}: OK (2 recipients, 2 routes, templates: compact, default, short)\n\
+             no Sipgate credentials: the service would run in dry-run mode and send nothing\n",
+            dir.path().join("config.yml").display()
+        )
+    );
+}
+
+#[test]
+fn check_config_names_the_missing_secret_of_the_example() {
+    let dir = example_service_dir(None);
+    std::fs::remove_file(dir.path().join("sms-password")).unwrap();
+    let out = run(&["check-config", &example_config(&dir)]);
+    assert!(!out.status.success());
+    let config = dir.path().join("config.yml");
+    let secret = dir.path().join("sms-password");
+    let line = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("password_file: sms-password"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: invalid config file {}:\n  line {line}: server.auth.basic.password_file: \
+             cannot read {}: No such file or directory (os error 2)\n",
+            config.display(),
+            secret.display()
+        )
+    );
+}
+
+#[test]
+fn check_config_reports_every_structural_problem_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        "routes:\n  - name: critical\n    to: [alice]\n    max_segment: 3\n    sendresolved: false\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "check-config",
+        &format!("--config.file={}", config.display()),
+    ]);
+    assert!(!out.status.success());
+    let expected = "one of `name`, `matchers`, `to`, `template`, `send_resolved`, `max_segments`, \
+                    `gsm_only`, `continue`";
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: invalid config file {}:\n\
+             \x20 line 4: routes[0].max_segment: unknown field `max_segment`, expected {expected}\n\
+             \x20 line 5: routes[0].sendresolved: unknown field `sendresolved`, expected {expected}\n",
+            config.display()
+        )
+    );
+}
+
+#[test]
+fn serve_reports_a_bad_config_once_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, "routes:\n  - name: a\n    to: [nobody]\n").unwrap();
+    let out = run(&[
+        &format!("--config.file={}", config.display()),
+        "--web.listen-address=127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(" level=error "), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("routes[0].to[0]: unknown recipient or group")
+            .count(),
+        1,
+        "{stderr}"
     );
 }
 
@@ -87,29 +179,49 @@ fn check_config_reports_a_missing_file() {
     assert!(text(&out.stderr).contains("cannot read config file does-not-exist.yml"));
 }
 
+const RENDERED_FIRING: &str = "\
+route: critical  recipient: alice  encoding: GSM-7  characters: 72  segments: 1
+FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full
+
+route: critical  recipient: bob  encoding: GSM-7  characters: 72  segments: 1
+FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full
+
+";
+
 #[test]
 fn render_prints_each_sms_without_sending() {
+    let dir = example_service_dir(None);
     let out = run(&[
         "render",
-        "--config.file=examples/config.yml",
+        &example_config(&dir),
         "examples/payloads/firing.json",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let sms = "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full";
-    assert_eq!(
-        text(&out.stdout),
-        format!(
-            "route: critical  recipient: alice  encoding: GSM-7  characters: 72  segments: 1\n{sms}\n\n\
-             route: critical  recipient: bob  encoding: GSM-7  characters: 72  segments: 1\n{sms}\n\n"
-        )
-    );
+    assert_eq!(text(&out.stdout), RENDERED_FIRING);
+}
+
+#[test]
+fn render_reads_the_payload_from_standard_input() {
+    let dir = example_service_dir(None);
+    let mut child = command(&["render", &example_config(&dir), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let payload = std::fs::read(common::example("payloads/firing.json")).unwrap();
+    child.stdin.take().unwrap().write_all(&payload).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), RENDERED_FIRING);
 }
 
 #[test]
 fn render_shows_held_back_resolved_alerts() {
+    let dir = example_service_dir(None);
     let out = run(&[
         "render",
-        "--config.file=examples/config.yml",
+        &example_config(&dir),
         "tests/fixtures/alertmanager-0.25/resolved-highlatency.json",
     ]);
     assert!(out.status.success());
@@ -134,9 +246,35 @@ fn help_shows_prometheus_style_flags_and_no_secrets() {
     ] {
         assert!(help.contains(flag), "{flag} missing in:\n{help}");
     }
+    for variable in ["SIPGATE_TOKEN_ID", "SIPGATE_TOKEN"] {
+        assert!(help.contains(variable), "{variable} missing in:\n{help}");
+    }
     let out = run(&["--version"]);
     assert_eq!(
         text(&out.stdout),
         format!("alertmanager-sipgate {}\n", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// Each subcommand's help lists the flags it uses and no others.
+#[test]
+fn subcommand_help_lists_only_its_own_flags() {
+    let flags = |args: &[&str]| -> Vec<String> {
+        let help = text(&run(args).stdout);
+        help.split_whitespace()
+            .filter(|w| w.starts_with("--"))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .collect()
+    };
+    assert_eq!(flags(&["healthcheck", "--help"]), ["--url", "--help"]);
+    assert_eq!(
+        flags(&["check-config", "--help"]),
+        ["--config.file", "--help"]
+    );
+    assert_eq!(flags(&["render", "--help"]), ["--config.file", "--help"]);
+    let help = text(&run(&["check-config", "--help"]).stdout);
+    assert!(help.contains("SIPGATE_TOKEN_ID"), "{help}");
+    // Flags of the service itself belong to it, not before a subcommand.
+    let out = run(&["--log.level=debug", "check-config"]);
+    assert_eq!(out.status.code(), Some(2));
 }

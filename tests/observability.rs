@@ -274,10 +274,9 @@ async fn not_ready_while_sipgate_cannot_be_asked() {
 }
 
 #[tokio::test]
+#[ignore = "needs promtool: apt-get install prometheus"]
 async fn promtool_finds_nothing_to_complain_about() {
-    if !installed("promtool", "prometheus") {
-        return;
-    }
+    require("promtool", "prometheus");
     let fake = failing_then_ok(500, 1, None).await;
     let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
     app.post_alerts(fixture("firing-diskfull.json")).await;
@@ -308,10 +307,9 @@ async fn promtool_finds_nothing_to_complain_about() {
 }
 
 #[tokio::test]
+#[ignore = "needs prometheus: apt-get install prometheus"]
 async fn a_real_prometheus_scrapes_the_service() {
-    if !installed("prometheus", "prometheus") {
-        return;
-    }
+    require("prometheus", "prometheus");
     let fake = failing_then_ok(204, 0, None).await;
     let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
     assert_eq!(
@@ -328,25 +326,21 @@ async fn a_real_prometheus_scrapes_the_service() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let port = free_port();
+    let _prometheus = ChildGuard::spawn(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
 
     let query = |q: &'static str| {
         let url = format!("http://127.0.0.1:{port}/api/v1/query");
@@ -376,8 +370,6 @@ async fn a_real_prometheus_scrapes_the_service() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
     assert_eq!(up.as_deref(), Some("1"), "target up");
     assert_eq!(
         sent.as_deref(),

@@ -2,91 +2,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-struct Service {
-    child: Child,
-    url: String,
-    config: std::path::PathBuf,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Service {
-    async fn start(yaml: &str) -> Service {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, yaml).unwrap();
-        let log = dir.path().join("service.log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .env_remove("SIPGATE_TOKEN")
-            .env_remove("SIPGATE_TOKEN_ID")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while reqwest::get(format!("{url}/-/healthy")).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "service did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Service {
-            child,
-            url,
-            config,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "process did not exit in {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 async fn slow_sipgate(delay: Duration) -> MockServer {
     let fake = MockServer::start().await;
@@ -118,7 +38,7 @@ async fn sigterm_waits_for_the_request_and_its_sms() {
     let url = service.url.clone();
     let caller = tokio::spawn(async move { post(&url).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    service.terminate();
+    service.child.terminate();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         post(&service.url).await.is_err(),
@@ -130,7 +50,7 @@ async fn sigterm_waits_for_the_request_and_its_sms() {
         200,
         "the request in flight got its answer"
     );
-    let status = service.wait_for_exit(Duration::from_secs(15)).await;
+    let status = service.child.wait_for_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}\n{}", service.log());
     assert_eq!(
         requests_per_recipient(&fake).await,
@@ -152,8 +72,8 @@ async fn sigterm_lets_a_send_past_the_deadline_finish() {
         502,
         "unconfirmed at the 1s deadline"
     );
-    service.terminate();
-    let status = service.wait_for_exit(Duration::from_secs(15)).await;
+    service.child.terminate();
+    let status = service.child.wait_for_exit(Duration::from_secs(15)).await;
 
     assert!(status.success(), "{status:?}\n{}", service.log());
     let log = service.log();
@@ -179,8 +99,8 @@ async fn a_failing_send_is_logged_with_its_reason_and_without_secrets() {
     let mut service = Service::start(&fault_config(&fake.uri(), "")).await;
 
     assert_eq!(post(&service.url).await.unwrap(), 502);
-    service.terminate();
-    service.wait_for_exit(Duration::from_secs(15)).await;
+    service.child.terminate();
+    service.child.wait_for_exit(Duration::from_secs(15)).await;
 
     let log = service.log();
     assert!(log.contains("level=error"), "{log}");
@@ -220,8 +140,8 @@ async fn label_values_cannot_forge_log_lines() {
         .unwrap()
         .status();
     assert_eq!(status, 200);
-    service.terminate();
-    service.wait_for_exit(Duration::from_secs(15)).await;
+    service.child.terminate();
+    service.child.wait_for_exit(Duration::from_secs(15)).await;
 
     let log = service.log();
     assert!(
@@ -251,25 +171,8 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_notification() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
     std::fs::write(&config, fault_config(&fake.uri(), "")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log_path = dir.path().join("log.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.format=json")
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while reqwest::get(format!("{url}/-/healthy")).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut service = Service::start_with(&config, &["--log.format=json"], &[]).await;
+    let url = service.url.clone();
     let response = reqwest::Client::new()
         .post(format!("{url}/alerts"))
         .body(fixture("firing-diskfull.json"))
@@ -281,13 +184,11 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_notification() {
         .unwrap()
         .to_string();
     assert_eq!(response.status(), 200);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    service.child.terminate();
+    service.child.wait_for_exit(Duration::from_secs(15)).await;
 
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log_path)
-        .unwrap()
+    let lines: Vec<serde_json::Value> = service
+        .log()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
@@ -323,18 +224,9 @@ async fn sighup_reloads_the_config_and_a_bad_one_is_refused() {
             .await
             .unwrap()
     };
-    let hangup = |pid: u32| {
-        assert!(
-            Command::new("kill")
-                .args(["-HUP", &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
 
     std::fs::write(&service.config, yaml.replace("to: [alice]", "to: [nobody]")).unwrap();
-    hangup(service.child.id());
+    service.child.signal("HUP");
     let mut text = String::new();
     for _ in 0..100 {
         text = metrics().await;
@@ -349,7 +241,7 @@ async fn sighup_reloads_the_config_and_a_bad_one_is_refused() {
     );
 
     std::fs::write(&service.config, yaml.replace("to: [alice]", "to: [bob]")).unwrap();
-    hangup(service.child.id());
+    service.child.signal("HUP");
     for _ in 0..100 {
         text = metrics().await;
         if text.contains("alertmanager_sipgate_config_last_reload_successful 1") {
@@ -367,12 +259,79 @@ async fn sighup_reloads_the_config_and_a_bad_one_is_refused() {
         [(BOB.to_string(), 1)].into()
     );
 
-    service.terminate();
-    service.wait_for_exit(Duration::from_secs(15)).await;
+    service.child.terminate();
+    service.child.wait_for_exit(Duration::from_secs(15)).await;
     let log = service.log();
     assert!(
         log.contains("config reload failed; keeping the running config"),
         "{log}"
     );
     assert!(log.contains("message=\"config reloaded\""), "{log}");
+}
+
+/// A refused notification is lost (Alertmanager does not retry a 4xx), so the operator must
+/// see it: one warning naming the scheme that was tried, never the credentials.
+#[tokio::test]
+async fn refused_credentials_are_logged_with_the_scheme_only() {
+    let fake = slow_sipgate(Duration::ZERO).await;
+    let yaml = format!(
+        "{}server:\n  auth:\n    basic: {{username: alertmanager, password: right-secret}}\n",
+        config_yaml(&fake.uri())
+    );
+    let mut service = Service::start(&yaml).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/alerts", service.url))
+        .basic_auth("alertmanager", Some("wrong-secret"))
+        .body(fixture("firing-diskfull.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    service.child.terminate();
+    service.child.wait_for_exit(Duration::from_secs(15)).await;
+
+    let log = service.log();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("request refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(refused[0].contains(" level=warn "), "{log}");
+    assert!(refused[0].contains(" scheme=basic "), "{log}");
+    assert!(refused[0].contains(" path=/alerts "), "{log}");
+    assert!(
+        !log.contains("wrong-secret") && !log.contains("right-secret"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("YWxlcnRtYW5hZ2Vy"),
+        "no encoded credentials either:\n{log}"
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
+}
+
+/// Listening beyond loopback without inbound auth is allowed (it is the default), but said.
+#[tokio::test]
+async fn an_open_port_without_auth_is_warned_about_once() {
+    let fake = slow_sipgate(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, config_yaml(&fake.uri())).unwrap();
+
+    let mut open = Service::start_on("0.0.0.0", &config, &[], &[]).await;
+    open.child.terminate();
+    open.child.wait_for_exit(Duration::from_secs(15)).await;
+    let log = open.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("inbound authentication is off"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains(" level=warn "), "{log}");
+    assert!(warnings[0].contains("set server.auth"), "{log}");
+
+    let mut local = Service::start_with(&config, &[], &[]).await;
+    local.child.terminate();
+    local.child.wait_for_exit(Duration::from_secs(15)).await;
+    assert!(!local.log().contains("inbound authentication is off"));
 }

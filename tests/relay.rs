@@ -257,6 +257,26 @@ async fn dry_run_sends_nothing_and_answers_200() {
     assert_eq!(status, 200);
     assert_eq!(body["sms"][0]["outcome"], "dry_run");
     assert!(fake.received_requests().await.unwrap().is_empty());
+    let metrics = app.metrics.render();
+    for (line, what) in [
+        (
+            "alertmanager_sipgate_sms_dry_run_total{route=\"critical\"} 2\n",
+            "both SMS counted as dry-run",
+        ),
+        (
+            "alertmanager_sipgate_sms_dry_run_total{route=\"warnings\"} 0\n",
+            "other routes at zero",
+        ),
+        (
+            "alertmanager_sipgate_sms_sent_total{recipient=\"alice\",route=\"critical\"} 0\n",
+            "and not as sent",
+        ),
+    ] {
+        assert!(
+            metrics.contains(line),
+            "{what}: {line} missing in\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

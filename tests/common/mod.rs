@@ -2,9 +2,10 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
@@ -225,21 +226,262 @@ pub async fn failing_then_ok(
     fake
 }
 
-/// Whether a program from Debian's packages is installed. CI installs them, so there a missing
-/// one is a failure; elsewhere the test says why it did not run.
-pub fn installed(program: &str, package: &str) -> bool {
+/// For tests marked `#[ignore = "needs PROGRAM: apt-get install PACKAGE"]`: they run only when
+/// asked for (`cargo test -- --include-ignored`, as CI does), and then a missing program is a
+/// failure, never a silent pass.
+pub fn require(program: &str, package: &str) {
     let found = std::process::Command::new(program)
         .arg("--version")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is not installed; .ci/run installs it with apt-get"
-        );
-        eprintln!("skipped: {program} not installed (apt-get install {package})");
+    assert!(
+        found,
+        "{program} is not installed: apt-get install {package} (.ci/run does)"
+    );
+}
+
+/// A loopback port that was free a moment ago, for programs that take a port and not a socket.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Replaces the one place where `from` stands in `text`; a config edit that misses (or hits
+/// twice) fails the test instead of silently testing another config.
+pub fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{from:?} must stand exactly once in:\n{text}"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// The shared secret the example configs read from `sms-password`, in the tests.
+pub const EXAMPLE_SECRET: &str = "Zm9yLXRoZS1leGFtcGxlLXRlc3Q=";
+
+/// A file of the repository's `examples/` folder.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+/// `examples/config.yml` with its templates in a folder of its own, as an operator installs it,
+/// with the shared secret in `sms-password` beside it. `edit` changes the parsed config; without
+/// it the file is copied byte for byte.
+pub fn example_service_dir(edit: Option<&dyn Fn(&mut yaml_serde::Value)>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example("config.yml")).unwrap();
+    let text = match edit {
+        None => text,
+        Some(edit) => {
+            let mut config: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+            edit(&mut config);
+            yaml_serde::to_string(&config).unwrap()
+        }
+    };
+    std::fs::write(dir.path().join("config.yml"), text).unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    for entry in std::fs::read_dir(example("templates")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            dir.path().join("templates").join(entry.file_name()),
+        )
+        .unwrap();
     }
-    found
+    std::fs::write(
+        dir.path().join("sms-password"),
+        format!("{EXAMPLE_SECRET}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Every child process a test starts: killed and reaped when the test ends, also on a panic.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn spawn(command: &mut Command) -> ChildGuard {
+        let program = command.get_program().to_string_lossy().into_owned();
+        ChildGuard(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {program}: {e}")),
+        )
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends SIGTERM, as a service manager does.
+    pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal named `name` (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "process did not exit in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `url` answers 200.
+pub async fn wait_until_ok(url: &str, limit: Duration, what: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(url).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not answer 200 at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The release-like binary, run as operators run it, on loopback, logging to a file.
+pub struct Service {
+    pub child: ChildGuard,
+    pub url: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Service {
+    /// Writes `yaml` to a config file of its own and runs the service on it.
+    pub async fn start(yaml: &str) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut service = Service::start_with(&config, &[], &[]).await;
+        service._dir = Some(dir);
+        service
+    }
+
+    /// Runs the service on a config file that stays where it is, with these extra flags and
+    /// environment variables (the Sipgate token variables are otherwise removed).
+    pub async fn start_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Service {
+        Service::start_on("127.0.0.1", config, args, env).await
+    }
+
+    /// As `start_with`, listening on `host` (e.g. `0.0.0.0`); tests still call it on loopback.
+    pub async fn start_on(
+        host: &str,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
+        let port = free_port();
+        let log = config.with_extension("log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address={host}:{port}"))
+            .args(args)
+            .env_remove("SIPGATE_TOKEN")
+            .env_remove("SIPGATE_TOKEN_ID")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = ChildGuard::spawn(&mut command);
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until_ok(
+            &format!("{url}/-/healthy"),
+            Duration::from_secs(10),
+            "the service",
+        )
+        .await;
+        Service {
+            child,
+            url,
+            config: config.to_path_buf(),
+            log,
+            _dir: None,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+/// Debian's `prometheus-alertmanager` on a loopback port, without clustering.
+pub struct Alertmanager {
+    pub url: String,
+    _child: ChildGuard,
+}
+
+pub const ALERTMANAGER: &str = "prometheus-alertmanager";
+
+impl Alertmanager {
+    /// Runs Alertmanager on `config`, with its data in `data`.
+    pub async fn start(config: &Path, data: &Path) -> Alertmanager {
+        require(ALERTMANAGER, "prometheus-alertmanager");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = ChildGuard::spawn(
+            Command::new(ALERTMANAGER)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.path={}", data.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=")
+                .arg(format!("--web.external-url={url}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        wait_until_ok(
+            &format!("{url}/-/ready"),
+            Duration::from_secs(15),
+            "Alertmanager",
+        )
+        .await;
+        Alertmanager { url, _child: child }
+    }
+
+    /// Posts alerts to Alertmanager's API, as Prometheus does.
+    pub async fn post_alerts(&self, alerts: serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v2/alerts", self.url))
+            .json(&alerts)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+    }
 }

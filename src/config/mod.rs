@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod document;
+
 use crate::matcher::{Matcher, parse_matchers};
 use crate::ratelimit::{Limits, Rate};
 use crate::sms::MAX_SEGMENTS_CAP;
@@ -17,16 +19,21 @@ pub const DEFAULT_API_URL: &str = "https://api.sipgate.com/v2";
 pub const ENV_TOKEN_ID: &str = "SIPGATE_TOKEN_ID";
 pub const ENV_TOKEN: &str = "SIPGATE_TOKEN";
 
-/// A config problem and where it is, e.g. `routes[1].matchers[0]`.
+/// A config problem and where it is, e.g. `routes[1].matchers[0]`, line 12.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub field: String,
     pub message: String,
+    /// The line of `field` in the file, from 1; none when the field is not written there.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
     }
 }
 
@@ -240,12 +247,16 @@ struct RawSipgate {
     check_credentials: Option<bool>,
 }
 
-#[derive(Deserialize)]
+// Every field has a default (see `document::deserialize_all`); what is required is checked
+// when the config is validated.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    #[serde(default)]
     name: String,
     #[serde(default)]
     matchers: Vec<String>,
+    #[serde(default)]
     to: Vec<String>,
     template: Option<String>,
     send_resolved: Option<bool>,
@@ -292,22 +303,23 @@ struct RawServer {
     grafana_hmac_timestamp_header: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     basic: Option<RawBasicAuth>,
     bearer: Option<RawBearerAuth>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBasicAuth {
+    #[serde(default)]
     username: String,
     password: Option<String>,
     password_file: Option<PathBuf>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBearerAuth {
     token: Option<String>,
@@ -345,22 +357,9 @@ impl Config {
         base: &Path,
         env: EnvLookup<'_>,
     ) -> Result<Config, Vec<Problem>> {
-        let raw: RawConfig = if text.trim().is_empty() {
-            RawConfig::default()
-        } else {
-            let de = yaml_serde::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let field = e.path().to_string();
-                vec![Problem {
-                    field: if field == "." {
-                        "(document)".to_string()
-                    } else {
-                        field
-                    },
-                    message: e.inner().to_string(),
-                }]
-            })?
-        };
+        // Structural problems (unknown keys, wrong types) come first and alone: what is built on
+        // a broken structure would only repeat them.
+        let raw: RawConfig = document::deserialize_all(text)?;
         let mut problems = Vec::new();
         let sipgate = sipgate_config(raw.sipgate, base, env, &mut problems);
         let recipients = phone_book(&raw.recipients, &mut problems);
@@ -378,6 +377,9 @@ impl Config {
         );
         let delivery = delivery_config(raw.delivery, &mut problems);
         let server = server_config(raw.server, base, &mut problems);
+        for p in &mut problems {
+            p.line = document::line_of(text, &p.field);
+        }
         match templates {
             Some(templates) if problems.is_empty() => Ok(Config {
                 path: path.to_path_buf(),
@@ -401,6 +403,7 @@ fn problem(problems: &mut Vec<Problem>, field: impl Into<String>, message: impl 
     problems.push(Problem {
         field: field.into(),
         message: message.into(),
+        line: None,
     });
 }
 
@@ -529,6 +532,9 @@ fn sipgate_config(
         problems,
     );
 
+    // A token that is configured but unreadable has been reported already; the missing pair
+    // below would only repeat that.
+    let token_configured = raw.token.is_some() || raw.token_file.is_some();
     let token = match env(ENV_TOKEN) {
         Some(t) => {
             if raw.token.is_some() && raw.token_file.is_some() {
@@ -540,7 +546,7 @@ fn sipgate_config(
             }
             Some(Secret(t))
         }
-        None if raw.token.is_some() || raw.token_file.is_some() => {
+        None if token_configured => {
             secret_value(raw.token, raw.token_file, base, "sipgate.token", problems)
         }
         None => None,
@@ -549,6 +555,7 @@ fn sipgate_config(
     let credentials = match (token_id, token) {
         (Some(token_id), Some(token)) => Some(Credentials { token_id, token }),
         (None, None) => None,
+        (Some(_), None) if token_configured => None,
         (Some(_), None) => {
             problem(
                 problems,
@@ -686,7 +693,13 @@ fn routes(
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let at = format!("routes[{i}]");
-        if !valid_name(&r.name) {
+        if r.name.is_empty() {
+            problem(
+                problems,
+                format!("{at}.name"),
+                "missing: every route needs a name",
+            );
+        } else if !valid_name(&r.name) {
             problem(
                 problems,
                 format!("{at}.name"),
@@ -1040,13 +1053,97 @@ routes:
     #[test]
     fn unknown_keys_are_errors_naming_the_place() {
         let p = load("routes:\n  - name: a\n    to: []\n    matcher: ['a=b']\n").unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].field, "routes[0].matcher");
+        assert_eq!(p[0].line, Some(4));
         assert!(
-            p[0].message.contains("unknown field `matcher`"),
+            p[0].message
+                .starts_with("unknown field `matcher`, expected one of `name`"),
             "{}",
             p[0].message
         );
         assert_eq!(fields("sipgat: {}"), vec!["sipgat"]);
+    }
+
+    #[test]
+    fn every_structural_problem_is_reported_once_with_its_line() {
+        let yaml = "\
+sipgate:
+  sms_id: s0
+  tokn: x
+recipients:
+  alice: [1, 2]
+routes:
+  - name: a
+    to: [alice]
+    max_segment: 2
+  - just a string
+  - name: c
+    to: {alice: 1}
+    continue: maybe
+delivery:
+  dedup_windw: 5m
+";
+        let p = load(yaml).unwrap_err();
+        let got: Vec<(String, Option<usize>)> =
+            p.iter().map(|p| (p.field.clone(), p.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("sipgate.tokn".to_string(), Some(3)),
+                ("recipients.alice".to_string(), Some(5)),
+                ("routes[0].max_segment".to_string(), Some(9)),
+                ("routes[1]".to_string(), Some(10)),
+                ("routes[2].to".to_string(), Some(12)),
+                ("routes[2].continue".to_string(), Some(13)),
+                ("delivery.dedup_windw".to_string(), Some(15)),
+            ]
+        );
+        for problem in &p {
+            let text = problem.to_string();
+            assert_eq!(text.matches(&problem.field).count(), 1, "{text}");
+            assert!(!text.contains(" at line "), "{text}");
+        }
+        assert_eq!(
+            p[0].to_string(),
+            "line 3: sipgate.tokn: unknown field `tokn`, expected one of `api_url`, `token_id`, \
+             `token`, `token_file`, `sms_id`, `timeout`, `check_credentials`"
+        );
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_is_one_problem() {
+        let p = load("routes:\n  - name: a\n   to: [x]\n").unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "(document)");
+        assert!(p[0].message.contains("line 3"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn an_unreadable_token_file_is_one_problem() {
+        let p =
+            load("sipgate: {token_id: token-AB12CD, token_file: /nonexistent/token}").unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "sipgate.token_file");
+        assert_eq!(p[0].line, Some(1));
+        assert!(
+            p[0].message.starts_with("cannot read /nonexistent/token"),
+            "{}",
+            p[0].message
+        );
+    }
+
+    #[test]
+    fn a_route_without_name_or_recipients_says_so() {
+        let p = load("routes:\n  - matchers: ['a=\"b\"']\n").unwrap_err();
+        let got: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            vec![
+                "routes[0].name: missing: every route needs a name",
+                "routes[0].to: a route needs at least one recipient or group",
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs the Debian package on this machine and checks it as an operator would meet it: the
+# files, the user and the generated secret are there, check-config accepts the installed config,
+# the installed binary runs as the package's user and answers /-/ready, and a purge leaves
+# nothing behind. Run as root, after packaging/build-release.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+package=alertmanager-sipgate
+deb=$(ls -t target/debian/${package}_*.deb 2>/dev/null | head -n 1)
+[ -n "$deb" ] || { echo "deb-check: no package in target/debian; run packaging/build-release.sh" >&2; exit 1; }
+fail() { echo "deb-check: FAILED: $*" >&2; exit 1; }
+if dpkg -s "$package" >/dev/null 2>&1; then
+  fail "$package is installed already; this check installs and purges it"
+fi
+
+log=$(mktemp)
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+  dpkg --purge "$package" >/dev/null 2>&1 || true
+  rm -f "$log"
+}
+trap cleanup EXIT
+
+echo "== dpkg -i $deb"
+dpkg -i "$deb"
+for path in /usr/bin/alertmanager-sipgate /etc/alertmanager-sipgate/config.yml \
+  /etc/alertmanager-sipgate/templates/short.hbs /lib/systemd/system/alertmanager-sipgate.service; do
+  [ -e "$path" ] || [ -e "/usr$path" ] || fail "$path is missing"
+done
+grep -qx /etc/alertmanager-sipgate/config.yml "/var/lib/dpkg/info/$package.conffiles" \
+  || fail "config.yml is not a conffile"
+getent passwd "$package" >/dev/null || fail "no user $package"
+[ "$(stat -c '%U %a' /var/lib/alertmanager-sipgate)" = "$package 750" ] \
+  || fail "state directory: $(stat -c '%U %a' /var/lib/alertmanager-sipgate)"
+[ "$(stat -c '%G %a' /etc/alertmanager-sipgate/sms-password)" = "$package 640" ] \
+  || fail "sms-password: $(stat -c '%G %a' /etc/alertmanager-sipgate/sms-password)"
+echo "   files, conffiles, user, state directory and secret are in place"
+
+# setpriv changes user and then execs: the process it leaves is the program itself.
+as_package_user() {
+  setpriv --reuid="$package" --regid="$package" --init-groups -- "$@"
+}
+
+echo "== check-config on the installed config"
+as_package_user /usr/bin/alertmanager-sipgate check-config \
+  --config.file=/etc/alertmanager-sipgate/config.yml
+
+echo "== the installed binary as $package"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+setpriv --reuid="$package" --regid="$package" --init-groups -- /usr/bin/alertmanager-sipgate \
+  --config.file=/etc/alertmanager-sipgate/config.yml --web.listen-address="127.0.0.1:$port" \
+  >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  if ready=$(curl -fsS "http://127.0.0.1:$port/-/ready" 2>/dev/null); then break; fi
+  sleep 0.1
+done
+[ "${ready:-}" = "OK (dry-run)" ] || { cat "$log"; fail "/-/ready: ${ready:-no answer}"; }
+[ "$(ps -o user= -p "$pid")" = "$package" ] || fail "runs as $(ps -o user= -p "$pid")"
+secret=$(cat /etc/alertmanager-sipgate/sms-password)
+code=$(curl -s -o /dev/null -w '%{http_code}' -u "alertmanager:$secret" \
+  --data-binary @examples/payloads/firing.json "http://127.0.0.1:$port/alerts")
+[ "$code" = 200 ] || { cat "$log"; fail "POST /alerts with the generated secret: $code"; }
+echo "   /-/ready: $ready; POST /alerts with the generated secret: $code"
+kill -TERM "$pid"
+wait "$pid" || fail "exit code $? after SIGTERM"
+pid=
+
+echo "== dpkg --purge"
+dpkg --purge "$package"
+for path in /usr/bin/alertmanager-sipgate /etc/alertmanager-sipgate /var/lib/alertmanager-sipgate; do
+  [ ! -e "$path" ] || fail "$path is left after the purge"
+done
+echo "deb-check: all checks passed"

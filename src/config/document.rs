@@ -1,0 +1,368 @@
+//! The config file as a YAML document: every unknown key and wrongly typed value is found in one
+//! pass over the file, each reported once with its path and line, instead of stopping at the first.
+
+use std::fmt;
+
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
+    Visitor,
+};
+use yaml_serde::{Mapping, Value};
+
+use super::Problem;
+
+/// More than this many structural problems means the file is something else entirely.
+const MAX_PROBLEMS: usize = 50;
+
+/// Deserializes `text` into `T`. On failure, every structural problem of the file is returned.
+///
+/// Each failed attempt names one problem; the offending node is then taken out of the document
+/// (a key removed, a list entry emptied) and the rest is read again, so later problems are still
+/// found but nothing is reported twice. Every field of `T` must have a default, so that taking a
+/// node out never turns into a "missing field" follow-on.
+pub fn deserialize_all<T: DeserializeOwned + Default>(text: &str) -> Result<T, Vec<Problem>> {
+    let mut document: Value = match yaml_serde::from_str(text) {
+        Ok(Value::Null) => return Ok(T::default()),
+        Ok(v) => v,
+        Err(e) => {
+            return Err(vec![Problem {
+                field: "(document)".to_string(),
+                // libyaml's message already says where, often at two places.
+                message: e.to_string(),
+                line: None,
+            }]);
+        }
+    };
+    let mut problems: Vec<Problem> = Vec::new();
+    while problems.len() < MAX_PROBLEMS {
+        let error = match serde_path_to_error::deserialize::<_, T>(document.clone()) {
+            Ok(value) if problems.is_empty() => return Ok(value),
+            Ok(_) => return Err(problems),
+            Err(e) => e,
+        };
+        let path: Vec<Step> = error.path().iter().filter_map(Step::from_segment).collect();
+        let field = field_name(&path);
+        let again = problems.iter().any(|p| p.field == field);
+        if !again {
+            problems.push(Problem {
+                line: line_of(text, &field),
+                field,
+                message: error.into_inner().to_string(),
+            });
+        }
+        if !take_out(&mut document, &path, again) {
+            break;
+        }
+    }
+    Err(problems)
+}
+
+/// One step of a path into the document.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl Step {
+    fn from_segment(segment: &serde_path_to_error::Segment) -> Option<Step> {
+        use serde_path_to_error::Segment;
+        match segment {
+            Segment::Map { key } => Some(Step::Key(key.clone())),
+            Segment::Seq { index } => Some(Step::Index(*index)),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        }
+    }
+}
+
+/// `routes[0].matchers[1]`, the way every config problem names its place.
+fn field_name(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(document)");
+    }
+    out
+}
+
+/// Takes the node at `path` out of the document. A list entry is first replaced by an empty
+/// mapping (an object whose fields all default); if that entry fails again (`again`), or the
+/// node is a mapping value, its key in the nearest enclosing mapping is removed. Returns false
+/// when there is nothing left to take out.
+fn take_out(document: &mut Value, path: &[Step], again: bool) -> bool {
+    if let (false, Some(Step::Index(_))) = (again, path.last()) {
+        if let Some(node) = node_mut(document, path) {
+            *node = Value::Mapping(Mapping::new());
+            return true;
+        }
+        return false;
+    }
+    let Some(key_at) = path.iter().rposition(|s| matches!(s, Step::Key(_))) else {
+        return false;
+    };
+    let Step::Key(key) = &path[key_at] else {
+        return false;
+    };
+    match node_mut(document, &path[..key_at]) {
+        Some(Value::Mapping(map)) => map.remove(key.as_str()).is_some(),
+        _ => false,
+    }
+}
+
+fn node_mut<'a>(document: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
+    path.iter().try_fold(document, |node, step| match step {
+        Step::Key(key) => node.get_mut(key.as_str()),
+        Step::Index(i) => node.get_mut(*i),
+    })
+}
+
+/// What the locator's deliberate error says, to tell it from a real one.
+const FOUND: &str = "alertmanager-sipgate: located";
+
+/// The line (from 1) of the key or list entry that `field` (e.g. `routes[0].to[1]`) names, read
+/// from the text itself. Keys may contain dots, so each key is matched against the rest of the
+/// field as a whole instead of splitting the field first.
+pub fn line_of(text: &str, field: &str) -> Option<usize> {
+    let error = Locate { rest: field }
+        .deserialize(yaml_serde::Deserializer::from_str(text))
+        .err()?;
+    if error.to_string().contains(FOUND) {
+        error.location().map(|l| l.line())
+    } else {
+        None
+    }
+}
+
+/// Walks the document along `rest`; at the target it fails on purpose, and the YAML reader
+/// attaches the position of the node it was reading to that error.
+struct Locate<'a> {
+    rest: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for Locate<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Locate<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(next) = map.next_key_seed(Key { rest: self.rest })? {
+            match next {
+                Some(rest) => map.next_value_seed(Locate { rest })?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let target = self.rest.strip_prefix('[').and_then(|r| {
+            let (index, after) = r.split_once(']')?;
+            Some((index.parse::<usize>().ok()?, after))
+        });
+        let mut index = 0;
+        loop {
+            let more = match target {
+                Some((wanted, after)) if wanted == index && after.is_empty() => {
+                    seq.next_element_seed(Here)?
+                }
+                Some((wanted, after)) if wanted == index => seq
+                    .next_element_seed(Locate {
+                        rest: after.strip_prefix('.').unwrap_or(after),
+                    })?
+                    .map(|_| IgnoredAny),
+                _ => seq.next_element::<IgnoredAny>()?,
+            };
+            if more.is_none() {
+                return Ok(());
+            }
+            index += 1;
+        }
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A mapping key: the target itself (fails on purpose, at the key), a step towards it (the rest
+/// of the field), or another key (`None`).
+struct Key<'a> {
+    rest: &'a str,
+}
+
+impl<'de, 'a> DeserializeSeed<'de> for Key<'a> {
+    type Value = Option<&'a str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'a> Key<'a> {
+    fn step<E: de::Error>(self, key: &str) -> Result<Option<&'a str>, E> {
+        let Some(after) = self.rest.strip_prefix(key) else {
+            return Ok(None);
+        };
+        if after.is_empty() {
+            return Err(E::custom(FOUND));
+        }
+        if let Some(deeper) = after.strip_prefix('.') {
+            return Ok(Some(deeper));
+        }
+        Ok(after.starts_with('[').then_some(after))
+    }
+}
+
+impl<'de, 'a> Visitor<'de> for Key<'a> {
+    type Value = Option<&'a str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        self.step(key)
+    }
+    fn visit_bool<E: de::Error>(self, key: bool) -> Result<Self::Value, E> {
+        self.step(&key.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, key: i64) -> Result<Self::Value, E> {
+        self.step(&key.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, key: u64) -> Result<Self::Value, E> {
+        self.step(&key.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// The list entry that is the target: fails on purpose as soon as the reader reaches it.
+struct Here;
+
+impl<'de> DeserializeSeed<'de> for Here {
+    type Value = IgnoredAny;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<IgnoredAny, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Here {
+    type Value = IgnoredAny;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<IgnoredAny, E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<IgnoredAny, E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<IgnoredAny, E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<IgnoredAny, E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<IgnoredAny, E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<IgnoredAny, E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<IgnoredAny, A::Error> {
+        Err(de::Error::custom(FOUND))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<IgnoredAny, A::Error> {
+        Err(de::Error::custom(FOUND))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+sipgate:
+  sms_id: s0
+recipients:
+  alice.smith: \"+4915112345678\"
+routes:
+  - name: a
+    to: [alice.smith]
+  - name: b
+    to:
+      - alice.smith
+      - bob
+";
+
+    #[test]
+    fn finds_the_line_of_keys_and_list_entries() {
+        assert_eq!(line_of(TEXT, "sipgate"), Some(1));
+        assert_eq!(line_of(TEXT, "sipgate.sms_id"), Some(2));
+        assert_eq!(line_of(TEXT, "recipients.alice.smith"), Some(4));
+        assert_eq!(line_of(TEXT, "routes[0]"), Some(6));
+        assert_eq!(line_of(TEXT, "routes[1].name"), Some(8));
+        assert_eq!(line_of(TEXT, "routes[1].to[1]"), Some(11));
+        assert_eq!(line_of(TEXT, "routes[0].to[0]"), Some(7));
+        assert_eq!(line_of(TEXT, "routes[2]"), None);
+        assert_eq!(line_of(TEXT, "server.auth"), None);
+    }
+}
