@@ -239,7 +239,7 @@ if command -v systemd-analyze >/dev/null; then
   verify_unit() {
     local out
     out=$(systemd-analyze verify "$unit" 2>&1 || true)
-    out=$(grep -v 'Command /usr/local/bin/alertmanager-sipgate is not executable' <<<"$out" || true)
+    out=$(grep -v 'Command /usr/bin/alertmanager-sipgate is not executable' <<<"$out" || true)
     [[ -z $out ]] || { printf '%s\n' "$out"; return 1; }
   }
   check "systemd-analyze verify $unit" verify_unit

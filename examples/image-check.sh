@@ -56,11 +56,14 @@ stand_in() {
   echo "   $name imported"
 }
 
+# The builder fetches crates like this machine does: with its Rust toolchain and the
+# certificate authorities it trusts (which may include a local proxy's).
 with_rust() {
   local sysroot
   sysroot=$(rustc --print sysroot)
   mkdir -p "$1/usr/local/rust"
   cp -a "$sysroot/." "$1/usr/local/rust/"
+  cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/ca-certificates.crt"
   echo "   builder has $("$1/usr/local/rust/bin/rustc" --version)"
 }
 
@@ -109,7 +112,7 @@ grep -qx 'OK (dry-run)' "$work/ready" || fail "/-/ready says $(cat "$work/ready"
 
 user=$(docker inspect -f '{{.Config.User}}' "$container")
 [ "$user" = "65532:65532" ] || fail "image user is '$user', expected 65532:65532"
-uid=$(docker top "$container" -eo uid | awk 'NR == 2 {print $1}')
+uid=$(docker top "$container" -eo pid,uid | awk 'NR == 2 {print $2}')
 [ "$uid" = 65532 ] || fail "the service runs as uid '$uid', expected 65532"
 [ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$container")" = true ] \
   || fail "root filesystem is not read-only"

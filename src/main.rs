@@ -178,7 +178,7 @@ fn main() -> ExitCode {
             return match serve(&cli) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "cannot run");
+                    tracing::error!(error = format!("{e:#}"), "cannot serve");
                     ExitCode::FAILURE
                 }
             };
