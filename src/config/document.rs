@@ -16,12 +16,22 @@ const MAX_PROBLEMS: usize = 50;
 
 /// Deserializes `text` into `T`. On failure, every structural problem of the file is returned.
 ///
-/// Each failed attempt names one problem; the offending node is then taken out of the document
-/// (a key removed, a list entry emptied) and the rest is read again, so later problems are still
-/// found but nothing is reported twice. Every field of `T` must have a default, so that taking a
-/// node out never turns into a "missing field" follow-on.
+/// A file that reads is read exactly as YAML text always is (`+4915112345678` and `12345678`
+/// are strings where the field is one). One that does not is read again and again: each attempt
+/// names one problem, the offending node is then taken out of the document (a key removed, a
+/// list entry emptied), and the rest is read again, so later problems are still found but
+/// nothing is reported twice. Every field of `T` must have a default, so that taking a node out
+/// never turns into a "missing field" follow-on.
 pub fn deserialize_all<T: DeserializeOwned + Default>(text: &str) -> Result<T, Vec<Problem>> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    let first = match attempt::<T>(text) {
+        Ok(value) => return Ok(value),
+        Err(failure) => failure,
+    };
     let mut document: Value = match yaml_serde::from_str(text) {
+        // Only comments: an empty config.
         Ok(Value::Null) => return Ok(T::default()),
         Ok(v) => v,
         Err(e) => {
@@ -34,27 +44,94 @@ pub fn deserialize_all<T: DeserializeOwned + Default>(text: &str) -> Result<T, V
         }
     };
     let mut problems: Vec<Problem> = Vec::new();
-    while problems.len() < MAX_PROBLEMS {
-        let error = match serde_path_to_error::deserialize::<_, T>(document.clone()) {
-            Ok(value) if problems.is_empty() => return Ok(value),
-            Ok(_) => return Err(problems),
-            Err(e) => e,
-        };
-        let path: Vec<Step> = error.path().iter().filter_map(Step::from_segment).collect();
-        let field = field_name(&path);
+    let mut failure = first;
+    loop {
+        let field = field_name(&failure.path);
         let again = problems.iter().any(|p| p.field == field);
         if !again {
             problems.push(Problem {
                 line: line_of(text, &field),
                 field,
-                message: error.into_inner().to_string(),
+                message: failure.message,
             });
         }
-        if !take_out(&mut document, &path, again) {
+        if problems.len() >= MAX_PROBLEMS {
+            problems.push(Problem {
+                field: "(document)".to_string(),
+                message: format!("more than {MAX_PROBLEMS} problems; fix these first"),
+                line: None,
+            });
             break;
+        }
+        if !take_out(&mut document, &failure.path, again) {
+            break;
+        }
+        // The rest is read as text again, so that it means what it meant in the file. Values
+        // may change on the way (`+49...` loses its plus), which does not matter here: only
+        // the structure is checked, and nothing read in this loop is used.
+        let Ok(rest) = yaml_serde::to_string(&document) else {
+            break;
+        };
+        match attempt::<T>(&rest) {
+            Ok(_) => break,
+            Err(next) => failure = next,
         }
     }
     Err(problems)
+}
+
+/// Where one attempt to read the document failed, and why.
+struct Failure {
+    path: Vec<Step>,
+    message: String,
+}
+
+fn attempt<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {
+    serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text)).map_err(|e| {
+        let path = e.path().iter().filter_map(Step::from_segment).collect();
+        let inner = e.into_inner();
+        Failure {
+            path,
+            message: bare_message(&inner),
+        }
+    })
+}
+
+/// The reader's message without what the problem's own path and line say already, and without
+/// the offending value: config errors end up in logs, and the value may be a secret or a number.
+fn bare_message(error: &yaml_serde::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(at) = error.location() {
+        let suffix = format!(" at line {} column {}", at.line(), at.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_string();
+        }
+    }
+    // The reader puts the path of the enclosing node in front: `routes[0]: unknown field ...`.
+    if let Some((head, rest)) = message.split_once(": ")
+        && !head.is_empty()
+        && !head.contains(' ')
+    {
+        message = rest.to_string();
+    }
+    without_value(&message)
+}
+
+/// `invalid type: string "s3cret", expected usize` becomes `invalid type: string, expected usize`.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((unexpected, expected)) = rest.split_once(", expected ")
+        {
+            let kind = unexpected
+                .split(['`', '"'])
+                .next()
+                .unwrap_or(unexpected)
+                .trim();
+            return format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    message.to_string()
 }
 
 /// One step of a path into the document.
@@ -338,6 +415,26 @@ impl<'de> Visitor<'de> for Here {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_left_out_of_messages() {
+        assert_eq!(
+            without_value("invalid type: string \"s3cret\", expected usize"),
+            "invalid type: string, expected usize"
+        );
+        assert_eq!(
+            without_value("invalid type: integer `4915112345678`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_value("invalid type: sequence, expected a map"),
+            "invalid type: sequence, expected a map"
+        );
+        assert_eq!(
+            without_value("unknown field `x`, expected `a`"),
+            "unknown field `x`, expected `a`"
+        );
+    }
 
     const TEXT: &str = "\
 sipgate:

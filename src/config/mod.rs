@@ -1112,6 +1112,32 @@ delivery:
     }
 
     #[test]
+    fn plain_scalars_are_strings_where_the_field_is_one() {
+        let c = load(
+            "recipients: {alice: +4915112345678}\nsipgate: {token_id: 12345678, token: 87654321, sms_id: s0}\n",
+        )
+        .unwrap();
+        assert_eq!(c.recipients["alice"].e164(), "+4915112345678");
+        assert_eq!(c.sipgate.credentials.unwrap().token.expose(), "87654321");
+    }
+
+    #[test]
+    fn structural_problems_do_not_echo_values() {
+        let p = load(
+            "sipgate: {token: [s3cret-token]}\nroutes:\n  - name: a\n    to: [x]\n    max_segments: s3cret\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            vec![
+                "line 1: sipgate.token: invalid type: sequence, expected a string",
+                "line 5: routes[0].max_segments: invalid type: string, expected usize",
+            ]
+        );
+    }
+
+    #[test]
     fn a_yaml_syntax_error_is_one_problem() {
         let p = load("routes:\n  - name: a\n   to: [x]\n").unwrap_err();
         assert_eq!(p.len(), 1, "{p:?}");
