@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::timeout_at;
@@ -21,8 +20,9 @@ use tracing::Instrument;
 use crate::compose::{Sms, fit};
 use crate::ledger::{Claim, ContentKey, Ledger, Settlement};
 use crate::metrics::Metrics;
+use crate::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
 use crate::ratelimit::{Limits, RateLimiter, Reservation};
-use crate::sipgate::{FailureReason, SendError, SipgateClient};
+use crate::sipgate::{SendError, SipgateClient};
 
 /// After Sipgate refused the token, the balance or the extension, further SMS fail fast for this
 /// long instead of hammering Sipgate with a request that cannot succeed.
@@ -55,59 +55,6 @@ impl Sender {
                 );
                 Ok(())
             }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Sent,
-    DryRun,
-    Failed,
-    Suppressed,
-}
-
-/// Why an SMS was held back on purpose; a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SuppressReason {
-    Duplicate,
-    RateLimited,
-    NoRoute,
-    SendResolved,
-}
-
-impl SuppressReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SuppressReason::Duplicate => "duplicate",
-            SuppressReason::RateLimited => "rate_limited",
-            SuppressReason::NoRoute => "no_route",
-            SuppressReason::SendResolved => "send_resolved",
-        }
-    }
-}
-
-/// One line of the answer to the caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SmsReport {
-    pub route: String,
-    pub recipient: String,
-    pub outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    pub segments: usize,
-}
-
-impl SmsReport {
-    pub fn suppressed(route: &str, recipient: &str, reason: SuppressReason) -> Self {
-        SmsReport {
-            route: route.to_string(),
-            recipient: recipient.to_string(),
-            outcome: Outcome::Suppressed,
-            reason: Some(reason.as_str()),
-            segments: 0,
         }
     }
 }
@@ -509,24 +456,13 @@ impl Deliverer {
             .sms_failed
             .with_label_values(&[&sms.route, reason.as_str()])
             .inc();
-        SmsReport {
-            route: sms.route.clone(),
-            recipient: sms.recipient.clone(),
-            outcome: Outcome::Failed,
-            reason: Some(reason.as_str()),
-            segments: sms.size.segments,
-        }
+        SmsReport::failed(&sms.route, &sms.recipient, reason, sms.size.segments)
     }
 }
 
 /// The one log line per SMS of a notification.
 fn log_outcome(sms: &Sms, report: &SmsReport) {
-    let outcome = match report.outcome {
-        Outcome::Sent => "sent",
-        Outcome::DryRun => "dry_run",
-        Outcome::Failed => "failed",
-        Outcome::Suppressed => "suppressed",
-    };
+    let outcome = report.outcome.as_str();
     let reason = report.reason.unwrap_or("");
     if report.outcome == Outcome::Failed {
         tracing::warn!(

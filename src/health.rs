@@ -105,7 +105,7 @@ pub fn readiness(state: &AppState) -> Result<String, String> {
         return Err(format!(
             "Sipgate refused an SMS ({}): {}; SMS fail fast for {}s more",
             reason.as_str(),
-            reason.operator_hint(),
+            crate::sipgate::operator_hint(reason),
             left.as_secs() + 1
         ));
     }

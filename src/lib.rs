@@ -9,6 +9,7 @@ pub mod health;
 pub mod ledger;
 pub mod matcher;
 pub mod metrics;
+pub mod outcome;
 pub mod payload;
 pub mod probe;
 pub mod ratelimit;

@@ -6,8 +6,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::delivery::SuppressReason;
-use crate::sipgate::FailureReason;
+use crate::outcome::{FailureReason, SuppressReason};
 
 const NAMESPACE: &str = "alertmanager_sipgate";
 
@@ -171,11 +170,7 @@ impl Metrics {
             for reason in FailureReason::ALL {
                 self.sms_failed.with_label_values(&[name, reason.as_str()]);
             }
-            for reason in [
-                SuppressReason::Duplicate,
-                SuppressReason::RateLimited,
-                SuppressReason::SendResolved,
-            ] {
+            for reason in SuppressReason::OF_ROUTES {
                 self.sms_suppressed
                     .with_label_values(&[name, reason.as_str()]);
             }

@@ -19,9 +19,10 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 use crate::auth;
 use crate::compose;
 use crate::config::Config;
-use crate::delivery::{Deliverer, Outcome, Policy, Sender, SmsReport, SuppressReason};
+use crate::delivery::{Deliverer, Policy, Sender};
 use crate::health::{self, Credentials};
 use crate::metrics::Metrics;
+use crate::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::payload::{self, AlertStatus, PayloadError};
 use crate::sipgate::{ClientError, SipgateClient};
 

@@ -7,104 +7,51 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValu
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Credentials, PhoneNumber, SipgateConfig};
+use crate::outcome::FailureReason;
 
-/// Why an SMS was not delivered; a bounded set, used as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReason {
-    Auth,
-    Payment,
-    Forbidden,
-    ClientError,
-    ServerError,
-    RateLimited,
-    Timeout,
-    Network,
-    /// Too much work queued here to start this SMS before the response deadline.
-    Overloaded,
+/// What Sipgate's HTTP status means for an SMS.
+fn reason_for_status(status: u16) -> FailureReason {
+    match status {
+        401 => FailureReason::Auth,
+        402 => FailureReason::Payment,
+        403 => FailureReason::Forbidden,
+        408 => FailureReason::Timeout,
+        429 => FailureReason::RateLimited,
+        500.. => FailureReason::ServerError,
+        _ => FailureReason::ClientError,
+    }
 }
 
-impl FailureReason {
-    pub const ALL: [FailureReason; 9] = [
-        FailureReason::Auth,
-        FailureReason::Payment,
-        FailureReason::Forbidden,
-        FailureReason::ClientError,
-        FailureReason::ServerError,
-        FailureReason::RateLimited,
-        FailureReason::Timeout,
-        FailureReason::Network,
-        FailureReason::Overloaded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Auth => "auth",
-            FailureReason::Payment => "payment",
-            FailureReason::Forbidden => "forbidden",
-            FailureReason::ClientError => "client_error",
-            FailureReason::ServerError => "server_error",
-            FailureReason::RateLimited => "rate_limited",
-            FailureReason::Timeout => "timeout",
-            FailureReason::Network => "network",
-            FailureReason::Overloaded => "overloaded",
+/// What the operator has to do about a failure, in Sipgate's terms.
+pub fn operator_hint(reason: FailureReason) -> &'static str {
+    match reason {
+        FailureReason::Auth => {
+            "Sipgate rejected the credentials: check sipgate.token_id and the token (personal access token, not the account password)"
         }
-    }
-
-    fn from_status(status: u16) -> FailureReason {
-        match status {
-            401 => FailureReason::Auth,
-            402 => FailureReason::Payment,
-            403 => FailureReason::Forbidden,
-            408 => FailureReason::Timeout,
-            429 => FailureReason::RateLimited,
-            500.. => FailureReason::ServerError,
-            _ => FailureReason::ClientError,
+        FailureReason::Payment => "the Sipgate account balance is too low: top it up",
+        FailureReason::Forbidden => {
+            "Sipgate refused the SMS extension: check sipgate.sms_id, that the SMS feature is booked, and that the token has the scope sessions:sms:write"
         }
-    }
-
-    /// Retrying cannot help until an operator acts (token, balance, booking, a bug).
-    pub fn is_permanent(self) -> bool {
-        matches!(
-            self,
-            FailureReason::Auth
-                | FailureReason::Payment
-                | FailureReason::Forbidden
-                | FailureReason::ClientError
-        )
-    }
-
-    /// What the operator has to do about it.
-    pub fn operator_hint(self) -> &'static str {
-        match self {
-            FailureReason::Auth => {
-                "Sipgate rejected the credentials: check sipgate.token_id and the token (personal access token, not the account password)"
-            }
-            FailureReason::Payment => "the Sipgate account balance is too low: top it up",
-            FailureReason::Forbidden => {
-                "Sipgate refused the SMS extension: check sipgate.sms_id, that the SMS feature is booked, and that the token has the scope sessions:sms:write"
-            }
-            FailureReason::ClientError => {
-                "Sipgate rejected the request: check sipgate.api_url; the message may be empty or the number invalid"
-            }
-            FailureReason::ServerError => "Sipgate had a server error; the caller will retry",
-            FailureReason::RateLimited => "Sipgate is rate limiting; the caller will retry",
-            FailureReason::Timeout => {
-                "no answer from Sipgate within sipgate.timeout; the caller will retry"
-            }
-            FailureReason::Network => {
-                "cannot reach Sipgate: check sipgate.api_url, DNS and outbound network; the caller will retry"
-            }
-            FailureReason::Overloaded => {
-                "more SMS are waiting than delivery.max_pending allows; the caller will retry"
-            }
+        FailureReason::ClientError => {
+            "Sipgate rejected the request: check sipgate.api_url; the message may be empty or the number invalid"
+        }
+        FailureReason::ServerError => "Sipgate had a server error; the caller will retry",
+        FailureReason::RateLimited => "Sipgate is rate limiting; the caller will retry",
+        FailureReason::Timeout => {
+            "no answer from Sipgate within sipgate.timeout; the caller will retry"
+        }
+        FailureReason::Network => {
+            "cannot reach Sipgate: check sipgate.api_url, DNS and outbound network; the caller will retry"
+        }
+        FailureReason::Overloaded => {
+            "more SMS are waiting than delivery.max_pending allows; the caller will retry"
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("Sipgate answered HTTP {status} ({}): {}", reason.as_str(), reason.operator_hint())]
+    #[error("Sipgate answered HTTP {status} ({}): {}", reason.as_str(), operator_hint(*reason))]
     Rejected {
         status: u16,
         reason: FailureReason,
@@ -276,7 +223,7 @@ impl SipgateClient {
         );
         Err(SendError::Rejected {
             status: status.as_u16(),
-            reason: FailureReason::from_status(status.as_u16()),
+            reason: reason_for_status(status.as_u16()),
             retry_after,
             body,
         })
@@ -337,7 +284,7 @@ impl SipgateClient {
                 CredentialCheck::Unknown(format!("unexpected answer from {url}: {e}"))
             }),
             401 => Err(CredentialCheck::Rejected(
-                FailureReason::Auth.operator_hint().to_string(),
+                operator_hint(FailureReason::Auth).to_string(),
             )),
             403 => Err(CredentialCheck::Unverifiable(format!(
                 "the token may not read {url}; sending only needs sessions:sms:write"
@@ -395,15 +342,15 @@ mod tests {
 
     #[test]
     fn statuses_map_to_bounded_reasons() {
-        assert_eq!(FailureReason::from_status(401), FailureReason::Auth);
-        assert_eq!(FailureReason::from_status(402), FailureReason::Payment);
-        assert_eq!(FailureReason::from_status(403), FailureReason::Forbidden);
-        assert_eq!(FailureReason::from_status(404), FailureReason::ClientError);
-        assert_eq!(FailureReason::from_status(415), FailureReason::ClientError);
-        assert_eq!(FailureReason::from_status(408), FailureReason::Timeout);
-        assert_eq!(FailureReason::from_status(429), FailureReason::RateLimited);
-        assert_eq!(FailureReason::from_status(500), FailureReason::ServerError);
-        assert_eq!(FailureReason::from_status(503), FailureReason::ServerError);
+        assert_eq!(reason_for_status(401), FailureReason::Auth);
+        assert_eq!(reason_for_status(402), FailureReason::Payment);
+        assert_eq!(reason_for_status(403), FailureReason::Forbidden);
+        assert_eq!(reason_for_status(404), FailureReason::ClientError);
+        assert_eq!(reason_for_status(415), FailureReason::ClientError);
+        assert_eq!(reason_for_status(408), FailureReason::Timeout);
+        assert_eq!(reason_for_status(429), FailureReason::RateLimited);
+        assert_eq!(reason_for_status(500), FailureReason::ServerError);
+        assert_eq!(reason_for_status(503), FailureReason::ServerError);
         assert!(FailureReason::Auth.is_permanent());
         assert!(!FailureReason::RateLimited.is_permanent());
         assert!(!FailureReason::ServerError.is_permanent());
