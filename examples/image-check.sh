@@ -18,7 +18,8 @@ mirror=${MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debia
 mirror=${mirror:-http://deb.debian.org/debian}
 image=alertmanager-sipgate:image-check
 base_image=local/debian-base:$suite
-builder_image=local/rust-builder:$suite
+# The builder carries this machine's toolchain: a new toolchain makes a new builder.
+builder_image=local/rust-builder:$suite-$(rustc --version | awk '{print $2}')
 container=alertmanager-sipgate-image-check
 port=9716   # the image's default, which its HEALTHCHECK probes
 
@@ -56,8 +57,8 @@ stand_in() {
   echo "   $name imported"
 }
 
-# The builder fetches crates like this machine does: with its Rust toolchain and the
-# certificate authorities it trusts (which may include a local proxy's).
+# The builder fetches crates like this machine does: with its Rust toolchain, the certificate
+# authorities it trusts (which may include a local proxy's) and, below, its proxy settings.
 with_rust() {
   local sysroot
   sysroot=$(rustc --print sysroot)
@@ -68,12 +69,16 @@ with_rust() {
 }
 
 build_args=()
+# Docker passes these to every build step without an ARG in the Dockerfile.
+for proxy in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+  if [ -n "${!proxy:-}" ]; then build_args+=(--build-arg "$proxy=${!proxy}"); fi
+done
 if [ -z "${OFFICIAL:-}" ]; then
   command -v debootstrap >/dev/null || fail "debootstrap not found (apt-get install debootstrap)"
   echo "== stand-in images from Debian $suite ($mirror)"
   stand_in "$base_image" ca-certificates
   stand_in "$builder_image" ca-certificates,gcc,libc6-dev with_rust
-  build_args=(--build-arg "BUILDER_IMAGE=$builder_image" --build-arg "BASE_IMAGE=$base_image")
+  build_args+=(--build-arg "BUILDER_IMAGE=$builder_image" --build-arg "BASE_IMAGE=$base_image")
 fi
 
 echo "== docker build (the repository's Dockerfile)"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 package=alertmanager-sipgate
-deb=$(ls -t target/debian/${package}_*.deb 2>/dev/null | head -n 1)
+deb=$(ls -t target/debian/${package}_*.deb 2>/dev/null | head -n 1 || true)
 [ -n "$deb" ] || { echo "deb-check: no package in target/debian; run packaging/build-release.sh" >&2; exit 1; }
 fail() { echo "deb-check: FAILED: $*" >&2; exit 1; }
 if dpkg -s "$package" >/dev/null 2>&1; then

@@ -29,15 +29,16 @@ pub fn accepts(auth: &InboundAuth, header: Option<&str>) -> bool {
     }
 }
 
-/// The scheme a refused caller tried, for the log: bounded words, never the credentials.
-pub fn scheme_tried(header: Option<&str>) -> &'static str {
-    let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+/// The scheme a refused caller tried, for the log: bounded words, never the credentials. Takes
+/// the raw header, which need not be text.
+pub fn scheme_tried(header: Option<&[u8]>) -> &'static str {
+    let Some(header) = header.map(<[u8]>::trim_ascii).filter(|h| !h.is_empty()) else {
         return "none";
     };
-    let scheme = header.split_once(' ').map_or(header, |(scheme, _)| scheme);
-    if scheme.eq_ignore_ascii_case("basic") {
+    let scheme = header.split(|b| *b == b' ').next().unwrap_or(header);
+    if scheme.eq_ignore_ascii_case(b"basic") {
         "basic"
-    } else if scheme.eq_ignore_ascii_case("bearer") {
+    } else if scheme.eq_ignore_ascii_case(b"bearer") {
         "bearer"
     } else {
         "other"
@@ -128,14 +129,15 @@ mod tests {
     #[test]
     fn names_the_scheme_tried_and_nothing_else() {
         assert_eq!(scheme_tried(None), "none");
-        assert_eq!(scheme_tried(Some("  ")), "none");
+        assert_eq!(scheme_tried(Some(b"  ")), "none");
         assert_eq!(
-            scheme_tried(Some("Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==")),
+            scheme_tried(Some(b"Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==")),
             "basic"
         );
-        assert_eq!(scheme_tried(Some("bearer t0ken")), "bearer");
-        assert_eq!(scheme_tried(Some("Digest username=x")), "other");
-        assert_eq!(scheme_tried(Some("t0ken")), "other");
+        assert_eq!(scheme_tried(Some(b"bearer t0ken")), "bearer");
+        assert_eq!(scheme_tried(Some(b"Bearer \xff\xfe")), "bearer");
+        assert_eq!(scheme_tried(Some(b"Digest username=x")), "other");
+        assert_eq!(scheme_tried(Some(b"t0ken")), "other");
     }
 
     #[test]

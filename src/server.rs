@@ -108,6 +108,12 @@ impl AppState {
                 "delivery.max_concurrency and delivery.max_pending take effect at the next start"
             );
         }
+        if old.config.server.auth.is_some() && live.config.server.auth.is_none() {
+            tracing::warn!(
+                "the reloaded config has no server.auth: anyone who can reach the service can \
+                 make it send SMS"
+            );
+        }
         self.metrics.initialize(&live.config.routes);
         match self.live.write() {
             Ok(mut guard) => *guard = live.clone(),
@@ -473,11 +479,10 @@ fn authorize(live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
     let Some(required) = &live.config.server.auth else {
         return Ok(());
     };
-    let header = request
+    let raw = request
         .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if auth::accepts(required, header) {
+        .get(actix_web::http::header::AUTHORIZATION);
+    if auth::accepts(required, raw.and_then(|v| v.to_str().ok())) {
         Ok(())
     } else {
         // A refused Alertmanager notification is not retried (4xx): this line and
@@ -485,8 +490,8 @@ fn authorize(live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
         tracing::warn!(
             peer = %request.peer_addr().map_or_else(String::new, |a| a.ip().to_string()),
             path = request.path(),
-            scheme = auth::scheme_tried(header),
-            "request refused: missing or wrong credentials; the caller drops this notification"
+            scheme = auth::scheme_tried(raw.map(|v| v.as_bytes())),
+            "request refused: missing or wrong credentials; Alertmanager does not retry this, the notification is lost"
         );
         Err(ApiError::Unauthorized {
             challenges: auth::challenges(required),

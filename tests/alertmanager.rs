@@ -123,7 +123,6 @@ async fn accepting_sipgate() -> MockServer {
 #[tokio::test]
 #[ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"]
 async fn the_example_configs_work_together_as_copied() {
-    require(ALERTMANAGER, "prometheus-alertmanager");
     let fake = accepting_sipgate().await;
     let api_url = format!("{}/v2", fake.uri());
     let service_dir = example_service_dir(Some(&|config| {

@@ -374,7 +374,8 @@ pub async fn wait_until_ok(url: &str, limit: Duration, what: &str) {
     }
 }
 
-/// The release-like binary, run as operators run it, on loopback, logging to a file.
+/// The service's binary (as `cargo test` builds it), run as operators run it, on loopback,
+/// logging to a file.
 pub struct Service {
     pub child: ChildGuard,
     pub url: String,
