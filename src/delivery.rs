@@ -21,8 +21,8 @@ use crate::compose::{Sms, fit};
 use crate::ledger::{Claim, ContentKey, Ledger, Settlement};
 use crate::metrics::Metrics;
 use crate::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
+use crate::provider::{SendError, Sent, SmsProvider};
 use crate::ratelimit::{Limits, RateLimiter, Reservation};
-use crate::sipgate::{SendError, SipgateClient};
 
 /// After Sipgate refused the token, the balance or the extension, further SMS fail fast for this
 /// long instead of hammering Sipgate with a request that cannot succeed.
@@ -31,30 +31,35 @@ pub const PERMANENT_FAILURE_HOLDOFF: Duration = Duration::from_secs(60);
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
-/// Where SMS go: Sipgate, or the log when running dry.
-#[derive(Debug, Clone)]
-pub enum Sender {
-    Sipgate(SipgateClient),
-    DryRun,
+/// Why an SMS was not delivered: the provider's answer, or a rule of the delivery itself.
+#[derive(Debug, thiserror::Error)]
+enum NotDelivered {
+    #[error(transparent)]
+    Provider(#[from] SendError),
+    #[error(
+        "no {provider} request slot came free before the response deadline (delivery.max_concurrency)"
+    )]
+    NotStarted { provider: &'static str },
+    #[error("not sent: {provider} refused an earlier SMS ({}); failing fast until the hold-off ends", reason.as_str())]
+    HeldOff {
+        provider: &'static str,
+        reason: FailureReason,
+    },
 }
 
-impl Sender {
-    fn is_sipgate(&self) -> bool {
-        matches!(self, Sender::Sipgate(_))
+impl NotDelivered {
+    fn reason(&self) -> FailureReason {
+        match self {
+            NotDelivered::Provider(e) => e.reason(),
+            NotDelivered::NotStarted { .. } => FailureReason::Overloaded,
+            NotDelivered::HeldOff { reason, .. } => *reason,
+        }
     }
 
-    async fn send(&self, sms: &Sms, text: &str) -> Result<(), SendError> {
+    fn body(&self) -> &str {
         match self {
-            Sender::Sipgate(client) => client.send_sms(&sms.number, text).await,
-            Sender::DryRun => {
-                tracing::info!(
-                    route = %sms.route,
-                    recipient = %sms.recipient,
-                    text = %text,
-                    "dry-run: SMS not sent"
-                );
-                Ok(())
-            }
+            NotDelivered::Provider(e) => e.body(),
+            _ => "",
         }
     }
 }
@@ -114,7 +119,7 @@ pub struct Deliverer {
 /// How one send ended, as the background task saw it.
 #[derive(Debug)]
 enum SendResult {
-    Delivered { segments: usize },
+    Delivered { sent: Sent, segments: usize },
     NotDelivered(FailureReason),
 }
 
@@ -159,12 +164,12 @@ impl Deliverer {
 
     pub async fn deliver(
         &self,
-        sender: &Sender,
+        provider: &Arc<dyn SmsProvider>,
         messages: Vec<Sms>,
         policy: Policy,
     ) -> Vec<SmsReport> {
         join_all(messages.into_iter().map(|sms| async move {
-            let report = self.deliver_one(sender, &sms, policy).await;
+            let report = self.deliver_one(provider, &sms, policy).await;
             log_outcome(&sms, &report);
             report
         }))
@@ -179,7 +184,12 @@ impl Deliverer {
             .is_ok()
     }
 
-    async fn deliver_one(&self, sender: &Sender, sms: &Sms, policy: Policy) -> SmsReport {
+    async fn deliver_one(
+        &self,
+        provider: &Arc<dyn SmsProvider>,
+        sms: &Sms,
+        policy: Policy,
+    ) -> SmsReport {
         let inner = &self.inner;
         let done = loop {
             let claim = {
@@ -240,19 +250,19 @@ impl Deliverer {
             return self.fail(sms, FailureReason::Overloaded);
         };
         let noted = with_held_note(&sms.text, slot.held, sms.max_segments);
-        if let Sender::DryRun = sender {
-            // Nothing leaves the process, so nothing can outlive this request or a shutdown:
-            // the SMS is logged right here instead of on the sender runtime.
+        if !provider.leaves_the_process() {
+            // Nothing can outlive this request or a shutdown: the SMS is handled right here
+            // instead of on the sender runtime.
             let _pending = pending;
             let text = noted.as_deref().unwrap_or(&sms.text);
             let result = self
-                .send_with_retries(sender, sms, text, policy.deadline, claim, slot)
+                .send_with_retries(provider, sms, text, policy.deadline, claim, slot)
                 .await;
-            return self.report(sms, sender, result);
+            return self.report(sms, result);
         }
         let task = {
             let deliverer = self.clone();
-            let sender = sender.clone();
+            let provider = provider.clone();
             let sms = sms.clone();
             let deadline = policy.deadline;
             inner.tasks.spawn_on(
@@ -260,7 +270,7 @@ impl Deliverer {
                     let _pending = pending;
                     let text = noted.as_deref().unwrap_or(&sms.text);
                     deliverer
-                        .send_with_retries(&sender, &sms, text, deadline, claim, slot)
+                        .send_with_retries(&provider, &sms, text, deadline, claim, slot)
                         .await
                 }
                 .instrument(tracing::Span::current()),
@@ -268,21 +278,21 @@ impl Deliverer {
             )
         };
         match timeout_at(policy.deadline.into(), task).await {
-            Ok(Ok(result)) => self.report(sms, sender, result),
+            Ok(Ok(result)) => self.report(sms, result),
             Ok(Err(_)) => self.fail(sms, FailureReason::Network),
             // Still on the wire: the task records the answer in the ledger when it comes.
             Err(_) => self.fail(sms, FailureReason::Timeout),
         }
     }
 
-    fn report(&self, sms: &Sms, sender: &Sender, result: SendResult) -> SmsReport {
+    fn report(&self, sms: &Sms, result: SendResult) -> SmsReport {
         match result {
-            SendResult::Delivered { segments } => SmsReport {
+            SendResult::Delivered { sent, segments } => SmsReport {
                 route: sms.route.clone(),
                 recipient: sms.recipient.clone(),
-                outcome: match sender {
-                    Sender::Sipgate(_) => Outcome::Sent,
-                    Sender::DryRun => Outcome::DryRun,
+                outcome: match sent {
+                    Sent::Accepted => Outcome::Sent,
+                    Sent::Logged => Outcome::DryRun,
                 },
                 reason: None,
                 segments,
@@ -294,7 +304,7 @@ impl Deliverer {
     /// Tries until Sipgate accepts the SMS, a permanent error, or no retry fits the deadline.
     async fn send_with_retries(
         &self,
-        sender: &Sender,
+        provider: &Arc<dyn SmsProvider>,
         sms: &Sms,
         text: &str,
         deadline: Instant,
@@ -307,50 +317,56 @@ impl Deliverer {
             let permit =
                 match timeout_at(deadline.into(), inner.requests.clone().acquire_owned()).await {
                     Ok(Ok(permit)) if Instant::now() < deadline => permit,
-                    _ => break SendError::NotStarted,
+                    _ => {
+                        break NotDelivered::NotStarted {
+                            provider: provider.name(),
+                        };
+                    }
                 };
             // A hold-off may have begun while this SMS waited for its slot.
             if let Some(h) = inner.state().active_holdoff(Instant::now()) {
-                break SendError::HeldOff(h.reason);
+                break NotDelivered::HeldOff {
+                    provider: provider.name(),
+                    reason: h.reason,
+                };
             }
             attempt += 1;
             let started = Instant::now();
-            let result = sender.send(sms, text).await;
+            let result = provider.send(sms, text).await;
             drop(permit);
-            if sender.is_sipgate() {
+            if provider.leaves_the_process() {
                 inner
                     .metrics
                     .sipgate_request_duration
                     .observe(started.elapsed().as_secs_f64());
             }
             let error = match result {
-                Ok(()) => {
+                Ok(sent) => {
                     slot.consume();
                     claim.settle(Settlement::Sent);
                     let segments = crate::sms::measure(text).segments;
-                    if sender.is_sipgate() {
-                        self.record_sent(sms, segments, attempt, Instant::now() > deadline);
-                    } else {
-                        inner
+                    match sent {
+                        Sent::Accepted => {
+                            self.record_sent(sms, segments, attempt, Instant::now() > deadline)
+                        }
+                        Sent::Logged => inner
                             .metrics
                             .sms_dry_run
                             .with_label_values(&[&sms.route])
-                            .inc();
+                            .inc(),
                     }
-                    return SendResult::Delivered { segments };
+                    return SendResult::Delivered { sent, segments };
                 }
-                Err(e) => e,
+                Err(e) => NotDelivered::Provider(e),
             };
             if error.reason().is_permanent() {
                 break error;
             }
             let mut delay = retry_delay(attempt);
-            if let SendError::Rejected {
-                retry_after: Some(wait),
-                ..
-            } = &error
+            if let NotDelivered::Provider(e) = &error
+                && let Some(wait) = e.retry_after()
             {
-                delay = delay.max(*wait);
+                delay = delay.max(wait);
             }
             if delay >= deadline.saturating_duration_since(Instant::now()) {
                 break error;
@@ -404,9 +420,11 @@ impl Deliverer {
 
     /// Logs the failure, and starts (or extends) the hold-off when it concerns every SMS. Only
     /// a real answer from Sipgate does that, so a hold-off never extends itself.
-    fn record_not_delivered(&self, sms: &Sms, error: &SendError, attempts: u32) {
+    fn record_not_delivered(&self, sms: &Sms, error: &NotDelivered, attempts: u32) {
         let reason = error.reason();
-        if error.affects_every_sms() {
+        if let NotDelivered::Provider(e) = error
+            && e.affects_every_sms()
+        {
             let started = {
                 let mut state = self.inner.state();
                 let now = Instant::now();
@@ -428,7 +446,7 @@ impl Deliverer {
                     "SMS not delivered; operator action needed. Further SMS fail fast during the hold-off"
                 );
             }
-        } else if !matches!(error, SendError::HeldOff(_)) {
+        } else if !matches!(error, NotDelivered::HeldOff { .. }) {
             tracing::warn!(
                 route = %sms.route,
                 recipient = %sms.recipient,

@@ -5,9 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::delivery::Sender;
+use crate::provider::CredentialCheck;
 use crate::server::{AppState, Live};
-use crate::sipgate::CredentialCheck;
 
 /// How often to ask again while Sipgate cannot be reached.
 const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
@@ -25,12 +24,13 @@ pub enum CredentialStatus {
 pub struct Credentials(Mutex<CredentialStatus>);
 
 impl Credentials {
-    pub fn new(live_sender: &Sender, check_enabled: bool) -> Self {
-        let status = match live_sender {
-            Sender::Sipgate(_) if check_enabled => CredentialStatus::Checking,
-            _ => CredentialStatus::NotChecked,
-        };
-        Credentials(Mutex::new(status))
+    /// `check`: the provider has credentials and the config asks for them to be checked.
+    pub fn new(check: bool) -> Self {
+        Credentials(Mutex::new(if check {
+            CredentialStatus::Checking
+        } else {
+            CredentialStatus::NotChecked
+        }))
     }
 
     pub fn status(&self) -> CredentialStatus {
@@ -46,15 +46,12 @@ impl Credentials {
 /// the answer is definite or another config replaced this one. Each new answer is logged once
 /// with what to fix.
 pub async fn watch_credentials(state: Arc<AppState>, live: Arc<Live>) {
-    let Sender::Sipgate(client) = &live.sender else {
-        return;
-    };
     if live.credentials.status() == CredentialStatus::NotChecked {
         return;
     }
     let mut last: Option<CredentialCheck> = None;
     loop {
-        let check = client.check_credentials().await;
+        let check = live.provider.check_credentials().await;
         if last.as_ref() != Some(&check) {
             log_check(&check);
         }
@@ -105,7 +102,7 @@ pub fn readiness(state: &AppState) -> Result<String, String> {
         return Err(format!(
             "Sipgate refused an SMS ({}): {}; SMS fail fast for {}s more",
             reason.as_str(),
-            crate::sipgate::operator_hint(reason),
+            state.current().provider.operator_hint(reason),
             left.as_secs() + 1
         ));
     }

@@ -19,38 +19,36 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 use crate::auth;
 use crate::compose;
 use crate::config::Config;
-use crate::delivery::{Deliverer, Policy, Sender};
+use crate::delivery::{Deliverer, Policy};
 use crate::health::{self, Credentials};
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::payload::{self, AlertStatus, PayloadError};
-use crate::sipgate::{ClientError, SipgateClient};
+use crate::provider::sipgate::ClientError;
+use crate::provider::{self, SmsProvider};
 
-/// A loaded config with the sender built from it; swapped as one unit.
+/// A loaded config with the provider built from it; swapped as one unit.
 pub struct Live {
     pub config: Config,
-    pub sender: Sender,
+    pub provider: Arc<dyn SmsProvider>,
     pub credentials: Credentials,
 }
 
 impl Live {
     pub fn new(config: Config, force_dry_run: bool) -> Result<Live, ClientError> {
-        let sender = match (&config.sipgate.credentials, force_dry_run) {
-            (Some(credentials), false) => {
-                Sender::Sipgate(SipgateClient::new(&config.sipgate, credentials)?)
-            }
-            _ => Sender::DryRun,
-        };
-        let credentials = Credentials::new(&sender, config.sipgate.check_credentials);
+        let provider = provider::from_config(&config.sipgate, force_dry_run)?;
+        let credentials =
+            Credentials::new(provider.has_credentials() && config.sipgate.check_credentials);
         Ok(Live {
             config,
-            sender,
+            provider,
             credentials,
         })
     }
 
+    /// Whether SMS are only logged.
     pub fn is_dry_run(&self) -> bool {
-        matches!(self.sender, Sender::DryRun)
+        !self.provider.leaves_the_process()
     }
 }
 
@@ -419,7 +417,7 @@ async fn handle_notification(
     };
     let mut reports = state
         .deliverer
-        .deliver(&live.sender, plan.messages, policy)
+        .deliver(&live.provider, plan.messages, policy)
         .await;
     for (route, recipient) in &plan.held_resolved {
         state

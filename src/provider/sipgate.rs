@@ -6,8 +6,15 @@ use base64::Engine;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 
+use futures_util::future::{BoxFuture, FutureExt};
+
+use super::{CredentialCheck, SendError, Sent, SmsProvider};
+use crate::compose::Sms;
 use crate::config::{Credentials, PhoneNumber, SipgateConfig};
 use crate::outcome::FailureReason;
+
+/// How Sipgate is named in messages.
+const SIPGATE: &str = "Sipgate";
 
 /// What Sipgate's HTTP status means for an SMS.
 fn reason_for_status(status: u16) -> FailureReason {
@@ -50,61 +57,6 @@ pub fn operator_hint(reason: FailureReason) -> &'static str {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    #[error("Sipgate answered HTTP {status} ({}): {}", reason.as_str(), operator_hint(*reason))]
-    Rejected {
-        status: u16,
-        reason: FailureReason,
-        retry_after: Option<Duration>,
-        /// The start of the answer's body, for the log; Sipgate's error bodies are undocumented.
-        body: String,
-    },
-    #[error("no answer from Sipgate in time")]
-    Timeout,
-    #[error("cannot reach Sipgate: {0}")]
-    Network(String),
-    #[error(
-        "no Sipgate request slot came free before the response deadline (delivery.max_concurrency)"
-    )]
-    NotStarted,
-    #[error("not sent: Sipgate refused an earlier SMS ({}); failing fast until the hold-off ends", .0.as_str())]
-    HeldOff(FailureReason),
-}
-
-impl SendError {
-    pub fn reason(&self) -> FailureReason {
-        match self {
-            SendError::Rejected { reason, .. } => *reason,
-            SendError::Timeout => FailureReason::Timeout,
-            SendError::Network(_) => FailureReason::Network,
-            SendError::NotStarted => FailureReason::Overloaded,
-            SendError::HeldOff(reason) => *reason,
-        }
-    }
-
-    /// Sipgate's answer concerns the account or the endpoint, not this one SMS: token (401),
-    /// balance (402), extension or scope (403), wrong api_url (404). Every other SMS would get the
-    /// same answer, so they should fail fast for a while instead of calling Sipgate.
-    pub fn affects_every_sms(&self) -> bool {
-        matches!(
-            self,
-            SendError::Rejected {
-                status: 401..=404,
-                ..
-            }
-        )
-    }
-
-    /// The start of Sipgate's answer, if there was one.
-    pub fn body(&self) -> &str {
-        match self {
-            SendError::Rejected { body, .. } => body,
-            _ => "",
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
@@ -124,20 +76,6 @@ pub struct SipgateClient {
     api_url: String,
     sms_url: String,
     sms_id: String,
-}
-
-/// What Sipgate says about the configured token and SMS extension.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialCheck {
-    /// The token works and the account has the configured `sms_id`.
-    Valid,
-    /// The token may not list the account's SMS extensions (scope `sms:read`), so `sms_id` could
-    /// not be confirmed. Sending needs only `sessions:sms:write`: this is a warning, not a failure.
-    Unverifiable(String),
-    /// Sipgate refused the token, or the account has no such SMS extension: no SMS can go out.
-    Rejected(String),
-    /// Sipgate could not be asked (network, 5xx): try again later.
-    Unknown(String),
 }
 
 #[derive(Deserialize)]
@@ -196,7 +134,10 @@ impl SipgateClient {
             recipient: to.e164(),
             message,
         })
-        .map_err(|e| SendError::Network(format!("cannot encode request: {e}")))?;
+        .map_err(|e| SendError::Network {
+            provider: SIPGATE,
+            detail: format!("cannot encode request: {e}"),
+        })?;
         let response = self
             .http
             .post(&self.sms_url)
@@ -221,10 +162,15 @@ impl SipgateClient {
             to.e164().trim_start_matches('+'),
             to.masked().trim_start_matches('+'),
         );
+        let reason = reason_for_status(status.as_u16());
         Err(SendError::Rejected {
+            provider: SIPGATE,
             status: status.as_u16(),
-            reason: reason_for_status(status.as_u16()),
+            reason,
+            hint: operator_hint(reason),
             retry_after,
+            // Token (401), balance (402), extension or scope (403), wrong api_url (404).
+            account_wide: (401..=404).contains(&status.as_u16()),
             body,
         })
     }
@@ -233,7 +179,7 @@ impl SipgateClient {
 impl SipgateClient {
     /// Asks Sipgate who the token belongs to (`GET /authorization/userinfo`), then whether that
     /// account has the configured SMS extension (`GET /{sub}/sms`).
-    pub async fn check_credentials(&self) -> CredentialCheck {
+    pub async fn verify_credentials(&self) -> CredentialCheck {
         let userinfo = match self
             .get_json::<Userinfo>(&format!("{}/authorization/userinfo", self.api_url))
             .await
@@ -301,7 +247,7 @@ impl SipgateClient {
 
 fn classify_transport_error(e: reqwest::Error) -> SendError {
     if e.is_timeout() {
-        SendError::Timeout
+        SendError::Timeout { provider: SIPGATE }
     } else {
         // The URL is the configured api_url, not a secret; keep the whole chain for diagnosis.
         let mut message = e.to_string();
@@ -311,7 +257,40 @@ fn classify_transport_error(e: reqwest::Error) -> SendError {
             message.push_str(&s.to_string());
             source = s.source();
         }
-        SendError::Network(message)
+        SendError::Network {
+            provider: SIPGATE,
+            detail: message,
+        }
+    }
+}
+
+impl SmsProvider for SipgateClient {
+    fn name(&self) -> &'static str {
+        SIPGATE
+    }
+
+    fn leaves_the_process(&self) -> bool {
+        true
+    }
+
+    fn send<'a>(&'a self, sms: &'a Sms, text: &'a str) -> BoxFuture<'a, Result<Sent, SendError>> {
+        async move {
+            self.send_sms(&sms.number, text).await?;
+            Ok(Sent::Accepted)
+        }
+        .boxed()
+    }
+
+    fn has_credentials(&self) -> bool {
+        true
+    }
+
+    fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
+        self.verify_credentials().boxed()
+    }
+
+    fn operator_hint(&self, reason: FailureReason) -> &'static str {
+        operator_hint(reason)
     }
 }
 
