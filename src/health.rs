@@ -2,44 +2,20 @@
 //! configured token or SMS extension, during a hold-off after Sipgate refused an SMS, or before
 //! the credentials were checked.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::app::{AppState, CredentialStatus, Live};
 use crate::provider::CredentialCheck;
-use crate::server::{AppState, Live};
 
 /// How often to ask again while Sipgate cannot be reached.
 const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialStatus {
-    /// Dry-run, or `sipgate.check_credentials: false`.
-    NotChecked,
-    Checking,
-    Checked(CredentialCheck),
-}
-
-/// The credential status of one loaded config; a reload starts from `Checking` again.
-#[derive(Debug)]
-pub struct Credentials(Mutex<CredentialStatus>);
-
-impl Credentials {
-    /// `check`: the provider has credentials and the config asks for them to be checked.
-    pub fn new(check: bool) -> Self {
-        Credentials(Mutex::new(if check {
-            CredentialStatus::Checking
-        } else {
-            CredentialStatus::NotChecked
-        }))
-    }
-
-    pub fn status(&self) -> CredentialStatus {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, status: CredentialStatus) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = status;
-    }
+/// Reloads and, on success, starts checking the new config's provider's credentials.
+pub fn reload_and_check(state: &Arc<AppState>) -> Result<(), String> {
+    let live = state.reload()?;
+    tokio::spawn(watch_credentials(state.clone(), live));
+    Ok(())
 }
 
 /// Checks the credentials of `live`, and again every 30 s while Sipgate cannot be asked, until

@@ -1,6 +1,7 @@
 //! Turns Prometheus Alertmanager notifications into SMS sent through the Sipgate REST API.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod auth;
 pub mod compose;
 pub mod config;

@@ -12,12 +12,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
+use alertmanager_sipgate::app::{AppState, Live};
 use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::payload;
-use alertmanager_sipgate::server::{self, AppState, Live};
+use alertmanager_sipgate::server;
 use alertmanager_sipgate::{health, ledger, probe};
 
 /// What `--help` says about the environment. Values are never shown: they are secrets.
@@ -345,7 +346,7 @@ async fn reload_on_sighup(state: Arc<AppState>) {
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading config");
         // Failures are logged and counted by the reload itself.
-        let _ = server::reload_and_check(&state);
+        let _ = health::reload_and_check(&state);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The HTTP side: routes, body limits, and the one place where errors become status codes.
 
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -16,126 +16,13 @@ use tracing::Instrument;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+use crate::app::{AppState, Live};
 use crate::auth;
 use crate::compose;
-use crate::config::Config;
-use crate::delivery::{Deliverer, Policy};
-use crate::health::{self, Credentials};
-use crate::metrics::Metrics;
+use crate::delivery::Policy;
+use crate::health;
 use crate::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::payload::{self, AlertStatus, PayloadError};
-use crate::provider::sipgate::ClientError;
-use crate::provider::{self, SmsProvider};
-
-/// A loaded config with the provider built from it; swapped as one unit.
-pub struct Live {
-    pub config: Config,
-    pub provider: Arc<dyn SmsProvider>,
-    pub credentials: Credentials,
-}
-
-impl Live {
-    pub fn new(config: Config, force_dry_run: bool) -> Result<Live, ClientError> {
-        let provider = provider::from_config(&config.sipgate, force_dry_run)?;
-        let credentials =
-            Credentials::new(provider.has_credentials() && config.sipgate.check_credentials);
-        Ok(Live {
-            config,
-            provider,
-            credentials,
-        })
-    }
-
-    /// Whether SMS are only logged.
-    pub fn is_dry_run(&self) -> bool {
-        !self.provider.leaves_the_process()
-    }
-}
-
-pub struct AppState {
-    live: RwLock<Arc<Live>>,
-    pub deliverer: Deliverer,
-    pub metrics: Metrics,
-    force_dry_run: bool,
-    /// One reload at a time, so that two cannot interleave their swaps.
-    reloading: Mutex<()>,
-}
-
-impl AppState {
-    pub fn new(live: Live, deliverer: Deliverer, metrics: Metrics, force_dry_run: bool) -> Self {
-        metrics.initialize(&live.config.routes);
-        AppState {
-            live: RwLock::new(Arc::new(live)),
-            deliverer,
-            metrics,
-            force_dry_run,
-            reloading: Mutex::new(()),
-        }
-    }
-
-    /// The config a request runs on from start to end, even if a reload swaps it meanwhile.
-    pub fn current(&self) -> Arc<Live> {
-        match self.live.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Reads the config file and templates again. On success the next requests use them while
-    /// those in flight finish on the old ones; on failure the old config stays and the error is
-    /// returned. The caller starts the credential check of the new config.
-    pub fn reload(&self) -> Result<Arc<Live>, String> {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.current();
-        let loaded = Config::load(&old.config.path)
-            .map_err(|e| e.to_string())
-            .and_then(|config| Live::new(config, self.force_dry_run).map_err(|e| e.to_string()));
-        let live = match loaded {
-            Ok(live) => Arc::new(live),
-            Err(e) => {
-                self.metrics.config_loaded(false);
-                tracing::error!(error = %e, "config reload failed; keeping the running config");
-                return Err(e);
-            }
-        };
-        let (old_delivery, new_delivery) = (&old.config.delivery, &live.config.delivery);
-        if (old_delivery.max_concurrency, old_delivery.max_pending)
-            != (new_delivery.max_concurrency, new_delivery.max_pending)
-        {
-            tracing::warn!(
-                "delivery.max_concurrency and delivery.max_pending take effect at the next start"
-            );
-        }
-        if old.config.server.auth.is_some() && live.config.server.auth.is_none() {
-            tracing::warn!(
-                "the reloaded config has no server.auth: anyone who can reach the service can \
-                 make it send SMS"
-            );
-        }
-        self.metrics.initialize(&live.config.routes);
-        match self.live.write() {
-            Ok(mut guard) => *guard = live.clone(),
-            Err(poisoned) => *poisoned.into_inner() = live.clone(),
-        }
-        // A new token or account may have fixed what the hold-off waits for.
-        self.deliverer.clear_holdoff();
-        self.metrics.config_loaded(true);
-        tracing::info!(
-            config = %live.config.path.display(),
-            routes = live.config.routes.len(),
-            recipients = live.config.recipients.len(),
-            "config reloaded"
-        );
-        Ok(live)
-    }
-}
-
-/// Reloads and, on success, starts checking the new config's Sipgate credentials.
-pub fn reload_and_check(state: &Arc<AppState>) -> Result<(), String> {
-    let live = state.reload()?;
-    tokio::spawn(health::watch_credentials(state.clone(), live));
-    Ok(())
-}
 
 /// Every way a request can fail before any SMS is attempted.
 #[derive(Debug, thiserror::Error)]
@@ -524,7 +411,7 @@ async fn reload(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state.current(), &request)?;
     let state = state.into_inner();
-    Ok(match reload_and_check(&state) {
+    Ok(match health::reload_and_check(&state) {
         Ok(()) => HttpResponse::Ok()
             .content_type("text/plain")
             .body("config reloaded\n"),

@@ -7,10 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alertmanager_sipgate::app::{AppState, Live};
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
-use alertmanager_sipgate::server::{self, AppState, Live};
+use alertmanager_sipgate::server;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
