@@ -1,7 +1,9 @@
 //! The running service's state: the loaded config with its provider, swapped as one unit on a
 //! reload, and what outlives a reload (the deliverer, the metrics).
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::delivery::Deliverer;
@@ -66,7 +68,7 @@ impl Live {
 }
 
 pub struct AppState {
-    live: RwLock<Arc<Live>>,
+    live: ArcSwap<Live>,
     pub deliverer: Deliverer,
     pub metrics: Metrics,
     force_dry_run: bool,
@@ -78,7 +80,7 @@ impl AppState {
     pub fn new(live: Live, deliverer: Deliverer, metrics: Metrics, force_dry_run: bool) -> Self {
         metrics.initialize(&live.config.routes);
         AppState {
-            live: RwLock::new(Arc::new(live)),
+            live: ArcSwap::from_pointee(live),
             deliverer,
             metrics,
             force_dry_run,
@@ -88,10 +90,7 @@ impl AppState {
 
     /// The config a request runs on from start to end, even if a reload swaps it meanwhile.
     pub fn current(&self) -> Arc<Live> {
-        match self.live.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.live.load_full()
     }
 
     /// Reads the config file and templates again. On success the next requests use them while
@@ -126,10 +125,7 @@ impl AppState {
             );
         }
         self.metrics.initialize(&live.config.routes);
-        match self.live.write() {
-            Ok(mut guard) => *guard = live.clone(),
-            Err(poisoned) => *poisoned.into_inner() = live.clone(),
-        }
+        self.live.store(live.clone());
         // A new token or account may have fixed what the hold-off waits for.
         self.deliverer.clear_holdoff();
         self.metrics.config_loaded(true);

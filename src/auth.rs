@@ -1,6 +1,7 @@
 //! Inbound authentication as Alertmanager's `http_config` sends it: HTTP Basic or a bearer token.
 
 use base64::Engine;
+use secrecy::ExposeSecret;
 
 use crate::config::InboundAuth;
 
@@ -18,12 +19,12 @@ pub fn accepts(auth: &InboundAuth, header: Option<&str>) -> bool {
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(value) else {
             return false;
         };
-        let expected = format!("{user}:{}", password.expose());
+        let expected = format!("{user}:{}", password.expose_secret());
         constant_time_eq(&decoded, expected.as_bytes())
     } else if scheme.eq_ignore_ascii_case("bearer") {
-        auth.bearer
-            .as_ref()
-            .is_some_and(|token| constant_time_eq(value.as_bytes(), token.expose().as_bytes()))
+        auth.bearer.as_ref().is_some_and(|token| {
+            constant_time_eq(value.as_bytes(), token.expose_secret().as_bytes())
+        })
     } else {
         false
     }
@@ -93,16 +94,13 @@ pub fn challenges(auth: &InboundAuth) -> Vec<&'static str> {
     out
 }
 
-/// Compares without stopping at the first difference, so the time taken does not tell an
-/// attacker how much of a guess was right.
+/// Compares so that the time taken tells an attacker neither how much of a guess was right nor
+/// how long the secret is: both sides are hashed to the same length first, then compared in
+/// constant time.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
 }
 
 #[cfg(test)]
@@ -112,8 +110,8 @@ mod tests {
 
     fn both() -> InboundAuth {
         InboundAuth {
-            basic: Some(("alertmanager".into(), Secret::new("s3cret"))),
-            bearer: Some(Secret::new("t0ken")),
+            basic: Some(("alertmanager".into(), Secret::from("s3cret"))),
+            bearer: Some(Secret::from("t0ken")),
         }
     }
 

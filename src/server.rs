@@ -1,5 +1,6 @@
 //! The HTTP side: routes, body limits, and the one place where errors become status codes.
 
+use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -395,7 +396,7 @@ fn check_grafana_signature(
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let timestamp = hmac.timestamp_header.as_deref().and_then(header);
     let signature = header("x-grafana-alerting-signature").unwrap_or("");
-    if auth::grafana_signature_ok(hmac.secret.expose(), timestamp, body, signature) {
+    if auth::grafana_signature_ok(hmac.secret.expose_secret(), timestamp, body, signature) {
         Ok(())
     } else {
         tracing::warn!(

@@ -62,25 +62,9 @@ impl fmt::Display for ProblemList<'_> {
     }
 }
 
-/// A secret that never shows in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
+/// A secret: never in `Debug` output or logs, zeroed when dropped. `expose_secret()` only where
+/// it is used.
+pub type Secret = secrecy::SecretString;
 
 /// An E.164 number from the phone book. `Display` and `Debug` mask the middle digits, so a number
 /// that slips into a log line or error is still not readable.
@@ -544,7 +528,7 @@ fn sipgate_config(
                     "set either token or token_file, not both",
                 );
             }
-            Some(Secret(t))
+            Some(Secret::from(t))
         }
         None if token_configured => {
             secret_value(raw.token, raw.token_file, base, "sipgate.token", problems)
@@ -945,9 +929,9 @@ fn secret_value(
             problem(problems, field, "set it or its _file variant, not both");
             None
         }
-        (Some(value), None) if !value.is_empty() => Some(Secret(value)),
+        (Some(value), None) if !value.is_empty() => Some(Secret::from(value)),
         (None, Some(file)) => match read_secret_file(&base.join(file)) {
-            Ok(value) => Some(Secret(value)),
+            Ok(value) => Some(Secret::from(value)),
             Err(e) => {
                 problem(problems, format!("{field}_file"), e);
                 None
@@ -963,6 +947,7 @@ fn secret_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -1003,7 +988,7 @@ routes:
         assert_eq!(c.sipgate.timeout, Duration::from_secs(10));
         let creds = c.sipgate.credentials.as_ref().unwrap();
         assert_eq!(creds.token_id, "token-AB12CD");
-        assert_eq!(creds.token.expose(), "secret-token");
+        assert_eq!(creds.token.expose_secret(), "secret-token");
         assert_eq!(c.recipients["alice"].e164(), "+4915112345678");
         assert_eq!(c.routes[0].recipients, vec!["alice", "bob"]);
         assert_eq!(c.routes[0].max_segments, 3);
@@ -1032,7 +1017,7 @@ routes:
         };
         let c = Config::from_yaml(GOOD, Path::new("t.yml"), Path::new("."), &env).unwrap();
         let creds = c.sipgate.credentials.unwrap();
-        assert_eq!(creds.token.expose(), "from-env");
+        assert_eq!(creds.token.expose_secret(), "from-env");
         assert_eq!(creds.token_id, "token-ENV123");
     }
 
@@ -1047,7 +1032,10 @@ routes:
             &no_env,
         )
         .unwrap();
-        assert_eq!(c.sipgate.credentials.unwrap().token.expose(), "file-token");
+        assert_eq!(
+            c.sipgate.credentials.unwrap().token.expose_secret(),
+            "file-token"
+        );
     }
 
     #[test]
@@ -1118,7 +1106,10 @@ delivery:
         )
         .unwrap();
         assert_eq!(c.recipients["alice"].e164(), "+4915112345678");
-        assert_eq!(c.sipgate.credentials.unwrap().token.expose(), "87654321");
+        assert_eq!(
+            c.sipgate.credentials.unwrap().token.expose_secret(),
+            "87654321"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The Sipgate REST API client: one `POST /sessions/sms` per SMS, and what its answers mean.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use base64::Engine;
@@ -104,7 +105,7 @@ impl SipgateClient {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             credentials.token_id,
-            credentials.token.expose()
+            credentials.token.expose_secret()
         ));
         let mut authorization = HeaderValue::from_str(&format!("Basic {basic}"))
             .map_err(|e| ClientError::Build(format!("invalid token: {e}")))?;
