@@ -124,7 +124,8 @@ impl AppState {
                  make it send SMS"
             );
         }
-        self.metrics.initialize(&live.config.routes);
+        self.metrics
+            .routes_changed(&old.config.routes, &live.config.routes);
         self.live.store(live.clone());
         // A new token or account may have fixed what the hold-off waits for.
         self.deliverer.clear_holdoff();

@@ -335,10 +335,7 @@ impl Deliverer {
             let result = provider.send(sms, text).await;
             drop(permit);
             if provider.leaves_the_process() {
-                inner
-                    .metrics
-                    .sipgate_request_duration
-                    .observe(started.elapsed().as_secs_f64());
+                inner.metrics.provider_request(started.elapsed());
             }
             let error = match result {
                 Ok(sent) => {
@@ -349,11 +346,7 @@ impl Deliverer {
                         Sent::Accepted => {
                             self.record_sent(sms, segments, attempt, Instant::now() > deadline)
                         }
-                        Sent::Logged => inner
-                            .metrics
-                            .sms_dry_run
-                            .with_label_values(&[&sms.route])
-                            .inc(),
+                        Sent::Logged => inner.metrics.sms_dry_run(&sms.route),
                     }
                     return SendResult::Delivered { sent, segments };
                 }
@@ -389,15 +382,9 @@ impl Deliverer {
     }
 
     fn record_sent(&self, sms: &Sms, segments: usize, attempts: u32, late: bool) {
-        let metrics = &self.inner.metrics;
-        metrics
-            .sms_sent
-            .with_label_values(&[&sms.route, &sms.recipient])
-            .inc();
-        metrics
-            .sms_segments
-            .with_label_values(&[&sms.route])
-            .inc_by(segments as u64);
+        self.inner
+            .metrics
+            .sms_sent(&sms.route, &sms.recipient, segments);
         if late {
             // The caller was told "not confirmed"; this is the only trace that it went out.
             tracing::info!(
@@ -460,20 +447,12 @@ impl Deliverer {
     }
 
     fn suppress(&self, sms: &Sms, reason: SuppressReason) -> SmsReport {
-        self.inner
-            .metrics
-            .sms_suppressed
-            .with_label_values(&[&sms.route, reason.as_str()])
-            .inc();
+        self.inner.metrics.sms_suppressed(&sms.route, reason, 1);
         SmsReport::suppressed(&sms.route, &sms.recipient, reason)
     }
 
     fn fail(&self, sms: &Sms, reason: FailureReason) -> SmsReport {
-        self.inner
-            .metrics
-            .sms_failed
-            .with_label_values(&[&sms.route, reason.as_str()])
-            .inc();
+        self.inner.metrics.sms_failed(&sms.route, reason);
         SmsReport::failed(&sms.route, &sms.recipient, reason, sms.size.segments)
     }
 }

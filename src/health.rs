@@ -33,9 +33,9 @@ pub async fn watch_credentials(state: Arc<AppState>, live: Arc<Live>) {
         }
         match &check {
             CredentialCheck::Valid | CredentialCheck::Unverifiable(_) => {
-                state.metrics.sipgate_credentials_valid.set(1);
+                state.metrics.credentials_valid(true);
             }
-            CredentialCheck::Rejected(_) => state.metrics.sipgate_credentials_valid.set(0),
+            CredentialCheck::Rejected(_) => state.metrics.credentials_valid(false),
             CredentialCheck::Unknown(_) => {}
         }
         let retry = matches!(check, CredentialCheck::Unknown(_));

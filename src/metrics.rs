@@ -1,12 +1,17 @@
 //! The service's own Prometheus metrics. Label values are route names, phone-book names and bounded
 //! reasons only: never numbers, alert names or label values from alerts.
 
+use std::time::Duration;
+
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
+use crate::config::Route;
 use crate::outcome::{FailureReason, SuppressReason};
+use crate::payload::AlertStatus;
 
 const NAMESPACE: &str = "alertmanager_sipgate";
 
@@ -16,111 +21,167 @@ pub enum MetricsError {
     Register(#[from] prometheus::Error),
 }
 
+/// The service's registry. Callers use the typed methods below; the label order of each family
+/// is known only here.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
-    pub alerts_received: IntCounterVec,
-    pub sms_sent: IntCounterVec,
-    pub sms_failed: IntCounterVec,
-    pub sms_suppressed: IntCounterVec,
-    pub sms_segments: IntCounterVec,
-    pub sms_dry_run: IntCounterVec,
-    pub sipgate_request_duration: Histogram,
-    pub input_truncated: IntCounterVec,
-    pub panics: prometheus::IntCounter,
-    pub config_last_reload_successful: IntGauge,
-    pub sipgate_credentials_valid: IntGauge,
-    pub config_last_reload_success_timestamp: Gauge,
+    requests: IntCounterVec,
+    alerts_received: IntCounterVec,
+    sms_sent: IntCounterVec,
+    sms_failed: IntCounterVec,
+    sms_suppressed: IntCounterVec,
+    sms_segments: IntCounterVec,
+    sms_dry_run: IntCounterVec,
+    sipgate_request_duration: Histogram,
+    input_truncated: IntCounterVec,
+    panics: IntCounter,
+    config_last_reload_successful: IntGauge,
+    sipgate_credentials_valid: IntGauge,
+    config_last_reload_success_timestamp: Gauge,
+}
+
+/// What the input limits cut from a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncated {
+    /// Alerts over `server.max_alerts`.
+    Alerts,
+    /// Label and annotation values over their length limits.
+    Values,
+}
+
+impl Truncated {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Truncated::Alerts => "alerts",
+            Truncated::Values => "values",
+        }
+    }
 }
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(NAMESPACE)
 }
 
+/// Registers `collector` and hands it back.
+fn registered<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> Result<C, MetricsError> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    registered(registry, IntCounterVec::new(opts(name, help), labels)?)
+}
+
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
-        let counter =
-            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, MetricsError> {
-                let c = IntCounterVec::new(opts(name, help), labels)?;
-                registry.register(Box::new(c.clone()))?;
-                Ok(c)
-            };
-        let requests = counter(
-            "requests_total",
-            "Inbound HTTP requests by endpoint and status code.",
-            &["endpoint", "code"],
+        let r = &registry;
+        let metrics = Metrics {
+            requests: counter_vec(
+                r,
+                "requests_total",
+                "Inbound HTTP requests by endpoint and status code.",
+                &["endpoint", "code"],
+            )?,
+            alerts_received: counter_vec(
+                r,
+                "alerts_received_total",
+                "Alerts in notifications that parsed, by alert status.",
+                &["status"],
+            )?,
+            sms_sent: counter_vec(
+                r,
+                "sms_sent_total",
+                "SMS accepted by Sipgate, by route and phone-book name.",
+                &["route", "recipient"],
+            )?,
+            sms_failed: counter_vec(
+                r,
+                "sms_failed_total",
+                "SMS not delivered when a notification was answered, by route and reason.",
+                &["route", "reason"],
+            )?,
+            sms_suppressed: counter_vec(
+                r,
+                "sms_suppressed_total",
+                "SMS held back on purpose, by route and reason.",
+                &["route", "reason"],
+            )?,
+            sms_segments: counter_vec(
+                r,
+                "sms_segments_total",
+                "Billed SMS segments accepted by Sipgate, by route.",
+                &["route"],
+            )?,
+            sms_dry_run: counter_vec(
+                r,
+                "sms_dry_run_total",
+                "SMS logged instead of sent because the service runs in dry-run mode, by route.",
+                &["route"],
+            )?,
+            input_truncated: counter_vec(
+                r,
+                "input_truncated_total",
+                "Parts of notifications cut by the input limits: alerts over server.max_alerts, overlong values.",
+                &["what"],
+            )?,
+            panics: registered(
+                r,
+                IntCounter::with_opts(opts(
+                    "panics_total",
+                    "Requests that hit a bug and were answered 500; the process lived on.",
+                ))?,
+            )?,
+            sipgate_request_duration: registered(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sipgate_request_duration_seconds",
+                        "Duration of Sipgate API requests.",
+                    )
+                    .namespace(NAMESPACE)
+                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                )?,
+            )?,
+            config_last_reload_successful: registered(
+                r,
+                IntGauge::with_opts(opts(
+                    "config_last_reload_successful",
+                    "Whether the last configuration load succeeded.",
+                ))?,
+            )?,
+            config_last_reload_success_timestamp: registered(
+                r,
+                Gauge::with_opts(opts(
+                    "config_last_reload_success_timestamp_seconds",
+                    "Timestamp of the last successful configuration load.",
+                ))?,
+            )?,
+            sipgate_credentials_valid: registered(
+                r,
+                IntGauge::with_opts(opts(
+                    "sipgate_credentials_valid",
+                    "Whether Sipgate accepted the token and SMS extension at the last check (1) or refused them (0).",
+                ))?,
+            )?,
+            registry: registry.clone(),
+        };
+        let build_info = registered(
+            r,
+            IntGaugeVec::new(
+                opts("build_info", "Build information; the value is always 1."),
+                &["version", "revision"],
+            )?,
         )?;
-        let alerts_received = counter(
-            "alerts_received_total",
-            "Alerts in notifications that parsed, by alert status.",
-            &["status"],
-        )?;
-        let sms_sent = counter(
-            "sms_sent_total",
-            "SMS accepted by Sipgate, by route and phone-book name.",
-            &["route", "recipient"],
-        )?;
-        let sms_failed = counter(
-            "sms_failed_total",
-            "SMS not delivered when a notification was answered, by route and reason.",
-            &["route", "reason"],
-        )?;
-        let sms_suppressed = counter(
-            "sms_suppressed_total",
-            "SMS held back on purpose, by route and reason.",
-            &["route", "reason"],
-        )?;
-        let sms_segments = counter(
-            "sms_segments_total",
-            "Billed SMS segments accepted by Sipgate, by route.",
-            &["route"],
-        )?;
-        let sms_dry_run = counter(
-            "sms_dry_run_total",
-            "SMS logged instead of sent because the service runs in dry-run mode, by route.",
-            &["route"],
-        )?;
-        let input_truncated = counter(
-            "input_truncated_total",
-            "Parts of notifications cut by the input limits: alerts over server.max_alerts, overlong values.",
-            &["what"],
-        )?;
-        let panics = prometheus::IntCounter::with_opts(opts(
-            "panics_total",
-            "Requests that hit a bug and were answered 500; the process lived on.",
-        ))?;
-        registry.register(Box::new(panics.clone()))?;
-        let sipgate_request_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "sipgate_request_duration_seconds",
-                "Duration of Sipgate API requests.",
-            )
-            .namespace(NAMESPACE)
-            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-        )?;
-        registry.register(Box::new(sipgate_request_duration.clone()))?;
-        let config_last_reload_successful = IntGauge::with_opts(opts(
-            "config_last_reload_successful",
-            "Whether the last configuration load succeeded.",
-        ))?;
-        registry.register(Box::new(config_last_reload_successful.clone()))?;
-        let config_last_reload_success_timestamp = Gauge::with_opts(opts(
-            "config_last_reload_success_timestamp_seconds",
-            "Timestamp of the last successful configuration load.",
-        ))?;
-        registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
-        let sipgate_credentials_valid = IntGauge::with_opts(opts(
-            "sipgate_credentials_valid",
-            "Whether Sipgate accepted the token and SMS extension at the last check (1) or refused them (0).",
-        ))?;
-        registry.register(Box::new(sipgate_credentials_valid.clone()))?;
-        let build_info = IntGaugeVec::new(
-            opts("build_info", "Build information; the value is always 1."),
-            &["version", "revision"],
-        )?;
-        registry.register(Box::new(build_info.clone()))?;
         build_info
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
@@ -131,50 +192,101 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        Ok(Metrics {
-            registry,
-            requests,
-            alerts_received,
-            sms_sent,
-            sms_failed,
-            sms_suppressed,
-            sms_segments,
-            sms_dry_run,
-            sipgate_request_duration,
-            input_truncated,
-            panics,
-            config_last_reload_successful,
-            config_last_reload_success_timestamp,
-            sipgate_credentials_valid,
-        })
+        Ok(metrics)
     }
 
     /// Creates every series a config can produce, at zero, so that rate() and increase() see the
     /// first event after a start instead of a series appearing at 1.
-    pub fn initialize(&self, routes: &[crate::config::Route]) {
-        for status in ["firing", "resolved"] {
-            self.alerts_received.with_label_values(&[status]);
+    pub fn initialize(&self, routes: &[Route]) {
+        for status in [AlertStatus::Firing, AlertStatus::Resolved] {
+            self.alerts_received.with_label_values(&[status.as_str()]);
         }
-        for what in ["alerts", "values"] {
-            self.input_truncated.with_label_values(&[what]);
+        for what in [Truncated::Alerts, Truncated::Values] {
+            self.input_truncated.with_label_values(&[what.as_str()]);
         }
         self.sms_suppressed
             .with_label_values(&["", SuppressReason::NoRoute.as_str()]);
         for route in routes {
-            let name = route.name.as_str();
-            self.sms_segments.with_label_values(&[name]);
-            self.sms_dry_run.with_label_values(&[name]);
-            for recipient in &route.recipients {
-                self.sms_sent.with_label_values(&[name, recipient]);
-            }
-            for reason in FailureReason::ALL {
-                self.sms_failed.with_label_values(&[name, reason.as_str()]);
-            }
-            for reason in SuppressReason::OF_ROUTES {
-                self.sms_suppressed
-                    .with_label_values(&[name, reason.as_str()]);
+            for_each_series(self, route, |family, labels| {
+                family.with_label_values(labels);
+            });
+        }
+    }
+
+    /// After a reload: the series of routes and recipients the new config no longer has go
+    /// away (they would otherwise stay at their last value forever), the new ones start at zero.
+    pub fn routes_changed(&self, old: &[Route], new: &[Route]) {
+        // Removing a series that is not there is fine, hence the ignored results.
+        for route in old {
+            match new.iter().find(|r| r.name == route.name) {
+                None => for_each_series(self, route, |family, labels| {
+                    let _ = family.remove_label_values(labels);
+                }),
+                Some(kept) => {
+                    for recipient in &route.recipients {
+                        if !kept.recipients.contains(recipient) {
+                            let _ = self.sms_sent.remove_label_values(&[&route.name, recipient]);
+                        }
+                    }
+                }
             }
         }
+        self.initialize(new);
+    }
+
+    pub fn request(&self, endpoint: &str, code: u16) {
+        self.requests
+            .with_label_values(&[endpoint, &code.to_string()])
+            .inc();
+    }
+
+    pub fn alerts_received(&self, status: AlertStatus, count: usize) {
+        self.alerts_received
+            .with_label_values(&[status.as_str()])
+            .inc_by(count as u64);
+    }
+
+    pub fn input_truncated(&self, what: Truncated, count: usize) {
+        self.input_truncated
+            .with_label_values(&[what.as_str()])
+            .inc_by(count as u64);
+    }
+
+    /// An SMS the provider accepted, with the segments it is billed as.
+    pub fn sms_sent(&self, route: &str, recipient: &str, segments: usize) {
+        self.sms_sent.with_label_values(&[route, recipient]).inc();
+        self.sms_segments
+            .with_label_values(&[route])
+            .inc_by(segments as u64);
+    }
+
+    pub fn sms_dry_run(&self, route: &str) {
+        self.sms_dry_run.with_label_values(&[route]).inc();
+    }
+
+    pub fn sms_failed(&self, route: &str, reason: FailureReason) {
+        self.sms_failed
+            .with_label_values(&[route, reason.as_str()])
+            .inc();
+    }
+
+    /// SMS held back on purpose; `route` is empty for alerts that matched none.
+    pub fn sms_suppressed(&self, route: &str, reason: SuppressReason, count: usize) {
+        self.sms_suppressed
+            .with_label_values(&[route, reason.as_str()])
+            .inc_by(count as u64);
+    }
+
+    pub fn provider_request(&self, took: Duration) {
+        self.sipgate_request_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn panic(&self) {
+        self.panics.inc();
+    }
+
+    pub fn credentials_valid(&self, valid: bool) {
+        self.sipgate_credentials_valid.set(i64::from(valid));
     }
 
     /// Marks a config load; the timestamp only moves on success, as in Prometheus and Alertmanager.
@@ -196,6 +308,26 @@ impl Metrics {
     }
 }
 
+/// Calls `each` with every family and label set that `route` has series in.
+fn for_each_series(
+    metrics: &Metrics,
+    route: &Route,
+    mut each: impl FnMut(&IntCounterVec, &[&str]),
+) {
+    let name = route.name.as_str();
+    each(&metrics.sms_segments, &[name]);
+    each(&metrics.sms_dry_run, &[name]);
+    for recipient in &route.recipients {
+        each(&metrics.sms_sent, &[name, recipient]);
+    }
+    for reason in FailureReason::ALL {
+        each(&metrics.sms_failed, &[name, reason.as_str()]);
+    }
+    for reason in SuppressReason::OF_ROUTES {
+        each(&metrics.sms_suppressed, &[name, reason.as_str()]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,7 +335,7 @@ mod tests {
     #[test]
     fn exposes_prefixed_families_and_process_metrics() {
         let m = Metrics::new().unwrap();
-        m.sms_sent.with_label_values(&["critical", "alice"]).inc();
+        m.sms_sent("critical", "alice", 1);
         m.config_loaded(true);
         let text = m.render();
         assert!(text.contains(
@@ -212,5 +344,38 @@ mod tests {
         assert!(text.contains("alertmanager_sipgate_config_last_reload_successful 1"));
         assert!(text.contains("alertmanager_sipgate_build_info{revision="));
         assert!(text.contains("\nprocess_resident_memory_bytes "));
+    }
+
+    fn routes(yaml: &str) -> Vec<Route> {
+        let config = crate::config::Config::from_yaml(
+            yaml,
+            std::path::Path::new("t.yml"),
+            std::path::Path::new("."),
+            &|_| None,
+        )
+        .unwrap();
+        config.routes
+    }
+
+    #[test]
+    fn a_reload_removes_the_series_of_what_it_removed() {
+        let book = "recipients: {alice: \"+4915112345678\", bob: \"+4917098765432\"}\n";
+        let before = routes(&format!(
+            "{book}routes: [{{name: a, to: [alice, bob]}}, {{name: b, to: [bob]}}]"
+        ));
+        let after = routes(&format!("{book}routes: [{{name: a, to: [alice]}}]"));
+        let m = Metrics::new().unwrap();
+        m.initialize(&before);
+        m.sms_sent("b", "bob", 1);
+        let text = m.render();
+        assert!(text.contains(r#"sms_sent_total{recipient="bob",route="b"} 1"#));
+        assert!(text.contains(r#"sms_sent_total{recipient="bob",route="a"} 0"#));
+
+        m.routes_changed(&before, &after);
+        let text = m.render();
+        assert!(!text.contains(r#"route="b""#), "{text}");
+        assert!(!text.contains(r#"recipient="bob""#), "{text}");
+        assert!(text.contains(r#"sms_sent_total{recipient="alice",route="a"} 0"#));
+        assert!(text.contains(r#"sms_failed_total{reason="auth",route="a"} 0"#));
     }
 }

@@ -22,6 +22,7 @@ use crate::auth;
 use crate::compose;
 use crate::delivery::Policy;
 use crate::health;
+use crate::metrics::Truncated;
 use crate::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::payload::{self, AlertStatus, PayloadError};
 
@@ -148,11 +149,7 @@ async fn count_requests(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(req).await?;
     if let Some(state) = state {
-        state
-            .metrics
-            .requests
-            .with_label_values(&[&endpoint, response.status().as_str()])
-            .inc();
+        state.metrics.request(&endpoint, response.status().as_u16());
     }
     Ok(response)
 }
@@ -225,7 +222,7 @@ async fn notification(
     let mut response = match handled {
         Ok(result) => result.unwrap_or_else(|e| e.error_response()),
         Err(()) => {
-            metrics.panics.inc();
+            metrics.panic();
             ApiError::Panic.error_response()
         }
     };
@@ -263,24 +260,23 @@ async fn handle_notification(
     }
     drop(body);
     let cut = notification.limit(live.config.server.max_alerts);
-    for (what, count) in [("alerts", cut.alerts), ("values", cut.values)] {
+    for (what, count) in [
+        (Truncated::Alerts, cut.alerts),
+        (Truncated::Values, cut.values),
+    ] {
         if count > 0 {
-            state
-                .metrics
-                .input_truncated
-                .with_label_values(&[what])
-                .inc_by(count as u64);
-            tracing::warn!(what, count, "notification cut to the input limits");
+            state.metrics.input_truncated(what, count);
+            tracing::warn!(
+                what = what.as_str(),
+                count,
+                "notification cut to the input limits"
+            );
         }
     }
     for status in [AlertStatus::Firing, AlertStatus::Resolved] {
         let count = notification.count(status);
         if count > 0 {
-            state
-                .metrics
-                .alerts_received
-                .with_label_values(&[status.as_str()])
-                .inc_by(count as u64);
+            state.metrics.alerts_received(status, count);
         }
     }
 
@@ -288,9 +284,7 @@ async fn handle_notification(
     if plan.unrouted > 0 {
         state
             .metrics
-            .sms_suppressed
-            .with_label_values(&["", SuppressReason::NoRoute.as_str()])
-            .inc_by(plan.unrouted as u64);
+            .sms_suppressed("", SuppressReason::NoRoute, plan.unrouted);
         tracing::warn!(
             group_key = %notification.group_key,
             alerts = plan.unrouted,
@@ -310,9 +304,7 @@ async fn handle_notification(
     for (route, recipient) in &plan.held_resolved {
         state
             .metrics
-            .sms_suppressed
-            .with_label_values(&[route, SuppressReason::SendResolved.as_str()])
-            .inc();
+            .sms_suppressed(route, SuppressReason::SendResolved, 1);
         reports.push(SmsReport::suppressed(
             route,
             recipient,
