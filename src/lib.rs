@@ -12,6 +12,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod outcome;
 pub mod payload;
+pub mod pipeline;
 pub mod probe;
 pub mod provider;
 pub mod ratelimit;

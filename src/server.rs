@@ -19,12 +19,10 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 use crate::app::{AppState, Live};
 use crate::auth;
-use crate::compose;
-use crate::delivery::Policy;
 use crate::health;
-use crate::metrics::Truncated;
-use crate::outcome::{Outcome, SmsReport, SuppressReason};
-use crate::payload::{self, AlertStatus, PayloadError};
+use crate::outcome::SmsReport;
+use crate::payload::{self, PayloadError};
+use crate::pipeline;
 
 /// Every way a request can fail before any SMS is attempted.
 #[derive(Debug, thiserror::Error)]
@@ -248,7 +246,7 @@ async fn handle_notification(
     )
     .await
     .map_err(|_| ApiError::BodyTimeout)??;
-    let mut notification = match parse(&body) {
+    let notification = match parse(&body) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "rejected notification");
@@ -259,87 +257,26 @@ async fn handle_notification(
         check_grafana_signature(&live, &request, &body)?;
     }
     drop(body);
-    let cut = notification.limit(live.config.server.max_alerts);
-    for (what, count) in [
-        (Truncated::Alerts, cut.alerts),
-        (Truncated::Values, cut.values),
-    ] {
-        if count > 0 {
-            state.metrics.input_truncated(what, count);
-            tracing::warn!(
-                what = what.as_str(),
-                count,
-                "notification cut to the input limits"
-            );
-        }
-    }
-    for status in [AlertStatus::Firing, AlertStatus::Resolved] {
-        let count = notification.count(status);
-        if count > 0 {
-            state.metrics.alerts_received(status, count);
-        }
-    }
-
-    let plan = compose::plan(&live.config, &notification, chrono::Utc::now());
-    if plan.unrouted > 0 {
-        state
-            .metrics
-            .sms_suppressed("", SuppressReason::NoRoute, plan.unrouted);
-        tracing::warn!(
-            group_key = %notification.group_key,
-            alerts = plan.unrouted,
-            "alerts matched no route; nobody is texted about them"
-        );
-    }
-    let delivery = &live.config.delivery;
-    let policy = Policy {
-        deadline: started + delivery.response_deadline,
-        dedup_window: delivery.dedup_window,
-        limits: delivery.rate_limit,
-    };
-    let mut reports = state
-        .deliverer
-        .deliver(&live.provider, plan.messages, policy)
-        .await;
-    for (route, recipient) in &plan.held_resolved {
-        state
-            .metrics
-            .sms_suppressed(route, SuppressReason::SendResolved, 1);
-        reports.push(SmsReport::suppressed(
-            route,
-            recipient,
-            SuppressReason::SendResolved,
-        ));
-    }
-
-    let failed = reports
-        .iter()
-        .filter(|r| r.outcome == Outcome::Failed)
-        .count();
-    let status = if failed == 0 { "success" } else { "failed" };
-    tracing::info!(
-        source = notification.source.as_str(),
-        receiver = %notification.receiver,
-        group_key = %notification.group_key,
-        alerts = notification.alerts.len(),
-        sms = reports.len(),
-        failed,
-        outcome = status,
-        duration_ms = started.elapsed().as_millis() as u64,
-        "notification handled"
-    );
-    let response = NotificationResponse {
-        status,
-        sms: reports,
-        unrouted_alerts: plan.unrouted,
-    };
+    let report = pipeline::run(
+        &live,
+        &state.deliverer,
+        &state.metrics,
+        notification,
+        started,
+        chrono::Utc::now(),
+    )
+    .await;
     // 502 makes Alertmanager retry; 2xx would tell it the page went out.
-    let code = if failed == 0 {
-        StatusCode::OK
+    let (code, status) = if report.all_delivered() {
+        (StatusCode::OK, "success")
     } else {
-        StatusCode::BAD_GATEWAY
+        (StatusCode::BAD_GATEWAY, "failed")
     };
-    Ok(HttpResponse::build(code).json(response))
+    Ok(HttpResponse::build(code).json(NotificationResponse {
+        status,
+        sms: report.sms,
+        unrouted_alerts: report.unrouted_alerts,
+    }))
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {

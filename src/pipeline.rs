@@ -1,0 +1,116 @@
+//! One notification in, one report out: input limits, routing and composing (`compose::plan`),
+//! delivery, and what is counted and logged about it. No HTTP in here; the server only parses
+//! the body before and turns the report into an answer after.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::app::Live;
+use crate::compose;
+use crate::delivery::{Deliverer, Policy};
+use crate::metrics::{Metrics, Truncated};
+use crate::outcome::{Outcome, SmsReport, SuppressReason};
+use crate::payload::{AlertStatus, Notification};
+
+/// What became of each SMS of a notification, and of the alerts no route took.
+#[derive(Debug)]
+pub struct Report {
+    pub sms: Vec<SmsReport>,
+    pub unrouted_alerts: usize,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.sms
+            .iter()
+            .filter(|r| r.outcome == Outcome::Failed)
+            .count()
+    }
+
+    /// Every SMS went out, was sent before, or was held back on purpose: the caller may
+    /// forget the notification.
+    pub fn all_delivered(&self) -> bool {
+        self.failed() == 0
+    }
+}
+
+/// Handles a parsed notification on the config of `live`. `started` is when the request came
+/// in (the response deadline counts from it); `now` is the wall-clock time for the texts.
+pub async fn run(
+    live: &Live,
+    deliverer: &Deliverer,
+    metrics: &Metrics,
+    mut notification: Notification,
+    started: Instant,
+    now: DateTime<Utc>,
+) -> Report {
+    count_input(&mut notification, live.config.server.max_alerts, metrics);
+    let plan = compose::plan(&live.config, &notification, now);
+    if plan.unrouted > 0 {
+        metrics.sms_suppressed("", SuppressReason::NoRoute, plan.unrouted);
+        tracing::warn!(
+            group_key = %notification.group_key,
+            alerts = plan.unrouted,
+            "alerts matched no route; nobody is texted about them"
+        );
+    }
+    let delivery = &live.config.delivery;
+    let policy = Policy {
+        deadline: started + delivery.response_deadline,
+        dedup_window: delivery.dedup_window,
+        limits: delivery.rate_limit,
+    };
+    let mut sms = deliverer
+        .deliver(&live.provider, plan.messages, policy)
+        .await;
+    for (route, recipient) in &plan.held_resolved {
+        metrics.sms_suppressed(route, SuppressReason::SendResolved, 1);
+        sms.push(SmsReport::suppressed(
+            route,
+            recipient,
+            SuppressReason::SendResolved,
+        ));
+    }
+    let report = Report {
+        sms,
+        unrouted_alerts: plan.unrouted,
+    };
+    let failed = report.failed();
+    tracing::info!(
+        source = notification.source.as_str(),
+        receiver = %notification.receiver,
+        group_key = %notification.group_key,
+        alerts = notification.alerts.len(),
+        sms = report.sms.len(),
+        failed,
+        outcome = if failed == 0 { "success" } else { "failed" },
+        duration_ms = started.elapsed().as_millis() as u64,
+        "notification handled"
+    );
+    report
+}
+
+/// Applies the input limits and counts what arrived.
+fn count_input(notification: &mut Notification, max_alerts: usize, metrics: &Metrics) {
+    let cut = notification.limit(max_alerts);
+    for (what, count) in [
+        (Truncated::Alerts, cut.alerts),
+        (Truncated::Values, cut.values),
+    ] {
+        if count > 0 {
+            metrics.input_truncated(what, count);
+            tracing::warn!(
+                what = what.as_str(),
+                count,
+                "notification cut to the input limits"
+            );
+        }
+    }
+    for status in [AlertStatus::Firing, AlertStatus::Resolved] {
+        let count = notification.count(status);
+        if count > 0 {
+            metrics.alerts_received(status, count);
+        }
+    }
+}
