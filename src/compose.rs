@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, PhoneNumber};
-use crate::ledger::ContentKey;
 use crate::payload::{Alert, AlertStatus, Notification};
 use crate::routing::{self, Delivery};
 use crate::sms::{self, Encoding, SmsSize};
+use crate::state::ContentKey;
 use crate::template::{self, MessageData};
 
 #[derive(Debug, Clone)]

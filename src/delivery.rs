@@ -7,22 +7,22 @@
 //!   it is known by the deadline, else a failure so that it retries, and the retry finds the
 //!   outcome in the ledger.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, watch};
-use tokio::time::timeout_at;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout_at};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::compose::{Sms, fit};
-use crate::ledger::{Claim, ContentKey, Ledger, Settlement};
 use crate::metrics::Metrics;
 use crate::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
 use crate::provider::{SendError, Sent, SmsProvider};
-use crate::ratelimit::{Limits, RateLimiter, Reservation};
+use crate::ratelimit::{Limits, Reservation};
+use crate::state::{Claim, ClaimId, ContentKey, Settlement, StateError, StateStore};
 
 /// After Sipgate refused the token, the balance or the extension, further SMS fail fast for this
 /// long instead of hammering Sipgate with a request that cannot succeed.
@@ -70,6 +70,8 @@ pub struct Policy {
     /// When the caller must have its answer.
     pub deadline: Instant,
     pub dedup_window: Duration,
+    /// How long a claim holds: longer than a send with its retries and its last request.
+    pub lease: Duration,
     pub limits: Limits,
 }
 
@@ -79,21 +81,11 @@ struct Holdoff {
     until: Instant,
 }
 
-struct State {
-    ledger: Ledger,
-    limiter: RateLimiter,
-    holdoff: Option<Holdoff>,
-}
-
-impl State {
-    fn active_holdoff(&self, now: Instant) -> Option<Holdoff> {
-        self.holdoff.filter(|h| h.until > now)
-    }
-}
-
 struct Inner {
-    state: Mutex<State>,
-    /// Sipgate requests on the wire at once.
+    store: Arc<dyn StateStore>,
+    /// Per replica: a hold-off protects the provider from this process's requests.
+    holdoff: Mutex<Option<Holdoff>>,
+    /// Provider requests on the wire at once.
     requests: Arc<Semaphore>,
     /// SMS being sent or waiting to be, so that memory stays bounded under a storm.
     pending: Arc<Semaphore>,
@@ -103,14 +95,30 @@ struct Inner {
 }
 
 impl Inner {
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent data: every update is a single call.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn active_holdoff(&self, now: Instant) -> Option<Holdoff> {
+        // A panic while holding the lock leaves consistent data: every update is one assignment.
+        let holdoff = self.holdoff.lock().unwrap_or_else(|p| p.into_inner());
+        holdoff.filter(|h| h.until > now)
+    }
+
+    fn set_holdoff(&self, holdoff: Option<Holdoff>) {
+        *self.holdoff.lock().unwrap_or_else(|p| p.into_inner()) = holdoff;
+    }
+
+    /// Starts or extends the hold-off; true when none was active, so it is logged once.
+    fn start_holdoff(&self, reason: FailureReason, now: Instant) -> bool {
+        let mut holdoff = self.holdoff.lock().unwrap_or_else(|p| p.into_inner());
+        let new = holdoff.is_none_or(|h| h.until <= now);
+        *holdoff = Some(Holdoff {
+            reason,
+            until: now + PERMANENT_FAILURE_HOLDOFF,
+        });
+        new
     }
 }
 
-/// Lives as long as the process, so that the ledger, the limits and the hold-off outlast a
-/// config change.
+/// Lives as long as the process, so that the hold-off and the store's ledger and limits
+/// outlast a config change.
 #[derive(Clone)]
 pub struct Deliverer {
     inner: Arc<Inner>,
@@ -123,22 +131,32 @@ enum SendResult {
     NotDelivered(FailureReason),
 }
 
+/// What an SMS holds while it is being sent: its claim in the ledger, its rate-limit slot and
+/// the held-back count it is to report. Each is `None` or 0 when the store could not be asked.
+/// Given back explicitly (`give_back`) when the SMS did not go out; a holder that dies leaves
+/// its claim to run out with its lease.
+#[derive(Debug)]
+struct Holding {
+    key: ContentKey,
+    claim: Option<ClaimId>,
+    recipient: String,
+    reservation: Option<Reservation>,
+    held: u64,
+}
+
 impl Deliverer {
     /// `runtime` runs the sends; it must outlive the HTTP server so that sends in flight finish.
     pub fn new(
+        store: Arc<dyn StateStore>,
         max_concurrency: usize,
         max_pending: usize,
-        ledger_capacity: usize,
         runtime: Handle,
         metrics: Metrics,
     ) -> Self {
         Deliverer {
             inner: Arc::new(Inner {
-                state: Mutex::new(State {
-                    ledger: Ledger::new(Duration::from_secs(600), ledger_capacity),
-                    limiter: RateLimiter::default(),
-                    holdoff: None,
-                }),
+                store,
+                holdoff: Mutex::new(None),
                 requests: Arc::new(Semaphore::new(max_concurrency.max(1))),
                 pending: Arc::new(Semaphore::new(max_pending.max(1))),
                 tasks: TaskTracker::new(),
@@ -148,18 +166,22 @@ impl Deliverer {
         }
     }
 
+    /// The state store the ledger and the limits live in.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.inner.store
+    }
+
     /// Why SMS currently fail fast, and for how much longer.
     pub fn holdoff(&self) -> Option<(FailureReason, Duration)> {
         let now = Instant::now();
         self.inner
-            .state()
             .active_holdoff(now)
             .map(|h| (h.reason, h.until - now))
     }
 
     /// Ends a hold-off early, for when what it waited for may have been fixed.
     pub fn clear_holdoff(&self) {
-        self.inner.state().holdoff = None;
+        self.inner.set_holdoff(None);
     }
 
     pub async fn deliver(
@@ -179,9 +201,43 @@ impl Deliverer {
     /// Stops taking new sends and waits until `until` for those in flight.
     pub async fn shutdown(&self, until: Instant) -> bool {
         self.inner.tasks.close();
-        timeout_at(until.into(), self.inner.tasks.wait())
-            .await
-            .is_ok()
+        timeout_at(until, self.inner.tasks.wait()).await.is_ok()
+    }
+
+    /// The ledger's word on `sms`: its claim, or the report when it is not to be sent now.
+    async fn claim(&self, sms: &Sms, policy: Policy) -> Result<Option<ClaimId>, SmsReport> {
+        let store = &self.inner.store;
+        loop {
+            let claim = match store.claim(sms.key, policy.lease).await {
+                Ok(claim) => claim,
+                Err(e) => {
+                    // Never lose a page because the store is down: send without the ledger.
+                    self.state_failed("claim", &e);
+                    return Ok(None);
+                }
+            };
+            match claim {
+                Claim::Claimed(id) => return Ok(Some(id)),
+                Claim::Settled(Settlement::Sent) => {
+                    return Err(self.suppress(sms, SuppressReason::Duplicate));
+                }
+                Claim::Settled(Settlement::RateLimited) => {
+                    return Err(self.suppress(sms, SuppressReason::RateLimited));
+                }
+                Claim::InFlight => {
+                    // Another request (an Alertmanager retry, an HA peer) is sending this SMS:
+                    // wait for it to end, then ask the ledger again.
+                    match store.wait_for(sms.key, policy.deadline).await {
+                        Ok(true) => {}
+                        Ok(false) => return Err(self.fail(sms, FailureReason::Timeout)),
+                        Err(e) => {
+                            self.state_failed("wait", &e);
+                            return Err(self.fail(sms, FailureReason::Timeout));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     async fn deliver_one(
@@ -191,72 +247,46 @@ impl Deliverer {
         policy: Policy,
     ) -> SmsReport {
         let inner = &self.inner;
-        let done = loop {
-            let claim = {
-                let mut state = inner.state();
-                state.ledger.set_window(policy.dedup_window);
-                state.ledger.claim(sms.key, Instant::now())
-            };
-            match claim {
-                Claim::Claimed(done) => break done,
-                Claim::Settled(Settlement::Sent) => {
-                    return self.suppress(sms, SuppressReason::Duplicate);
-                }
-                Claim::Settled(Settlement::RateLimited) => {
-                    return self.suppress(sms, SuppressReason::RateLimited);
-                }
-                Claim::InFlight(mut running) => {
-                    // Another request (an Alertmanager retry, an HA peer) is sending this SMS:
-                    // wait for it to end, then ask the ledger again.
-                    let ended =
-                        timeout_at(policy.deadline.into(), running.wait_for(|done| *done)).await;
-                    if ended.is_err() {
-                        return self.fail(sms, FailureReason::Timeout);
-                    }
-                }
-            }
+        let claim = match self.claim(sms, policy).await {
+            Ok(claim) => claim,
+            Err(report) => return report,
         };
-        let claim = ClaimGuard {
-            inner: inner.clone(),
+        let mut holding = Holding {
             key: sms.key,
-            done: Some(done),
+            claim,
+            recipient: sms.recipient.clone(),
+            reservation: None,
+            held: 0,
         };
-
-        let now = Instant::now();
-        let slot = {
-            let mut state = inner.state();
-            if let Some(h) = state.active_holdoff(now) {
-                drop(state);
-                drop(claim);
-                return self.fail(sms, h.reason);
-            }
-            let Some(reservation) = state
-                .limiter
-                .try_acquire(&sms.recipient, &policy.limits, now)
-            else {
-                drop(state);
-                claim.settle(Settlement::RateLimited);
+        if let Some(h) = inner.active_holdoff(Instant::now()) {
+            self.give_back(holding).await;
+            return self.fail(sms, h.reason);
+        }
+        match inner.store.take_rate(&sms.recipient, policy.limits).await {
+            Ok(Some(reservation)) => holding.reservation = Some(reservation),
+            Ok(None) => {
+                self.settle(&holding, Settlement::RateLimited, policy.dedup_window)
+                    .await;
                 return self.suppress(sms, SuppressReason::RateLimited);
-            };
-            RateSlot {
-                inner: inner.clone(),
-                recipient: sms.recipient.clone(),
-                reservation,
-                held: state.limiter.take_held(&sms.recipient),
-                used: false,
             }
-        };
+            Err(e) => self.state_failed("rate_limit", &e),
+        }
+        match inner.store.take_held(&sms.recipient).await {
+            Ok(held) => holding.held = held,
+            Err(e) => self.state_failed("held_back", &e),
+        }
         let Ok(pending) = inner.pending.clone().try_acquire_owned() else {
+            self.give_back(holding).await;
             return self.fail(sms, FailureReason::Overloaded);
         };
-        let noted = with_held_note(&sms.text, slot.held, sms.max_segments);
+        let noted = with_held_note(&sms.text, holding.held, sms.max_segments);
         if !provider.leaves_the_process() {
             // Nothing can outlive this request or a shutdown: the SMS is handled right here
             // instead of on the sender runtime.
             let _pending = pending;
             let text = noted.as_deref().unwrap_or(&sms.text);
             let result = self
-                .send_with_retries(provider, sms, text, policy.deadline, claim, slot)
+                .send_with_retries(provider, sms, text, policy, holding)
                 .await;
             return self.report(sms, result);
         }
@@ -264,25 +294,68 @@ impl Deliverer {
             let deliverer = self.clone();
             let provider = provider.clone();
             let sms = sms.clone();
-            let deadline = policy.deadline;
             inner.tasks.spawn_on(
                 async move {
                     let _pending = pending;
                     let text = noted.as_deref().unwrap_or(&sms.text);
                     deliverer
-                        .send_with_retries(&provider, &sms, text, deadline, claim, slot)
+                        .send_with_retries(&provider, &sms, text, policy, holding)
                         .await
                 }
                 .instrument(tracing::Span::current()),
                 &inner.runtime,
             )
         };
-        match timeout_at(policy.deadline.into(), task).await {
+        match timeout_at(policy.deadline, task).await {
             Ok(Ok(result)) => self.report(sms, result),
+            // The task died (a bug): its claim runs out with the lease, and a retry sends.
             Ok(Err(_)) => self.fail(sms, FailureReason::Network),
             // Still on the wire: the task records the answer in the ledger when it comes.
             Err(_) => self.fail(sms, FailureReason::Timeout),
         }
+    }
+
+    /// Records in the store that the SMS is settled (sent, or held back on purpose).
+    async fn settle(&self, holding: &Holding, settlement: Settlement, window: Duration) {
+        if let Some(claim) = holding.claim
+            && let Err(e) = self
+                .inner
+                .store
+                .settle(holding.key, claim, settlement, window)
+                .await
+        {
+            self.state_failed("settle", &e);
+        }
+    }
+
+    /// The SMS did not go out: its claim, its rate-limit slot and the held-back count it was
+    /// to report go back, so that the caller's retry finds everything as before.
+    async fn give_back(&self, holding: Holding) {
+        let store = &self.inner.store;
+        if let Some(claim) = holding.claim
+            && let Err(e) = store.release(holding.key, claim).await
+        {
+            self.state_failed("release", &e);
+        }
+        if let Some(reservation) = holding.reservation
+            && let Err(e) = store.refund_rate(&holding.recipient, reservation).await
+        {
+            self.state_failed("rate_refund", &e);
+        }
+        if holding.held > 0
+            && let Err(e) = store.restore_held(&holding.recipient, holding.held).await
+        {
+            self.state_failed("held_back", &e);
+        }
+    }
+
+    fn state_failed(&self, operation: &'static str, error: &StateError) {
+        tracing::error!(
+            operation,
+            store = self.inner.store.name(),
+            error = %error,
+            "state store failed; sending without the ledger or limits for this SMS"
+        );
     }
 
     fn report(&self, sms: &Sms, result: SendResult) -> SmsReport {
@@ -307,24 +380,23 @@ impl Deliverer {
         provider: &Arc<dyn SmsProvider>,
         sms: &Sms,
         text: &str,
-        deadline: Instant,
-        claim: ClaimGuard,
-        slot: RateSlot,
+        policy: Policy,
+        holding: Holding,
     ) -> SendResult {
         let inner = &self.inner;
+        let deadline = policy.deadline;
         let mut attempt: u32 = 0;
         let error = loop {
-            let permit =
-                match timeout_at(deadline.into(), inner.requests.clone().acquire_owned()).await {
-                    Ok(Ok(permit)) if Instant::now() < deadline => permit,
-                    _ => {
-                        break NotDelivered::NotStarted {
-                            provider: provider.name(),
-                        };
-                    }
-                };
+            let permit = match timeout_at(deadline, inner.requests.clone().acquire_owned()).await {
+                Ok(Ok(permit)) if Instant::now() < deadline => permit,
+                _ => {
+                    break NotDelivered::NotStarted {
+                        provider: provider.name(),
+                    };
+                }
+            };
             // A hold-off may have begun while this SMS waited for its slot.
-            if let Some(h) = inner.state().active_holdoff(Instant::now()) {
+            if let Some(h) = inner.active_holdoff(Instant::now()) {
                 break NotDelivered::HeldOff {
                     provider: provider.name(),
                     reason: h.reason,
@@ -339,8 +411,8 @@ impl Deliverer {
             }
             let error = match result {
                 Ok(sent) => {
-                    slot.consume();
-                    claim.settle(Settlement::Sent);
+                    self.settle(&holding, Settlement::Sent, policy.dedup_window)
+                        .await;
                     let segments = crate::sms::measure(text).segments;
                     match sent {
                         Sent::Accepted => {
@@ -376,8 +448,7 @@ impl Deliverer {
             tokio::time::sleep(delay).await;
         };
         self.record_not_delivered(sms, &error, attempt);
-        drop(slot);
-        drop(claim);
+        self.give_back(holding).await;
         SendResult::NotDelivered(error.reason())
     }
 
@@ -412,17 +483,7 @@ impl Deliverer {
         if let NotDelivered::Provider(e) = error
             && e.affects_every_sms()
         {
-            let started = {
-                let mut state = self.inner.state();
-                let now = Instant::now();
-                let new = state.active_holdoff(now).is_none();
-                state.holdoff = Some(Holdoff {
-                    reason,
-                    until: now + PERMANENT_FAILURE_HOLDOFF,
-                });
-                new
-            };
-            if started {
+            if self.inner.start_holdoff(reason, Instant::now()) {
                 tracing::error!(
                     route = %sms.route,
                     recipient = %sms.recipient,
@@ -503,61 +564,6 @@ fn retry_delay(attempt: u32) -> Duration {
         .saturating_mul(1 << attempt.saturating_sub(1).min(10))
         .min(MAX_RETRY_DELAY);
     base.mul_f64(0.5 + fastrand::f64())
-}
-
-/// An SMS claimed in the ledger. Settled when it went out or was held back; released otherwise,
-/// including when the task holding it ends unexpectedly, so a claim never blocks an SMS forever.
-struct ClaimGuard {
-    inner: Arc<Inner>,
-    key: ContentKey,
-    done: Option<watch::Sender<bool>>,
-}
-
-impl ClaimGuard {
-    fn settle(mut self, settlement: Settlement) {
-        self.inner
-            .state()
-            .ledger
-            .settle(self.key, Instant::now(), settlement);
-        if let Some(done) = self.done.take() {
-            done.send_replace(true);
-        }
-    }
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            self.inner.state().ledger.release(self.key);
-            done.send_replace(true);
-        }
-    }
-}
-
-/// A rate-limit slot and the held-back count taken with it. Both go back unless the SMS was
-/// sent, however the send ends.
-struct RateSlot {
-    inner: Arc<Inner>,
-    recipient: String,
-    reservation: Reservation,
-    held: u64,
-    used: bool,
-}
-
-impl RateSlot {
-    fn consume(mut self) {
-        self.used = true;
-    }
-}
-
-impl Drop for RateSlot {
-    fn drop(&mut self) {
-        if !self.used {
-            let mut state = self.inner.state();
-            state.limiter.refund(&self.recipient, self.reservation);
-            state.limiter.restore_held(&self.recipient, self.held);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server;
-use alertmanager_sipgate::{health, ledger, probe};
+use alertmanager_sipgate::state::MemoryStore;
+use alertmanager_sipgate::{health, probe};
 
 /// What `--help` says about the environment. Values are never shown: they are secrets.
 const ENVIRONMENT: &str = "\
@@ -263,9 +264,9 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the sender runtime")?;
     let deliverer = Deliverer::new(
+        Arc::new(MemoryStore::default()),
         config.delivery.max_concurrency,
         config.delivery.max_pending,
-        ledger::DEFAULT_CAPACITY,
         sends.handle().clone(),
         metrics.clone(),
     );
@@ -320,7 +321,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         let until = stop_requested
             .try_recv()
             .unwrap_or_else(|_| Instant::now() + grace);
-        if state.deliverer.shutdown(until).await {
+        if state.deliverer.shutdown(until.into()).await {
             tracing::info!("all SMS in flight finished; bye");
         } else {
             tracing::error!(

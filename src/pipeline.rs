@@ -2,9 +2,10 @@
 //! delivery, and what is counted and logged about it. No HTTP in here; the server only parses
 //! the body before and turns the report into an answer after.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 
 use crate::app::Live;
 use crate::compose;
@@ -12,6 +13,10 @@ use crate::delivery::{Deliverer, Policy};
 use crate::metrics::{Metrics, Truncated};
 use crate::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::payload::{AlertStatus, Notification};
+
+/// How much longer than the longest send (retries until the deadline, then one last request)
+/// a claim holds, so that a live holder never loses it to a retry.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// What became of each SMS of a notification, and of the alerts no route took.
 #[derive(Debug)]
@@ -59,6 +64,7 @@ pub async fn run(
     let policy = Policy {
         deadline: started + delivery.response_deadline,
         dedup_window: delivery.dedup_window,
+        lease: delivery.response_deadline + live.config.sipgate.timeout + LEASE_MARGIN,
         limits: delivery.rate_limit,
     };
     let mut sms = deliverer

@@ -3,7 +3,9 @@
 //! can say how many the recipient missed.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// `10/h`: at most `count` SMS in any sliding `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

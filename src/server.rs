@@ -3,7 +3,7 @@
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -236,7 +236,7 @@ async fn handle_notification(
     payload: web::Payload,
     parse: Parser,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let live = state.current();
     authorize(&live, &request)?;
     // A client that trickles its body in (slow loris) gets until the response deadline.

@@ -77,9 +77,9 @@ impl TestApp {
         let config = Config::load_with_env(&path, &|_| None).unwrap();
         let metrics = Metrics::new().unwrap();
         let deliverer = Deliverer::new(
+            Arc::new(alertmanager_sipgate::state::MemoryStore::default()),
             config.delivery.max_concurrency,
             config.delivery.max_pending,
-            alertmanager_sipgate::ledger::DEFAULT_CAPACITY,
             tokio::runtime::Handle::current(),
             metrics.clone(),
         );
