@@ -301,38 +301,46 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     );
     let state = Arc::new(AppState::new(live, deliverer, metrics, cli.dry_run));
     sends.spawn(health::watch_credentials(state.clone(), state.current()));
-    actix_web::rt::System::new().block_on(async move {
-        let server = server::build(state.clone(), listener, grace)?;
-        let handle = server.handle();
-        // One deadline for the whole shutdown, counted from the signal: HTTP requests in flight
-        // and the SMS sends behind them share it.
-        let (stopping, mut stop_requested) = tokio::sync::oneshot::channel::<Instant>();
-        actix_web::rt::spawn(reload_on_sighup(state.clone()));
-        actix_web::rt::spawn(async move {
-            let signal = shutdown_signal().await;
-            let _ = stopping.send(Instant::now() + grace);
-            tracing::info!(
-                signal,
-                "shutting down: no new requests; finishing those in flight"
-            );
-            handle.stop(true).await;
-        });
-        let served = server.await;
-        let until = stop_requested
-            .try_recv()
-            .unwrap_or_else(|_| Instant::now() + grace);
-        if state.deliverer.shutdown(until.into()).await {
-            tracing::info!("all SMS in flight finished; bye");
-        } else {
-            tracing::error!(
-                grace_s = grace.as_secs(),
-                "SMS still in flight after the grace period; their outcome is unknown"
-            );
-        }
-        served.context("HTTP server failed")
-    })?;
+    actix_web::rt::System::new().block_on(serve_until_signal(state, listener, grace))?;
     sends.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Serves until SIGTERM or SIGINT, then lets the requests and the SMS sends in flight finish
+/// within `grace`.
+async fn serve_until_signal(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let server = server::build(state.clone(), listener, grace)?;
+    let handle = server.handle();
+    // One deadline for the whole shutdown, counted from the signal: HTTP requests in flight
+    // and the SMS sends behind them share it.
+    let (stopping, mut stop_requested) = tokio::sync::oneshot::channel::<Instant>();
+    actix_web::rt::spawn(reload_on_sighup(state.clone()));
+    actix_web::rt::spawn(async move {
+        let signal = shutdown_signal().await;
+        let _ = stopping.send(Instant::now() + grace);
+        tracing::info!(
+            signal,
+            "shutting down: no new requests; finishing those in flight"
+        );
+        handle.stop(true).await;
+    });
+    let served = server.await;
+    let until = stop_requested
+        .try_recv()
+        .unwrap_or_else(|_| Instant::now() + grace);
+    if state.deliverer.shutdown(until.into()).await {
+        tracing::info!("all SMS in flight finished; bye");
+    } else {
+        tracing::error!(
+            grace_s = grace.as_secs(),
+            "SMS still in flight after the grace period; their outcome is unknown"
+        );
+    }
+    served.context("HTTP server failed")
 }
 
 /// SIGHUP reloads config and templates, as in Prometheus and Alertmanager.

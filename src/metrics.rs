@@ -26,19 +26,31 @@ pub enum MetricsError {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    sms: SmsFamilies,
+    service: ServiceFamilies,
+}
+
+/// What became of SMS.
+#[derive(Clone)]
+struct SmsFamilies {
+    sent: IntCounterVec,
+    failed: IntCounterVec,
+    suppressed: IntCounterVec,
+    segments: IntCounterVec,
+    dry_run: IntCounterVec,
+    provider_request_duration: Histogram,
+}
+
+/// The service itself: requests, input, config, health.
+#[derive(Clone)]
+struct ServiceFamilies {
     requests: IntCounterVec,
     alerts_received: IntCounterVec,
-    sms_sent: IntCounterVec,
-    sms_failed: IntCounterVec,
-    sms_suppressed: IntCounterVec,
-    sms_segments: IntCounterVec,
-    sms_dry_run: IntCounterVec,
-    sipgate_request_duration: Histogram,
     input_truncated: IntCounterVec,
     panics: IntCounter,
     config_last_reload_successful: IntGauge,
-    sipgate_credentials_valid: IntGauge,
     config_last_reload_success_timestamp: Gauge,
+    sipgate_credentials_valid: IntGauge,
 }
 
 /// What the input limits cut from a notification.
@@ -81,11 +93,58 @@ fn counter_vec(
     registered(registry, IntCounterVec::new(opts(name, help), labels)?)
 }
 
-impl Metrics {
-    pub fn new() -> Result<Metrics, MetricsError> {
-        let registry = Registry::new();
-        let r = &registry;
-        let metrics = Metrics {
+impl SmsFamilies {
+    fn register(r: &Registry) -> Result<Self, MetricsError> {
+        Ok(SmsFamilies {
+            sent: counter_vec(
+                r,
+                "sms_sent_total",
+                "SMS accepted by Sipgate, by route and phone-book name.",
+                &["route", "recipient"],
+            )?,
+            failed: counter_vec(
+                r,
+                "sms_failed_total",
+                "SMS not delivered when a notification was answered, by route and reason.",
+                &["route", "reason"],
+            )?,
+            suppressed: counter_vec(
+                r,
+                "sms_suppressed_total",
+                "SMS held back on purpose, by route and reason.",
+                &["route", "reason"],
+            )?,
+            segments: counter_vec(
+                r,
+                "sms_segments_total",
+                "Billed SMS segments accepted by Sipgate, by route.",
+                &["route"],
+            )?,
+            dry_run: counter_vec(
+                r,
+                "sms_dry_run_total",
+                "SMS logged instead of sent because the service runs in dry-run mode, by route.",
+                &["route"],
+            )?,
+            provider_request_duration: registered(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sipgate_request_duration_seconds",
+                        "Duration of Sipgate API requests.",
+                    )
+                    .namespace(NAMESPACE)
+                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                )?,
+            )?,
+        })
+    }
+}
+
+impl ServiceFamilies {
+    fn register(r: &Registry) -> Result<Self, MetricsError> {
+        let gauge = |name: &str, help: &str| IntGauge::with_opts(opts(name, help));
+        Ok(ServiceFamilies {
             requests: counter_vec(
                 r,
                 "requests_total",
@@ -97,36 +156,6 @@ impl Metrics {
                 "alerts_received_total",
                 "Alerts in notifications that parsed, by alert status.",
                 &["status"],
-            )?,
-            sms_sent: counter_vec(
-                r,
-                "sms_sent_total",
-                "SMS accepted by Sipgate, by route and phone-book name.",
-                &["route", "recipient"],
-            )?,
-            sms_failed: counter_vec(
-                r,
-                "sms_failed_total",
-                "SMS not delivered when a notification was answered, by route and reason.",
-                &["route", "reason"],
-            )?,
-            sms_suppressed: counter_vec(
-                r,
-                "sms_suppressed_total",
-                "SMS held back on purpose, by route and reason.",
-                &["route", "reason"],
-            )?,
-            sms_segments: counter_vec(
-                r,
-                "sms_segments_total",
-                "Billed SMS segments accepted by Sipgate, by route.",
-                &["route"],
-            )?,
-            sms_dry_run: counter_vec(
-                r,
-                "sms_dry_run_total",
-                "SMS logged instead of sent because the service runs in dry-run mode, by route.",
-                &["route"],
             )?,
             input_truncated: counter_vec(
                 r,
@@ -141,23 +170,12 @@ impl Metrics {
                     "Requests that hit a bug and were answered 500; the process lived on.",
                 ))?,
             )?,
-            sipgate_request_duration: registered(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "sipgate_request_duration_seconds",
-                        "Duration of Sipgate API requests.",
-                    )
-                    .namespace(NAMESPACE)
-                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-                )?,
-            )?,
             config_last_reload_successful: registered(
                 r,
-                IntGauge::with_opts(opts(
+                gauge(
                     "config_last_reload_successful",
                     "Whether the last configuration load succeeded.",
-                ))?,
+                )?,
             )?,
             config_last_reload_success_timestamp: registered(
                 r,
@@ -168,15 +186,25 @@ impl Metrics {
             )?,
             sipgate_credentials_valid: registered(
                 r,
-                IntGauge::with_opts(opts(
+                gauge(
                     "sipgate_credentials_valid",
                     "Whether Sipgate accepted the token and SMS extension at the last check (1) or refused them (0).",
-                ))?,
+                )?,
             )?,
+        })
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let metrics = Metrics {
+            sms: SmsFamilies::register(&registry)?,
+            service: ServiceFamilies::register(&registry)?,
             registry: registry.clone(),
         };
         let build_info = registered(
-            r,
+            &registry,
             IntGaugeVec::new(
                 opts("build_info", "Build information; the value is always 1."),
                 &["version", "revision"],
@@ -199,12 +227,17 @@ impl Metrics {
     /// first event after a start instead of a series appearing at 1.
     pub fn initialize(&self, routes: &[Route]) {
         for status in [AlertStatus::Firing, AlertStatus::Resolved] {
-            self.alerts_received.with_label_values(&[status.as_str()]);
+            self.service
+                .alerts_received
+                .with_label_values(&[status.as_str()]);
         }
         for what in [Truncated::Alerts, Truncated::Values] {
-            self.input_truncated.with_label_values(&[what.as_str()]);
+            self.service
+                .input_truncated
+                .with_label_values(&[what.as_str()]);
         }
-        self.sms_suppressed
+        self.sms
+            .suppressed
             .with_label_values(&["", SuppressReason::NoRoute.as_str()]);
         for route in routes {
             for_each_series(self, route, |family, labels| {
@@ -225,7 +258,7 @@ impl Metrics {
                 Some(kept) => {
                     for recipient in &route.recipients {
                         if !kept.recipients.contains(recipient) {
-                            let _ = self.sms_sent.remove_label_values(&[&route.name, recipient]);
+                            let _ = self.sms.sent.remove_label_values(&[&route.name, recipient]);
                         }
                     }
                 }
@@ -235,65 +268,76 @@ impl Metrics {
     }
 
     pub fn request(&self, endpoint: &str, code: u16) {
-        self.requests
+        self.service
+            .requests
             .with_label_values(&[endpoint, &code.to_string()])
             .inc();
     }
 
     pub fn alerts_received(&self, status: AlertStatus, count: usize) {
-        self.alerts_received
+        self.service
+            .alerts_received
             .with_label_values(&[status.as_str()])
             .inc_by(count as u64);
     }
 
     pub fn input_truncated(&self, what: Truncated, count: usize) {
-        self.input_truncated
+        self.service
+            .input_truncated
             .with_label_values(&[what.as_str()])
             .inc_by(count as u64);
     }
 
     /// An SMS the provider accepted, with the segments it is billed as.
     pub fn sms_sent(&self, route: &str, recipient: &str, segments: usize) {
-        self.sms_sent.with_label_values(&[route, recipient]).inc();
-        self.sms_segments
+        self.sms.sent.with_label_values(&[route, recipient]).inc();
+        self.sms
+            .segments
             .with_label_values(&[route])
             .inc_by(segments as u64);
     }
 
     pub fn sms_dry_run(&self, route: &str) {
-        self.sms_dry_run.with_label_values(&[route]).inc();
+        self.sms.dry_run.with_label_values(&[route]).inc();
     }
 
     pub fn sms_failed(&self, route: &str, reason: FailureReason) {
-        self.sms_failed
+        self.sms
+            .failed
             .with_label_values(&[route, reason.as_str()])
             .inc();
     }
 
     /// SMS held back on purpose; `route` is empty for alerts that matched none.
     pub fn sms_suppressed(&self, route: &str, reason: SuppressReason, count: usize) {
-        self.sms_suppressed
+        self.sms
+            .suppressed
             .with_label_values(&[route, reason.as_str()])
             .inc_by(count as u64);
     }
 
     pub fn provider_request(&self, took: Duration) {
-        self.sipgate_request_duration.observe(took.as_secs_f64());
+        self.sms
+            .provider_request_duration
+            .observe(took.as_secs_f64());
     }
 
     pub fn panic(&self) {
-        self.panics.inc();
+        self.service.panics.inc();
     }
 
     pub fn credentials_valid(&self, valid: bool) {
-        self.sipgate_credentials_valid.set(i64::from(valid));
+        self.service.sipgate_credentials_valid.set(i64::from(valid));
     }
 
     /// Marks a config load; the timestamp only moves on success, as in Prometheus and Alertmanager.
     pub fn config_loaded(&self, success: bool) {
-        self.config_last_reload_successful.set(i64::from(success));
+        self.service
+            .config_last_reload_successful
+            .set(i64::from(success));
         if success {
-            self.config_last_reload_success_timestamp
+            self.service
+                .config_last_reload_success_timestamp
                 .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         }
     }
@@ -315,16 +359,16 @@ fn for_each_series(
     mut each: impl FnMut(&IntCounterVec, &[&str]),
 ) {
     let name = route.name.as_str();
-    each(&metrics.sms_segments, &[name]);
-    each(&metrics.sms_dry_run, &[name]);
+    each(&metrics.sms.segments, &[name]);
+    each(&metrics.sms.dry_run, &[name]);
     for recipient in &route.recipients {
-        each(&metrics.sms_sent, &[name, recipient]);
+        each(&metrics.sms.sent, &[name, recipient]);
     }
     for reason in FailureReason::ALL {
-        each(&metrics.sms_failed, &[name, reason.as_str()]);
+        each(&metrics.sms.failed, &[name, reason.as_str()]);
     }
     for reason in SuppressReason::OF_ROUTES {
-        each(&metrics.sms_suppressed, &[name, reason.as_str()]);
+        each(&metrics.sms.suppressed, &[name, reason.as_str()]);
     }
 }
 

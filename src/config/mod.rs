@@ -516,12 +516,32 @@ fn sipgate_config(
         problems,
     );
 
+    let credentials =
+        sipgate_credentials(raw.token_id, raw.token, raw.token_file, base, env, problems);
+    SipgateConfig {
+        api_url,
+        credentials,
+        sms_id,
+        timeout,
+        check_credentials: raw.check_credentials.unwrap_or(true),
+    }
+}
+
+/// Token id and token from the environment or the file; none for dry-run.
+fn sipgate_credentials(
+    token_id: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    base: &Path,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<Credentials> {
     // A token that is configured but unreadable has been reported already; the missing pair
     // below would only repeat that.
-    let token_configured = raw.token.is_some() || raw.token_file.is_some();
+    let token_configured = token.is_some() || token_file.is_some();
     let token = match env(ENV_TOKEN) {
         Some(t) => {
-            if raw.token.is_some() && raw.token_file.is_some() {
+            if token.is_some() && token_file.is_some() {
                 problem(
                     problems,
                     "sipgate.token",
@@ -531,12 +551,12 @@ fn sipgate_config(
             Some(Secret::from(t))
         }
         None if token_configured => {
-            secret_value(raw.token, raw.token_file, base, "sipgate.token", problems)
+            secret_value(token, token_file, base, "sipgate.token", problems)
         }
         None => None,
     };
-    let token_id = env(ENV_TOKEN_ID).or(raw.token_id);
-    let credentials = match (token_id, token) {
+    let token_id = env(ENV_TOKEN_ID).or(token_id);
+    match (token_id, token) {
         (Some(token_id), Some(token)) => Some(Credentials { token_id, token }),
         (None, None) => None,
         (Some(_), None) if token_configured => None,
@@ -556,13 +576,6 @@ fn sipgate_config(
             );
             None
         }
-    };
-    SipgateConfig {
-        api_url,
-        credentials,
-        sms_id,
-        timeout,
-        check_credentials: raw.check_credentials.unwrap_or(true),
     }
 }
 
@@ -703,49 +716,12 @@ fn routes(
                 Err(e) => problem(problems, format!("{at}.matchers[{j}]"), e.to_string()),
             }
         }
-        if r.to.is_empty() {
-            problem(
-                problems,
-                format!("{at}.to"),
-                "a route needs at least one recipient or group",
-            );
-        }
-        let mut recipients: Vec<String> = Vec::new();
-        for (j, name) in r.to.iter().enumerate() {
-            let members: Vec<String> = if names.contains(name.as_str()) {
-                vec![name.clone()]
-            } else if let Some(members) = groups.get(name) {
-                members.clone()
-            } else {
-                problem(
-                    problems,
-                    format!("{at}.to[{j}]"),
-                    format!("unknown recipient or group {name:?}"),
-                );
-                continue;
-            };
-            for m in members {
-                if !recipients.contains(&m) {
-                    recipients.push(m);
-                }
-            }
-        }
+        let recipients = route_recipients(&at, &r.to, names, groups, problems);
         let template = r.template.unwrap_or_else(|| "default".to_string());
-        if let Some(templates) = templates {
-            if !templates.has(&template) {
-                problem(
-                    problems,
-                    format!("{at}.template"),
-                    format!(
-                        "unknown template {template:?}; known: {}",
-                        templates.names().join(", ")
-                    ),
-                );
-            } else if checked_templates.insert(template.clone())
-                && let Err(e) = templates.test_render(&template)
-            {
-                problem(problems, format!("{at}.template"), e.to_string());
-            }
+        if let Some(templates) = templates
+            && let Err(e) = check_template(templates, &template, &mut checked_templates)
+        {
+            problem(problems, format!("{at}.template"), e);
         }
         let max_segments = r.max_segments.unwrap_or(1);
         if !(1..=MAX_SEGMENTS_CAP).contains(&max_segments) {
@@ -767,6 +743,63 @@ fn routes(
         });
     }
     out
+}
+
+/// A route's `to:`: phone-book names, groups expanded, each once, in the order written.
+fn route_recipients(
+    at: &str,
+    to: &[String],
+    names: &HashSet<&str>,
+    groups: &BTreeMap<String, Vec<String>>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    if to.is_empty() {
+        problem(
+            problems,
+            format!("{at}.to"),
+            "a route needs at least one recipient or group",
+        );
+    }
+    let mut recipients: Vec<String> = Vec::new();
+    for (j, name) in to.iter().enumerate() {
+        let members: Vec<String> = if names.contains(name.as_str()) {
+            vec![name.clone()]
+        } else if let Some(members) = groups.get(name) {
+            members.clone()
+        } else {
+            problem(
+                problems,
+                format!("{at}.to[{j}]"),
+                format!("unknown recipient or group {name:?}"),
+            );
+            continue;
+        };
+        for m in members {
+            if !recipients.contains(&m) {
+                recipients.push(m);
+            }
+        }
+    }
+    recipients
+}
+
+/// A template name is known, and the template renders the sample notification (tried once per
+/// template, however many routes use it).
+fn check_template(
+    templates: &Templates,
+    name: &str,
+    rendered: &mut HashSet<String>,
+) -> Result<(), String> {
+    if !templates.has(name) {
+        return Err(format!(
+            "unknown template {name:?}; known: {}",
+            templates.names().join(", ")
+        ));
+    }
+    if rendered.insert(name.to_string()) {
+        templates.test_render(name).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn delivery_config(raw: RawDelivery, problems: &mut Vec<Problem>) -> DeliveryConfig {
