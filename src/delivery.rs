@@ -568,7 +568,398 @@ fn retry_delay(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    //! The delivery rules on a scripted provider and tokio's paused clock: every wait below is
+    //! virtual time, so these tests take milliseconds and decide nothing by the wall clock.
+
+    use std::collections::VecDeque;
+
+    use futures_util::future::{BoxFuture, FutureExt};
+
     use super::*;
+    use crate::config::PhoneNumber;
+    use crate::provider::CredentialCheck;
+    use crate::ratelimit::Rate;
+    use crate::state::MemoryStore;
+
+    /// How the fake answers one request: after `delay`, accepted or refused with a status.
+    #[derive(Debug, Clone, Copy)]
+    struct Answer {
+        delay: Duration,
+        status: u16,
+        retry_after: Option<Duration>,
+    }
+
+    const OK: Answer = Answer {
+        delay: Duration::ZERO,
+        status: 204,
+        retry_after: None,
+    };
+
+    fn refuse(status: u16) -> Answer {
+        Answer { status, ..OK }
+    }
+
+    /// A provider that plays a script of answers (then accepts everything), and records what
+    /// it was asked to send and when.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        script: Mutex<VecDeque<Answer>>,
+        sent: Mutex<Vec<(String, String, Instant)>>,
+    }
+
+    impl Scripted {
+        fn new(script: impl IntoIterator<Item = Answer>) -> Arc<Self> {
+            Arc::new(Scripted {
+                script: Mutex::new(script.into_iter().collect()),
+                sent: Mutex::default(),
+            })
+        }
+
+        /// (recipient, text) of every request, in order.
+        fn requests(&self) -> Vec<(String, String)> {
+            let sent = self.sent.lock().unwrap();
+            sent.iter()
+                .map(|(r, t, _)| (r.clone(), t.clone()))
+                .collect()
+        }
+
+        fn times(&self) -> Vec<Instant> {
+            self.sent
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, _, t)| *t)
+                .collect()
+        }
+    }
+
+    impl SmsProvider for Scripted {
+        fn name(&self) -> &'static str {
+            "Fake"
+        }
+        fn leaves_the_process(&self) -> bool {
+            true
+        }
+        fn send<'a>(
+            &'a self,
+            sms: &'a Sms,
+            text: &'a str,
+        ) -> BoxFuture<'a, Result<Sent, SendError>> {
+            let answer = self.script.lock().unwrap().pop_front().unwrap_or(OK);
+            self.sent.lock().unwrap().push((
+                sms.recipient.clone(),
+                text.to_string(),
+                Instant::now(),
+            ));
+            async move {
+                tokio::time::sleep(answer.delay).await;
+                if answer.status < 300 {
+                    return Ok(Sent::Accepted);
+                }
+                Err(SendError::Rejected {
+                    provider: "Fake",
+                    status: answer.status,
+                    reason: match answer.status {
+                        401 => FailureReason::Auth,
+                        429 => FailureReason::RateLimited,
+                        500.. => FailureReason::ServerError,
+                        _ => FailureReason::ClientError,
+                    },
+                    hint: "",
+                    retry_after: answer.retry_after,
+                    account_wide: answer.status == 401,
+                    body: String::new(),
+                })
+            }
+            .boxed()
+        }
+        fn has_credentials(&self) -> bool {
+            false
+        }
+        fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
+            std::future::ready(CredentialCheck::Valid).boxed()
+        }
+        fn operator_hint(&self, _: FailureReason) -> &'static str {
+            ""
+        }
+    }
+
+    fn deliverer(max_concurrency: usize) -> Deliverer {
+        Deliverer::new(
+            Arc::new(MemoryStore::default()),
+            max_concurrency,
+            100,
+            Handle::current(),
+            Metrics::new().unwrap(),
+        )
+    }
+
+    fn sms(recipient: &str, text: &str) -> Sms {
+        let payload = crate::payload::parse_alertmanager(
+            format!(
+                r#"{{"status":"firing","groupKey":"g","alerts":[{{"status":"firing","fingerprint":"{text}","labels":{{}}}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let alert = &payload.alerts[0];
+        Sms {
+            route: "critical".to_string(),
+            recipient: recipient.to_string(),
+            number: PhoneNumber::parse("+4915112345678").unwrap(),
+            text: text.to_string(),
+            size: crate::sms::measure(text),
+            max_segments: 1,
+            key: ContentKey::new(recipient, "g", &[alert]),
+        }
+    }
+
+    fn policy(deadline: Duration) -> Policy {
+        Policy {
+            deadline: Instant::now() + deadline,
+            dedup_window: Duration::from_secs(600),
+            lease: deadline + Duration::from_secs(40),
+            limits: Limits::default(),
+        }
+    }
+
+    async fn send(d: &Deliverer, provider: &Arc<Scripted>, sms: Sms, policy: Policy) -> SmsReport {
+        let provider: Arc<dyn SmsProvider> = provider.clone();
+        d.deliver(&provider, vec![sms], policy).await.remove(0)
+    }
+
+    fn outcome(report: &SmsReport) -> (Outcome, Option<&'static str>) {
+        (report.outcome, report.reason)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_are_retried_with_growing_delays_inside_the_deadline() {
+        let fake = Scripted::new([refuse(503), refuse(500), refuse(502)]);
+        let d = deliverer(8);
+        let started = Instant::now();
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        let gaps: Vec<Duration> = fake.times().windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps.len(), 3, "three retries after three failures");
+        // 250 ms, 500 ms, 1 s, each with a jitter of 0.5x to 1.5x.
+        for (gap, base) in gaps.iter().zip([250u64, 500, 1000]) {
+            let base = Duration::from_millis(base);
+            assert!(*gap >= base / 2 && *gap < base * 3 / 2, "{gaps:?}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_longer_than_the_time_left_ends_the_retries() {
+        let fake = Scripted::new([Answer {
+            retry_after: Some(Duration::from_secs(30)),
+            ..refuse(429)
+        }]);
+        let d = deliverer(8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("rate_limited")));
+        assert_eq!(fake.requests().len(), 1, "no retry against Retry-After");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_that_fits_is_waited_for() {
+        let fake = Scripted::new([Answer {
+            retry_after: Some(Duration::from_secs(2)),
+            ..refuse(429)
+        }]);
+        let d = deliverer(8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        let times = fake.times();
+        assert!(times[1] - times[0] >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried_and_an_account_error_holds_off_every_sms() {
+        let fake = Scripted::new([refuse(401)]);
+        let d = deliverer(8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("auth")));
+        assert_eq!(fake.requests().len(), 1);
+
+        // During the hold-off another SMS fails fast, without a request.
+        let report = send(&d, &fake, sms("bob", "B"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("auth")));
+        assert_eq!(fake.requests().len(), 1);
+        let (reason, left) = d.holdoff().unwrap();
+        assert_eq!(reason, FailureReason::Auth);
+        assert!(left <= PERMANENT_FAILURE_HOLDOFF);
+
+        tokio::time::advance(PERMANENT_FAILURE_HOLDOFF).await;
+        assert!(d.holdoff().is_none());
+        let report = send(&d, &fake, sms("bob", "B"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_past_the_deadline_is_not_abandoned_and_its_retry_is_a_duplicate() {
+        let fake = Scripted::new([Answer {
+            delay: Duration::from_secs(3),
+            ..OK
+        }]);
+        let d = deliverer(8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(1))).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("timeout")));
+
+        // The caller's retry comes while the first request is still on the wire: it waits
+        // for it until its own deadline, and sends nothing itself.
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(1))).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("timeout")));
+        assert_eq!(fake.requests().len(), 1);
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(1))).await;
+        assert_eq!(outcome(&report), (Outcome::Suppressed, Some("duplicate")));
+        assert_eq!(fake.requests().len(), 1);
+        assert!(d.shutdown(Instant::now()).await, "nothing left in flight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_for_a_send_in_flight_that_ends_in_time() {
+        let fake = Scripted::new([Answer {
+            delay: Duration::from_millis(600),
+            ..OK
+        }]);
+        let d = deliverer(8);
+        let first = {
+            let (d, fake) = (d.clone(), fake.clone());
+            tokio::spawn(async move {
+                send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await
+            })
+        };
+        // The first holds the claim before the second asks: the claim is taken before any
+        // time passes, and the paused clock only moves when both wait.
+        tokio::task::yield_now().await;
+        let second = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&first.await.unwrap()), (Outcome::Sent, None));
+        assert_eq!(outcome(&second), (Outcome::Suppressed, Some("duplicate")));
+        assert_eq!(fake.requests().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_send_is_released_so_that_the_retry_sends_it() {
+        let fake = Scripted::new([refuse(400)]);
+        let d = deliverer(8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("client_error")));
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        assert_eq!(fake.requests().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_dedup_window_ends_and_a_repeat_goes_out() {
+        let fake = Scripted::new([]);
+        let d = deliverer(8);
+        let window = Duration::from_secs(60);
+        let with_window = || Policy {
+            dedup_window: window,
+            ..policy(Duration::from_secs(5))
+        };
+        for _ in 0..2 {
+            send(&d, &fake, sms("alice", "A"), with_window()).await;
+        }
+        assert_eq!(fake.requests().len(), 1);
+        tokio::time::advance(window).await;
+        let report = send(&d, &fake, sms("alice", "A"), with_window()).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        assert_eq!(fake.requests().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_holds_back_and_the_next_sms_says_how_many() {
+        let fake = Scripted::new([]);
+        let d = deliverer(8);
+        let limited = || Policy {
+            limits: Limits {
+                per_recipient: Some(Rate {
+                    count: 2,
+                    period: Duration::from_secs(3600),
+                }),
+                total: None,
+            },
+            ..policy(Duration::from_secs(5))
+        };
+        let mut outcomes = Vec::new();
+        for i in 0..5 {
+            let report = send(&d, &fake, sms("alice", &format!("S{i}")), limited()).await;
+            outcomes.push(outcome(&report));
+        }
+        let held = (Outcome::Suppressed, Some("rate_limited"));
+        let sent = (Outcome::Sent, None);
+        assert_eq!(outcomes, [sent, sent, held, held, held]);
+
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        send(&d, &fake, sms("alice", "S9"), limited()).await;
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 3);
+        assert_eq!(requests[2].1, "[3 SMS held back] S9");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_that_did_not_send_goes_back_with_its_held_back_count() {
+        let fake = Scripted::new([refuse(400)]);
+        let d = deliverer(8);
+        let limited = || Policy {
+            limits: Limits {
+                per_recipient: Some(Rate {
+                    count: 1,
+                    period: Duration::from_secs(3600),
+                }),
+                total: None,
+            },
+            ..policy(Duration::from_secs(5))
+        };
+        // The one slot fails: it is refunded, so the next SMS still gets it.
+        let report = send(&d, &fake, sms("alice", "A"), limited()).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("client_error")));
+        let report = send(&d, &fake, sms("alice", "B"), limited()).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        let report = send(&d, &fake, sms("alice", "C"), limited()).await;
+        assert_eq!(
+            outcome(&report),
+            (Outcome::Suppressed, Some("rate_limited"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_sms_that_got_no_request_slot_in_time_is_sent_by_the_retry() {
+        let fake = Scripted::new([Answer {
+            delay: Duration::from_secs(10),
+            ..OK
+        }]);
+        let d = deliverer(1);
+        let provider: Arc<dyn SmsProvider> = fake.clone();
+        let both = || vec![sms("alice", "A"), sms("bob", "B")];
+        let reports = d
+            .deliver(&provider, both(), policy(Duration::from_secs(2)))
+            .await;
+        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
+        let unconfirmed = (Outcome::Failed, Some("timeout"));
+        assert_eq!(outcomes, [unconfirmed, unconfirmed]);
+        assert_eq!(fake.requests().len(), 1, "one request slot");
+
+        // The first request ends; the caller's retry sends only what is missing.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let reports = d
+            .deliver(&provider, both(), policy(Duration::from_secs(2)))
+            .await;
+        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                (Outcome::Suppressed, Some("duplicate")),
+                (Outcome::Sent, None)
+            ]
+        );
+        let recipients: Vec<String> = fake.requests().into_iter().map(|(r, _)| r).collect();
+        assert_eq!(recipients, ["alice", "bob"]);
+    }
 
     #[test]
     fn retry_delays_grow_and_stay_bounded() {
