@@ -1,12 +1,10 @@
 //! What operators see: exact metric values after each kind of outcome, the Sipgate credential
 //! check behind `/-/ready`, and the metrics as Prometheus itself reads them.
 
-mod common;
-
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -26,7 +24,7 @@ fn metric_lines(app: &TestApp, prefix: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_successful_notification_counts_exactly() {
     let fake = failing_then_ok(204, 0, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
 
     assert_eq!(
         app.post_alerts(fixture("firing-diskfull.json")).await.0,
@@ -77,7 +75,7 @@ async fn every_failure_class_counts_under_its_reason() {
         (slow, "timeout"),
     ] {
         let fake = failing_then_ok(0, 100, Some(template)).await;
-        let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+        let app = TestApp::start(&fault_config(&fake.uri())).await;
 
         assert_eq!(
             app.post_alerts(fixture("firing-highlatency.json")).await.0,
@@ -99,7 +97,7 @@ async fn every_failure_class_counts_under_its_reason() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let app = TestApp::start(&fault_config(&url, "")).await;
+    let app = TestApp::start(&fault_config(&url)).await;
     assert_eq!(
         app.post_alerts(fixture("firing-highlatency.json")).await.0,
         502
@@ -113,7 +111,7 @@ async fn every_failure_class_counts_under_its_reason() {
 #[tokio::test]
 async fn alerts_without_route_and_bad_requests_count_too() {
     let fake = failing_then_ok(204, 0, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
     let info = r#"{"status":"firing","alerts":[{"status":"firing","labels":{"severity":"info"}},{"status":"resolved","labels":{"severity":"info"}}]}"#;
     assert_eq!(app.post_alerts(info).await.0, 200);
     assert_eq!(app.post_alerts("{").await.0, 400);
@@ -143,7 +141,7 @@ async fn alerts_without_route_and_bad_requests_count_too() {
 #[tokio::test]
 async fn series_exist_at_zero_before_the_first_event() {
     let fake = failing_then_ok(204, 0, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
     let text = app.metrics.render();
     for line in [
         r#"alertmanager_sipgate_sms_failed_total{reason="auth",route="critical"} 0"#,
@@ -184,20 +182,22 @@ fn extensions() -> ResponseTemplate {
 }
 
 async fn ready_after_check(app: &TestApp) -> (u16, String) {
-    let started = Instant::now();
-    loop {
-        let (code, text) = app.get("/-/ready").await;
-        if !text.contains("checking") || started.elapsed() > Duration::from_secs(10) {
-            return (code, text);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the credential check ends",
+        || async {
+            let (code, text) = app.get("/-/ready").await;
+            (!text.contains("checking")).then_some((code, text))
+        },
+    )
+    .await
 }
 
 fn checked_config(api_url: &str, sms_id: &str) -> String {
-    fault_config(api_url, "")
-        .replace("check_credentials: false", "check_credentials: true")
-        .replace("sms_id: s0", &format!("sms_id: {sms_id}"))
+    let mut config = TestConfig::faults(api_url);
+    config.sipgate.check_credentials = true;
+    config.sipgate.sms_id = sms_id.to_string();
+    config.yaml()
 }
 
 #[tokio::test]
@@ -278,7 +278,7 @@ async fn not_ready_while_sipgate_cannot_be_asked() {
 async fn promtool_finds_nothing_to_complain_about() {
     require("promtool", "prometheus");
     let fake = failing_then_ok(500, 1, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
     app.post_alerts(fixture("firing-diskfull.json")).await;
     app.post_alerts(fixture("resolved-highlatency.json")).await;
     let (_, text) = app.get("/metrics").await;
@@ -311,7 +311,7 @@ async fn promtool_finds_nothing_to_complain_about() {
 async fn a_real_prometheus_scrapes_the_service() {
     require("prometheus", "prometheus");
     let fake = failing_then_ok(204, 0, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
     assert_eq!(
         app.post_alerts(fixture("firing-diskfull.json")).await.0,
         200
@@ -359,21 +359,16 @@ async fn a_real_prometheus_scrapes_the_service() {
                 .map(str::to_string)
         }
     };
-    let started = Instant::now();
-    let mut up = None;
-    let mut sent = None;
-    while started.elapsed() < Duration::from_secs(30) {
-        up = query(r#"up{job="alertmanager-sipgate"}"#).await;
-        sent = query(r#"sum(alertmanager_sipgate_sms_sent_total{job="alertmanager-sipgate",route="critical"})"#).await;
-        if up.as_deref() == Some("1") && sent.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(up.as_deref(), Some("1"), "target up");
-    assert_eq!(
-        sent.as_deref(),
-        Some("2"),
-        "SMS to alice and bob, as Prometheus sees them"
-    );
+    let (up, sent) = eventually(
+        Duration::from_secs(30),
+        "Prometheus has scraped the service",
+        || async {
+            let up = query(r#"up{job="alertmanager-sipgate"}"#).await?;
+            let sent = query(r#"sum(alertmanager_sipgate_sms_sent_total{job="alertmanager-sipgate",route="critical"})"#).await?;
+            (up == "1").then_some((up, sent))
+        },
+    )
+    .await;
+    assert_eq!(up, "1", "target up");
+    assert_eq!(sent, "2", "SMS to alice and bob, as Prometheus sees them");
 }

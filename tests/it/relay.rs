@@ -1,8 +1,6 @@
 //! The whole relay over real HTTP: Alertmanager's captured bodies in, SMS out at a fake Sipgate.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -156,7 +154,7 @@ async fn sipgate_rejecting_the_token_answers_502() {
 #[tokio::test]
 async fn sipgate_server_error_answers_502() {
     let fake = fake_sipgate(500).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
 
     let (status, body) = app.post_alerts(fixture("firing-highlatency.json")).await;
 
@@ -180,7 +178,7 @@ async fn one_failure_among_successes_still_answers_502() {
         .respond_with(ResponseTemplate::new(204))
         .mount(&fake)
         .await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
 
     let (status, body) = app.post_alerts(fixture("firing-diskfull.json")).await;
 
@@ -247,9 +245,10 @@ async fn several_alerts_make_one_sms_per_recipient() {
 #[tokio::test]
 async fn dry_run_sends_nothing_and_answers_200() {
     let fake = fake_sipgate(204).await;
-    let yaml = config_yaml(&fake.uri())
-        .replace(&format!("  token: {TOKEN}\n"), "")
-        .replace(&format!("  token_id: {TOKEN_ID}\n"), "");
+    let mut config = TestConfig::new(&fake.uri());
+    config.sipgate.token = None;
+    config.sipgate.token_id = None;
+    let yaml = config.yaml();
     let app = TestApp::start(&yaml).await;
 
     let (status, body) = app.post_alerts(fixture("firing-diskfull.json")).await;

@@ -1,10 +1,8 @@
 //! The binary as operators run it: graceful shutdown with SMS in flight, and what its logs show.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -30,20 +28,23 @@ async fn post(url: &str) -> reqwest::Result<u16> {
 async fn sigterm_waits_for_the_request_and_its_sms() {
     let fake = slow_sipgate(Duration::from_millis(1500)).await;
     let mut service = Service::start(
-        &fault_config(&fake.uri(), "  response_deadline: 4s\n")
-            .replace("  response_deadline: 1s\n", ""),
+        &TestConfig::new(&fake.uri())
+            .delivery("response_deadline", "4s")
+            .yaml(),
     )
     .await;
 
     let url = service.url.clone();
     let caller = tokio::spawn(async move { post(&url).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The SMS is on the wire before the signal comes.
+    requests_received(&fake, 1).await;
     service.child.terminate();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        post(&service.url).await.is_err(),
-        "no new requests after SIGTERM"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "no new requests after SIGTERM",
+        || async { post(&service.url).await.is_err().then_some(()) },
+    )
+    .await;
 
     assert_eq!(
         caller.await.unwrap().unwrap(),
@@ -65,7 +66,7 @@ async fn sigterm_waits_for_the_request_and_its_sms() {
 #[tokio::test]
 async fn sigterm_lets_a_send_past_the_deadline_finish() {
     let fake = slow_sipgate(Duration::from_millis(2500)).await;
-    let mut service = Service::start(&fault_config(&fake.uri(), "")).await;
+    let mut service = Service::start(&fault_config(&fake.uri())).await;
 
     assert_eq!(
         post(&service.url).await.unwrap(),
@@ -96,7 +97,7 @@ async fn a_failing_send_is_logged_with_its_reason_and_without_secrets() {
         .respond_with(ResponseTemplate::new(401).set_body_string(format!("bad token for {ALICE}")))
         .mount(&fake)
         .await;
-    let mut service = Service::start(&fault_config(&fake.uri(), "")).await;
+    let mut service = Service::start(&fault_config(&fake.uri())).await;
 
     assert_eq!(post(&service.url).await.unwrap(), 502);
     service.child.terminate();
@@ -126,7 +127,7 @@ async fn a_failing_send_is_logged_with_its_reason_and_without_secrets() {
 #[tokio::test]
 async fn label_values_cannot_forge_log_lines() {
     let fake = slow_sipgate(Duration::ZERO).await;
-    let mut service = Service::start(&fault_config(&fake.uri(), "")).await;
+    let mut service = Service::start(&fault_config(&fake.uri())).await;
     let forged = "x\nts=2026-01-01T00:00:00Z level=error message=forged";
     let body = serde_json::json!({
         "receiver": forged, "status": "firing", "groupKey": forged,
@@ -170,7 +171,7 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_notification() {
     let fake = slow_sipgate(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
-    std::fs::write(&config, fault_config(&fake.uri(), "")).unwrap();
+    std::fs::write(&config, fault_config(&fake.uri())).unwrap();
     let mut service = Service::start_with(&config, &["--log.format=json"], &[]).await;
     let url = service.url.clone();
     let response = reqwest::Client::new()
@@ -214,45 +215,29 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_notification() {
 #[tokio::test]
 async fn sighup_reloads_the_config_and_a_bad_one_is_refused() {
     let fake = slow_sipgate(Duration::ZERO).await;
-    let yaml = fault_config(&fake.uri(), "");
-    let mut service = Service::start(&yaml).await;
-    let metrics = || async {
-        reqwest::get(format!("{}/metrics", service.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+    let config = TestConfig::faults(&fake.uri());
+    let mut service = Service::start(&config.yaml()).await;
+    let with_warnings_to = |name: &str| {
+        let mut changed = config.clone();
+        changed.route("warnings").to = vec![name.to_string()];
+        changed.yaml()
     };
 
-    std::fs::write(&service.config, yaml.replace("to: [alice]", "to: [nobody]")).unwrap();
+    std::fs::write(&service.config, with_warnings_to("nobody")).unwrap();
     service.child.signal("HUP");
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = metrics().await;
-        if text.contains("alertmanager_sipgate_config_last_reload_successful 0") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        text.contains("alertmanager_sipgate_config_last_reload_successful 0"),
-        "{text}"
-    );
+    metrics_with(
+        &service.url,
+        "alertmanager_sipgate_config_last_reload_successful 0",
+    )
+    .await;
 
-    std::fs::write(&service.config, yaml.replace("to: [alice]", "to: [bob]")).unwrap();
+    std::fs::write(&service.config, with_warnings_to("bob")).unwrap();
     service.child.signal("HUP");
-    for _ in 0..100 {
-        text = metrics().await;
-        if text.contains("alertmanager_sipgate_config_last_reload_successful 1") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        text.contains("alertmanager_sipgate_config_last_reload_successful 1"),
-        "{text}"
-    );
+    metrics_with(
+        &service.url,
+        "alertmanager_sipgate_config_last_reload_successful 1",
+    )
+    .await;
     assert_eq!(post(&service.url).await.unwrap(), 200);
     assert_eq!(
         requests_per_recipient(&fake).await,
@@ -274,10 +259,11 @@ async fn sighup_reloads_the_config_and_a_bad_one_is_refused() {
 #[tokio::test]
 async fn refused_credentials_are_logged_with_the_scheme_only() {
     let fake = slow_sipgate(Duration::ZERO).await;
-    let yaml = format!(
-        "{}server:\n  auth:\n    basic: {{username: alertmanager, password: right-secret}}\n",
-        config_yaml(&fake.uri())
-    );
+    let yaml = TestConfig::new(&fake.uri())
+        .server(serde_json::json!({"auth": {
+            "basic": {"username": "alertmanager", "password": "right-secret"}
+        }}))
+        .yaml();
     let mut service = Service::start(&yaml).await;
     let response = reqwest::Client::new()
         .post(format!("{}/alerts", service.url))

@@ -1,8 +1,6 @@
 //! Senders other than Alertmanager: Healthchecks.io's webhook and Grafana's alerting webhook.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 
 fn grafana(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -13,22 +11,38 @@ fn grafana(name: &str) -> Vec<u8> {
 
 /// The shared config plus a route for Healthchecks.io production checks and one that shows
 /// Grafana's own fields.
-fn config(api_url: &str, dir: &std::path::Path, server: &str) -> String {
+fn config(api_url: &str, dir: &std::path::Path, server: Option<serde_json::Value>) -> String {
     std::fs::create_dir_all(dir.join("templates")).unwrap();
     std::fs::write(
         dir.join("templates/grafana.hbs"),
         "{{title}} (org {{orgId}}, {{state}}) A={{alerts.0.values.A}} {{alerts.0.silenceURL}}",
     )
     .unwrap();
-    fault_config(api_url, "")
-        .replace(
-            "routes:\n",
-            "routes:\n  - name: checks\n    matchers: ['source=\"healthchecks\"', 'tags=~\".*prod.*\"']\n    to: [alice]\n  - name: grafana\n    matchers: ['grafana_folder=\"Custom\"']\n    to: [bob]\n    template: grafana\n    max_segments: 3\n",
-        )
-        + &format!("templates: {{dir: {}}}\n{server}", dir.join("templates").display())
+    let mut config = TestConfig::faults(api_url);
+    config.routes.insert(
+        0,
+        TestRoute::new(
+            "checks",
+            &["source=\"healthchecks\"", "tags=~\".*prod.*\""],
+            &["alice"],
+        ),
+    );
+    config.routes.insert(
+        1,
+        TestRoute {
+            template: Some("grafana".to_string()),
+            max_segments: Some(3),
+            ..TestRoute::new("grafana", &["grafana_folder=\"Custom\""], &["bob"])
+        },
+    );
+    config.templates = Some(serde_json::json!({"dir": dir.join("templates")}));
+    config.server = server;
+    config.yaml()
 }
 
-async fn start(server: &str) -> (TestApp, wiremock::MockServer, tempfile::TempDir) {
+async fn start(
+    server: Option<serde_json::Value>,
+) -> (TestApp, wiremock::MockServer, tempfile::TempDir) {
     let fake = failing_then_ok(204, 0, None).await;
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::start(&config(&fake.uri(), dir.path(), server)).await;
@@ -39,7 +53,7 @@ const DOWN: &str = r#"{"source": "healthchecks", "status": "down", "name": "näc
 
 #[tokio::test]
 async fn healthchecks_down_and_up_with_and_without_content_type() {
-    let (app, fake, _dir) = start("").await;
+    let (app, fake, _dir) = start(None).await;
 
     // Healthchecks.io adds no Content-Type unless the user configures one.
     let response = app
@@ -50,9 +64,15 @@ async fn healthchecks_down_and_up_with_and_without_content_type() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let up = DOWN
-        .replace(r#""status": "down", "name""#, r#""status": "up", "name""#)
-        .replace("08:41:27", "09:03:00");
+    let up = replace_once(
+        &replace_once(
+            DOWN,
+            r#""status": "down", "name""#,
+            r#""status": "up", "name""#,
+        ),
+        "08:41:27",
+        "09:03:00",
+    );
     let response = app
         .http
         .post(format!("{}/healthchecks", app.url))
@@ -80,7 +100,7 @@ async fn healthchecks_down_and_up_with_and_without_content_type() {
 
 #[tokio::test]
 async fn healthchecks_put_and_its_quick_retries_send_once() {
-    let (app, fake, _dir) = start("").await;
+    let (app, fake, _dir) = start(None).await;
     for _ in 0..3 {
         let response = app
             .http
@@ -99,8 +119,8 @@ async fn healthchecks_put_and_its_quick_retries_send_once() {
 
 #[tokio::test]
 async fn healthchecks_routes_by_tags_and_refuses_bad_bodies() {
-    let (app, fake, _dir) = start("").await;
-    let staging = DOWN.replace("prod db", "staging");
+    let (app, fake, _dir) = start(None).await;
+    let staging = replace_once(DOWN, "prod db", "staging");
     let response = app
         .http
         .post(format!("{}/healthchecks", app.url))
@@ -137,7 +157,7 @@ async fn healthchecks_routes_by_tags_and_refuses_bad_bodies() {
 
 #[tokio::test]
 async fn grafana_firing_and_resolved_with_null_values_are_routed_and_rendered() {
-    let (app, fake, _dir) = start("").await;
+    let (app, fake, _dir) = start(None).await;
     let (code, body) = app.post_alerts(grafana("firing.json")).await;
     assert_eq!(code, 200, "{body}");
     let (code, _) = app.post_alerts(grafana("resolved-null-values.json")).await;
@@ -157,10 +177,12 @@ async fn grafana_firing_and_resolved_with_null_values_are_routed_and_rendered() 
 
 #[tokio::test]
 async fn grafana_fields_are_there_for_templates_and_put_works() {
-    let (app, fake, _dir) = start("").await;
+    let (app, fake, _dir) = start(None).await;
+    // Every mention of the folder, labels and group labels alike.
     let body = String::from_utf8(grafana("firing.json"))
         .unwrap()
         .replace("\"Infra\"", "\"Custom\"");
+    assert_eq!(body.matches("\"Custom\"").count(), 3);
     let response = app
         .http
         .put(format!("{}/alerts", app.url))
@@ -191,8 +213,11 @@ fn sign(secret: &str, text: &[u8]) -> String {
 
 #[tokio::test]
 async fn grafana_hmac_signatures_are_checked_when_configured() {
-    let server = "server:\n  grafana_hmac_secret: sh4red\n  grafana_hmac_timestamp_header: X-Grafana-Alerting-Signature-Timestamp\n";
-    let (app, fake, _dir) = start(server).await;
+    let server = serde_json::json!({
+        "grafana_hmac_secret": "sh4red",
+        "grafana_hmac_timestamp_header": "X-Grafana-Alerting-Signature-Timestamp"
+    });
+    let (app, fake, _dir) = start(Some(server)).await;
     let body = grafana("firing.json");
     let post = |signature: Option<String>, timestamp: &'static str| {
         let mut request = app

@@ -1,9 +1,7 @@
 //! Hostile and broken input: a clear answer for what cannot be used, limits for what is too big,
 //! label values that stay data, and a service that answers afterwards.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use serde_json::json;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -127,11 +125,10 @@ async fn service_keeps_answering_after_bad_input() {
 /// The shared config with room for big bodies, so that the alert and value limits are reached.
 async fn roomy_app() -> (TestApp, MockServer) {
     let fake = failing_then_ok(204, 0, None).await;
-    let yaml = format!(
-        "{}server:\n  max_body_size: 32MiB\n",
-        fault_config(&fake.uri(), "  response_deadline: 10s\n")
-            .replace("  response_deadline: 1s\n", "")
-    );
+    let yaml = TestConfig::new(&fake.uri())
+        .delivery("response_deadline", "10s")
+        .server(serde_json::json!({"max_body_size": "32MiB"}))
+        .yaml();
     (TestApp::start(&yaml).await, fake)
 }
 
@@ -265,7 +262,7 @@ async fn hostile_bodies_get_clear_answers_and_the_service_lives_on() {
 async fn a_body_that_trickles_in_times_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fake = failing_then_ok(204, 0, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
     let mut stream = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://"))
         .await
         .unwrap();

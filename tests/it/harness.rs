@@ -1,6 +1,8 @@
-//! Runs the real server on a free loopback port, with a fake Sipgate (a real HTTP server) behind it.
-#![allow(dead_code)]
+//! The one test harness: the real server on a free loopback port with a fake Sipgate (a real
+//! HTTP server) behind it, a typed test config, the service's binary and Debian's programs as
+//! child processes under one guard, and one way to wait for something (`eventually`).
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,8 @@ use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::server;
+use serde::Serialize;
+use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -30,34 +34,135 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-/// A config with the phone book and routes the tests share; `sipgate` is pointed at the fake.
+/// The service's config as the tests write it: typed, and serialised to YAML, so that a test
+/// changes a field instead of editing YAML text.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestConfig {
+    pub sipgate: TestSipgate,
+    pub recipients: BTreeMap<String, String>,
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub routes: Vec<TestRoute>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Value>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub delivery: serde_json::Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestSipgate {
+    pub api_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    pub sms_id: String,
+    pub timeout: String,
+    pub check_credentials: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestRoute {
+    pub name: String,
+    pub matchers: Vec<String>,
+    pub to: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_resolved: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_segments: Option<usize>,
+}
+
+impl TestRoute {
+    pub fn new(name: &str, matchers: &[&str], to: &[&str]) -> Self {
+        TestRoute {
+            name: name.to_string(),
+            matchers: matchers.iter().map(ToString::to_string).collect(),
+            to: to.iter().map(ToString::to_string).collect(),
+            template: None,
+            send_resolved: None,
+            max_segments: None,
+        }
+    }
+}
+
+impl TestConfig {
+    /// The phone book and routes the tests share; Sipgate is the fake at `api_url`. Critical
+    /// alerts go to alice and bob (two segments), warnings of api/db to alice (compact, no
+    /// resolved).
+    pub fn new(api_url: &str) -> Self {
+        TestConfig {
+            sipgate: TestSipgate {
+                api_url: format!("{api_url}/v2"),
+                token_id: Some(TOKEN_ID.to_string()),
+                token: Some(TOKEN.to_string()),
+                sms_id: "s0".to_string(),
+                timeout: "5s".to_string(),
+                check_credentials: false,
+            },
+            recipients: BTreeMap::from([
+                ("alice".to_string(), ALICE.to_string()),
+                ("bob".to_string(), BOB.to_string()),
+            ]),
+            groups: BTreeMap::from([(
+                "oncall".to_string(),
+                vec!["alice".to_string(), "bob".to_string()],
+            )]),
+            routes: vec![
+                TestRoute {
+                    max_segments: Some(2),
+                    ..TestRoute::new("critical", &["severity=\"critical\""], &["oncall"])
+                },
+                TestRoute {
+                    template: Some("compact".to_string()),
+                    send_resolved: Some(false),
+                    ..TestRoute::new(
+                        "warnings",
+                        &["severity=\"warning\"", "service=~\"api|db\""],
+                        &["alice"],
+                    )
+                },
+            ],
+            templates: None,
+            delivery: serde_json::Map::new(),
+            server: None,
+        }
+    }
+
+    /// As `new`, with a 1 s response deadline, so that fault tests run in seconds.
+    pub fn faults(api_url: &str) -> Self {
+        TestConfig::new(api_url).delivery("response_deadline", "1s")
+    }
+
+    /// Sets one `delivery:` field.
+    pub fn delivery(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.delivery.insert(field.to_string(), value.into());
+        self
+    }
+
+    pub fn server(mut self, server: Value) -> Self {
+        self.server = Some(server);
+        self
+    }
+
+    /// The route named `name`, to change it.
+    pub fn route(&mut self, name: &str) -> &mut TestRoute {
+        self.routes
+            .iter_mut()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no route {name:?} in the test config"))
+    }
+
+    pub fn yaml(&self) -> String {
+        yaml_serde::to_string(self).unwrap()
+    }
+}
+
+/// The shared config as YAML.
 pub fn config_yaml(api_url: &str) -> String {
-    format!(
-        r#"
-sipgate:
-  api_url: {api_url}/v2
-  token_id: {TOKEN_ID}
-  token: {TOKEN}
-  sms_id: s0
-  timeout: 5s
-  check_credentials: false
-recipients:
-  alice: "{ALICE}"
-  bob: "{BOB}"
-groups:
-  oncall: [alice, bob]
-routes:
-  - name: critical
-    matchers: ['severity="critical"']
-    to: [oncall]
-    max_segments: 2
-  - name: warnings
-    matchers: ['severity="warning"', 'service=~"api|db"']
-    to: [alice]
-    template: compact
-    send_resolved: false
-"#
-    )
+    TestConfig::new(api_url).yaml()
 }
 
 pub struct TestApp {
@@ -154,13 +259,9 @@ pub async fn sent_sms(fake: &MockServer) -> Vec<(String, String)> {
     sent
 }
 
-/// The shared config with a short response deadline, so that fault tests run in seconds, plus
-/// extra `delivery:` settings (indented by two spaces).
-pub fn fault_config(api_url: &str, delivery: &str) -> String {
-    format!(
-        "{}delivery:\n  response_deadline: 1s\n{delivery}",
-        config_yaml(api_url)
-    )
+/// The shared config with a 1 s response deadline, as YAML.
+pub fn fault_config(api_url: &str) -> String {
+    TestConfig::faults(api_url).yaml()
 }
 
 impl TestApp {
@@ -337,17 +438,12 @@ impl ChildGuard {
     }
 
     pub async fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "process did not exit in {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = &mut self.0;
+        eventually(limit, "the process exits", || {
+            let status = child.try_wait().unwrap();
+            async move { status }
+        })
+        .await
     }
 }
 
@@ -358,21 +454,54 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Waits until `url` answers 200.
-pub async fn wait_until_ok(url: &str, limit: Duration, what: &str) {
+/// Asks `probe` every 20 ms until it has an answer, and returns that; fails the test with
+/// `what` when there is none within `limit`. The one way tests wait for something to happen.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let started = Instant::now();
     loop {
-        if let Ok(r) = reqwest::get(url).await
-            && r.status().is_success()
-        {
-            return;
+        if let Some(answer) = probe().await {
+            return answer;
         }
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not answer 200 at {url}"
-        );
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `url` answers 200.
+pub async fn wait_until_ok(url: &str, limit: Duration, what: &str) {
+    eventually(limit, &format!("{what} answers 200 at {url}"), || async {
+        let response = reqwest::get(url).await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await
+}
+
+/// The service's metrics page at `url` once `line` is on it.
+pub async fn metrics_with(url: &str, line: &str) -> String {
+    eventually(Duration::from_secs(10), line, || async {
+        let text = reqwest::get(format!("{url}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains(line).then_some(text)
+    })
+    .await
+}
+
+/// Waits until the fake Sipgate has received `count` requests.
+pub async fn requests_received(fake: &MockServer, count: usize) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{count} requests at the fake Sipgate"),
+        || async { (fake.received_requests().await?.len() >= count).then_some(()) },
+    )
+    .await
 }
 
 /// The service's binary (as `cargo test` builds it), run as operators run it, on loopback,
@@ -443,9 +572,11 @@ impl Service {
     }
 }
 
-/// Debian's `prometheus-alertmanager` on a loopback port, without clustering.
+/// Debian's `prometheus-alertmanager` on a loopback port, without clustering, logging at debug
+/// level to a file.
 pub struct Alertmanager {
     pub url: String,
+    log: PathBuf,
     _child: ChildGuard,
 }
 
@@ -457,6 +588,8 @@ impl Alertmanager {
         require(ALERTMANAGER, "prometheus-alertmanager");
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.join("alertmanager.log");
         let child = ChildGuard::spawn(
             Command::new(ALERTMANAGER)
                 .arg(format!("--config.file={}", config.display()))
@@ -464,8 +597,9 @@ impl Alertmanager {
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--cluster.listen-address=")
                 .arg(format!("--web.external-url={url}"))
+                .arg("--log.level=debug")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .stderr(std::fs::File::create(&log).unwrap()),
         );
         wait_until_ok(
             &format!("{url}/-/ready"),
@@ -473,7 +607,21 @@ impl Alertmanager {
             "Alertmanager",
         )
         .await;
-        Alertmanager { url, _child: child }
+        Alertmanager {
+            url,
+            log,
+            _child: child,
+        }
+    }
+
+    /// How often Alertmanager has flushed an alert group so far: once per group_interval, also
+    /// when it has nothing new to send. Waiting for flushes waits for Alertmanager's own time.
+    pub fn flushes(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("msg=flushing"))
+            .count()
     }
 
     /// Posts alerts to Alertmanager's API, as Prometheus does.

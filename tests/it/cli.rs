@@ -1,12 +1,10 @@
 //! The binary's subcommands, run as a user would run them.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::example_service_dir;
+use crate::harness::{example, example_service_dir};
 
 fn command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
@@ -209,7 +207,7 @@ fn render_reads_the_payload_from_standard_input() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let payload = std::fs::read(common::example("payloads/firing.json")).unwrap();
+    let payload = std::fs::read(example("payloads/firing.json")).unwrap();
     child.stdin.take().unwrap().write_all(&payload).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -1,36 +1,26 @@
 //! A real Alertmanager (Debian's `prometheus-alertmanager`) posting to the service: the example
 //! configs as an operator copies them, and Alertmanager's own retries against a flaky Sipgate.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::*;
+use crate::harness::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The bodies of the SMS requests the fake received, sorted, once there are `count` of them.
 async fn wait_for_sms(fake: &MockServer, count: usize, limit: Duration) -> Vec<String> {
-    let started = Instant::now();
-    loop {
+    eventually(limit, &format!("{count} SMS requests"), || async {
         let mut bodies: Vec<String> = fake
             .received_requests()
-            .await
-            .unwrap()
+            .await?
             .into_iter()
             .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v2/sessions/sms")
-            .map(|r| String::from_utf8(r.body).unwrap())
+            .map(|r| String::from_utf8(r.body).unwrap_or_default())
             .collect();
-        if bodies.len() >= count {
-            bodies.sort();
-            return bodies;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{count} SMS requests not received in {limit:?}: {bodies:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        bodies.sort();
+        (bodies.len() >= count).then_some(bodies)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -38,7 +28,7 @@ async fn wait_for_sms(fake: &MockServer, count: usize, limit: Duration) -> Vec<S
 async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
     const FAILURES: usize = 12;
     let fake = failing_then_ok(503, FAILURES as u64, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("alertmanager.yml");
     std::fs::write(
@@ -70,8 +60,12 @@ receivers:
     .await;
 
     wait_for_sms(&fake, FAILURES + 2, Duration::from_secs(40)).await;
-    // Two more group intervals: Alertmanager must not cause another SMS.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Two more flushes of the group: Alertmanager must not cause another SMS.
+    let flushed = am.flushes();
+    eventually(Duration::from_secs(20), "two more flushes", || async {
+        (am.flushes() >= flushed + 2).then_some(())
+    })
+    .await;
 
     assert_eq!(fake.received_requests().await.unwrap().len(), FAILURES + 2);
     let metrics = app.metrics.render();

@@ -1,11 +1,9 @@
 //! Operating the service: config reload (endpoint and SIGHUP) and inbound authentication.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -30,16 +28,15 @@ async fn reload(app: &TestApp) -> (u16, String) {
 #[tokio::test]
 async fn a_good_reload_changes_routing_for_the_next_notification() {
     let fake = failing_then_ok(204, 0, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
     let before = metric(
         &app,
         "alertmanager_sipgate_config_last_reload_success_timestamp_seconds",
     );
 
-    let changed = fault_config(&fake.uri(), "").replace(
-        "    to: [alice]\n    template: compact",
-        "    to: [bob]\n    template: compact",
-    );
+    let mut changed = TestConfig::faults(&fake.uri());
+    changed.route("warnings").to = vec!["bob".to_string()];
+    let changed = changed.yaml();
     std::fs::write(&app.config_path, changed).unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(reload(&app).await, (200, "config reloaded\n".to_string()));
@@ -66,13 +63,15 @@ async fn a_good_reload_changes_routing_for_the_next_notification() {
 #[tokio::test]
 async fn a_bad_reload_keeps_the_running_config_and_says_so() {
     let fake = failing_then_ok(204, 0, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri(), "")).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
     let before = metric(
         &app,
         "alertmanager_sipgate_config_last_reload_success_timestamp_seconds",
     );
 
-    let broken = fault_config(&fake.uri(), "").replace("to: [alice]", "to: [mallory]");
+    let mut broken = TestConfig::faults(&fake.uri());
+    broken.route("warnings").to = vec!["mallory".to_string()];
+    let broken = broken.yaml();
     std::fs::write(&app.config_path, broken).unwrap();
     let (code, text) = reload(&app).await;
 
@@ -111,14 +110,16 @@ async fn a_reload_during_a_slow_send_does_not_disturb_it() {
         .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_millis(800)))
         .mount(&fake)
         .await;
-    let app = Arc::new(TestApp::start(&fault_config(&fake.uri(), "")).await);
+    let app = Arc::new(TestApp::start(&fault_config(&fake.uri())).await);
 
     let in_flight = tokio::spawn({
         let app = app.clone();
         async move { app.post_alerts(fixture("firing-highlatency.json")).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let changed = fault_config(&fake.uri(), "").replace("name: warnings", "name: renamed");
+    let mut changed = TestConfig::faults(&fake.uri());
+    changed.route("warnings").name = "renamed".to_string();
+    let changed = changed.yaml();
     std::fs::write(&app.config_path, changed).unwrap();
     assert_eq!(reload(&app).await.0, 200);
 
@@ -143,11 +144,12 @@ async fn a_reload_during_a_slow_send_does_not_disturb_it() {
 
 fn auth_config(api_url: &str, dir: &std::path::Path) -> String {
     std::fs::write(dir.join("am-password"), "s3cret\n").unwrap();
-    format!(
-        "{}server:\n  auth:\n    basic: {{username: alertmanager, password_file: {}}}\n    bearer: {{token: t0ken}}\n",
-        fault_config(api_url, ""),
-        dir.join("am-password").display()
-    )
+    TestConfig::faults(api_url)
+        .server(serde_json::json!({"auth": {
+            "basic": {"username": "alertmanager", "password_file": dir.join("am-password")},
+            "bearer": {"token": "t0ken"}
+        }}))
+        .yaml()
 }
 
 #[tokio::test]

@@ -1,0 +1,14 @@
+//! The integration tests: one binary, one harness (`harness.rs`), a module per area.
+
+mod harness;
+
+mod alertmanager;
+mod bad_input;
+mod cli;
+mod delivery;
+mod observability;
+mod operations;
+mod process;
+mod properties;
+mod relay;
+mod senders;
