@@ -116,7 +116,8 @@ async fn a_reload_during_a_slow_send_does_not_disturb_it() {
         let app = app.clone();
         async move { app.post_alerts(fixture("firing-highlatency.json")).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The reload comes while the SMS is on the wire.
+    requests_received(&fake, 1).await;
     let mut changed = TestConfig::faults(&fake.uri());
     changed.route("warnings").name = "renamed".to_string();
     let changed = changed.yaml();
