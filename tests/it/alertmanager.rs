@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use crate::harness::*;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 /// The bodies of the SMS requests the fake received, sorted, once there are `count` of them.
 async fn wait_for_sms(fake: &MockServer, count: usize, limit: Duration) -> Vec<String> {
@@ -86,30 +85,6 @@ receivers:
     );
 }
 
-/// A fake Sipgate that accepts every SMS and answers the credential check for `s0`.
-async fn accepting_sipgate() -> MockServer {
-    let fake = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v2/authorization/userinfo"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"sub": "w0"})))
-        .mount(&fake)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v2/w0/sms"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"items": [{"id": "s0", "alias": "SMS"}]})),
-        )
-        .mount(&fake)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v2/sessions/sms"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&fake)
-        .await;
-    fake
-}
-
 /// `examples/alertmanager.yml` and `examples/config.yml`, each in a folder of its own as on two
 /// machines, with the shared secret written beside each as the README says. Only the receiver
 /// URL's port (Alertmanager), Sipgate's `api_url`, the token and the listen port (service) differ
@@ -117,7 +92,7 @@ async fn accepting_sipgate() -> MockServer {
 #[tokio::test]
 #[ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"]
 async fn the_example_configs_work_together_as_copied() {
-    let fake = accepting_sipgate().await;
+    let fake = FakeSipgate::new().with_credential_check().start().await;
     let api_url = format!("{}/v2", fake.uri());
     let service_dir = example_service_dir(Some(&|config| {
         config["sipgate"]["api_url"] = api_url.clone().into();

@@ -16,7 +16,7 @@ use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::server;
 use serde::Serialize;
 use serde_json::Value;
-use wiremock::matchers::method;
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const TOKEN_ID: &str = "token-AB12CD";
@@ -305,27 +305,98 @@ pub async fn requests_per_recipient(
     counts
 }
 
-/// Answers `status` to the first `times` requests, then 204.
+/// The one way tests make a fake Sipgate: a real HTTP server on loopback that accepts every SMS
+/// (`POST /v2/sessions/sms` with the test token) at once, unless told otherwise.
+pub struct FakeSipgate {
+    answer: ResponseTemplate,
+    first: Option<(u64, ResponseTemplate)>,
+    credential_check: bool,
+}
+
+impl FakeSipgate {
+    pub fn new() -> Self {
+        FakeSipgate {
+            answer: ResponseTemplate::new(204),
+            first: None,
+            credential_check: false,
+        }
+    }
+
+    /// Every SMS (after any `failing_first`) gets this answer.
+    pub fn answering(mut self, answer: ResponseTemplate) -> Self {
+        self.answer = answer;
+        self
+    }
+
+    /// The first `times` SMS get `answer`.
+    pub fn failing_first(mut self, times: u64, answer: ResponseTemplate) -> Self {
+        self.first = Some((times, answer));
+        self
+    }
+
+    /// Answers the credential check too: the token belongs to account w0, which has `s0`.
+    pub fn with_credential_check(mut self) -> Self {
+        self.credential_check = true;
+        self
+    }
+
+    pub async fn start(self) -> MockServer {
+        let fake = MockServer::start().await;
+        let sms = || {
+            Mock::given(method("POST"))
+                .and(path("/v2/sessions/sms"))
+                .and(header("authorization", AUTHORIZATION))
+        };
+        if let Some((times, answer)) = self.first
+            && times > 0
+        {
+            sms()
+                .respond_with(answer)
+                .up_to_n_times(times)
+                .with_priority(1)
+                .mount(&fake)
+                .await;
+        }
+        sms()
+            .respond_with(self.answer)
+            .with_priority(2)
+            .mount(&fake)
+            .await;
+        if self.credential_check {
+            Mock::given(method("GET"))
+                .and(path("/v2/authorization/userinfo"))
+                .respond_with(
+                    ResponseTemplate::new(200).set_body_json(serde_json::json!({"sub": "w0"})),
+                )
+                .mount(&fake)
+                .await;
+            Mock::given(method("GET"))
+                .and(path("/v2/w0/sms"))
+                .respond_with(
+                    ResponseTemplate::new(200).set_body_json(
+                        serde_json::json!({"items": [{"id": "s0", "alias": "SMS"}]}),
+                    ),
+                )
+                .mount(&fake)
+                .await;
+        }
+        fake
+    }
+}
+
+/// Answers `status` (or `template`) to the first `times` SMS, then 204.
 pub async fn failing_then_ok(
     status: u16,
     times: u64,
     template: Option<ResponseTemplate>,
 ) -> MockServer {
-    let fake = MockServer::start().await;
-    if times > 0 {
-        Mock::given(method("POST"))
-            .respond_with(template.unwrap_or_else(|| ResponseTemplate::new(status)))
-            .up_to_n_times(times)
-            .with_priority(1)
-            .mount(&fake)
-            .await;
-    }
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204))
-        .with_priority(2)
-        .mount(&fake)
-        .await;
-    fake
+    FakeSipgate::new()
+        .failing_first(
+            times,
+            template.unwrap_or_else(|| ResponseTemplate::new(status)),
+        )
+        .start()
+        .await
 }
 
 /// For tests marked `#[ignore = "needs PROGRAM: apt-get install PACKAGE"]`: they run only when

@@ -7,12 +7,10 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn slow_sipgate(delay: Duration) -> MockServer {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204).set_delay(delay))
-        .mount(&fake)
-        .await;
-    fake
+    FakeSipgate::new()
+        .answering(ResponseTemplate::new(204).set_delay(delay))
+        .start()
+        .await
 }
 
 async fn post(url: &str) -> reqwest::Result<u16> {

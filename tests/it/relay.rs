@@ -8,14 +8,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const DISK_FULL: &str = "FIRING DiskFull db1:9100 since Nov 25 09:05 UTC: Disk on db1 is 95% full";
 
 async fn fake_sipgate(status: u16) -> MockServer {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v2/sessions/sms"))
-        .and(header("authorization", AUTHORIZATION))
-        .respond_with(ResponseTemplate::new(status))
-        .mount(&fake)
-        .await;
-    fake
+    FakeSipgate::new()
+        .answering(ResponseTemplate::new(status))
+        .start()
+        .await
 }
 
 #[tokio::test]
