@@ -133,15 +133,34 @@ enum SendResult {
 
 /// What an SMS holds while it is being sent: its claim in the ledger, its rate-limit slot and
 /// the held-back count it is to report. Each is `None` or 0 when the store could not be asked.
-/// Given back explicitly (`give_back`) when the SMS did not go out; a holder that dies leaves
-/// its claim to run out with its lease.
-#[derive(Debug)]
+/// Settled or given back (`give_back`) explicitly. Should neither happen (the request was
+/// cancelled, the task panicked), dropping it gives everything back from a task of its own, so
+/// that nothing waits for the lease to run out and no slot or count is lost.
 struct Holding {
     key: ContentKey,
     claim: Option<ClaimId>,
     recipient: String,
     reservation: Option<Reservation>,
     held: u64,
+    /// Set until settled or given back.
+    unsettled: Option<Deliverer>,
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if let Some(deliverer) = self.unsettled.take() {
+            let holding = Holding {
+                key: self.key,
+                claim: self.claim,
+                recipient: std::mem::take(&mut self.recipient),
+                reservation: self.reservation,
+                held: self.held,
+                unsettled: None,
+            };
+            let runtime = deliverer.inner.runtime.clone();
+            runtime.spawn(async move { deliverer.give_back(holding).await });
+        }
+    }
 }
 
 impl Deliverer {
@@ -257,6 +276,7 @@ impl Deliverer {
             recipient: sms.recipient.clone(),
             reservation: None,
             held: 0,
+            unsettled: Some(self.clone()),
         };
         if let Some(h) = inner.active_holdoff(Instant::now()) {
             self.give_back(holding).await;
@@ -265,7 +285,7 @@ impl Deliverer {
         match inner.store.take_rate(&sms.recipient, policy.limits).await {
             Ok(Some(reservation)) => holding.reservation = Some(reservation),
             Ok(None) => {
-                self.settle(&holding, Settlement::RateLimited, policy.dedup_window)
+                self.settle(&mut holding, Settlement::RateLimited, policy.dedup_window)
                     .await;
                 return self.suppress(sms, SuppressReason::RateLimited);
             }
@@ -316,7 +336,8 @@ impl Deliverer {
     }
 
     /// Records in the store that the SMS is settled (sent, or held back on purpose).
-    async fn settle(&self, holding: &Holding, settlement: Settlement, window: Duration) {
+    async fn settle(&self, holding: &mut Holding, settlement: Settlement, window: Duration) {
+        holding.unsettled = None;
         if let Some(claim) = holding.claim
             && let Err(e) = self
                 .inner
@@ -330,7 +351,8 @@ impl Deliverer {
 
     /// The SMS did not go out: its claim, its rate-limit slot and the held-back count it was
     /// to report go back, so that the caller's retry finds everything as before.
-    async fn give_back(&self, holding: Holding) {
+    async fn give_back(&self, mut holding: Holding) {
+        holding.unsettled = None;
         let store = &self.inner.store;
         if let Some(claim) = holding.claim
             && let Err(e) = store.release(holding.key, claim).await
@@ -381,7 +403,7 @@ impl Deliverer {
         sms: &Sms,
         text: &str,
         policy: Policy,
-        holding: Holding,
+        mut holding: Holding,
     ) -> SendResult {
         let inner = &self.inner;
         let deadline = policy.deadline;
@@ -411,7 +433,7 @@ impl Deliverer {
             }
             let error = match result {
                 Ok(sent) => {
-                    self.settle(&holding, Settlement::Sent, policy.dedup_window)
+                    self.settle(&mut holding, Settlement::Sent, policy.dedup_window)
                         .await;
                     let segments = crate::sms::measure(text).segments;
                     match sent {
@@ -605,6 +627,8 @@ mod tests {
     struct Scripted {
         script: Mutex<VecDeque<Answer>>,
         sent: Mutex<Vec<(String, String, Instant)>>,
+        /// Sends run where they are asked for, as dry-run's do.
+        inline: bool,
     }
 
     impl Scripted {
@@ -612,6 +636,15 @@ mod tests {
             Arc::new(Scripted {
                 script: Mutex::new(script.into_iter().collect()),
                 sent: Mutex::default(),
+                inline: false,
+            })
+        }
+
+        fn inline(script: impl IntoIterator<Item = Answer>) -> Arc<Self> {
+            Arc::new(Scripted {
+                script: Mutex::new(script.into_iter().collect()),
+                sent: Mutex::default(),
+                inline: true,
             })
         }
 
@@ -638,7 +671,7 @@ mod tests {
             "Fake"
         }
         fn leaves_the_process(&self) -> bool {
-            true
+            !self.inline
         }
         fn send<'a>(
             &'a self,
@@ -903,7 +936,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slot_that_did_not_send_goes_back_with_its_held_back_count() {
-        let fake = Scripted::new([refuse(400)]);
+        // A is sent, B held back; an hour later C takes the slot and the count, and fails:
+        // both go back, so D still gets the slot and says that one was held back.
+        let fake = Scripted::new([OK, refuse(400)]);
         let d = deliverer(8);
         let limited = || Policy {
             limits: Limits {
@@ -915,15 +950,65 @@ mod tests {
             },
             ..policy(Duration::from_secs(5))
         };
-        // The one slot fails: it is refunded, so the next SMS still gets it.
         let report = send(&d, &fake, sms("alice", "A"), limited()).await;
-        assert_eq!(outcome(&report), (Outcome::Failed, Some("client_error")));
-        let report = send(&d, &fake, sms("alice", "B"), limited()).await;
         assert_eq!(outcome(&report), (Outcome::Sent, None));
-        let report = send(&d, &fake, sms("alice", "C"), limited()).await;
+        let report = send(&d, &fake, sms("alice", "B"), limited()).await;
         assert_eq!(
             outcome(&report),
             (Outcome::Suppressed, Some("rate_limited"))
+        );
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let report = send(&d, &fake, sms("alice", "C"), limited()).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("client_error")));
+        let report = send(&d, &fake, sms("alice", "D"), limited()).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        let texts: Vec<String> = fake.requests().into_iter().map(|(_, t)| t).collect();
+        assert_eq!(texts, ["A", "[1 SMS held back] C", "[1 SMS held back] D"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_request_gives_its_claim_back() {
+        // The caller goes away (a dropped HTTP request) while its SMS, handled in the request
+        // itself, waits for a request slot: its claim must not block the retry until the lease
+        // runs out.
+        let fake = Scripted::inline([Answer {
+            delay: Duration::from_secs(3),
+            ..OK
+        }]);
+        let d = deliverer(1);
+        let provider: Arc<dyn SmsProvider> = fake.clone();
+        let busy = {
+            let (d, provider) = (d.clone(), provider.clone());
+            tokio::spawn(async move {
+                d.deliver(
+                    &provider,
+                    vec![sms("bob", "B")],
+                    policy(Duration::from_secs(5)),
+                )
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let waiting = {
+            let (d, provider) = (d.clone(), provider.clone());
+            tokio::spawn(async move {
+                d.deliver(
+                    &provider,
+                    vec![sms("alice", "A")],
+                    policy(Duration::from_secs(5)),
+                )
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        busy.await.unwrap();
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(1))).await;
+        assert_eq!(
+            outcome(&report),
+            (Outcome::Sent, None),
+            "not held by the cancelled claim"
         );
     }
 

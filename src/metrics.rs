@@ -248,6 +248,8 @@ impl Metrics {
 
     /// After a reload: the series of routes and recipients the new config no longer has go
     /// away (they would otherwise stay at their last value forever), the new ones start at zero.
+    /// A request still running on the old config may count once more into a removed series;
+    /// that series then stays until the next restart.
     pub fn routes_changed(&self, old: &[Route], new: &[Route]) {
         // Removing a series that is not there is fine, hence the ignored results.
         for route in old {

@@ -176,6 +176,9 @@ struct Ledger {
     entries: HashMap<ContentKey, Entry>,
     /// Settled keys in the order they settled, with when they expire, to drop the oldest first.
     order: VecDeque<(Instant, ContentKey)>,
+    /// Claims in the order they were taken, with when their lease ends, so that the claims of
+    /// holders that died go too.
+    leases: VecDeque<(Instant, ContentKey)>,
 }
 
 impl Ledger {
@@ -184,6 +187,7 @@ impl Ledger {
             capacity: capacity.max(1),
             entries: HashMap::new(),
             order: VecDeque::new(),
+            leases: VecDeque::new(),
         }
     }
 
@@ -211,6 +215,7 @@ impl Ledger {
                 done: watch::Sender::new(false),
             },
         );
+        self.leases.push_back((now + lease, key));
         Claim::Claimed(id)
     }
 
@@ -270,6 +275,20 @@ impl Ledger {
             }
             self.order.pop_front();
             self.remove_settled(key, until);
+        }
+        // Leases differ in length only across reloads, so this queue is nearly in order; a
+        // claim that ends later than the one before it waits for that one, no longer.
+        while let Some((until, key)) = self.leases.front().copied() {
+            if until > now {
+                break;
+            }
+            self.leases.pop_front();
+            if let Some(Entry::InFlight { until: current, .. }) = self.entries.get(&key)
+                && *current == until
+            {
+                // Dropping the entry drops its signal: anyone waiting looks again.
+                self.entries.remove(&key);
+            }
         }
     }
 
@@ -477,6 +496,18 @@ mod tests {
             );
         }
         let _ = ledger.claim(key(200), ClaimId(200), t0 + Duration::from_secs(2), LEASE);
+        assert_eq!(ledger.len(), 1, "only the new claim is left");
+    }
+
+    #[test]
+    fn claims_of_holders_that_died_are_swept() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::new(100);
+        for i in 0..20 {
+            let _ = ledger.claim(key(i), ClaimId(i.into()), t0, LEASE);
+        }
+        assert_eq!(ledger.len(), 20);
+        let _ = ledger.claim(key(100), ClaimId(100), t0 + LEASE, LEASE);
         assert_eq!(ledger.len(), 1, "only the new claim is left");
     }
 
