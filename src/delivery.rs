@@ -756,6 +756,20 @@ mod tests {
         }
     }
 
+    /// A 5 s deadline and at most `count` SMS per recipient and hour.
+    fn per_recipient_per_hour(count: usize) -> Policy {
+        Policy {
+            limits: Limits {
+                per_recipient: Some(Rate {
+                    count,
+                    period: Duration::from_secs(3600),
+                }),
+                total: None,
+            },
+            ..policy(Duration::from_secs(5))
+        }
+    }
+
     async fn send(d: &Deliverer, provider: &Arc<Scripted>, sms: Sms, policy: Policy) -> SmsReport {
         let provider: Arc<dyn SmsProvider> = provider.clone();
         d.deliver(&provider, vec![sms], policy).await.remove(0)
@@ -908,16 +922,7 @@ mod tests {
     async fn the_rate_limit_holds_back_and_the_next_sms_says_how_many() {
         let fake = Scripted::new([]);
         let d = deliverer(8);
-        let limited = || Policy {
-            limits: Limits {
-                per_recipient: Some(Rate {
-                    count: 2,
-                    period: Duration::from_secs(3600),
-                }),
-                total: None,
-            },
-            ..policy(Duration::from_secs(5))
-        };
+        let limited = || per_recipient_per_hour(2);
         let mut outcomes = Vec::new();
         for i in 0..5 {
             let report = send(&d, &fake, sms("alice", &format!("S{i}")), limited()).await;
@@ -940,16 +945,7 @@ mod tests {
         // both go back, so D still gets the slot and says that one was held back.
         let fake = Scripted::new([OK, refuse(400)]);
         let d = deliverer(8);
-        let limited = || Policy {
-            limits: Limits {
-                per_recipient: Some(Rate {
-                    count: 1,
-                    period: Duration::from_secs(3600),
-                }),
-                total: None,
-            },
-            ..policy(Duration::from_secs(5))
-        };
+        let limited = || per_recipient_per_hour(1);
         let report = send(&d, &fake, sms("alice", "A"), limited()).await;
         assert_eq!(outcome(&report), (Outcome::Sent, None));
         let report = send(&d, &fake, sms("alice", "B"), limited()).await;
