@@ -102,6 +102,18 @@ impl AppState {
         let loaded = Config::load(&old.config.path)
             .map_err(|e| e.to_string())
             .and_then(|config| Live::new(config, self.force_dry_run).map_err(|e| e.to_string()));
+        let loaded = loaded.and_then(|live| {
+            if live.config.state.same_as(&old.config.state) {
+                Ok(live)
+            } else {
+                Err(format!(
+                    "state: the state store changed ({} before, {} now); that takes a restart, \
+                     so the running config stays",
+                    old.config.state.backend(),
+                    live.config.state.backend()
+                ))
+            }
+        });
         let live = match loaded {
             Ok(live) => Arc::new(live),
             Err(e) => {

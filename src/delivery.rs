@@ -21,8 +21,8 @@ use crate::compose::{Sms, fit};
 use crate::metrics::Metrics;
 use crate::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
 use crate::provider::{SendError, Sent, SmsProvider};
-use crate::ratelimit::{Limits, Reservation};
-use crate::state::{Claim, ClaimId, ContentKey, Settlement, StateError, StateStore};
+use crate::ratelimit::Limits;
+use crate::state::{Begin, ContentKey, Settlement, Start, StateStore, Taken};
 
 /// After Sipgate refused the token, the balance or the extension, further SMS fail fast for this
 /// long instead of hammering Sipgate with a request that cannot succeed.
@@ -132,18 +132,22 @@ enum SendResult {
 }
 
 /// What an SMS holds while it is being sent: its claim in the ledger, its rate-limit slot and
-/// the held-back count it is to report. Each is `None` or 0 when the store could not be asked.
-/// Settled or given back (`give_back`) explicitly. Should neither happen (the request was
-/// cancelled, the task panicked), dropping it gives everything back from a task of its own, so
-/// that nothing waits for the lease to run out and no slot or count is lost.
+/// the held-back count it is to report; `None` when the store could not be asked. Settled or
+/// given back (`give_back`) explicitly. Should neither happen (the request was cancelled, the
+/// task panicked), dropping it gives everything back from a task of its own, so that nothing
+/// waits for the lease to run out and no slot or count is lost.
 struct Holding {
     key: ContentKey,
-    claim: Option<ClaimId>,
     recipient: String,
-    reservation: Option<Reservation>,
-    held: u64,
+    taken: Option<Taken>,
     /// Set until settled or given back.
     unsettled: Option<Deliverer>,
+}
+
+impl Holding {
+    fn held(&self) -> u64 {
+        self.taken.map_or(0, |t| t.held)
+    }
 }
 
 impl Drop for Holding {
@@ -151,10 +155,8 @@ impl Drop for Holding {
         if let Some(deliverer) = self.unsettled.take() {
             let holding = Holding {
                 key: self.key,
-                claim: self.claim,
                 recipient: std::mem::take(&mut self.recipient),
-                reservation: self.reservation,
-                held: self.held,
+                taken: self.taken,
                 unsettled: None,
             };
             let runtime = deliverer.inner.runtime.clone();
@@ -223,36 +225,36 @@ impl Deliverer {
         timeout_at(until, self.inner.tasks.wait()).await.is_ok()
     }
 
-    /// The ledger's word on `sms`: its claim, or the report when it is not to be sent now.
-    async fn claim(&self, sms: &Sms, policy: Policy) -> Result<Option<ClaimId>, SmsReport> {
+    /// The store's word on `sms`: what it holds for it, or the report when it is not to be sent
+    /// now.
+    async fn begin(&self, sms: &Sms, policy: Policy) -> Result<Option<Taken>, SmsReport> {
         let store = &self.inner.store;
+        let begin = Begin {
+            key: sms.key,
+            recipient: &sms.recipient,
+            lease: policy.lease,
+            window: policy.dedup_window,
+            limits: policy.limits,
+        };
         loop {
-            let claim = match store.claim(sms.key, policy.lease).await {
-                Ok(claim) => claim,
-                Err(e) => {
-                    // Never lose a page because the store is down: send without the ledger.
-                    self.state_failed("claim", &e);
-                    return Ok(None);
-                }
+            // Never lose a page because the store is down: send without the ledger and limits
+            // (the store logs and counts the outage).
+            let Ok(start) = store.begin(begin).await else {
+                return Ok(None);
             };
-            match claim {
-                Claim::Claimed(id) => return Ok(Some(id)),
-                Claim::Settled(Settlement::Sent) => {
+            match start {
+                Start::Claimed(taken) => return Ok(Some(taken)),
+                Start::Settled(Settlement::Sent) => {
                     return Err(self.suppress(sms, SuppressReason::Duplicate));
                 }
-                Claim::Settled(Settlement::RateLimited) => {
+                Start::Settled(Settlement::RateLimited) | Start::RateLimited => {
                     return Err(self.suppress(sms, SuppressReason::RateLimited));
                 }
-                Claim::InFlight => {
+                Start::InFlight => {
                     // Another request (an Alertmanager retry, an HA peer) is sending this SMS:
-                    // wait for it to end, then ask the ledger again.
-                    match store.wait_for(sms.key, policy.deadline).await {
-                        Ok(true) => {}
-                        Ok(false) => return Err(self.fail(sms, FailureReason::Timeout)),
-                        Err(e) => {
-                            self.state_failed("wait", &e);
-                            return Err(self.fail(sms, FailureReason::Timeout));
-                        }
+                    // wait for it to end, then ask the store again.
+                    if !matches!(store.wait_for(sms.key, policy.deadline).await, Ok(true)) {
+                        return Err(self.fail(sms, FailureReason::Timeout));
                     }
                 }
             }
@@ -266,40 +268,24 @@ impl Deliverer {
         policy: Policy,
     ) -> SmsReport {
         let inner = &self.inner;
-        let claim = match self.claim(sms, policy).await {
-            Ok(claim) => claim,
-            Err(report) => return report,
-        };
-        let mut holding = Holding {
-            key: sms.key,
-            claim,
-            recipient: sms.recipient.clone(),
-            reservation: None,
-            held: 0,
-            unsettled: Some(self.clone()),
-        };
         if let Some(h) = inner.active_holdoff(Instant::now()) {
-            self.give_back(holding).await;
             return self.fail(sms, h.reason);
         }
-        match inner.store.take_rate(&sms.recipient, policy.limits).await {
-            Ok(Some(reservation)) => holding.reservation = Some(reservation),
-            Ok(None) => {
-                self.settle(&mut holding, Settlement::RateLimited, policy.dedup_window)
-                    .await;
-                return self.suppress(sms, SuppressReason::RateLimited);
-            }
-            Err(e) => self.state_failed("rate_limit", &e),
-        }
-        match inner.store.take_held(&sms.recipient).await {
-            Ok(held) => holding.held = held,
-            Err(e) => self.state_failed("held_back", &e),
-        }
+        let taken = match self.begin(sms, policy).await {
+            Ok(taken) => taken,
+            Err(report) => return report,
+        };
+        let holding = Holding {
+            key: sms.key,
+            recipient: sms.recipient.clone(),
+            taken,
+            unsettled: Some(self.clone()),
+        };
         let Ok(pending) = inner.pending.clone().try_acquire_owned() else {
             self.give_back(holding).await;
             return self.fail(sms, FailureReason::Overloaded);
         };
-        let noted = with_held_note(&sms.text, holding.held, sms.max_segments);
+        let noted = with_held_note(&sms.text, holding.held(), sms.max_segments);
         if !provider.leaves_the_process() {
             // Nothing can outlive this request or a shutdown: the SMS is handled right here
             // instead of on the sender runtime.
@@ -335,17 +321,16 @@ impl Deliverer {
         }
     }
 
-    /// Records in the store that the SMS is settled (sent, or held back on purpose).
+    /// Records in the store that the SMS went out.
     async fn settle(&self, holding: &mut Holding, settlement: Settlement, window: Duration) {
         holding.unsettled = None;
-        if let Some(claim) = holding.claim
-            && let Err(e) = self
+        if let Some(taken) = holding.taken {
+            // A failure is logged and counted by the store; the SMS went out all the same.
+            let _ = self
                 .inner
                 .store
-                .settle(holding.key, claim, settlement, window)
-                .await
-        {
-            self.state_failed("settle", &e);
+                .settle(holding.key, taken.claim, settlement, window)
+                .await;
         }
     }
 
@@ -353,31 +338,13 @@ impl Deliverer {
     /// to report go back, so that the caller's retry finds everything as before.
     async fn give_back(&self, mut holding: Holding) {
         holding.unsettled = None;
-        let store = &self.inner.store;
-        if let Some(claim) = holding.claim
-            && let Err(e) = store.release(holding.key, claim).await
-        {
-            self.state_failed("release", &e);
+        if let Some(taken) = holding.taken {
+            let _ = self
+                .inner
+                .store
+                .give_back(holding.key, &holding.recipient, taken)
+                .await;
         }
-        if let Some(reservation) = holding.reservation
-            && let Err(e) = store.refund_rate(&holding.recipient, reservation).await
-        {
-            self.state_failed("rate_refund", &e);
-        }
-        if holding.held > 0
-            && let Err(e) = store.restore_held(&holding.recipient, holding.held).await
-        {
-            self.state_failed("held_back", &e);
-        }
-    }
-
-    fn state_failed(&self, operation: &'static str, error: &StateError) {
-        tracing::error!(
-            operation,
-            store = self.inner.store.name(),
-            error = %error,
-            "state store failed; sending without the ledger or limits for this SMS"
-        );
     }
 
     fn report(&self, sms: &Sms, result: SendResult) -> SmsReport {
@@ -719,7 +686,10 @@ mod tests {
 
     fn deliverer(max_concurrency: usize) -> Deliverer {
         Deliverer::new(
-            Arc::new(MemoryStore::default()),
+            Arc::new(MemoryStore::new(
+                crate::state::memory::DEFAULT_CAPACITY,
+                Arc::new(crate::clock::SystemClock::new()),
+            )),
             max_concurrency,
             100,
             Handle::current(),

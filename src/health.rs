@@ -7,9 +7,23 @@ use std::time::Duration;
 
 use crate::app::{AppState, CredentialStatus, Live};
 use crate::provider::CredentialCheck;
+use crate::state::StateStore;
 
 /// How often to ask again while Sipgate cannot be reached.
 const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How often the state store is asked whether it answers, between notifications.
+pub const STATE_PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Pings the state store for as long as the service runs, so that `state_up` and the outage log
+/// follow the store also when no notification comes.
+pub async fn watch_state(store: Arc<dyn StateStore>) {
+    loop {
+        // The store's wrapper records the answer.
+        let _ = store.ping().await;
+        tokio::time::sleep(STATE_PING_INTERVAL).await;
+    }
+}
 
 /// Reloads and, on success, starts checking the new config's provider's credentials.
 pub fn reload_and_check(state: &Arc<AppState>) -> Result<(), String> {
@@ -91,10 +105,14 @@ pub fn readiness(state: &AppState) -> Result<String, String> {
         CredentialStatus::Checked(CredentialCheck::Unknown(why)) => {
             Err(format!("cannot verify the Sipgate credentials: {why}"))
         }
-        CredentialStatus::Checked(_) | CredentialStatus::NotChecked => Ok(if live.is_dry_run() {
-            "dry-run".to_string()
-        } else {
-            "sipgate".to_string()
-        }),
+        CredentialStatus::Checked(_) | CredentialStatus::NotChecked => Ok(format!(
+            "{}, state: {}",
+            if live.is_dry_run() {
+                "dry-run"
+            } else {
+                "sipgate"
+            },
+            state.deliverer.store().name()
+        )),
     }
 }

@@ -13,13 +13,14 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
 use alertmanager_sipgate::app::{AppState, Live};
+use alertmanager_sipgate::clock::SystemClock;
 use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server;
-use alertmanager_sipgate::state::MemoryStore;
+use alertmanager_sipgate::state;
 use alertmanager_sipgate::{health, probe};
 
 /// What `--help` says about the environment. Values are never shown: they are secrets.
@@ -198,11 +199,12 @@ fn main() -> ExitCode {
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     println!(
-        "{}: OK ({} recipients, {} routes, templates: {})",
+        "{}: OK ({} recipients, {} routes, templates: {}, state: {})",
         path.display(),
         config.recipients.len(),
         config.routes.len(),
-        config.templates.names().join(", ")
+        config.templates.names().join(", "),
+        config.state.backend()
     );
     if config.dry_run() {
         println!("no Sipgate credentials: the service would run in dry-run mode and send nothing");
@@ -263,8 +265,17 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the sender runtime")?;
+    let store = {
+        let _on_the_sender_runtime = sends.enter();
+        state::open(
+            &config.state,
+            Arc::new(SystemClock::new()),
+            sends.handle(),
+            metrics.clone(),
+        )?
+    };
     let deliverer = Deliverer::new(
-        Arc::new(MemoryStore::default()),
+        store.clone(),
         config.delivery.max_concurrency,
         config.delivery.max_pending,
         sends.handle().clone(),
@@ -297,11 +308,18 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         address = %address,
         config = %cli.config.path.display(),
         version = env!("CARGO_PKG_VERSION"),
+        state = store.name(),
         "listening"
     );
     let state = Arc::new(AppState::new(live, deliverer, metrics, cli.dry_run));
     sends.spawn(health::watch_credentials(state.clone(), state.current()));
-    actix_web::rt::System::new().block_on(serve_until_signal(state, listener, grace))?;
+    sends.spawn(health::watch_state(store.clone()));
+    let served = actix_web::rt::System::new().block_on(serve_until_signal(state, listener, grace));
+    // After the sends in flight settled: what the file store has not written yet goes out now.
+    if let Err(e) = sends.block_on(store.close()) {
+        tracing::error!(error = %e, "cannot write the state store at shutdown");
+    }
+    served?;
     sends.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }

@@ -30,6 +30,12 @@ pub struct Metrics {
     service: ServiceFamilies,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
 /// What became of SMS.
 #[derive(Clone)]
 struct SmsFamilies {
@@ -51,6 +57,43 @@ struct ServiceFamilies {
     config_last_reload_successful: IntGauge,
     config_last_reload_success_timestamp: Gauge,
     sipgate_credentials_valid: IntGauge,
+    state_up: IntGauge,
+    state_errors: IntCounterVec,
+}
+
+/// What the service asked of its state store, for `state_errors_total{operation}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateOperation {
+    /// Claim an SMS, take its rate-limit slot and held-back count.
+    Begin,
+    Settle,
+    GiveBack,
+    /// Wait for an SMS another request is sending.
+    Wait,
+    ClaimOnce,
+    Ping,
+}
+
+impl StateOperation {
+    pub const ALL: [StateOperation; 6] = [
+        StateOperation::Begin,
+        StateOperation::Settle,
+        StateOperation::GiveBack,
+        StateOperation::Wait,
+        StateOperation::ClaimOnce,
+        StateOperation::Ping,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateOperation::Begin => "begin",
+            StateOperation::Settle => "settle",
+            StateOperation::GiveBack => "give_back",
+            StateOperation::Wait => "wait",
+            StateOperation::ClaimOnce => "claim_once",
+            StateOperation::Ping => "ping",
+        }
+    }
 }
 
 /// What the input limits cut from a notification.
@@ -191,6 +234,19 @@ impl ServiceFamilies {
                     "Whether Sipgate accepted the token and SMS extension at the last check (1) or refused them (0).",
                 )?,
             )?,
+            state_up: registered(
+                r,
+                gauge(
+                    "state_up",
+                    "Whether the state store (ledger, rate limits) answered the last operation in time (1) or not (0); at 0 SMS are sent without dedup and limits.",
+                )?,
+            )?,
+            state_errors: counter_vec(
+                r,
+                "state_errors_total",
+                "State store operations that failed or timed out, by operation.",
+                &["operation"],
+            )?,
         })
     }
 }
@@ -216,6 +272,13 @@ impl Metrics {
                 option_env!("ALERTMANAGER_SIPGATE_REVISION").unwrap_or("unknown"),
             ])
             .set(1);
+        metrics.service.state_up.set(1);
+        for operation in StateOperation::ALL {
+            metrics
+                .service
+                .state_errors
+                .with_label_values(&[operation.as_str()]);
+        }
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -326,6 +389,17 @@ impl Metrics {
 
     pub fn panic(&self) {
         self.service.panics.inc();
+    }
+
+    pub fn state_up(&self, up: bool) {
+        self.service.state_up.set(i64::from(up));
+    }
+
+    pub fn state_error(&self, operation: StateOperation) {
+        self.service
+            .state_errors
+            .with_label_values(&[operation.as_str()])
+            .inc();
     }
 
     pub fn credentials_valid(&self, valid: bool) {

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::clock::{Millis, millis};
 
 /// `10/h`: at most `count` SMS in any sliding `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,62 +40,82 @@ pub struct Limits {
     pub total: Option<Rate>,
 }
 
-/// A slot taken by an SMS about to be sent; handed back with `refund` when the send fails.
+/// A slot taken by an SMS about to be sent, handed back with `refund` when the send fails.
+/// `id` tells apart slots taken in the same millisecond, also by other replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reservation(Instant);
+pub struct Reservation {
+    pub at: Millis,
+    pub id: u64,
+}
 
+/// The sliding windows and held-back counts of one process (the memory and file stores).
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    per_recipient: HashMap<String, VecDeque<Instant>>,
-    total: VecDeque<Instant>,
+    per_recipient: HashMap<String, VecDeque<Reservation>>,
+    total: VecDeque<Reservation>,
     held: HashMap<String, u64>,
 }
 
-fn forget_before(log: &mut VecDeque<Instant>, rate: Option<Rate>, now: Instant) {
+fn forget_before(log: &mut VecDeque<Reservation>, rate: Option<Rate>, now: Millis) {
     let Some(rate) = rate else {
         log.clear();
         return;
     };
+    let period = millis(rate.period);
     while log
         .front()
-        .is_some_and(|t| now.duration_since(*t) >= rate.period)
+        .is_some_and(|r| now.saturating_sub(r.at) >= period)
     {
         log.pop_front();
     }
 }
 
-fn full(log: &VecDeque<Instant>, rate: Option<Rate>) -> bool {
+fn full(log: &VecDeque<Reservation>, rate: Option<Rate>) -> bool {
     rate.is_some_and(|r| log.len() >= r.count)
 }
 
 impl RateLimiter {
-    /// Takes a slot for one SMS to `recipient`, or counts it as held back when a limit is reached.
+    /// Takes a slot for one SMS to `recipient`: `Ok(None)` when no limit applies, `Err(())`
+    /// when a limit is reached, and then the SMS counts as held back.
     pub fn try_acquire(
         &mut self,
         recipient: &str,
         limits: &Limits,
-        now: Instant,
-    ) -> Option<Reservation> {
+        now: Millis,
+        id: u64,
+    ) -> Result<Option<Reservation>, Limited> {
         forget_before(&mut self.total, limits.total, now);
         let log = self.per_recipient.entry(recipient.to_string()).or_default();
         forget_before(log, limits.per_recipient, now);
-        if full(log, limits.per_recipient) || full(&self.total, limits.total) {
-            *self.held.entry(recipient.to_string()).or_default() += 1;
-            return None;
+        if log.is_empty() && limits.per_recipient.is_none() {
+            self.per_recipient.remove(recipient);
         }
+        let log = self.per_recipient.get(recipient);
+        if log.is_some_and(|log| full(log, limits.per_recipient)) || full(&self.total, limits.total)
+        {
+            *self.held.entry(recipient.to_string()).or_default() += 1;
+            return Err(Limited);
+        }
+        if limits.per_recipient.is_none() && limits.total.is_none() {
+            return Ok(None);
+        }
+        let reservation = Reservation { at: now, id };
         if limits.per_recipient.is_some() {
-            log.push_back(now);
+            self.per_recipient
+                .entry(recipient.to_string())
+                .or_default()
+                .push_back(reservation);
         }
         if limits.total.is_some() {
-            self.total.push_back(now);
+            self.total.push_back(reservation);
         }
-        Some(Reservation(now))
+        Ok(Some(reservation))
     }
 
     /// Gives the slot back: an SMS that was not sent does not count against the limit.
     pub fn refund(&mut self, recipient: &str, reservation: Reservation) {
-        let remove = |log: &mut VecDeque<Instant>| {
-            if let Some(i) = log.iter().rposition(|t| *t == reservation.0) {
+        let remove = |log: &mut VecDeque<Reservation>| {
+            if let Some(i) = log.iter().rposition(|r| *r == reservation) {
                 log.remove(i);
             }
         };
@@ -116,7 +136,39 @@ impl RateLimiter {
             *self.held.entry(recipient.to_string()).or_default() += count;
         }
     }
+
+    /// The slots and held-back count of one recipient, to persist them.
+    pub fn recipient(&self, recipient: &str) -> (Vec<Reservation>, u64) {
+        let log = self
+            .per_recipient
+            .get(recipient)
+            .map(|log| log.iter().copied().collect())
+            .unwrap_or_default();
+        (log, self.held.get(recipient).copied().unwrap_or(0))
+    }
+
+    /// The slots of the total limit, to persist them.
+    pub fn total(&self) -> Vec<Reservation> {
+        self.total.iter().copied().collect()
+    }
+
+    /// Restores what `recipient` and `total` returned.
+    pub fn restore_recipient(&mut self, recipient: &str, log: Vec<Reservation>, held: u64) {
+        if !log.is_empty() {
+            self.per_recipient
+                .insert(recipient.to_string(), log.into_iter().collect());
+        }
+        self.restore_held(recipient, held);
+    }
+
+    pub fn restore_total(&mut self, log: Vec<Reservation>) {
+        self.total = log.into_iter().collect();
+    }
 }
+
+/// A limit was reached: the SMS is held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited;
 
 #[cfg(test)]
 mod tests {
@@ -145,21 +197,20 @@ mod tests {
             per_recipient: rate(2, 3600),
             total: None,
         };
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut l = RateLimiter::default();
-        assert!(l.try_acquire("alice", &limits, t0).is_some());
-        assert!(l.try_acquire("alice", &limits, t0).is_some());
-        assert!(l.try_acquire("alice", &limits, t0).is_none());
-        assert!(l.try_acquire("alice", &limits, t0).is_none());
+        assert!(l.try_acquire("alice", &limits, t0, 0).is_ok());
+        assert!(l.try_acquire("alice", &limits, t0, 0).is_ok());
+        assert!(l.try_acquire("alice", &limits, t0, 0).is_err());
+        assert!(l.try_acquire("alice", &limits, t0, 0).is_err());
         assert!(
-            l.try_acquire("bob", &limits, t0).is_some(),
+            l.try_acquire("bob", &limits, t0, 0).is_ok(),
             "bob has his own budget"
         );
         assert_eq!(l.take_held("alice"), 2);
         assert_eq!(l.take_held("alice"), 0);
         assert!(
-            l.try_acquire("alice", &limits, t0 + Duration::from_secs(3600))
-                .is_some(),
+            l.try_acquire("alice", &limits, t0 + 3_600_000, 0).is_ok(),
             "the window slides"
         );
     }
@@ -170,12 +221,12 @@ mod tests {
             per_recipient: None,
             total: rate(3, 60),
         };
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut l = RateLimiter::default();
         for who in ["a", "b", "c"] {
-            assert!(l.try_acquire(who, &limits, t0).is_some());
+            assert!(l.try_acquire(who, &limits, t0, 0).is_ok());
         }
-        assert!(l.try_acquire("d", &limits, t0).is_none());
+        assert!(l.try_acquire("d", &limits, t0, 0).is_err());
         assert_eq!(l.take_held("d"), 1);
     }
 
@@ -185,20 +236,20 @@ mod tests {
             per_recipient: rate(1, 3600),
             total: rate(1, 3600),
         };
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut l = RateLimiter::default();
-        let r = l.try_acquire("alice", &limits, t0).unwrap();
+        let r = l.try_acquire("alice", &limits, t0, 0).unwrap().unwrap();
         l.refund("alice", r);
-        assert!(l.try_acquire("alice", &limits, t0).is_some());
+        assert!(l.try_acquire("alice", &limits, t0, 0).is_ok());
     }
 
     #[test]
     fn no_limits_never_hold_back() {
         let mut l = RateLimiter::default();
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         for _ in 0..10_000 {
-            assert!(l.try_acquire("alice", &Limits::default(), t0).is_some());
+            assert!(l.try_acquire("alice", &Limits::default(), t0, 0).is_ok());
         }
-        assert!(l.total.is_empty() && l.per_recipient["alice"].is_empty());
+        assert!(l.total.is_empty() && l.per_recipient.is_empty());
     }
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod document;
+mod state;
+
+pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
 
 use crate::matcher::{Matcher, parse_matchers};
 use crate::ratelimit::{Limits, Rate};
@@ -198,6 +201,7 @@ pub struct Config {
     pub templates: Templates,
     pub delivery: DeliveryConfig,
     pub server: ServerConfig,
+    pub state: StateConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -217,6 +221,8 @@ struct RawConfig {
     delivery: RawDelivery,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    state: state::RawState,
 }
 
 #[derive(Deserialize, Default)]
@@ -361,6 +367,7 @@ impl Config {
         );
         let delivery = delivery_config(raw.delivery, &mut problems);
         let server = server_config(raw.server, base, &mut problems);
+        let state = state::state_config(raw.state, base, env, &mut problems);
         for p in &mut problems {
             p.line = document::line_of(text, &p.field);
         }
@@ -373,6 +380,7 @@ impl Config {
                 templates,
                 delivery,
                 server,
+                state,
             }),
             _ => Err(problems),
         }

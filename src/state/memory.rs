@@ -1,15 +1,17 @@
-//! The state store of one process: forgotten on restart, not shared with other replicas.
+//! The state store of one process: forgotten on restart, not shared with other replicas. The
+//! file store keeps its working set here too, and persists what changed.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Claim, ClaimId, ContentKey, Settlement, StateError, StateStore};
-use crate::ratelimit::{Limits, RateLimiter, Reservation};
+use super::{Begin, ClaimId, ContentKey, Settlement, Start, StateError, StateStore, Taken};
+use crate::clock::{Clock, Millis, millis};
+use crate::ratelimit::{RateLimiter, Reservation};
 
 /// Upper bound on remembered SMS; the oldest are forgotten first. At a few dozen bytes per entry
 /// this caps the ledger at a few MiB whatever the alert volume.
@@ -18,6 +20,7 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug)]
@@ -25,31 +28,151 @@ struct Inner {
     ledger: Ledger,
     limiter: RateLimiter,
     /// Once-only events and when each claim of them ends.
-    once: HashMap<String, Instant>,
-    next_claim: u64,
+    once: HashMap<String, Millis>,
+    /// What changed since it was last persisted; `None` when nothing is persisted.
+    changes: Option<Changes>,
+}
+
+#[derive(Debug, Default)]
+struct Changes {
+    recipients: HashSet<String>,
+    total: bool,
+    once: HashSet<String>,
+}
+
+/// What changed since the last snapshot, with the values to persist (`None`: gone).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub settled: Vec<(ContentKey, Option<(Settlement, Millis)>)>,
+    /// Each recipient's rate-limit slots and held-back count.
+    pub recipients: Vec<(String, Vec<Reservation>, u64)>,
+    pub total: Option<Vec<Reservation>>,
+    pub once: Vec<(String, Option<Millis>)>,
+}
+
+impl Snapshot {
+    pub fn is_empty(&self) -> bool {
+        self.settled.is_empty()
+            && self.recipients.is_empty()
+            && self.total.is_none()
+            && self.once.is_empty()
+    }
 }
 
 impl MemoryStore {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, clock: Arc<dyn Clock>) -> Self {
         MemoryStore {
             inner: Mutex::new(Inner {
                 ledger: Ledger::new(capacity),
                 limiter: RateLimiter::default(),
                 once: HashMap::new(),
-                next_claim: 0,
+                changes: None,
             }),
+            clock,
         }
+    }
+
+    /// A store that records what changes, for `snapshot`.
+    pub fn persisted(capacity: usize, clock: Arc<dyn Clock>) -> Self {
+        let store = MemoryStore::new(capacity, clock);
+        {
+            let mut inner = store.inner();
+            inner.changes = Some(Changes::default());
+            inner.ledger.changed = Some(HashSet::new());
+        }
+        store
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         // Every update is one call under the lock, so a panic elsewhere leaves consistent data.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// What changed since the last call: settled SMS (claims in flight die with the process),
+    /// rate-limit slots, held-back counts and once-only events.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut inner = self.inner();
+        let Inner {
+            ledger,
+            limiter,
+            once,
+            changes,
+        } = &mut *inner;
+        let Some(changes) = changes.as_mut() else {
+            return Snapshot::default();
+        };
+        let settled = ledger
+            .changed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|key| {
+                let value = match ledger.entries.get(&key) {
+                    Some(Entry::Settled { until, settlement }) => Some((*settlement, *until)),
+                    _ => None,
+                };
+                (key, value)
+            })
+            .collect();
+        let recipients = std::mem::take(&mut changes.recipients)
+            .into_iter()
+            .map(|name| {
+                let (log, held) = limiter.recipient(&name);
+                (name, log, held)
+            })
+            .collect();
+        let total = std::mem::take(&mut changes.total).then(|| limiter.total());
+        let once = std::mem::take(&mut changes.once)
+            .into_iter()
+            .map(|event| {
+                let until = once.get(&event).copied();
+                (event, until)
+            })
+            .collect();
+        Snapshot {
+            settled,
+            recipients,
+            total,
+            once,
+        }
+    }
+
+    /// Loads what a snapshot persisted; what expired by now is left out.
+    pub fn restore(&self, snapshot: Snapshot) {
+        let now = self.clock.now();
+        let mut inner = self.inner();
+        let mut settled: Vec<_> = snapshot
+            .settled
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|(s, until)| (until, key, s)))
+            .filter(|(until, _, _)| *until > now)
+            .collect();
+        // The ledger drops the oldest first: it must see them in the order they expire.
+        settled.sort_unstable_by_key(|(until, _, _)| *until);
+        for (until, key, settlement) in settled {
+            inner.ledger.restore(key, settlement, until);
+        }
+        for (name, log, held) in snapshot.recipients {
+            inner.limiter.restore_recipient(&name, log, held);
+        }
+        if let Some(total) = snapshot.total {
+            inner.limiter.restore_total(total);
+        }
+        for (event, until) in snapshot.once {
+            if let Some(until) = until.filter(|u| *u > now) {
+                inner.once.insert(event, until);
+            }
+        }
+    }
 }
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        MemoryStore::new(DEFAULT_CAPACITY)
+impl Inner {
+    fn recipient_changed(&mut self, recipient: &str, total: bool) {
+        if let Some(changes) = &mut self.changes {
+            changes.recipients.insert(recipient.to_string());
+            changes.total |= total;
+        }
     }
 }
 
@@ -58,12 +181,47 @@ impl StateStore for MemoryStore {
         "memory"
     }
 
-    fn claim(&self, key: ContentKey, lease: Duration) -> BoxFuture<'_, Result<Claim, StateError>> {
+    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+        let now = self.clock.now();
         let mut inner = self.inner();
-        inner.next_claim += 1;
-        let id = ClaimId(inner.next_claim);
-        let claim = inner.ledger.claim(key, id, Instant::now(), lease);
-        std::future::ready(Ok(claim)).boxed()
+        let start = match inner
+            .ledger
+            .claim(request.key, ClaimId::random(), now, request.lease)
+        {
+            Claim::Settled(settlement) => Start::Settled(settlement),
+            Claim::InFlight => Start::InFlight,
+            Claim::Claimed(claim) => {
+                match inner
+                    .limiter
+                    .try_acquire(request.recipient, &request.limits, now, claim.0)
+                {
+                    Err(_) => {
+                        inner.ledger.settle(
+                            request.key,
+                            claim,
+                            Settlement::RateLimited,
+                            now,
+                            request.window,
+                        );
+                        inner.recipient_changed(request.recipient, false);
+                        Start::RateLimited
+                    }
+                    Ok(reservation) => {
+                        let held = inner.limiter.take_held(request.recipient);
+                        if reservation.is_some() || held > 0 {
+                            let total = request.limits.total.is_some();
+                            inner.recipient_changed(request.recipient, total);
+                        }
+                        Start::Claimed(Taken {
+                            claim,
+                            reservation,
+                            held,
+                        })
+                    }
+                }
+            }
+        };
+        std::future::ready(Ok(start)).boxed()
     }
 
     fn settle(
@@ -73,24 +231,39 @@ impl StateStore for MemoryStore {
         settlement: Settlement,
         window: Duration,
     ) -> BoxFuture<'_, Result<(), StateError>> {
+        let now = self.clock.now();
         self.inner()
             .ledger
-            .settle(key, claim, settlement, Instant::now(), window);
+            .settle(key, claim, settlement, now, window);
         std::future::ready(Ok(())).boxed()
     }
 
-    fn release(&self, key: ContentKey, claim: ClaimId) -> BoxFuture<'_, Result<(), StateError>> {
-        self.inner().ledger.release(key, claim);
+    fn give_back<'a>(
+        &'a self,
+        key: ContentKey,
+        recipient: &'a str,
+        taken: Taken,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        let mut inner = self.inner();
+        inner.ledger.release(key, taken.claim);
+        if let Some(reservation) = taken.reservation {
+            inner.limiter.refund(recipient, reservation);
+        }
+        inner.limiter.restore_held(recipient, taken.held);
+        if taken.reservation.is_some() || taken.held > 0 {
+            inner.recipient_changed(recipient, taken.reservation.is_some());
+        }
         std::future::ready(Ok(())).boxed()
     }
 
     fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
         async move {
             loop {
-                let Some((mut done, lease_end)) = self.inner().ledger.holder(key, Instant::now())
-                else {
+                let now = self.clock.now();
+                let Some((mut done, lease_end)) = self.inner().ledger.holder(key, now) else {
                     return Ok(true);
                 };
+                let lease_end = Instant::now() + Duration::from_millis(lease_end - now);
                 // A change or a dropped sender both mean the claim ended: look again.
                 if timeout_at(until.min(lease_end), done.changed())
                     .await
@@ -104,55 +277,43 @@ impl StateStore for MemoryStore {
         .boxed()
     }
 
-    fn take_rate<'a>(
-        &'a self,
-        recipient: &'a str,
-        limits: Limits,
-    ) -> BoxFuture<'a, Result<Option<Reservation>, StateError>> {
-        let reservation = self
-            .inner()
-            .limiter
-            .try_acquire(recipient, &limits, Instant::now());
-        std::future::ready(Ok(reservation)).boxed()
-    }
-
-    fn refund_rate<'a>(
-        &'a self,
-        recipient: &'a str,
-        reservation: Reservation,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        self.inner().limiter.refund(recipient, reservation);
-        std::future::ready(Ok(())).boxed()
-    }
-
-    fn take_held<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, StateError>> {
-        let held = self.inner().limiter.take_held(recipient);
-        std::future::ready(Ok(held)).boxed()
-    }
-
-    fn restore_held<'a>(
-        &'a self,
-        recipient: &'a str,
-        count: u64,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        self.inner().limiter.restore_held(recipient, count);
-        std::future::ready(Ok(())).boxed()
-    }
-
     fn claim_once<'a>(
         &'a self,
         event: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StateError>> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut inner = self.inner();
-        inner.once.retain(|_, until| *until > now);
+        let mut gone = Vec::new();
+        inner.once.retain(|event, until| {
+            let keep = *until > now;
+            if !keep {
+                gone.push(event.clone());
+            }
+            keep
+        });
         let first = !inner.once.contains_key(event);
         if first {
-            inner.once.insert(event.to_string(), now + ttl);
+            inner.once.insert(event.to_string(), now + millis(ttl));
+            gone.push(event.to_string());
+        }
+        if let Some(changes) = &mut inner.changes {
+            changes.once.extend(gone);
         }
         std::future::ready(Ok(first)).boxed()
     }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+        std::future::ready(Ok(())).boxed()
+    }
+}
+
+/// What the ledger says about an SMS before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Claimed(ClaimId),
+    Settled(Settlement),
+    InFlight,
 }
 
 #[derive(Debug)]
@@ -160,11 +321,11 @@ enum Entry {
     /// Being sent; `done` tells those waiting when it ends, by a value or by being dropped.
     InFlight {
         id: ClaimId,
-        until: Instant,
+        until: Millis,
         done: watch::Sender<bool>,
     },
     Settled {
-        until: Instant,
+        until: Millis,
         settlement: Settlement,
     },
 }
@@ -175,10 +336,12 @@ struct Ledger {
     capacity: usize,
     entries: HashMap<ContentKey, Entry>,
     /// Settled keys in the order they settled, with when they expire, to drop the oldest first.
-    order: VecDeque<(Instant, ContentKey)>,
+    order: VecDeque<(Millis, ContentKey)>,
     /// Claims in the order they were taken, with when their lease ends, so that the claims of
     /// holders that died go too.
-    leases: VecDeque<(Instant, ContentKey)>,
+    leases: VecDeque<(Millis, ContentKey)>,
+    /// Keys whose entry changed since the last snapshot, when the store persists.
+    changed: Option<HashSet<ContentKey>>,
 }
 
 impl Ledger {
@@ -188,6 +351,7 @@ impl Ledger {
             entries: HashMap::new(),
             order: VecDeque::new(),
             leases: VecDeque::new(),
+            changed: None,
         }
     }
 
@@ -196,7 +360,7 @@ impl Ledger {
         self.entries.len()
     }
 
-    fn claim(&mut self, key: ContentKey, id: ClaimId, now: Instant, lease: Duration) -> Claim {
+    fn claim(&mut self, key: ContentKey, id: ClaimId, now: Millis, lease: Duration) -> Claim {
         self.expire(now);
         match self.entries.get(&key) {
             Some(Entry::Settled { until, settlement }) if *until > now => {
@@ -211,11 +375,12 @@ impl Ledger {
             key,
             Entry::InFlight {
                 id,
-                until: now + lease,
+                until: now + millis(lease),
                 done: watch::Sender::new(false),
             },
         );
-        self.leases.push_back((now + lease, key));
+        self.leases.push_back((now + millis(lease), key));
+        self.touch(key);
         Claim::Claimed(id)
     }
 
@@ -224,7 +389,7 @@ impl Ledger {
         key: ContentKey,
         id: ClaimId,
         settlement: Settlement,
-        now: Instant,
+        now: Millis,
         window: Duration,
     ) {
         if let Some(Entry::InFlight { id: holder, .. }) = self.entries.get(&key)
@@ -233,13 +398,14 @@ impl Ledger {
             // Our lease ran out and someone else holds the key now: theirs is the word.
             return;
         }
-        let until = now + window;
+        let until = now + millis(window);
         if let Some(Entry::InFlight { done, .. }) = self
             .entries
             .insert(key, Entry::Settled { until, settlement })
         {
             done.send_replace(true);
         }
+        self.touch(key);
         self.order.push_back((until, key));
         while self.entries.len() > self.capacity {
             match self.order.pop_front() {
@@ -255,11 +421,12 @@ impl Ledger {
             && let Some(Entry::InFlight { done, .. }) = self.entries.remove(&key)
         {
             done.send_replace(true);
+            self.touch(key);
         }
     }
 
     /// Who to wait for: the holder's signal and the end of its lease, while it holds `key`.
-    fn holder(&self, key: ContentKey, now: Instant) -> Option<(watch::Receiver<bool>, Instant)> {
+    fn holder(&self, key: ContentKey, now: Millis) -> Option<(watch::Receiver<bool>, Millis)> {
         match self.entries.get(&key) {
             Some(Entry::InFlight { until, done, .. }) if *until > now => {
                 Some((done.subscribe(), *until))
@@ -268,7 +435,20 @@ impl Ledger {
         }
     }
 
-    fn expire(&mut self, now: Instant) {
+    fn touch(&mut self, key: ContentKey) {
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key);
+        }
+    }
+
+    /// An entry a snapshot persisted; `until` is later than the entries restored before it.
+    fn restore(&mut self, key: ContentKey, settlement: Settlement, until: Millis) {
+        self.entries
+            .insert(key, Entry::Settled { until, settlement });
+        self.order.push_back((until, key));
+    }
+
+    fn expire(&mut self, now: Millis) {
         while let Some((until, key)) = self.order.front().copied() {
             if until > now {
                 break;
@@ -293,11 +473,12 @@ impl Ledger {
     }
 
     /// Removes the entry that expires at `until`, unless the key was claimed or settled again.
-    fn remove_settled(&mut self, key: ContentKey, until: Instant) {
+    fn remove_settled(&mut self, key: ContentKey, until: Millis) {
         if let Some(Entry::Settled { until: current, .. }) = self.entries.get(&key)
             && *current == until
         {
             self.entries.remove(&key);
+            self.touch(key);
         }
     }
 }
@@ -372,7 +553,7 @@ mod tests {
 
     #[test]
     fn settled_is_a_duplicate_until_the_window_ends() {
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(10);
         assert_eq!(
             ledger.claim(key(1), ClaimId(1), t0, LEASE),
@@ -380,18 +561,18 @@ mod tests {
         );
         ledger.settle(key(1), ClaimId(1), Settlement::Sent, t0, WINDOW);
         assert_eq!(
-            ledger.claim(key(1), ClaimId(2), t0 + Duration::from_secs(599), LEASE),
+            ledger.claim(key(1), ClaimId(2), t0 + 599_000, LEASE),
             Claim::Settled(Settlement::Sent)
         );
         assert_eq!(
-            ledger.claim(key(1), ClaimId(3), t0 + WINDOW, LEASE),
+            ledger.claim(key(1), ClaimId(3), t0 + millis(WINDOW), LEASE),
             Claim::Claimed(ClaimId(3))
         );
     }
 
     #[test]
     fn in_flight_claims_are_exclusive_and_released_on_failure() {
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(10);
         assert_eq!(
             ledger.claim(key(1), ClaimId(1), t0, LEASE),
@@ -415,10 +596,10 @@ mod tests {
 
     #[test]
     fn a_lease_that_ran_out_lets_the_next_claim_win() {
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(10);
         let _ = ledger.claim(key(1), ClaimId(1), t0, LEASE);
-        let later = t0 + LEASE;
+        let later = t0 + millis(LEASE);
         assert_eq!(
             ledger.claim(key(1), ClaimId(2), later, LEASE),
             Claim::Claimed(ClaimId(2))
@@ -433,7 +614,7 @@ mod tests {
 
     #[test]
     fn held_back_sms_are_remembered_as_such() {
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(10);
         let _ = ledger.claim(key(1), ClaimId(1), t0, LEASE);
         ledger.settle(key(1), ClaimId(1), Settlement::RateLimited, t0, WINDOW);
@@ -445,7 +626,7 @@ mod tests {
 
     #[test]
     fn size_is_bounded_by_evicting_the_oldest() {
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(3);
         for i in 0..10 {
             let _ = ledger.claim(key(i), ClaimId(i.into()), t0, LEASE);
@@ -464,26 +645,26 @@ mod tests {
 
     #[test]
     fn a_resettled_key_is_not_dropped_by_its_old_expiry() {
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let window = Duration::from_secs(10);
         let mut ledger = Ledger::new(100);
         let _ = ledger.claim(key(7), ClaimId(1), t0, LEASE);
         ledger.settle(key(7), ClaimId(1), Settlement::Sent, t0, window);
-        let t1 = t0 + window;
+        let t1 = t0 + millis(window);
         assert_eq!(
             ledger.claim(key(7), ClaimId(2), t1, LEASE),
             Claim::Claimed(ClaimId(2))
         );
         ledger.settle(key(7), ClaimId(2), Settlement::Sent, t1, window);
         assert_eq!(
-            ledger.claim(key(7), ClaimId(3), t1 + Duration::from_secs(1), LEASE),
+            ledger.claim(key(7), ClaimId(3), t1 + 1_000, LEASE),
             Claim::Settled(Settlement::Sent)
         );
     }
 
     #[test]
     fn expired_entries_are_dropped() {
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(100);
         for i in 0..50 {
             let _ = ledger.claim(key(i), ClaimId(i.into()), t0, LEASE);
@@ -495,71 +676,19 @@ mod tests {
                 Duration::from_secs(1),
             );
         }
-        let _ = ledger.claim(key(200), ClaimId(200), t0 + Duration::from_secs(2), LEASE);
+        let _ = ledger.claim(key(200), ClaimId(200), t0 + 2_000, LEASE);
         assert_eq!(ledger.len(), 1, "only the new claim is left");
     }
 
     #[test]
     fn claims_of_holders_that_died_are_swept() {
-        let t0 = Instant::now();
+        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(100);
         for i in 0..20 {
             let _ = ledger.claim(key(i), ClaimId(i.into()), t0, LEASE);
         }
         assert_eq!(ledger.len(), 20);
-        let _ = ledger.claim(key(100), ClaimId(100), t0 + LEASE, LEASE);
+        let _ = ledger.claim(key(100), ClaimId(100), t0 + millis(LEASE), LEASE);
         assert_eq!(ledger.len(), 1, "only the new claim is left");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn waiting_ends_when_the_holder_settles_or_its_lease_runs_out() {
-        let store = std::sync::Arc::new(MemoryStore::new(10));
-        let Ok(Claim::Claimed(id)) = store.claim(key(1), LEASE).await else {
-            panic!("first claim must win")
-        };
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .wait_for(key(1), Instant::now() + Duration::from_secs(5))
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        store
-            .settle(key(1), id, Settlement::Sent, WINDOW)
-            .await
-            .unwrap();
-        assert!(waiter.await.unwrap().unwrap(), "the claim ended");
-
-        let _ = store.claim(key(2), Duration::from_secs(3)).await;
-        let started = Instant::now();
-        assert!(
-            store
-                .wait_for(key(2), started + Duration::from_secs(10))
-                .await
-                .unwrap(),
-            "the lease ended first"
-        );
-        assert_eq!(started.elapsed(), Duration::from_secs(3));
-        let _ = store.claim(key(3), LEASE).await;
-        assert!(
-            !store
-                .wait_for(key(3), Instant::now() + Duration::from_secs(2))
-                .await
-                .unwrap(),
-            "the deadline ended first"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn once_only_events_happen_once_per_ttl() {
-        let store = MemoryStore::new(10);
-        let ttl = Duration::from_secs(3600);
-        assert!(store.claim_once("shift:primary:1", ttl).await.unwrap());
-        assert!(!store.claim_once("shift:primary:1", ttl).await.unwrap());
-        assert!(store.claim_once("shift:primary:2", ttl).await.unwrap());
-        tokio::time::advance(ttl).await;
-        assert!(store.claim_once("shift:primary:1", ttl).await.unwrap());
     }
 }

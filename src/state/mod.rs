@@ -1,22 +1,62 @@
 //! What the service remembers between notifications: which SMS went out or are going out (the
 //! ledger), the rate limits and what they held back, and events that must happen once. The
-//! `StateStore` seam; `memory` keeps it in this process.
+//! `StateStore` seam: `memory` keeps it in this process, `file` in an embedded database that
+//! outlives a restart, `redis` in a Redis or Valkey that several replicas share. `monitored`
+//! wraps any of them with the metrics and logs of an outage.
 //!
 //! Keys carry no phone number and no alert content: recipient names and SHA-256 hashes.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
 use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
+use crate::clock::Clock;
+use crate::config::StateConfig;
+use crate::metrics::Metrics;
 use crate::payload::Alert;
 use crate::ratelimit::{Limits, Reservation};
 
+pub mod file;
 pub mod memory;
+pub mod monitored;
+pub mod redis;
 
+pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    File(#[from] file::FileError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisSetupError),
+}
+
+/// The configured store, watched (`monitored`). Call it inside `runtime`, the one that sends:
+/// the file store writes and the Redis connection lives there.
+pub fn open(
+    config: &StateConfig,
+    clock: Arc<dyn Clock>,
+    runtime: &Handle,
+    metrics: Metrics,
+) -> Result<Arc<dyn StateStore>, OpenError> {
+    let store: Arc<dyn StateStore> = match config {
+        StateConfig::Memory => Arc::new(MemoryStore::new(memory::DEFAULT_CAPACITY, clock)),
+        StateConfig::File(path) => {
+            let store = Arc::new(FileStore::open(path, clock)?);
+            store.write_behind(runtime);
+            store
+        }
+        StateConfig::Redis(redis) => Arc::new(RedisStore::new(redis, clock)?),
+    };
+    Ok(Arc::new(monitored::Monitored::new(store, metrics)))
+}
 
 /// What an SMS is about: recipient, alert group, and each alert's identity, status and start.
 /// The same notification sent again has the same key; a new alert or a resolved one changes it.
@@ -46,6 +86,14 @@ impl ContentKey {
             field(&mut h, &starts_at.map_or([0xff; 8], i64::to_be_bytes));
         }
         ContentKey(h.finalize().into())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ContentKey(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     /// The hash as hex, for keys in a shared store.
@@ -90,20 +138,52 @@ pub enum Settlement {
 }
 
 /// Identifies one holder's claim, so that a holder whose lease ran out cannot settle or release
-/// the claim someone else took since.
+/// the claim someone else took since. Random, so that replicas do not collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimId(pub u64);
 
-/// What the ledger says about an SMS before it is sent.
+impl ClaimId {
+    pub fn random() -> Self {
+        ClaimId(fastrand::u64(..))
+    }
+}
+
+/// What an SMS asks of the store before it is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Begin<'a> {
+    pub key: ContentKey,
+    /// Phone-book name: the rate limits and held-back counts are kept per name.
+    pub recipient: &'a str,
+    /// How long a claim holds: longer than one send with its retries.
+    pub lease: Duration,
+    /// How long an SMS held back by a limit is not tried again.
+    pub window: Duration,
+    pub limits: Limits,
+}
+
+/// What the store holds for an SMS it let through, until it is settled or given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// Nobody is sending it and it was not sent in the window: the caller holds it now, until
-    /// it settles or releases it, or the lease ends.
-    Claimed(ClaimId),
+pub struct Taken {
+    pub claim: ClaimId,
+    /// The rate-limit slot; `None` when no limit applies.
+    pub reservation: Option<Reservation>,
+    /// How many SMS to the recipient were held back before this one, for it to report.
+    pub held: u64,
+}
+
+/// The store's word on an SMS before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Nobody is sending it, it was not settled in the window and no limit holds it back: the
+    /// caller holds it now, until it settles it, gives it back, or the lease ends.
+    Claimed(Taken),
     /// Settled within the window.
     Settled(Settlement),
     /// Someone else holds it right now.
     InFlight,
+    /// A rate limit held it back just now: counted for the recipient's next SMS, and settled as
+    /// `RateLimited` for the window.
+    RateLimited,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -112,16 +192,16 @@ pub enum StateError {
     Unavailable(String),
 }
 
-/// Where the ledger, the rate limits and once-only events live. Every operation is atomic on
-/// its own; time is the store's (`tokio::time`, so tests can pause it).
+/// Where the ledger, the rate limits and once-only events live. Every operation is atomic, also
+/// across replicas sharing the store; time is the store's `Clock`.
 pub trait StateStore: fmt::Debug + Send + Sync {
     /// For logs and `/-/ready`.
     fn name(&self) -> &'static str;
 
-    /// Claims `key` for sending, for at most `lease` (longer than one send with its retries).
-    fn claim(&self, key: ContentKey, lease: Duration) -> BoxFuture<'_, Result<Claim, StateError>>;
+    /// Claims the SMS, takes its rate-limit slot and its held-back count, in one step.
+    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>>;
 
-    /// The SMS went out or was held back on purpose: `key` is not sent again for `window`.
+    /// The SMS went out (or was held back on purpose): `key` is not sent again for `window`.
     fn settle(
         &self,
         key: ContentKey,
@@ -130,37 +210,18 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         window: Duration,
     ) -> BoxFuture<'_, Result<(), StateError>>;
 
-    /// The SMS was not sent: the claim goes, so that the caller's retry sends it.
-    fn release(&self, key: ContentKey, claim: ClaimId) -> BoxFuture<'_, Result<(), StateError>>;
+    /// The SMS was not sent: the claim goes, the slot and the held-back count come back, so that
+    /// the caller's retry finds everything as before.
+    fn give_back<'a>(
+        &'a self,
+        key: ContentKey,
+        recipient: &'a str,
+        taken: Taken,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
 
     /// Waits while someone else holds `key` (until they settle or release it, their lease ends,
     /// or `until`). True when the claim ended, false when `until` came first.
     fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>>;
-
-    /// Takes a slot under `limits` for one SMS to `recipient`; `None`, and the recipient's
-    /// held-back count goes up by one, when a limit is reached.
-    fn take_rate<'a>(
-        &'a self,
-        recipient: &'a str,
-        limits: Limits,
-    ) -> BoxFuture<'a, Result<Option<Reservation>, StateError>>;
-
-    /// Gives a slot back: an SMS that was not sent does not count against the limits.
-    fn refund_rate<'a>(
-        &'a self,
-        recipient: &'a str,
-        reservation: Reservation,
-    ) -> BoxFuture<'a, Result<(), StateError>>;
-
-    /// How many SMS to `recipient` were held back since the count was last taken; resets it.
-    fn take_held<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, StateError>>;
-
-    /// Puts a taken count back, when the SMS that was to report it was not sent after all.
-    fn restore_held<'a>(
-        &'a self,
-        recipient: &'a str,
-        count: u64,
-    ) -> BoxFuture<'a, Result<(), StateError>>;
 
     /// True for the first caller that claims `event` within `ttl`, false for every other.
     fn claim_once<'a>(
@@ -168,4 +229,12 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         event: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StateError>>;
+
+    /// Whether the store answers, for `alertmanager_sipgate_state_up` between notifications.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>>;
+
+    /// Writes out what is not yet durable; called once at shutdown.
+    fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {
+        std::future::ready(Ok(())).boxed()
+    }
 }

@@ -37,7 +37,7 @@ fn check_config_accepts_the_example() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}: OK (2 recipients, 2 routes, templates: compact, default, short)\n\
+            "{}: OK (2 recipients, 2 routes, templates: compact, default, short, state: memory)\n\
              no Sipgate credentials: the service would run in dry-run mode and send nothing\n",
             dir.path().join("config.yml").display()
         )

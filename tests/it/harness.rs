@@ -181,8 +181,15 @@ impl TestApp {
         std::fs::write(&path, yaml).unwrap();
         let config = Config::load_with_env(&path, &|_| None).unwrap();
         let metrics = Metrics::new().unwrap();
+        let store = alertmanager_sipgate::state::open(
+            &config.state,
+            Arc::new(alertmanager_sipgate::clock::SystemClock::new()),
+            &tokio::runtime::Handle::current(),
+            metrics.clone(),
+        )
+        .unwrap();
         let deliverer = Deliverer::new(
-            Arc::new(alertmanager_sipgate::state::MemoryStore::default()),
+            store,
             config.delivery.max_concurrency,
             config.delivery.max_pending,
             tokio::runtime::Handle::current(),

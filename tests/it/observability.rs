@@ -206,7 +206,7 @@ async fn ready_when_sipgate_confirms_token_and_extension() {
     let app = TestApp::start(&checked_config(&fake.uri(), "s1")).await;
     assert_eq!(
         ready_after_check(&app).await,
-        (200, "OK (sipgate)\n".to_string())
+        (200, "OK (sipgate, state: memory)\n".to_string())
     );
     assert!(
         app.metrics
@@ -255,7 +255,7 @@ async fn a_token_that_may_not_list_extensions_only_warns() {
     let app = TestApp::start(&checked_config(&fake.uri(), "s0")).await;
     assert_eq!(
         ready_after_check(&app).await,
-        (200, "OK (sipgate)\n".to_string())
+        (200, "OK (sipgate, state: memory)\n".to_string())
     );
 }
 

@@ -1,0 +1,70 @@
+//! Time for what several processes or a restart must agree on: Unix milliseconds, from a clock
+//! that production reads from the system and tests set by hand.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+pub fn millis(d: Duration) -> Millis {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub trait Clock: fmt::Debug + Send + Sync {
+    fn now(&self) -> Millis;
+}
+
+/// The system time at start, advanced by tokio's monotonic clock: it does not jump when the
+/// system clock is stepped, and a test's paused tokio clock moves it too.
+#[derive(Debug)]
+pub struct SystemClock {
+    started_unix: Millis,
+    started: tokio::time::Instant,
+}
+
+impl SystemClock {
+    pub fn new() -> Self {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        SystemClock {
+            started_unix: millis(since_epoch),
+            started: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        self.started_unix
+            .saturating_add(millis(self.started.elapsed()))
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn at(now: Millis) -> Self {
+        ManualClock(AtomicU64::new(now))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(millis(by), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,473 @@
+//! The state store that several replicas share: Redis 6 or later, or Valkey, directly or behind
+//! Sentinel. Each step is one Lua script, so it is atomic across replicas, and the happy path of
+//! an SMS is two round trips (`begin`, `settle`).
+//!
+//! Time is the caller's clock, passed into each script, so that leases and windows mean the
+//! same on every backend; Redis's own expiry only collects what is over (`PX`). Keys hold
+//! phone-book names and SHA-256 hashes, never numbers or alert content.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Client, IntoConnectionInfo, RedisError, Script, TlsMode};
+use secrecy::ExposeSecret;
+use tokio::time::Instant;
+
+use super::{Begin, ClaimId, ContentKey, Settlement, Start, StateError, StateStore, Taken};
+use crate::clock::{Clock, millis};
+use crate::config::RedisConfig;
+use crate::ratelimit::Reservation;
+
+/// How long a held-back count waits for the recipient's next SMS before it is forgotten.
+pub const HELD_BACK_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// How often a request that found its SMS in flight elsewhere looks again.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+/// Claims the SMS unless it is settled or held; takes its rate-limit slots unless a limit is
+/// full (then it counts as held back and is settled as such); takes the held-back count.
+/// Entries: `c:<lease end>:<claim id>`, `s:<until>` (sent), `r:<until>` (rate-limited).
+const BEGIN: &str = r"
+local now = tonumber(ARGV[1])
+local entry = redis.call('GET', KEYS[1])
+if entry then
+  local kind, ends = string.match(entry, '^(%a):(%d+)')
+  if ends and tonumber(ends) > now then
+    if kind == 's' then return {1, 0} end
+    if kind == 'r' then return {2, 0} end
+    return {3, 0}
+  end
+end
+local per, per_period = tonumber(ARGV[5]), tonumber(ARGV[6])
+local total, total_period = tonumber(ARGV[7]), tonumber(ARGV[8])
+local full = false
+if per > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - per_period)
+  if redis.call('ZCARD', KEYS[2]) >= per then full = true end
+end
+if total > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - total_period)
+  if redis.call('ZCARD', KEYS[3]) >= total then full = true end
+end
+if full then
+  redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[9])
+  local window = tonumber(ARGV[4])
+  redis.call('SET', KEYS[1], 'r:' .. ARGV[11], 'PX', window)
+  return {4, 0}
+end
+if per > 0 then
+  redis.call('ZADD', KEYS[2], now, ARGV[10])
+  redis.call('PEXPIRE', KEYS[2], per_period)
+end
+if total > 0 then
+  redis.call('ZADD', KEYS[3], now, ARGV[10])
+  redis.call('PEXPIRE', KEYS[3], total_period)
+end
+redis.call('SET', KEYS[1], 'c:' .. ARGV[12] .. ':' .. ARGV[3], 'PX', ARGV[2])
+local held = redis.call('GET', KEYS[4])
+if held then redis.call('DEL', KEYS[4]) end
+return {0, tonumber(held or '0')}
+";
+
+/// Settles the SMS unless another holder claimed it since this one's lease ran out.
+const SETTLE: &str = r"
+local entry = redis.call('GET', KEYS[1])
+if entry then
+  local ends, holder = string.match(entry, '^c:(%d+):(%d+)$')
+  if holder and holder ~= ARGV[1] and tonumber(ends) > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+return 1
+";
+
+/// Releases this holder's claim, returns its slots and the held-back count it took.
+const GIVE_BACK: &str = r"
+local entry = redis.call('GET', KEYS[1])
+if entry and string.match(entry, '^c:%d+:(%d+)$') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+if ARGV[2] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('INCRBY', KEYS[4], ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+end
+return 1
+";
+
+const CLAIM_ONCE: &str = r"
+local ends = redis.call('GET', KEYS[1])
+if ends and tonumber(ends) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+return 1
+";
+
+#[derive(Debug, thiserror::Error)]
+#[error("state.redis: {0}")]
+pub struct RedisSetupError(String);
+
+pub struct RedisStore {
+    connection: Connection,
+    prefix: String,
+    timeout: Duration,
+    clock: Arc<dyn Clock>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    begin: Script,
+    settle: Script,
+    give_back: Script,
+    claim_once: Script,
+}
+
+/// Where the commands go. A plain connection manager reconnects by itself; behind Sentinel the
+/// master can move, so a connection that fails is dropped and the master asked for again.
+enum Connection {
+    Direct(ConnectionManager),
+    Sentinel(Box<ViaSentinel>),
+}
+
+struct ViaSentinel {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    current: Mutex<Option<ConnectionManager>>,
+    config: ConnectionManagerConfig,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Sets up the connection without connecting: an unreachable Redis at start is an outage
+    /// like any other, not a reason not to page. Call it on the runtime that sends.
+    pub fn new(config: &RedisConfig, clock: Arc<dyn Clock>) -> Result<RedisStore, RedisSetupError> {
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let password = config.password.as_ref().map(|p| p.expose_secret());
+        let connection = match &config.sentinel {
+            None => {
+                let url = config.url.as_deref().unwrap_or_default();
+                let info = url
+                    .into_connection_info()
+                    .map_err(|e| RedisSetupError(format!("url: {e}")))?;
+                let mut redis = info.redis_settings().clone();
+                if let Some(username) = &config.username {
+                    redis = redis.set_username(username);
+                }
+                if let Some(password) = password {
+                    redis = redis.set_password(password);
+                }
+                let client = Client::open(info.set_redis_settings(redis))
+                    .map_err(|e| RedisSetupError(format!("url: {e}")))?;
+                let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
+                    .map_err(|e| RedisSetupError(e.to_string()))?;
+                Connection::Direct(manager)
+            }
+            Some(sentinel) => {
+                let master = match config.url.as_deref() {
+                    Some(url) => url
+                        .into_connection_info()
+                        .map_err(|e| RedisSetupError(format!("url: {e}")))?,
+                    None => "redis://localhost"
+                        .into_connection_info()
+                        .map_err(|e| RedisSetupError(e.to_string()))?,
+                };
+                let tls = matches!(master.addr(), redis::ConnectionAddr::TcpTls { .. });
+                let mut redis = master.redis_settings().clone();
+                if let Some(username) = &config.username {
+                    redis = redis.set_username(username);
+                }
+                if let Some(password) = password {
+                    redis = redis.set_password(password);
+                }
+                let mut node =
+                    SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
+                if tls {
+                    node = node.set_tls_mode(TlsMode::Secure);
+                }
+                let client = SentinelClient::build(
+                    sentinel.urls.clone(),
+                    sentinel.master.clone(),
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(|e| RedisSetupError(format!("sentinel.urls: {e}")))?;
+                Connection::Sentinel(Box::new(ViaSentinel {
+                    sentinel: tokio::sync::Mutex::new(client),
+                    current: Mutex::new(None),
+                    config: manager_config,
+                }))
+            }
+        };
+        Ok(RedisStore {
+            connection,
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            clock,
+            scripts: Scripts {
+                begin: Script::new(BEGIN),
+                settle: Script::new(SETTLE),
+                give_back: Script::new(GIVE_BACK),
+                claim_once: Script::new(CLAIM_ONCE),
+            },
+        })
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    fn sms_key(&self, key: ContentKey) -> String {
+        self.key("sms", &key.hex())
+    }
+
+    /// The rate-limit and held-back keys of `recipient`: its window, the total window, its count.
+    fn recipient_keys(&self, recipient: &str) -> [String; 3] {
+        [
+            self.key("rate", recipient),
+            format!("{}rate-total", self.prefix),
+            self.key("held", recipient),
+        ]
+    }
+
+    async fn manager(&self) -> Result<ConnectionManager, RedisError> {
+        match &self.connection {
+            Connection::Direct(manager) => Ok(manager.clone()),
+            Connection::Sentinel(via) => {
+                if let Some(manager) = via
+                    .current
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                {
+                    return Ok(manager);
+                }
+                let client = via.sentinel.lock().await.async_get_client().await?;
+                let manager =
+                    ConnectionManager::new_with_config(client, via.config.clone()).await?;
+                *via.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(manager.clone());
+                Ok(manager)
+            }
+        }
+    }
+
+    /// Runs one round trip within the timeout. Behind Sentinel, a connection that failed or a
+    /// master that became a replica is dropped, so that the next call asks where the master is.
+    async fn run<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Result<T, StateError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        let result = tokio::time::timeout(self.timeout, async {
+            let manager = self.manager().await?;
+            call(manager).await
+        })
+        .await;
+        let error = match result {
+            Ok(Ok(value)) => return Ok(value),
+            // The client's words: a kind and Redis's or the system's reason, never the URL.
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?} (state.redis.timeout)", self.timeout),
+        };
+        if let Connection::Sentinel(via) = &self.connection {
+            *via.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        Err(StateError::Unavailable(error))
+    }
+}
+
+fn limit(rate: Option<crate::ratelimit::Rate>) -> (u64, u64) {
+    rate.map_or((0, 0), |r| (r.count as u64, millis(r.period).max(1)))
+}
+
+impl StateStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+        async move {
+            let now = self.clock.now();
+            let claim = ClaimId::random();
+            let [rate, total, held] = self.recipient_keys(request.recipient);
+            let (per, per_period) = limit(request.limits.per_recipient);
+            let (all, all_period) = limit(request.limits.total);
+            let lease = millis(request.lease).max(1);
+            let window = millis(request.window).max(1);
+            let member = format!("{now}:{}", claim.0);
+            let mut invocation = self.scripts.begin.prepare_invoke();
+            invocation
+                .key(self.sms_key(request.key))
+                .key(rate)
+                .key(total)
+                .key(held)
+                .arg(now)
+                .arg(lease)
+                .arg(claim.0.to_string())
+                .arg(window)
+                .arg(per)
+                .arg(per_period)
+                .arg(all)
+                .arg(all_period)
+                .arg(millis(HELD_BACK_TTL))
+                .arg(&member)
+                .arg(now + window)
+                .arg(now + lease);
+            let reply: Vec<u64> = self
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await?;
+            Ok(match reply.as_slice() {
+                [1, _] => Start::Settled(Settlement::Sent),
+                [2, _] => Start::Settled(Settlement::RateLimited),
+                [3, _] => Start::InFlight,
+                [4, _] => Start::RateLimited,
+                [0, held] => Start::Claimed(Taken {
+                    claim,
+                    reservation: (per > 0 || all > 0).then_some(Reservation {
+                        at: now,
+                        id: claim.0,
+                    }),
+                    held: *held,
+                }),
+                other => {
+                    return Err(StateError::Unavailable(format!(
+                        "unexpected answer {other:?} from the begin script"
+                    )));
+                }
+            })
+        }
+        .boxed()
+    }
+
+    fn settle(
+        &self,
+        key: ContentKey,
+        claim: ClaimId,
+        settlement: Settlement,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<(), StateError>> {
+        async move {
+            let now = self.clock.now();
+            let window = millis(window).max(1);
+            let kind = match settlement {
+                Settlement::Sent => 's',
+                Settlement::RateLimited => 'r',
+            };
+            let mut invocation = self.scripts.settle.prepare_invoke();
+            invocation
+                .key(self.sms_key(key))
+                .arg(claim.0.to_string())
+                .arg(format!("{kind}:{}", now + window))
+                .arg(now)
+                .arg(window);
+            let _: u64 = self
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn give_back<'a>(
+        &'a self,
+        key: ContentKey,
+        recipient: &'a str,
+        taken: Taken,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        async move {
+            let [rate, total, held] = self.recipient_keys(recipient);
+            let member = taken
+                .reservation
+                .map(|r| format!("{}:{}", r.at, r.id))
+                .unwrap_or_default();
+            let mut invocation = self.scripts.give_back.prepare_invoke();
+            invocation
+                .key(self.sms_key(key))
+                .key(rate)
+                .key(total)
+                .key(held)
+                .arg(taken.claim.0.to_string())
+                .arg(member)
+                .arg(taken.held)
+                .arg(millis(HELD_BACK_TTL));
+            let _: u64 = self
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
+        async move {
+            let sms_key = self.sms_key(key);
+            loop {
+                let entry: Option<String> = self
+                    .run(|mut c| {
+                        let sms_key = sms_key.clone();
+                        async move { redis::cmd("GET").arg(sms_key).query_async(&mut c).await }
+                    })
+                    .await?;
+                let lease_end = entry
+                    .as_deref()
+                    .and_then(|e| e.strip_prefix("c:"))
+                    .and_then(|e| e.split(':').next())
+                    .and_then(|ends| ends.parse::<u64>().ok());
+                if lease_end.is_none_or(|ends| ends <= self.clock.now()) {
+                    return Ok(true);
+                }
+                if Instant::now() + WAIT_POLL > until {
+                    return Ok(false);
+                }
+                tokio::time::sleep(WAIT_POLL).await;
+            }
+        }
+        .boxed()
+    }
+
+    fn claim_once<'a>(
+        &'a self,
+        event: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StateError>> {
+        async move {
+            let now = self.clock.now();
+            let ttl = millis(ttl).max(1);
+            let mut invocation = self.scripts.claim_once.prepare_invoke();
+            invocation
+                .key(self.key("once", event))
+                .arg(now)
+                .arg(ttl)
+                .arg(now + ttl);
+            let first: u64 = self
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await?;
+            Ok(first == 1)
+        }
+        .boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+        async move {
+            let _: String = self
+                .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
