@@ -106,7 +106,7 @@ for name, ds in docs.items():
         ident = (d.get("kind"), (d.get("metadata") or {}).get("name"))
         if not d.get("apiVersion") or not all(ident):
             problems.append(f"{name}: needs apiVersion, kind and metadata.name")
-        k8s[ident[0]] = d
+        k8s[ident] = d
 
 kust = docs["examples/kubernetes/kustomization.yaml"][0]
 listed = set(kust.get("resources", []))
@@ -120,15 +120,31 @@ def need(cond, msg):
     if not cond:
         problems.append(msg)
 
-dep, svc, cm, sec, sm = (k8s.get(k) for k in
-                         ("Deployment", "Service", "ConfigMap", "Secret", "ServiceMonitor"))
-need(all((dep, svc, cm, sec, sm)), "need Deployment, Service, ConfigMap, Secret, ServiceMonitor")
-if all((dep, svc, cm, sec, sm)):
+dep, svc, cm, sec, sm, pdb, redis, redis_svc = (k8s.get((k, n)) for k, n in (
+    ("Deployment", "alertmanager-sipgate"), ("Service", "alertmanager-sipgate"),
+    ("ConfigMap", "alertmanager-sipgate"), ("Secret", "alertmanager-sipgate"),
+    ("ServiceMonitor", "alertmanager-sipgate"), ("PodDisruptionBudget", "alertmanager-sipgate"),
+    ("Deployment", "alertmanager-sipgate-redis"), ("Service", "alertmanager-sipgate-redis")))
+need(all((dep, svc, cm, sec, sm, pdb, redis, redis_svc)),
+     "need Deployment, Service, ConfigMap, Secret, ServiceMonitor, PodDisruptionBudget and the Redis")
+if all((dep, svc, cm, sec, sm, pdb, redis, redis_svc)):
     spec = dep["spec"]
     pod = spec["template"]["spec"]
     c = pod["containers"][0]
-    need(spec.get("replicas") == 1, "Deployment: replicas must be 1 (in-memory dedup ledger)")
-    need(spec.get("strategy", {}).get("type") == "Recreate", "Deployment: strategy must be Recreate")
+    need(spec.get("replicas", 1) >= 2, "Deployment: at least 2 replicas")
+    rolling = spec.get("strategy", {}).get("rollingUpdate", {})
+    need(spec.get("strategy", {}).get("type") == "RollingUpdate" and rolling.get("maxUnavailable") == 0,
+         "Deployment: RollingUpdate with maxUnavailable 0")
+    need(pdb["spec"].get("minAvailable") == 1, "PodDisruptionBudget: minAvailable 1")
+    need(pdb["spec"]["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items(),
+         "PodDisruptionBudget selector does not match the pods")
+    state = yaml.safe_load(cm["data"]["config.yml"]).get("state", {})
+    redis_port = redis_svc["spec"]["ports"][0]["port"]
+    need(state.get("redis", {}).get("url", "").startswith(
+            f"redis://{redis_svc['metadata']['name']}:{redis_port}/"),
+         "ConfigMap: state.redis.url must name the Redis Service")
+    need(redis_svc["spec"]["selector"].items() <= redis["spec"]["template"]["metadata"]["labels"].items(),
+         "Redis Service selector does not match the Redis pod")
     need(pod.get("terminationGracePeriodSeconds", 30) >= 40, "Deployment: terminationGracePeriodSeconds < 40")
     need(pod.get("securityContext", {}).get("runAsNonRoot") is True, "Deployment: runAsNonRoot")
     csc = c.get("securityContext", {})
@@ -193,7 +209,7 @@ EOF
 echo "== Kubernetes schemas"
 # kustomization.yaml and the ServiceMonitor (a CRD) have no built-in schema.
 check "kubernetes-validate --strict (core objects)" kubernetes-validate --strict --quiet \
-  examples/kubernetes/{secret,configmap,deployment,service}.yaml
+  examples/kubernetes/{secret,configmap,deployment,service,poddisruptionbudget,redis}.yaml
 
 echo "== configuration in the ConfigMap"
 if command -v cargo >/dev/null; then
@@ -212,6 +228,11 @@ for item in volume["configMap"]["items"]:
 EOF
   check "alertmanager-sipgate check-config (as mounted in the pod)" \
     cargo run --quiet --locked -- check-config --config.file="$work/etc/config.yml"
+  mkdir -p "$work/compose"
+  cp examples/compose/config.yml "$work/compose/config.yml"
+  echo example-secret > "$work/compose/sms-password"   # mounted beside it in the container
+  check "alertmanager-sipgate check-config (compose/config.yml, as mounted)" \
+    cargo run --quiet --locked -- check-config --config.file="$work/compose/config.yml"
   check "alertmanager-sipgate has the healthcheck subcommand the Dockerfile uses" \
     cargo run --quiet --locked -- healthcheck --help
 else

@@ -44,6 +44,8 @@ KNOWN = {
     "alertmanager_sipgate_config_last_reload_success_timestamp_seconds",
     "alertmanager_sipgate_sipgate_credentials_valid",
     "alertmanager_sipgate_build_info",
+    "alertmanager_sipgate_state_up",
+    "alertmanager_sipgate_state_errors_total",
 }
 METRIC = re.compile(r"\balertmanager_sipgate_[a-z0-9_]+")
 

@@ -32,6 +32,19 @@ if readelf -V "$binary" | grep -q GLIBC_ABI_DT_RELR; then
 fi
 echo "   no GLIBC_ABI_DT_RELR; runs on glibc $floor and later"
 
+echo "== the packaged config: examples/config.yml with the state in the state directory"
+# One instance that remembers across restarts: the file backend in the unit's StateDirectory=.
+mkdir -p target/package
+line='state: {file: /var/lib/alertmanager-sipgate/state.redb}'
+# The commented "# state:" block becomes that one line.
+awk -v line="$line" '
+  $0 == "# state:" { print line; skipping = 1; next }
+  skipping && /^#   / { next }
+  { skipping = 0; print }
+' examples/config.yml > target/package/config.yml
+grep -qx "$line" target/package/config.yml \
+  || { echo "build-release: FAILED: no state line for the package in examples/config.yml" >&2; exit 1; }
+
 echo "== Debian package"
 cargo deb --no-build --target "$triple"
 ls -l target/debian/*.deb

@@ -57,7 +57,7 @@ for _ in $(seq 1 100); do
   if ready=$(curl -fsS "http://127.0.0.1:$port/-/ready" 2>/dev/null); then break; fi
   sleep 0.1
 done
-[ "${ready:-}" = "OK (dry-run)" ] || { cat "$log"; fail "/-/ready: ${ready:-no answer}"; }
+[ "${ready:-}" = "OK (dry-run, state: file)" ] || { cat "$log"; fail "/-/ready: ${ready:-no answer}"; }
 [ "$(ps -o user= -p "$pid")" = "$package" ] || fail "runs as $(ps -o user= -p "$pid")"
 secret=$(cat /etc/alertmanager-sipgate/sms-password)
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "alertmanager:$secret" \
@@ -67,6 +67,9 @@ echo "   /-/ready: $ready; POST /alerts with the generated secret: $code"
 kill -TERM "$pid"
 wait "$pid" || fail "exit code $? after SIGTERM"
 pid=
+[ "$(stat -c '%U' /var/lib/alertmanager-sipgate/state.redb)" = "$package" ] \
+  || fail "state file: $(stat -c '%U' /var/lib/alertmanager-sipgate/state.redb 2>&1)"
+echo "   the state file is in the state directory, owned by $package"
 
 echo "== dpkg --purge"
 dpkg --purge "$package"

@@ -22,14 +22,10 @@ async fn wait_for_sms(fake: &MockServer, count: usize, limit: Duration) -> Vec<S
     .await
 }
 
-#[tokio::test]
-#[ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"]
-async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
-    const FAILURES: usize = 12;
-    let fake = failing_then_ok(503, FAILURES as u64, None).await;
-    let app = TestApp::start(&fault_config(&fake.uri())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
+/// An Alertmanager config in `dir` that sends every alert to the service at `url` within a
+/// second or two, and retries a failed notification every two seconds.
+fn quick_alertmanager_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let config = dir.join("alertmanager.yml");
     std::fs::write(
         &config,
         format!(
@@ -43,20 +39,33 @@ route:
 receivers:
   - name: sms
     webhook_configs:
-      - url: {}/alerts
+      - url: {url}/alerts
         send_resolved: true
-"#,
-            app.url
+"#
         ),
     )
     .unwrap();
-    let am = Alertmanager::start(&config, &dir.path().join("data")).await;
+    config
+}
 
-    am.post_alerts(serde_json::json!([{
+fn diskfull_alert() -> serde_json::Value {
+    serde_json::json!([{
         "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
         "annotations": {"summary": "Disk on db1 is 95% full"}
-    }]))
-    .await;
+    }])
+}
+
+#[tokio::test]
+#[ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"]
+async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
+    const FAILURES: usize = 12;
+    let fake = failing_then_ok(503, FAILURES as u64, None).await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = quick_alertmanager_config(dir.path(), &app.url);
+    let am = Alertmanager::start(&config, &dir.path().join("data")).await;
+
+    am.post_alerts(diskfull_alert()).await;
 
     wait_for_sms(&fake, FAILURES + 2, Duration::from_secs(40)).await;
     // Two more flushes of the group: Alertmanager must not cause another SMS.
@@ -161,4 +170,93 @@ async fn the_example_configs_work_together_as_copied() {
         !metrics.contains("code=\"401\""),
         "Alertmanager's credentials were refused:\n{metrics}"
     );
+}
+
+/// An Alertmanager HA pair in a gossip cluster, each posting to its own replica, both replicas
+/// on one Redis. Sipgate fails the first attempts, so the first peer's notification fails and
+/// the second peer delivers too: the shared ledger still lets exactly one SMS per recipient out.
+#[tokio::test]
+#[ignore = "needs prometheus-alertmanager and redis-server: apt-get install prometheus-alertmanager redis-server"]
+async fn an_alertmanager_ha_pair_on_two_replicas_sends_one_sms_each() {
+    const FAILURES: usize = 8;
+    let redis = Redis::start().await;
+    let fake = failing_then_ok(503, FAILURES as u64, None).await;
+    let yaml = TestConfig::faults(&fake.uri()).on_redis(&redis).yaml();
+    let replicas = [Service::start(&yaml).await, Service::start(&yaml).await];
+
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let gossip = format!("127.0.0.1:{}", free_port());
+    let first = Alertmanager::start_in_cluster(
+        &quick_alertmanager_config(dirs[0].path(), &replicas[0].url),
+        &dirs[0].path().join("data"),
+        &gossip,
+        &[],
+    )
+    .await;
+    let second = Alertmanager::start_in_cluster(
+        &quick_alertmanager_config(dirs[1].path(), &replicas[1].url),
+        &dirs[1].path().join("data"),
+        &format!("127.0.0.1:{}", free_port()),
+        &[&gossip],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the peers see each other",
+        || async {
+            let status: serde_json::Value = reqwest::get(format!("{}/api/v2/status", first.url))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (status["cluster"]["peers"].as_array()?.len() == 2).then_some(())
+        },
+    )
+    .await;
+    // Prometheus sends every alert to every Alertmanager.
+    first.post_alerts(diskfull_alert()).await;
+    second.post_alerts(diskfull_alert()).await;
+
+    wait_for_sms(&fake, FAILURES + 2, Duration::from_secs(60)).await;
+    for replica in &replicas {
+        metrics_with(&replica.url, "endpoint=\"/alerts\"} ").await;
+    }
+    // Two more flushes of each peer: no further SMS.
+    let flushed = (first.flushes(), second.flushes());
+    eventually(
+        Duration::from_secs(20),
+        "two more flushes of each peer",
+        || async {
+            (first.flushes() >= flushed.0 + 2 && second.flushes() >= flushed.1 + 2).then_some(())
+        },
+    )
+    .await;
+    let accepted: Vec<String> = fake.received_requests().await.unwrap()[FAILURES..]
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body["recipient"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut accepted = accepted;
+    accepted.sort();
+    assert_eq!(accepted, [ALICE, BOB]);
+    let mut posted_to = 0;
+    for replica in &replicas {
+        let metrics = reqwest::get(format!("{}/metrics", replica.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics
+            .contains("alertmanager_sipgate_requests_total{code=\"200\",endpoint=\"/alerts\"}")
+            || metrics
+                .contains("alertmanager_sipgate_requests_total{code=\"502\",endpoint=\"/alerts\"}")
+        {
+            posted_to += 1;
+        }
+    }
+    assert_eq!(posted_to, 2, "both peers delivered to their replica");
 }

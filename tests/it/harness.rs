@@ -48,6 +48,8 @@ pub struct TestConfig {
     pub delivery: serde_json::Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +130,7 @@ impl TestConfig {
             templates: None,
             delivery: serde_json::Map::new(),
             server: None,
+            state: None,
         }
     }
 
@@ -145,6 +148,17 @@ impl TestConfig {
     pub fn server(mut self, server: Value) -> Self {
         self.server = Some(server);
         self
+    }
+
+    /// The `state:` section, e.g. `{"redis": {"url": ...}}`.
+    pub fn state(mut self, state: Value) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// The state on `redis`, shared by every service started on this config.
+    pub fn on_redis(self, redis: &Redis) -> Self {
+        self.state(serde_json::json!({"redis": {"url": redis.url(), "timeout": "500ms"}}))
     }
 
     /// The route named `name`, to change it.
@@ -220,19 +234,40 @@ impl TestApp {
     }
 
     pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .post(format!("{}/alerts", self.url))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-        (status, json)
+        post_alerts(&self.http, &self.url, body).await
     }
+}
+
+/// Posts a notification to the service at `url`; its status and JSON answer.
+pub async fn post_alerts(
+    http: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let response = http
+        .post(format!("{url}/alerts"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// `firing-diskfull.json` with its fingerprint and instance made unique by `n`: a new alert
+/// each time, as in a storm.
+pub fn diskfull(n: usize) -> Vec<u8> {
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&fixture("firing-diskfull.json")).unwrap();
+    for alert in body["alerts"].as_array_mut().unwrap() {
+        alert["fingerprint"] = format!("{n:016x}").into();
+        alert["labels"]["instance"] = format!("db{n}:9100").into();
+    }
+    body["groupKey"] = format!("{{}}:{{alertname=\"DiskFull\",n=\"{n}\"}}").into();
+    serde_json::to_vec(&body).unwrap()
 }
 
 /// What the fake Sipgate received on `POST /v2/sessions/sms`, as (recipient, message) in order of
@@ -648,6 +683,10 @@ impl Service {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
+
+    pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        post_alerts(&reqwest::Client::new(), &self.url, body).await
+    }
 }
 
 /// Debian's `prometheus-alertmanager` on a loopback port, without clustering, logging at debug
@@ -663,6 +702,17 @@ pub const ALERTMANAGER: &str = "prometheus-alertmanager";
 impl Alertmanager {
     /// Runs Alertmanager on `config`, with its data in `data`.
     pub async fn start(config: &Path, data: &Path) -> Alertmanager {
+        Alertmanager::start_in_cluster(config, data, "", &[]).await
+    }
+
+    /// As `start`, as a member of a gossip cluster: listening for peers on `cluster` and
+    /// joining `peers`, as an HA pair or trio runs.
+    pub async fn start_in_cluster(
+        config: &Path,
+        data: &Path,
+        cluster: &str,
+        peers: &[&str],
+    ) -> Alertmanager {
         require(ALERTMANAGER, "prometheus-alertmanager");
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
@@ -673,7 +723,11 @@ impl Alertmanager {
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!("--storage.path={}", data.display()))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--cluster.listen-address=")
+                .arg(format!("--cluster.listen-address={cluster}"))
+                .args(peers.iter().map(|p| format!("--cluster.peer={p}")))
+                .arg("--cluster.peer-timeout=2s")
+                .arg("--cluster.gossip-interval=50ms")
+                .arg("--cluster.pushpull-interval=1s")
                 .arg(format!("--web.external-url={url}"))
                 .arg("--log.level=debug")
                 .stdout(Stdio::null())
@@ -711,5 +765,160 @@ impl Alertmanager {
             .await
             .unwrap();
         assert!(response.status().is_success(), "{response:?}");
+    }
+}
+
+/// Debian's `redis-server` on a loopback port, in a folder of its own, without persistence: the
+/// state store of replicas in the tests. Stopped and started again on the same port to test an
+/// outage.
+pub struct Redis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<ChildGuard>,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        Redis::start_with(&[]).await
+    }
+
+    /// A replica of the Redis on `master`.
+    pub async fn replica_of(master: &Redis) -> Redis {
+        Redis::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]).await
+    }
+
+    async fn start_with(args: &[&str]) -> Redis {
+        require("redis-server", "redis-server");
+        let mut redis = Redis {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            args: args.iter().map(ToString::to_string).collect(),
+            child: None,
+        };
+        redis.start_again().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts it again after `kill`, on the same port, empty.
+    pub async fn start_again(&mut self) {
+        let log = self.dir.path().join("redis.log");
+        self.child = Some(ChildGuard::spawn(
+            Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(self.dir.path())
+                .args(&self.args)
+                .stdout(std::fs::File::create(log).unwrap())
+                .stderr(Stdio::null()),
+        ));
+        let port = self.port;
+        eventually(
+            Duration::from_secs(10),
+            "redis-server answers PING",
+            || async move { (redis_cli(port, &["PING"]) == "PONG").then_some(()) },
+        )
+        .await;
+    }
+
+    /// SIGKILL, as a crash or a lost node.
+    pub fn kill(&mut self) {
+        self.child = None;
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, args)
+    }
+
+    /// How often the server ran `command` (lower case) since it started: `INFO commandstats`.
+    pub fn calls(&self, command: &str) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+}
+
+/// `redis-cli -p PORT ARGS...`, its answer trimmed; empty when the server does not answer.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Debian's `redis-sentinel` watching `master` (quorum 1), on a loopback port.
+pub struct Sentinel {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _child: ChildGuard,
+}
+
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+impl Sentinel {
+    pub async fn start(master: &Redis) -> Sentinel {
+        require("redis-sentinel", "redis-sentinel");
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        // Sentinel rewrites its config file as the topology changes.
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                 sentinel failover-timeout {SENTINEL_MASTER} 5000\n",
+                dir.path().display(),
+                master.port
+            ),
+        )
+        .unwrap();
+        let child = ChildGuard::spawn(
+            Command::new("redis-sentinel")
+                .arg(&config)
+                .stdout(std::fs::File::create(dir.path().join("sentinel.log")).unwrap())
+                .stderr(Stdio::null()),
+        );
+        let sentinel = Sentinel {
+            port,
+            _dir: dir,
+            _child: child,
+        };
+        let expected = master.port;
+        eventually(
+            Duration::from_secs(10),
+            "the sentinel knows the master",
+            || {
+                let known = sentinel.master_port();
+                async move { (known == Some(expected)).then_some(()) }
+            },
+        )
+        .await;
+        sentinel
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port of the master the sentinel names now.
+    pub fn master_port(&self) -> Option<u16> {
+        let answer = redis_cli(
+            self.port,
+            &["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER],
+        );
+        answer.lines().nth(1)?.trim().parse().ok()
     }
 }

@@ -11,4 +11,6 @@ mod operations;
 mod process;
 mod properties;
 mod relay;
+mod replicas;
 mod senders;
+mod state;

@@ -1,0 +1,376 @@
+//! Several replicas and restarts: the real binary on a shared `redis-server` (also behind
+//! `redis-sentinel`), or on a state file, with the fake Sipgate counting every SMS.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use wiremock::ResponseTemplate;
+
+use crate::harness::*;
+
+fn once_each() -> BTreeMap<String, usize> {
+    [(ALICE.to_string(), 1), (BOB.to_string(), 1)].into()
+}
+
+fn outcomes(answer: &serde_json::Value) -> Vec<String> {
+    answer["sms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sms| {
+            let reason = sms["reason"]
+                .as_str()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default();
+            format!(
+                "{} {}{reason}",
+                sms["recipient"].as_str().unwrap(),
+                sms["outcome"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+async fn two_replicas(config: &TestConfig) -> (Service, Service) {
+    let yaml = config.yaml();
+    (Service::start(&yaml).await, Service::start(&yaml).await)
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn the_same_notification_posted_to_two_replicas_at_once_is_sent_once() {
+    let redis = Redis::start().await;
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(204).set_delay(Duration::from_millis(200)))
+        .start()
+        .await;
+    let (a, b) = two_replicas(&TestConfig::new(&fake.uri()).on_redis(&redis)).await;
+    for n in 0..5 {
+        let (from_a, from_b) = tokio::join!(a.post_alerts(diskfull(n)), b.post_alerts(diskfull(n)));
+        assert_eq!((from_a.0, from_b.0), (200, 200), "{from_a:?} {from_b:?}");
+    }
+    let expected: BTreeMap<String, usize> = [(ALICE.to_string(), 5), (BOB.to_string(), 5)].into();
+    assert_eq!(requests_per_recipient(&fake).await, expected);
+    assert!(a.log().contains("state=redis"), "{}", a.log());
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn a_replica_that_finds_the_sms_in_flight_elsewhere_never_sends_it_again() {
+    let redis = Redis::start().await;
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(204).set_delay(Duration::from_secs(3)))
+        .start()
+        .await;
+    let (a, b) = two_replicas(&TestConfig::new(&fake.uri()).on_redis(&redis)).await;
+    let a = Arc::new(a);
+    let first = {
+        let a = a.clone();
+        tokio::spawn(async move { a.post_alerts(diskfull(1)).await })
+    };
+    // A's two requests are on the wire; B gets the same notification now.
+    requests_received(&fake, 2).await;
+    let (status, answer) = b.post_alerts(diskfull(1)).await;
+    let from_a = first.await.unwrap();
+    assert_eq!(from_a.0, 200, "{from_a:?}");
+    match status {
+        200 => assert_eq!(
+            outcomes(&answer),
+            ["alice suppressed duplicate", "bob suppressed duplicate"]
+        ),
+        502 => {}
+        other => panic!("B answered {other}: {answer}"),
+    }
+    assert_eq!(requests_per_recipient(&fake).await, once_each());
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn a_rate_limit_holds_across_replicas() {
+    let redis = Redis::start().await;
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri())
+        .on_redis(&redis)
+        .delivery("rate_limit", json!({"per_recipient": "2/h"}));
+    let (a, b) = two_replicas(&config).await;
+    for (n, replica) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let (status, answer) = replica.post_alerts(diskfull(n)).await;
+        assert_eq!(status, 200, "{answer}");
+        let expected = if n < 2 {
+            ["alice sent", "bob sent"]
+        } else {
+            [
+                "alice suppressed rate_limited",
+                "bob suppressed rate_limited",
+            ]
+        };
+        assert_eq!(outcomes(&answer), expected, "notification {n}");
+    }
+    let expected: BTreeMap<String, usize> = [(ALICE.to_string(), 2), (BOB.to_string(), 2)].into();
+    assert_eq!(requests_per_recipient(&fake).await, expected);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn a_replica_killed_mid_send_leaves_the_sms_to_the_other_after_the_lease() {
+    let redis = Redis::start().await;
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(204).set_delay(Duration::from_secs(2)))
+        .start()
+        .await;
+    let mut config = TestConfig::faults(&fake.uri()).on_redis(&redis);
+    config.sipgate.timeout = "3s".to_string();
+    let (mut a, b) = two_replicas(&config).await;
+    let url = a.url.clone();
+    let doomed = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/alerts"))
+            .body(diskfull(1))
+            .send()
+            .await
+    });
+    requests_received(&fake, 2).await;
+    a.child.signal("KILL");
+    a.child.wait_for_exit(Duration::from_secs(5)).await;
+    assert!(doomed.await.unwrap().is_err(), "A died before it answered");
+
+    // Alertmanager retries against B: 502 while A's claim holds (1 s deadline + 3 s Sipgate
+    // timeout + 10 s margin), then B sends.
+    let answers = std::sync::Mutex::new(Vec::new());
+    eventually(
+        Duration::from_secs(30),
+        "B sends after A's lease",
+        || async {
+            let (status, _) = b.post_alerts(diskfull(1)).await;
+            answers.lock().unwrap().push(status);
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+    let answers = answers.into_inner().unwrap();
+    assert!(
+        answers.len() > 1 && answers[..answers.len() - 1].iter().all(|s| *s == 502),
+        "{answers:?}"
+    );
+    // A's requests reached the fake before it died, so each recipient may have two: at most one
+    // duplicate, never a loss.
+    let counts = requests_per_recipient(&fake).await;
+    assert_eq!(counts.keys().collect::<Vec<_>>(), [ALICE, BOB]);
+    assert!(counts.values().all(|n| *n == 2), "{counts:?}");
+}
+
+#[tokio::test]
+async fn the_file_backend_remembers_across_a_restart() {
+    let fake = FakeSipgate::new().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        TestConfig::new(&fake.uri())
+            .state(json!({"file": "state.redb"}))
+            .yaml(),
+    )
+    .unwrap();
+    let mut service = Service::start_with(&config, &[], &[]).await;
+    assert_eq!(service.post_alerts(diskfull(1)).await.0, 200);
+    service.child.terminate();
+    assert!(
+        service
+            .child
+            .wait_for_exit(Duration::from_secs(10))
+            .await
+            .success()
+    );
+    assert!(dir.path().join("state.redb").is_file());
+
+    // Alertmanager's retry reaches the restarted service.
+    let service = Service::start_with(&config, &[], &[]).await;
+    let (status, answer) = service.post_alerts(diskfull(1)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        outcomes(&answer),
+        ["alice suppressed duplicate", "bob suppressed duplicate"]
+    );
+    assert_eq!(requests_per_recipient(&fake).await, once_each());
+    let (_, ready) = (
+        200,
+        reqwest::get(format!("{}/-/ready", service.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ready, "OK (sipgate, state: file)\n");
+}
+
+/// Runs the binary on `config` until it exits; its exit code and standard error.
+fn run_to_exit(config: &std::path::Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_damaged_or_unreachable_state_file_stops_the_start_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    let state = dir.path().join("state.redb");
+    std::fs::write(
+        &config,
+        TestConfig::new("http://127.0.0.1:9")
+            .state(json!({"file": "state.redb"}))
+            .yaml(),
+    )
+    .unwrap();
+    std::fs::write(&state, vec![0x5a; 4096]).unwrap();
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error=\"state file {}: cannot open it (",
+            state.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        vec![0x5a; 4096],
+        "no silent reset"
+    );
+
+    std::fs::write(
+        &config,
+        TestConfig::new("http://127.0.0.1:9")
+            .state(json!({"file": "gone/state.redb"}))
+            .yaml(),
+    )
+    .unwrap();
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "state.file: the directory {} does not exist",
+            dir.path().join("gone").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn with_redis_down_sms_still_go_out_and_dedup_returns_with_it() {
+    let mut redis = Redis::start().await;
+    let fake = FakeSipgate::new().start().await;
+    let service = Service::start(&TestConfig::new(&fake.uri()).on_redis(&redis).yaml()).await;
+    assert_eq!(service.post_alerts(diskfull(1)).await.0, 200);
+    metrics_with(&service.url, "alertmanager_sipgate_state_up 1\n").await;
+
+    redis.kill();
+    for _ in 0..2 {
+        let (status, answer) = service.post_alerts(diskfull(2)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            outcomes(&answer),
+            ["alice sent", "bob sent"],
+            "no dedup without the store"
+        );
+    }
+    let metrics = metrics_with(&service.url, "alertmanager_sipgate_state_up 0\n").await;
+    assert!(
+        !metrics.contains("alertmanager_sipgate_state_errors_total{operation=\"begin\"} 0\n"),
+        "{metrics}"
+    );
+    let outage_lines = service
+        .log()
+        .lines()
+        .filter(|l| l.contains("state store unavailable"))
+        .count();
+    assert_eq!(
+        outage_lines,
+        1,
+        "one error line per outage:\n{}",
+        service.log()
+    );
+
+    redis.start_again().await;
+    metrics_with(&service.url, "alertmanager_sipgate_state_up 1\n").await;
+    assert_eq!(service.post_alerts(diskfull(3)).await.0, 200);
+    let (status, answer) = service.post_alerts(diskfull(3)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        outcomes(&answer),
+        ["alice suppressed duplicate", "bob suppressed duplicate"]
+    );
+    assert!(
+        service.log().contains("state store answers again"),
+        "{}",
+        service.log()
+    );
+    let expected: BTreeMap<String, usize> = [(ALICE.to_string(), 4), (BOB.to_string(), 4)].into();
+    assert_eq!(requests_per_recipient(&fake).await, expected);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server and redis-sentinel: apt-get install redis-server redis-sentinel"]
+async fn a_sentinel_failover_under_traffic_loses_no_sms() {
+    let mut master = Redis::start().await;
+    let replica = Redis::replica_of(&master).await;
+    let sentinel = Sentinel::start(&master).await;
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri()).state(json!({"redis": {
+        "sentinel": {"master": SENTINEL_MASTER, "urls": [sentinel.url()]},
+        "timeout": "500ms",
+    }}));
+    let service = Arc::new(Service::start(&config.yaml()).await);
+
+    let traffic = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for n in 0..60 {
+                statuses.push(service.post_alerts(diskfull(n)).await.0);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    master.kill();
+    let promoted = replica.port;
+    eventually(
+        Duration::from_secs(30),
+        "the sentinel promotes the replica",
+        || {
+            let now = sentinel.master_port();
+            async move { (now == Some(promoted)).then_some(()) }
+        },
+    )
+    .await;
+    let statuses = traffic.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let counts = requests_per_recipient(&fake).await;
+    assert!(
+        counts.values().all(|n| *n >= 60),
+        "every SMS at least once: {counts:?}"
+    );
+
+    // The service follows the new master: dedup works again, without a restart.
+    metrics_with(&service.url, "alertmanager_sipgate_state_up 1\n").await;
+    assert_eq!(service.post_alerts(diskfull(100)).await.0, 200);
+    let (_, answer) = service.post_alerts(diskfull(100)).await;
+    assert_eq!(
+        outcomes(&answer),
+        ["alice suppressed duplicate", "bob suppressed duplicate"]
+    );
+    assert_eq!(replica.cli(&["ROLE"]).lines().next(), Some("master"));
+}

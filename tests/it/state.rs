@@ -1,0 +1,413 @@
+//! The state store contract, one suite run against every backend: memory, file and a real
+//! `redis-server`. Time is a `ManualClock` that the suite moves; nothing waits for leases or
+//! windows to pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertmanager_sipgate::clock::ManualClock;
+use alertmanager_sipgate::config::{RedisConfig, StateConfig};
+use alertmanager_sipgate::metrics::Metrics;
+use alertmanager_sipgate::ratelimit::{Limits, Rate};
+use alertmanager_sipgate::state::{
+    self, Begin, ContentKey, FileStore, MemoryStore, RedisStore, Settlement, Start, StateStore,
+    Taken,
+};
+use tokio::time::Instant;
+
+use crate::harness::*;
+
+const LEASE: Duration = Duration::from_secs(30);
+const WINDOW: Duration = Duration::from_secs(600);
+const HOUR: Duration = Duration::from_secs(3600);
+/// 2023-11-14T22:13:20Z: any fixed start will do.
+const T0: u64 = 1_700_000_000_000;
+
+fn key(n: u8) -> ContentKey {
+    ContentKey::from_bytes([n; 32])
+}
+
+fn begin(key: ContentKey, recipient: &str, limits: Limits) -> Begin<'_> {
+    Begin {
+        key,
+        recipient,
+        lease: LEASE,
+        window: WINDOW,
+        limits,
+    }
+}
+
+fn per_recipient(count: usize) -> Limits {
+    Limits {
+        per_recipient: Some(Rate {
+            count,
+            period: HOUR,
+        }),
+        total: None,
+    }
+}
+
+async fn claimed(store: &dyn StateStore, request: Begin<'_>) -> Taken {
+    match store.begin(request).await.unwrap() {
+        Start::Claimed(taken) => taken,
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+/// Every promise of `StateStore`, in order; `clock` is the store's.
+async fn contract(store: &dyn StateStore, clock: &ManualClock) {
+    let none = Limits::default();
+
+    // A claim is exclusive until settled; settled means "sent" for the window, then it is over.
+    let first = claimed(store, begin(key(1), "alice", none)).await;
+    assert_eq!((first.reservation, first.held), (None, 0));
+    assert_eq!(
+        store.begin(begin(key(1), "alice", none)).await.unwrap(),
+        Start::InFlight
+    );
+    store
+        .settle(key(1), first.claim, Settlement::Sent, WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.begin(begin(key(1), "alice", none)).await.unwrap(),
+        Start::Settled(Settlement::Sent)
+    );
+    clock.advance(WINDOW - Duration::from_millis(1));
+    assert_eq!(
+        store.begin(begin(key(1), "alice", none)).await.unwrap(),
+        Start::Settled(Settlement::Sent)
+    );
+    clock.advance(Duration::from_millis(1));
+    let again = claimed(store, begin(key(1), "alice", none)).await;
+    assert_ne!(again.claim, first.claim);
+
+    // Given back, the next request claims it; a stale holder cannot release someone else's.
+    let taken = claimed(store, begin(key(2), "alice", none)).await;
+    store.give_back(key(2), "alice", taken).await.unwrap();
+    let retry = claimed(store, begin(key(2), "alice", none)).await;
+    store.give_back(key(2), "alice", taken).await.unwrap();
+    assert_eq!(
+        store.begin(begin(key(2), "alice", none)).await.unwrap(),
+        Start::InFlight,
+        "the first holder's give-back must not end the retry's claim"
+    );
+
+    // A holder that died: its lease ends and the next claim wins; it cannot settle late.
+    clock.advance(LEASE);
+    let successor = claimed(store, begin(key(2), "alice", none)).await;
+    store
+        .settle(key(2), retry.claim, Settlement::Sent, WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.begin(begin(key(2), "alice", none)).await.unwrap(),
+        Start::InFlight,
+        "the late holder's settle must not overwrite the successor's claim"
+    );
+    store
+        .settle(key(2), successor.claim, Settlement::Sent, WINDOW)
+        .await
+        .unwrap();
+
+    // Waiting: a claim that ends in time, one whose lease is over, one that outlasts `until`.
+    let holder = claimed(store, begin(key(3), "alice", none)).await;
+    let (waited, ()) = tokio::join!(
+        store.wait_for(key(3), Instant::now() + Duration::from_secs(5)),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            store
+                .settle(key(3), holder.claim, Settlement::Sent, WINDOW)
+                .await
+                .unwrap();
+        }
+    );
+    assert!(waited.unwrap(), "the holder settled");
+    let _ = claimed(store, begin(key(4), "alice", none)).await;
+    assert!(
+        !store
+            .wait_for(key(4), Instant::now() + Duration::from_millis(150))
+            .await
+            .unwrap(),
+        "the deadline came first"
+    );
+    clock.advance(LEASE);
+    assert!(
+        store
+            .wait_for(key(4), Instant::now() + Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "the lease is over"
+    );
+
+    // Rate limits: two per hour per recipient; the third is held back and counted, and the
+    // next SMS after the window takes the count.
+    let limits = per_recipient(2);
+    for n in [10, 11] {
+        let taken = claimed(store, begin(key(n), "carol", limits)).await;
+        assert!(taken.reservation.is_some());
+        store
+            .settle(key(n), taken.claim, Settlement::Sent, WINDOW)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.begin(begin(key(12), "carol", limits)).await.unwrap(),
+        Start::RateLimited
+    );
+    assert_eq!(
+        store.begin(begin(key(12), "carol", limits)).await.unwrap(),
+        Start::Settled(Settlement::RateLimited),
+        "held back for the window, not counted twice"
+    );
+    assert_eq!(
+        store.begin(begin(key(13), "carol", limits)).await.unwrap(),
+        Start::RateLimited
+    );
+    let dave = claimed(store, begin(key(14), "dave", limits)).await;
+    assert_eq!(dave.held, 0, "dave has his own budget");
+    clock.advance(HOUR);
+    let next = claimed(store, begin(key(15), "carol", limits)).await;
+    assert_eq!(next.held, 2, "the two held back");
+
+    // A slot and a count given back are there for the retry.
+    store.give_back(key(15), "carol", next).await.unwrap();
+    let retry = claimed(store, begin(key(15), "carol", limits)).await;
+    assert_eq!(retry.held, 2);
+    let _ = claimed(store, begin(key(16), "carol", limits)).await;
+    assert_eq!(
+        store.begin(begin(key(17), "carol", limits)).await.unwrap(),
+        Start::RateLimited,
+        "the refunded slot was taken again, so the limit is full"
+    );
+
+    // The total limit counts every recipient.
+    let total = Limits {
+        per_recipient: None,
+        total: Some(Rate {
+            count: 1,
+            period: HOUR,
+        }),
+    };
+    let _ = claimed(store, begin(key(20), "erin", total)).await;
+    assert_eq!(
+        store.begin(begin(key(21), "frank", total)).await.unwrap(),
+        Start::RateLimited
+    );
+
+    // Once-only events.
+    let ttl = Duration::from_secs(3600);
+    assert!(store.claim_once("shift:primary:1", ttl).await.unwrap());
+    assert!(!store.claim_once("shift:primary:1", ttl).await.unwrap());
+    assert!(store.claim_once("shift:primary:2", ttl).await.unwrap());
+    clock.advance(ttl);
+    assert!(store.claim_once("shift:primary:1", ttl).await.unwrap());
+
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_contract() {
+    let clock = Arc::new(ManualClock::at(T0));
+    let store = MemoryStore::new(1000, clock.clone());
+    contract(&store, &clock).await;
+}
+
+#[tokio::test]
+async fn the_file_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(T0));
+    let store = FileStore::open(&dir.path().join("state.redb"), clock.clone()).unwrap();
+    contract(&store, &clock).await;
+    store.close().await.unwrap();
+}
+
+fn redis_config(redis: &Redis) -> RedisConfig {
+    RedisConfig {
+        url: Some(redis.url()),
+        username: None,
+        password: None,
+        key_prefix: "test:".to_string(),
+        sentinel: None,
+        timeout: Duration::from_millis(500),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn the_redis_store_keeps_the_contract() {
+    let redis = Redis::start().await;
+    let clock = Arc::new(ManualClock::at(T0));
+    let store = RedisStore::new(&redis_config(&redis), clock.clone()).unwrap();
+    contract(&store, &clock).await;
+
+    // Keys: the prefix, names and hashes; never a number or alert content; all expiring.
+    let keys = redis.cli(&["KEYS", "*"]);
+    let mut keys: Vec<&str> = keys.lines().collect();
+    keys.sort_unstable();
+    assert!(keys.contains(&"test:held:carol"), "{keys:?}");
+    assert!(keys.contains(&"test:rate:carol"), "{keys:?}");
+    assert!(keys.contains(&"test:rate-total"), "{keys:?}");
+    assert!(
+        keys.contains(&format!("test:sms:{}", key(1).hex()).as_str()),
+        "{keys:?}"
+    );
+    for key in &keys {
+        assert!(key.starts_with("test:"), "{key}");
+        assert!(!key.contains('+'), "{key}");
+        let ttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
+        assert!(ttl > 0, "{key} must expire, PTTL {ttl}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn an_sms_costs_two_redis_round_trips() {
+    let redis = Redis::start().await;
+    let clock = Arc::new(ManualClock::at(T0));
+    let store = RedisStore::new(&redis_config(&redis), clock.clone()).unwrap();
+    // The first call loads the script; count from the second SMS on.
+    let warm = claimed(&store, begin(key(1), "alice", per_recipient(10))).await;
+    store
+        .settle(key(1), warm.claim, Settlement::Sent, WINDOW)
+        .await
+        .unwrap();
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    for n in 2..12 {
+        let taken = claimed(&store, begin(key(n), "alice", per_recipient(100))).await;
+        store
+            .settle(key(n), taken.claim, Settlement::Sent, WINDOW)
+            .await
+            .unwrap();
+    }
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let round_trips: u64 = stats
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter(|l| !l.starts_with("info:") && !l.starts_with("config|"))
+        .map(|l| {
+            let calls = l.split("calls=").nth(1).unwrap().split(',').next().unwrap();
+            calls.parse::<u64>().unwrap()
+        })
+        .sum::<u64>()
+        // Commands a script runs are counted too; count only what the client sent.
+        - ["get", "set", "zremrangebyscore", "zcard", "zadd", "pexpire", "del"]
+            .iter()
+            .map(|c| redis.calls(c))
+            .sum::<u64>();
+    assert_eq!(redis.calls("evalsha"), 20, "{stats}");
+    assert_eq!(round_trips, 20, "two per SMS:\n{stats}");
+}
+
+#[tokio::test]
+async fn the_file_store_remembers_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let clock = Arc::new(ManualClock::at(T0));
+    {
+        let store = FileStore::open(&path, clock.clone()).unwrap();
+        let sent = claimed(&store, begin(key(1), "alice", per_recipient(1))).await;
+        store
+            .settle(key(1), sent.claim, Settlement::Sent, WINDOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .begin(begin(key(2), "alice", per_recipient(1)))
+                .await
+                .unwrap(),
+            Start::RateLimited
+        );
+        assert!(store.claim_once("shift:primary:1", HOUR).await.unwrap());
+        // A claim in flight dies with the process.
+        let _ = claimed(&store, begin(key(3), "bob", Limits::default())).await;
+        store.close().await.unwrap();
+    }
+    let store = FileStore::open(&path, clock.clone()).unwrap();
+    assert_eq!(
+        store
+            .begin(begin(key(1), "alice", Limits::default()))
+            .await
+            .unwrap(),
+        Start::Settled(Settlement::Sent)
+    );
+    assert_eq!(
+        store
+            .begin(begin(key(4), "alice", per_recipient(1)))
+            .await
+            .unwrap(),
+        Start::RateLimited,
+        "the slot taken before the restart still counts"
+    );
+    assert!(!store.claim_once("shift:primary:1", HOUR).await.unwrap());
+    let _ = claimed(&store, begin(key(3), "bob", Limits::default())).await;
+    clock.advance(HOUR);
+    let next = claimed(&store, begin(key(5), "alice", per_recipient(1))).await;
+    assert_eq!(next.held, 2, "held back before and after the restart");
+}
+
+#[tokio::test]
+async fn a_damaged_state_file_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    std::fs::write(
+        &path,
+        b"this is not a state file, and it is long enough to look at",
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::at(T0));
+    let error = FileStore::open(&path, clock).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("state file {}: cannot open it (", path.display())),
+        "{error}"
+    );
+    assert!(
+        error.ends_with("move it away to start with an empty state"),
+        "{error}"
+    );
+    let content = std::fs::read(&path).unwrap();
+    assert!(
+        content.starts_with(b"this is not a state file"),
+        "left as it was"
+    );
+}
+
+#[tokio::test]
+async fn the_file_stays_bounded_under_a_storm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let clock = Arc::new(ManualClock::at(T0));
+    let metrics = Metrics::new().unwrap();
+    let store = state::open(
+        &StateConfig::File(path.clone()),
+        clock.clone(),
+        &tokio::runtime::Handle::current(),
+        metrics,
+    )
+    .unwrap();
+    let mut sizes = Vec::new();
+    // Three times the ledger's capacity, in rounds with a flush after each.
+    for round in 0u32..30 {
+        for n in 0u32..10_000 {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&round.to_be_bytes());
+            bytes[4..8].copy_from_slice(&n.to_be_bytes());
+            let key = ContentKey::from_bytes(bytes);
+            let taken = claimed(store.as_ref(), begin(key, "alice", Limits::default())).await;
+            store
+                .settle(key, taken.claim, Settlement::Sent, WINDOW)
+                .await
+                .unwrap();
+        }
+        store.close().await.unwrap();
+        sizes.push(std::fs::metadata(&path).unwrap().len());
+        clock.advance(Duration::from_secs(1));
+    }
+    eprintln!("state file size after each 10,000 SMS: {sizes:?}");
+    let at_capacity = sizes[9];
+    let last = *sizes.last().unwrap();
+    assert!(
+        last <= at_capacity * 3 / 2,
+        "the file grows past the ledger's capacity: {sizes:?}"
+    );
+}
