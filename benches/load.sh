@@ -4,11 +4,14 @@
 # bare actix-web JSON endpoint (the upper bound) and report our throughput as a fraction of it;
 # latency at a fixed 1,000 notifications per second; idle and peak RSS; start-up time to ready;
 # binary size. Then the same saturation and fixed-rate runs with every SMS sent to the fake
-# Sipgate (examples/fake_sipgate.rs) on loopback, answering at once.
+# Sipgate (examples/fake_sipgate.rs) on loopback, answering at once. Last, the sending path on
+# each state backend (memory, file, a local redis-server): notifications per second, the
+# service's own CPU time per notification (from /proc/PID/stat) and Redis commands per SMS.
 #
 #   bash benches/load.sh            # ROUNDS=5 DURATION=5s FIXED_DURATION=10s CONNECTIONS=32
 #
-# Needs wrk, hey and curl (apt-get install wrk hey curl). Everything stops by itself.
+# Needs wrk, hey, curl and redis-server (apt-get install wrk hey curl redis-server). Everything
+# stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +23,10 @@ PORT=${PORT:-19716}
 BARE_PORT=${BARE_PORT:-19800}
 SENDING_PORT=${SENDING_PORT:-19717}
 FAKE_PORT=${FAKE_PORT:-19801}
-for tool in wrk hey curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install wrk hey curl" >&2; exit 1; }
+REDIS_PORT=${REDIS_PORT:-19802}
+BACKEND_PORT=${BACKEND_PORT:-19720}
+for tool in wrk hey curl redis-server redis-cli; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install wrk hey curl redis-server" >&2; exit 1; }
 done
 
 cargo build --quiet --release --bin alertmanager-sipgate --example bare-endpoint --example fake-sipgate
@@ -170,6 +175,64 @@ SENDING_PEAK_KB=$(rss "$SENDING" VmHWM)
 SENT=$(curl -s "http://127.0.0.1:$SENDING_PORT/metrics" |
   grep -E '^alertmanager_sipgate_sms_(sent|suppressed)_total' || true)
 
+# The sending path on each state backend, in rounds that alternate between them. The service's
+# CPU time (user + system) over a run, divided by the notifications wrk completed.
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+  --dir "$W" >"$W/redis.log" 2>&1 &
+REDIS=$!
+PIDS+=($REDIS)
+for _ in $(seq 100); do [ "$(redis-cli -p "$REDIS_PORT" PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+declare -A BACKEND_PID BACKEND_URL
+port=$BACKEND_PORT
+for backend in memory file redis; do
+  case $backend in
+    memory) state='{memory: {}}' ;;
+    file) state="{file: $W/state.redb}" ;;
+    redis) state="{redis: {url: \"redis://127.0.0.1:$REDIS_PORT/0\"}}" ;;
+  esac
+  sed '/^delivery:/d' "$W/sending.yml" >"$W/$backend.yml"
+  echo "delivery: {dedup_window: 1ms}" >>"$W/$backend.yml"
+  echo "state: $state" >>"$W/$backend.yml"
+  "$BIN" --config.file="$W/$backend.yml" --web.listen-address="127.0.0.1:$port" \
+    --log.level=error 2>"$W/$backend.log" &
+  BACKEND_PID[$backend]=$!
+  PIDS+=($!)
+  BACKEND_URL[$backend]="http://127.0.0.1:$port"
+  port=$((port + 1))
+done
+for backend in memory file redis; do
+  for _ in $(seq 100); do curl -sf "${BACKEND_URL[$backend]}/-/ready" >/dev/null && break; sleep 0.05; done
+  PAYLOAD="$W/payload.json" wrk -t2 -c"$CONNECTIONS" -d2s -s "$W/post.lua" \
+    "${BACKEND_URL[$backend]}/alerts" >/dev/null
+done
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null
+REDIS_SENT_BEFORE=$(curl -s "${BACKEND_URL[redis]}/metrics" |
+  awk '/^alertmanager_sipgate_sms_sent_total/ {s += $2} END {print s + 0}')
+: >"$W/backends"
+for round in $(seq "$ROUNDS"); do
+  for backend in memory file redis; do
+    pid=${BACKEND_PID[$backend]}
+    before=$(cpu_ticks "$pid")
+    redis_before=$(cpu_ticks "$REDIS")
+    done_requests=$(PAYLOAD="$W/payload.json" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" \
+      -s "$W/post.lua" "${BACKEND_URL[$backend]}/alerts" |
+      awk '/requests in/ {print $1} /Requests\/sec/ {print $2}' | paste -sd' ')
+    after=$(cpu_ticks "$pid")
+    redis_after=$(cpu_ticks "$REDIS")
+    echo "$backend $done_requests $((after - before)) $((redis_after - redis_before))" >>"$W/backends"
+  done
+done
+REDIS_SENT=$(( $(curl -s "${BACKEND_URL[redis]}/metrics" |
+  awk '/^alertmanager_sipgate_sms_sent_total/ {s += $2} END {print s + 0}') - REDIS_SENT_BEFORE ))
+REDIS_STATS=$(redis-cli -p "$REDIS_PORT" INFO commandstats | tr -d '\r')
+BACKENDS_FAILED=$(for backend in memory file redis; do
+  curl -s "${BACKEND_URL[$backend]}/metrics" |
+    grep -E '^alertmanager_sipgate_(state_errors_total|sms_failed_total)\{' |
+    awk -v b="$backend" '$2 > 0 {print b ": " $0}'
+done)
+
 # Rate, p50 and p99 of the response times, and the status codes, from hey's per-request CSV.
 latency() {
   python3 - "$1" "$FIXED_DURATION" <<'PY'
@@ -200,3 +263,26 @@ echo "fixed rate, sending:"
 latency "$W/fixed-sending.csv"
 echo "RSS peak, sending:      $((SENDING_PEAK_KB / 1024)) MiB ($SENDING_PEAK_KB kB)"
 echo "$SENT"
+echo "sending path by state backend (median of $ROUNDS rounds; CPU per notification: the service's own):"
+python3 - "$W/backends" "$TICK" "$REDIS_SENT" <<'PY'
+import collections, statistics, sys
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    backend, requests, rate, ticks, redis_ticks = line.split()
+    rows[backend].append((float(rate), int(ticks) / int(sys.argv[2]) / int(requests) * 1e6,
+                          int(redis_ticks) / int(sys.argv[2]) / int(requests) * 1e6))
+memory = statistics.median(r[0] for r in rows["memory"])
+for backend in ("memory", "file", "redis"):
+    rate = statistics.median(r[0] for r in rows[backend])
+    cpu = statistics.median(r[1] for r in rows[backend])
+    extra = ""
+    if backend == "redis":
+        extra = f"; redis-server {statistics.median(r[2] for r in rows[backend]):.1f} us"
+    print(f"  {backend:7s} {rate:8.0f} notifications/s  {100 * rate / memory:5.1f} % of memory"
+          f"  CPU {cpu:5.1f} us/notification{extra}")
+PY
+echo "redis commands from the service per SMS sent ($REDIS_SENT SMS):"
+echo "$REDIS_STATS" | awk -F'[:=,]' -v sent="$REDIS_SENT" \
+  '/^cmdstat_(evalsha|eval|ping|script)/ {printf "  %-10s %d calls, %.2f per SMS\n", substr($1, 9), $3, $3 / sent}'
+echo "  (besides these it sends GET only while it waits for an SMS in flight elsewhere)"
+[ -z "$BACKENDS_FAILED" ] || { echo "failures on a backend:"; echo "$BACKENDS_FAILED"; }

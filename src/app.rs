@@ -103,15 +103,14 @@ impl AppState {
             .map_err(|e| e.to_string())
             .and_then(|config| Live::new(config, self.force_dry_run).map_err(|e| e.to_string()));
         let loaded = loaded.and_then(|live| {
-            if live.config.state.same_as(&old.config.state) {
-                Ok(live)
-            } else {
-                Err(format!(
-                    "state: the state store changed ({} before, {} now); that takes a restart, \
-                     so the running config stays",
+            match live.config.state.changed_from(&old.config.state) {
+                None => Ok(live),
+                Some(field) => Err(format!(
+                    "{field}: the state store changed ({} before, {} now); it is opened once, at \
+                 start: restart to apply it",
                     old.config.state.backend(),
                     live.config.state.backend()
-                ))
+                )),
             }
         });
         let live = match loaded {

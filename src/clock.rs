@@ -16,33 +16,43 @@ pub trait Clock: fmt::Debug + Send + Sync {
     fn now(&self) -> Millis;
 }
 
-/// The system time at start, advanced by tokio's monotonic clock: it does not jump when the
-/// system clock is stepped, and a test's paused tokio clock moves it too.
+/// The system's wall clock: what replicas compare, so keep it in NTP sync.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        millis(since_epoch)
+    }
+}
+
+/// The system time at creation, advanced by tokio's clock: for tests on a paused tokio clock,
+/// where `tokio::time::advance` moves it too.
 #[derive(Debug)]
-pub struct SystemClock {
+pub struct TokioClock {
     started_unix: Millis,
     started: tokio::time::Instant,
 }
 
-impl SystemClock {
+impl TokioClock {
     pub fn new() -> Self {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        SystemClock {
-            started_unix: millis(since_epoch),
+        TokioClock {
+            started_unix: SystemClock.now(),
             started: tokio::time::Instant::now(),
         }
     }
 }
 
-impl Default for SystemClock {
+impl Default for TokioClock {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Clock for SystemClock {
+impl Clock for TokioClock {
     fn now(&self) -> Millis {
         self.started_unix
             .saturating_add(millis(self.started.elapsed()))

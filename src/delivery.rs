@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
 use crate::provider::{SendError, Sent, SmsProvider};
 use crate::ratelimit::Limits;
-use crate::state::{Begin, ContentKey, Settlement, Start, StateStore, Taken};
+use crate::state::{Begin, ClaimId, ContentKey, Settlement, Start, StateStore, Taken};
 
 /// After Sipgate refused the token, the balance or the extension, further SMS fail fast for this
 /// long instead of hammering Sipgate with a request that cannot succeed.
@@ -132,22 +132,16 @@ enum SendResult {
 }
 
 /// What an SMS holds while it is being sent: its claim in the ledger, its rate-limit slot and
-/// the held-back count it is to report; `None` when the store could not be asked. Settled or
+/// the held-back count it is to report (only the claim when the store did not answer). Settled or
 /// given back (`give_back`) explicitly. Should neither happen (the request was cancelled, the
 /// task panicked), dropping it gives everything back from a task of its own, so that nothing
 /// waits for the lease to run out and no slot or count is lost.
 struct Holding {
     key: ContentKey,
     recipient: String,
-    taken: Option<Taken>,
+    taken: Taken,
     /// Set until settled or given back.
     unsettled: Option<Deliverer>,
-}
-
-impl Holding {
-    fn held(&self) -> u64 {
-        self.taken.map_or(0, |t| t.held)
-    }
 }
 
 impl Drop for Holding {
@@ -227,10 +221,12 @@ impl Deliverer {
 
     /// The store's word on `sms`: what it holds for it, or the report when it is not to be sent
     /// now.
-    async fn begin(&self, sms: &Sms, policy: Policy) -> Result<Option<Taken>, SmsReport> {
+    async fn begin(&self, sms: &Sms, policy: Policy) -> Result<Taken, SmsReport> {
         let store = &self.inner.store;
+        let claim = ClaimId::random();
         let begin = Begin {
             key: sms.key,
+            claim,
             recipient: &sms.recipient,
             lease: policy.lease,
             window: policy.dedup_window,
@@ -238,12 +234,17 @@ impl Deliverer {
         };
         loop {
             // Never lose a page because the store is down: send without the ledger and limits
-            // (the store logs and counts the outage).
+            // (the store logs and counts the outage). The store may have taken the claim before
+            // its answer got lost; settling or giving back that claim is harmless if it did not.
             let Ok(start) = store.begin(begin).await else {
-                return Ok(None);
+                return Ok(Taken {
+                    claim,
+                    reservation: None,
+                    held: 0,
+                });
             };
             match start {
-                Start::Claimed(taken) => return Ok(Some(taken)),
+                Start::Claimed(taken) => return Ok(taken),
                 Start::Settled(Settlement::Sent) => {
                     return Err(self.suppress(sms, SuppressReason::Duplicate));
                 }
@@ -285,7 +286,7 @@ impl Deliverer {
             self.give_back(holding).await;
             return self.fail(sms, FailureReason::Overloaded);
         };
-        let noted = with_held_note(&sms.text, holding.held(), sms.max_segments);
+        let noted = with_held_note(&sms.text, holding.taken.held, sms.max_segments);
         if !provider.leaves_the_process() {
             // Nothing can outlive this request or a shutdown: the SMS is handled right here
             // instead of on the sender runtime.
@@ -321,30 +322,26 @@ impl Deliverer {
         }
     }
 
-    /// Records in the store that the SMS went out.
-    async fn settle(&self, holding: &mut Holding, settlement: Settlement, window: Duration) {
+    /// Records in the store that the SMS went out. A failure is logged and counted by the
+    /// store; the SMS went out all the same.
+    async fn settle(&self, holding: &mut Holding, window: Duration) {
         holding.unsettled = None;
-        if let Some(taken) = holding.taken {
-            // A failure is logged and counted by the store; the SMS went out all the same.
-            let _ = self
-                .inner
-                .store
-                .settle(holding.key, taken.claim, settlement, window)
-                .await;
-        }
+        let _ = self
+            .inner
+            .store
+            .settle(holding.key, holding.taken.claim, Settlement::Sent, window)
+            .await;
     }
 
     /// The SMS did not go out: its claim, its rate-limit slot and the held-back count it was
     /// to report go back, so that the caller's retry finds everything as before.
     async fn give_back(&self, mut holding: Holding) {
         holding.unsettled = None;
-        if let Some(taken) = holding.taken {
-            let _ = self
-                .inner
-                .store
-                .give_back(holding.key, &holding.recipient, taken)
-                .await;
-        }
+        let _ = self
+            .inner
+            .store
+            .give_back(holding.key, &holding.recipient, holding.taken)
+            .await;
     }
 
     fn report(&self, sms: &Sms, result: SendResult) -> SmsReport {
@@ -400,8 +397,7 @@ impl Deliverer {
             }
             let error = match result {
                 Ok(sent) => {
-                    self.settle(&mut holding, Settlement::Sent, policy.dedup_window)
-                        .await;
+                    self.settle(&mut holding, policy.dedup_window).await;
                     let segments = crate::sms::measure(text).segments;
                     match sent {
                         Sent::Accepted => {
@@ -688,7 +684,7 @@ mod tests {
         Deliverer::new(
             Arc::new(MemoryStore::new(
                 crate::state::memory::DEFAULT_CAPACITY,
-                Arc::new(crate::clock::SystemClock::new()),
+                Arc::new(crate::clock::TokioClock::new()),
             )),
             max_concurrency,
             100,

@@ -269,7 +269,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         let _on_the_sender_runtime = sends.enter();
         state::open(
             &config.state,
-            Arc::new(SystemClock::new()),
+            Arc::new(SystemClock),
             sends.handle(),
             metrics.clone(),
         )?

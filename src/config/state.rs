@@ -50,18 +50,29 @@ impl StateConfig {
         }
     }
 
-    /// Whether a reload may keep the running store: the store is opened once, at start.
-    pub fn same_as(&self, other: &StateConfig) -> bool {
+    /// What differs from `other`, by field name; `None` when a reload may keep the running
+    /// store (it is opened once, at start).
+    pub fn changed_from(&self, other: &StateConfig) -> Option<&'static str> {
         match (self, other) {
-            (StateConfig::Memory, StateConfig::Memory) => true,
-            (StateConfig::File(a), StateConfig::File(b)) => a == b,
+            (StateConfig::Memory, StateConfig::Memory) => None,
+            (StateConfig::File(a), StateConfig::File(b)) => (a != b).then_some("state.file"),
             (StateConfig::Redis(a), StateConfig::Redis(b)) => {
                 let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose_secret().to_string());
-                (&a.url, &a.username, &a.key_prefix, &a.sentinel, a.timeout)
-                    == (&b.url, &b.username, &b.key_prefix, &b.sentinel, b.timeout)
-                    && secret(&a.password) == secret(&b.password)
+                [
+                    ("state.redis.url", a.url != b.url),
+                    ("state.redis.username", a.username != b.username),
+                    (
+                        "state.redis.password",
+                        secret(&a.password) != secret(&b.password),
+                    ),
+                    ("state.redis.key_prefix", a.key_prefix != b.key_prefix),
+                    ("state.redis.sentinel", a.sentinel != b.sentinel),
+                    ("state.redis.timeout", a.timeout != b.timeout),
+                ]
+                .into_iter()
+                .find_map(|(field, changed)| changed.then_some(field))
             }
-            _ => false,
+            _ => Some("state"),
         }
     }
 }
@@ -232,12 +243,141 @@ fn check_url(url: &str, field: &str, problems: &mut Vec<Problem>) {
             field,
             "must be a redis://, rediss:// (TLS), valkey:// or unix:// URL",
         ),
-        Some(parsed) if parsed.password().is_some() => problem(
-            problems,
-            field,
-            "must not contain a password; use state.redis.password_file or \
-             ALERTMANAGER_SIPGATE_REDIS_PASSWORD",
-        ),
+        Some(parsed)
+            if parsed.password().is_some()
+                || parsed
+                    .query_pairs()
+                    .any(|(name, _)| name == "pass" || name == "password") =>
+        {
+            problem(
+                problems,
+                field,
+                "must not contain a password; use state.redis.password_file or \
+                 ALERTMANAGER_SIPGATE_REDIS_PASSWORD",
+            )
+        }
         Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn load(yaml: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
+        let base = std::env::temp_dir();
+        Config::from_yaml(yaml, &base.join("test.yml"), &base, env)
+    }
+
+    fn problems(yaml: &str) -> Vec<String> {
+        load(yaml, &|_| None)
+            .expect_err("config should be rejected")
+            .into_iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect()
+    }
+
+    fn state(yaml: &str) -> StateConfig {
+        load(yaml, &|_| None).unwrap().state
+    }
+
+    #[test]
+    fn memory_is_the_default_and_a_file_is_relative_to_the_config() {
+        assert!(matches!(state(""), StateConfig::Memory));
+        assert!(matches!(state("state: {memory: {}}"), StateConfig::Memory));
+        match state("state: {file: state.redb}") {
+            StateConfig::File(path) => assert_eq!(path, std::env::temp_dir().join("state.redb")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn redis_takes_its_defaults_and_the_password_from_the_environment() {
+        let yaml = "state: {redis: {url: \"rediss://redis.example:6380/2\", username: sms}}";
+        let env = |name: &str| (name == ENV_REDIS_PASSWORD).then(|| "from-env".to_string());
+        let StateConfig::Redis(redis) = load(yaml, &env).unwrap().state else {
+            panic!("redis expected")
+        };
+        assert_eq!(redis.url.as_deref(), Some("rediss://redis.example:6380/2"));
+        assert_eq!(redis.username.as_deref(), Some("sms"));
+        assert_eq!(
+            redis
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_string()),
+            Some("from-env".to_string())
+        );
+        assert_eq!(redis.key_prefix, "alertmanager-sipgate:");
+        assert_eq!(redis.timeout, Duration::from_millis(500));
+        assert!(redis.sentinel.is_none());
+    }
+
+    #[test]
+    fn each_mistake_names_its_field() {
+        assert_eq!(
+            problems("state: {memory: {}, file: x.redb}"),
+            ["state: set exactly one of memory, file and redis"]
+        );
+        assert_eq!(
+            problems("state: {redis: {}}"),
+            ["state.redis.url: missing: set url (e.g. redis://redis:6379/0) or sentinel"]
+        );
+        assert_eq!(
+            problems("state: {redis: {url: \"http://redis:6379\"}}"),
+            ["state.redis.url: must be a redis://, rediss:// (TLS), valkey:// or unix:// URL"]
+        );
+        assert_eq!(
+            problems("state: {redis: {sentinel: {urls: []}, timeout: 1m}}"),
+            [
+                "state.redis.sentinel.master: missing: the name the sentinels know the master by",
+                "state.redis.sentinel.urls: missing: at least one sentinel, e.g. redis://sentinel-1:26379",
+                "state.redis.timeout: must be at most 10s: an SMS waits this long for the store before it goes out without it",
+            ]
+        );
+        assert_eq!(
+            problems("state: {file: no-such-dir/state.redb}"),
+            [format!(
+                "state.file: the directory {} does not exist",
+                std::env::temp_dir().join("no-such-dir").display()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_refused_without_repeating_it() {
+        let found = problems("state: {redis: {url: \"redis://user:hunter2@redis:6379\"}}");
+        assert_eq!(
+            found,
+            [
+                "state.redis.url: must not contain a password; use state.redis.password_file or \
+              ALERTMANAGER_SIPGATE_REDIS_PASSWORD"
+            ]
+        );
+        assert!(!found[0].contains("hunter2"));
+        assert_eq!(
+            problems("state: {redis: {url: \"unix:///run/redis.sock?pass=hunter2\"}}"),
+            found
+        );
+    }
+
+    #[test]
+    fn a_reload_may_keep_the_store_only_when_nothing_in_it_changed() {
+        let redis = |timeout: &str| {
+            state(&format!(
+                "state: {{redis: {{url: \"redis://r:6379/0\", timeout: {timeout}}}}}"
+            ))
+        };
+        assert_eq!(redis("500ms").changed_from(&redis("500ms")), None);
+        assert_eq!(
+            redis("500ms").changed_from(&redis("1s")),
+            Some("state.redis.timeout")
+        );
+        assert_eq!(
+            redis("500ms").changed_from(&StateConfig::Memory),
+            Some("state")
+        );
+        assert_eq!(StateConfig::Memory.changed_from(&StateConfig::Memory), None);
+        assert_eq!(redis("1s").backend(), "redis");
     }
 }

@@ -48,8 +48,8 @@ pub struct FileStore {
     memory: MemoryStore,
     db: Arc<Database>,
     path: PathBuf,
-    /// One write at a time, in order; a snapshot whose write failed waits here for the next.
-    writing: tokio::sync::Mutex<Option<Snapshot>>,
+    /// One write at a time, in order.
+    writing: tokio::sync::Mutex<()>,
     /// Why the last write failed, until one succeeds.
     last_error: Mutex<Option<String>>,
 }
@@ -69,7 +69,7 @@ impl FileStore {
             memory,
             db: Arc::new(db),
             path: path.to_path_buf(),
-            writing: tokio::sync::Mutex::new(None),
+            writing: tokio::sync::Mutex::new(()),
             last_error: Mutex::new(None),
         })
     }
@@ -89,50 +89,42 @@ impl FileStore {
         });
     }
 
-    /// Writes what changed since the last write, in one transaction.
+    /// Writes what changed since the last write, in one transaction. What a failed write held
+    /// is marked as changed again, so that the next one writes its values of then.
     pub async fn flush(&self) -> Result<(), StateError> {
-        let mut waiting = self.writing.lock().await;
-        let mut snapshots: Vec<Snapshot> = waiting.take().into_iter().collect();
-        let fresh = self.memory.snapshot();
-        if !fresh.is_empty() {
-            snapshots.push(fresh);
-        }
-        if snapshots.is_empty() {
-            return Ok(());
+        let _one_at_a_time = self.writing.lock().await;
+        let snapshot = self.memory.snapshot();
+        if snapshot.is_empty() {
+            return self.written(None);
         }
         let db = self.db.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let result = write(&db, &snapshots);
-            (snapshots, result)
+            let result = write(&db, &snapshot);
+            (snapshot, result)
         })
         .await;
-        let error = match written {
-            Ok((_, Ok(()))) => {
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                return Ok(());
+        match written {
+            Ok((_, Ok(()))) => self.written(None),
+            Ok((snapshot, Err(e))) => {
+                self.memory.unwritten(&snapshot);
+                self.written(Some(e))
             }
-            Ok((snapshots, Err(e))) => {
-                *waiting = Some(merge(snapshots));
-                e
-            }
-            Err(e) => format!("the write was cancelled: {e}"),
-        };
-        let error = format!("cannot write {}: {error}", self.path.display());
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
-        Err(StateError::Unavailable(error))
+            // Only a bug gets here (a panic in the database); the changes of this write are
+            // lost for the file, not for the running service.
+            Err(e) => self.written(Some(format!("the write did not finish: {e}"))),
+        }
     }
-}
 
-/// Several snapshots as one, later values winning.
-fn merge(snapshots: Vec<Snapshot>) -> Snapshot {
-    let mut merged = Snapshot::default();
-    for s in snapshots {
-        merged.settled.extend(s.settled);
-        merged.recipients.extend(s.recipients);
-        merged.total = s.total.or(merged.total);
-        merged.once.extend(s.once);
+    /// Records how the last write went, for `ping`.
+    fn written(&self, error: Option<String>) -> Result<(), StateError> {
+        let error = error.map(|e| format!("cannot write {}: {e}", self.path.display()));
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        if error.is_none() && last.is_none() {
+            return Ok(());
+        }
+        *last = error.clone();
+        error.map_or(Ok(()), |e| Err(StateError::Unavailable(e)))
     }
-    merged
 }
 
 fn open_error(e: &redb::DatabaseError) -> String {
@@ -221,14 +213,14 @@ fn load(db: &Database) -> Result<Snapshot, String> {
     Ok(snapshot)
 }
 
-fn write(db: &Database, snapshots: &[Snapshot]) -> Result<(), String> {
+fn write(db: &Database, snapshot: &Snapshot) -> Result<(), String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
         let mut ledger = txn.open_table(LEDGER).map_err(|e| e.to_string())?;
         let mut recipients = txn.open_table(RECIPIENTS).map_err(|e| e.to_string())?;
         let mut total = txn.open_table(TOTAL).map_err(|e| e.to_string())?;
         let mut once = txn.open_table(ONCE).map_err(|e| e.to_string())?;
-        for snapshot in snapshots {
+        {
             for (key, value) in &snapshot.settled {
                 match value {
                     Some((settlement, until)) => {
@@ -331,6 +323,11 @@ impl StateStore for FileStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StateError>> {
         self.memory.claim_once(event, ttl)
+    }
+
+    fn when_down(&self) -> &'static str {
+        "dedup and rate limits still hold in memory, but what changes is not written: a restart \
+         now would forget it"
     }
 
     /// Fails while the file cannot be written.

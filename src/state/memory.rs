@@ -138,16 +138,37 @@ impl MemoryStore {
         }
     }
 
+    /// Marks what `snapshot` held as changed again, after writing it failed: the next snapshot
+    /// takes the values of that moment.
+    pub fn unwritten(&self, snapshot: &Snapshot) {
+        let mut inner = self.inner();
+        for (key, _) in &snapshot.settled {
+            inner.ledger.touch(*key);
+        }
+        if let Some(changes) = &mut inner.changes {
+            changes
+                .recipients
+                .extend(snapshot.recipients.iter().map(|(name, _, _)| name.clone()));
+            changes.total |= snapshot.total.is_some();
+            changes
+                .once
+                .extend(snapshot.once.iter().map(|(event, _)| event.clone()));
+        }
+    }
+
     /// Loads what a snapshot persisted; what expired by now is left out.
     pub fn restore(&self, snapshot: Snapshot) {
         let now = self.clock.now();
         let mut inner = self.inner();
-        let mut settled: Vec<_> = snapshot
+        let (mut settled, expired): (Vec<_>, Vec<_>) = snapshot
             .settled
             .into_iter()
             .filter_map(|(key, value)| value.map(|(s, until)| (until, key, s)))
-            .filter(|(until, _, _)| *until > now)
-            .collect();
+            .partition(|(until, _, _)| *until > now);
+        // What expired while the service was down goes from the file with the next write.
+        for (_, key, _) in expired {
+            inner.ledger.touch(key);
+        }
         // The ledger drops the oldest first: it must see them in the order they expire.
         settled.sort_unstable_by_key(|(until, _, _)| *until);
         for (until, key, settlement) in settled {
@@ -160,8 +181,15 @@ impl MemoryStore {
             inner.limiter.restore_total(total);
         }
         for (event, until) in snapshot.once {
-            if let Some(until) = until.filter(|u| *u > now) {
-                inner.once.insert(event, until);
+            match until.filter(|u| *u > now) {
+                Some(until) => {
+                    inner.once.insert(event, until);
+                }
+                None => {
+                    if let Some(changes) = &mut inner.changes {
+                        changes.once.insert(event);
+                    }
+                }
             }
         }
     }
@@ -186,7 +214,7 @@ impl StateStore for MemoryStore {
         let mut inner = self.inner();
         let start = match inner
             .ledger
-            .claim(request.key, ClaimId::random(), now, request.lease)
+            .claim(request.key, request.claim, now, request.lease)
         {
             Claim::Settled(settlement) => Start::Settled(settlement),
             Claim::InFlight => Start::InFlight,
@@ -380,6 +408,7 @@ impl Ledger {
             },
         );
         self.leases.push_back((now + millis(lease), key));
+        self.compact_leases();
         self.touch(key);
         Claim::Claimed(id)
     }
@@ -392,8 +421,11 @@ impl Ledger {
         now: Millis,
         window: Duration,
     ) {
-        if let Some(Entry::InFlight { id: holder, .. }) = self.entries.get(&key)
+        if let Some(Entry::InFlight {
+            id: holder, until, ..
+        }) = self.entries.get(&key)
             && *holder != id
+            && *until > now
         {
             // Our lease ran out and someone else holds the key now: theirs is the word.
             return;
@@ -433,6 +465,18 @@ impl Ledger {
             }
             _ => None,
         }
+    }
+
+    /// Most claims settle long before their lease ends; their queue entries go here, so that the
+    /// queue stays near the number of claims in flight instead of the SMS per lease time.
+    fn compact_leases(&mut self) {
+        if self.leases.len() < 1024 || self.leases.len() < 2 * self.entries.len() {
+            return;
+        }
+        let entries = &self.entries;
+        self.leases.retain(|(until, key)| {
+            matches!(entries.get(key), Some(Entry::InFlight { until: current, .. }) if current == until)
+        });
     }
 
     fn touch(&mut self, key: ContentKey) {

@@ -152,6 +152,9 @@ impl ClaimId {
 #[derive(Debug, Clone, Copy)]
 pub struct Begin<'a> {
     pub key: ContentKey,
+    /// Chosen by the caller, so that it can settle or give back a claim whose answer it never
+    /// got (a timeout after the store took it): both are harmless when the claim was not taken.
+    pub claim: ClaimId,
     /// Phone-book name: the rate limits and held-back counts are kept per name.
     pub recipient: &'a str,
     /// How long a claim holds: longer than one send with its retries.
@@ -198,10 +201,12 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     /// For logs and `/-/ready`.
     fn name(&self) -> &'static str;
 
-    /// Claims the SMS, takes its rate-limit slot and its held-back count, in one step.
+    /// Claims the SMS, takes its rate-limit slot and its held-back count, in one step. A held-back
+    /// count may be forgotten after a week without an SMS to take it (`redis::HELD_BACK_TTL`).
     fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>>;
 
-    /// The SMS went out (or was held back on purpose): `key` is not sent again for `window`.
+    /// The SMS went out: `key` is not sent again for `window`, unless another holder claimed it
+    /// since this one's lease ran out.
     fn settle(
         &self,
         key: ContentKey,
@@ -229,6 +234,11 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         event: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StateError>>;
+
+    /// What an outage means for the SMS, for the one log line that reports it.
+    fn when_down(&self) -> &'static str {
+        "SMS are sent without dedup and rate limits until it answers again"
+    }
 
     /// Whether the store answers, for `alertmanager_sipgate_state_up` between notifications.
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>>;

@@ -18,7 +18,8 @@ pub struct Monitored {
     metrics: Metrics,
     /// Set while the store fails, so that the happy path needs no lock.
     down: AtomicBool,
-    down_since: Mutex<Option<Instant>>,
+    /// Since when, and which operation found it out.
+    outage: Mutex<Option<(Instant, StateOperation)>>,
 }
 
 impl Monitored {
@@ -28,7 +29,7 @@ impl Monitored {
             store,
             metrics,
             down: AtomicBool::new(false),
-            down_since: Mutex::new(None),
+            outage: Mutex::new(None),
         }
     }
 
@@ -38,7 +39,7 @@ impl Monitored {
         result: Result<T, StateError>,
     ) -> Result<T, StateError> {
         match &result {
-            Ok(_) if self.down.load(Ordering::Acquire) => self.recovered(),
+            Ok(_) if self.down.load(Ordering::Acquire) => self.recovered(operation),
             Ok(_) => {}
             Err(e) => self.failed(operation, e),
         }
@@ -47,30 +48,35 @@ impl Monitored {
 
     fn failed(&self, operation: StateOperation, error: &StateError) {
         self.metrics.state_error(operation);
-        let mut since = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
-        if since.is_none() {
-            *since = Some(Instant::now());
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        if outage.is_none() {
+            *outage = Some((Instant::now(), operation));
             self.down.store(true, Ordering::Release);
             self.metrics.state_up(false);
             tracing::error!(
                 store = self.store.name(),
                 operation = operation.as_str(),
                 error = %error,
-                "state store unavailable: SMS are sent without dedup and rate limits until it \
-                 answers again"
+                effect = self.store.when_down(),
+                "state store unavailable"
             );
         }
     }
 
-    fn recovered(&self) {
-        let mut since = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(began) = since.take() {
+    /// An outage found by a ping (the file store's writes) ends only with a ping that passes;
+    /// any other ends with any answer.
+    fn recovered(&self, operation: StateOperation) {
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((began, found_by)) = *outage
+            && (found_by != StateOperation::Ping || operation == StateOperation::Ping)
+        {
+            *outage = None;
             self.down.store(false, Ordering::Release);
             self.metrics.state_up(true);
-            tracing::error!(
+            tracing::info!(
                 store = self.store.name(),
                 outage_s = began.elapsed().as_secs(),
-                "state store answers again: dedup and rate limits apply again"
+                "state store answers again"
             );
         }
     }
@@ -142,6 +148,10 @@ impl StateStore for Monitored {
             self.record(StateOperation::Ping, result)
         }
         .boxed()
+    }
+
+    fn when_down(&self) -> &'static str {
+        self.store.when_down()
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {

@@ -257,7 +257,17 @@ impl RedisStore {
                 {
                     return Ok(manager);
                 }
-                let client = via.sentinel.lock().await.async_get_client().await?;
+                // One asks the sentinels; those that queued behind it take its answer.
+                let mut sentinel = via.sentinel.lock().await;
+                if let Some(manager) = via
+                    .current
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                {
+                    return Ok(manager);
+                }
+                let client = sentinel.async_get_client().await?;
                 let manager =
                     ConnectionManager::new_with_config(client, via.config.clone()).await?;
                 *via.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(manager.clone());
@@ -277,17 +287,29 @@ impl RedisStore {
             call(manager).await
         })
         .await;
-        let error = match result {
+        let (error, reconnect) = match result {
             Ok(Ok(value)) => return Ok(value),
             // The client's words: a kind and Redis's or the system's reason, never the URL.
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {:?} (state.redis.timeout)", self.timeout),
+            Ok(Err(e)) => (e.to_string(), lost_the_master(&e)),
+            Err(_) => (
+                format!("no answer within {:?} (state.redis.timeout)", self.timeout),
+                true,
+            ),
         };
-        if let Connection::Sentinel(via) = &self.connection {
+        if reconnect && let Connection::Sentinel(via) = &self.connection {
             *via.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         Err(StateError::Unavailable(error))
     }
+}
+
+/// Whether the master may have moved: the connection failed, or the server became a replica.
+fn lost_the_master(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
 }
 
 fn limit(rate: Option<crate::ratelimit::Rate>) -> (u64, u64) {
@@ -302,7 +324,7 @@ impl StateStore for RedisStore {
     fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
         async move {
             let now = self.clock.now();
-            let claim = ClaimId::random();
+            let claim = request.claim;
             let [rate, total, held] = self.recipient_keys(request.recipient);
             let (per, per_period) = limit(request.limits.per_recipient);
             let (all, all_period) = limit(request.limits.total);
@@ -430,10 +452,11 @@ impl StateStore for RedisStore {
                 if lease_end.is_none_or(|ends| ends <= self.clock.now()) {
                     return Ok(true);
                 }
-                if Instant::now() + WAIT_POLL > until {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
                     return Ok(false);
                 }
-                tokio::time::sleep(WAIT_POLL).await;
+                tokio::time::sleep(left.min(WAIT_POLL)).await;
             }
         }
         .boxed()

@@ -48,10 +48,12 @@ receivers:
     config
 }
 
+/// The alert as Prometheus sends it, to every Alertmanager alike: with the time it started.
 fn diskfull_alert() -> serde_json::Value {
     serde_json::json!([{
         "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
-        "annotations": {"summary": "Disk on db1 is 95% full"}
+        "annotations": {"summary": "Disk on db1 is 95% full"},
+        "startsAt": "2026-11-25T09:05:47Z"
     }])
 }
 
@@ -178,7 +180,7 @@ async fn the_example_configs_work_together_as_copied() {
 #[tokio::test]
 #[ignore = "needs prometheus-alertmanager and redis-server: apt-get install prometheus-alertmanager redis-server"]
 async fn an_alertmanager_ha_pair_on_two_replicas_sends_one_sms_each() {
-    const FAILURES: usize = 8;
+    const FAILURES: usize = 30;
     let redis = Redis::start().await;
     let fake = failing_then_ok(503, FAILURES as u64, None).await;
     let yaml = TestConfig::faults(&fake.uri()).on_redis(&redis).yaml();

@@ -197,7 +197,7 @@ impl TestApp {
         let metrics = Metrics::new().unwrap();
         let store = alertmanager_sipgate::state::open(
             &config.state,
-            Arc::new(alertmanager_sipgate::clock::SystemClock::new()),
+            Arc::new(alertmanager_sipgate::clock::SystemClock),
             &tokio::runtime::Handle::current(),
             metrics.clone(),
         )
@@ -445,12 +445,16 @@ pub async fn failing_then_ok(
 /// asked for (`cargo test -- --include-ignored`, as CI does), and then a missing program is a
 /// failure, never a silent pass.
 pub fn require(program: &str, package: &str) {
-    let found = std::process::Command::new(program)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    // `--version`, or `version` as openssl has it.
+    let answers = |arg: &str| {
+        std::process::Command::new(program)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let found = answers("--version") || answers("version");
     assert!(
         found,
         "{program} is not installed: apt-get install {package} (.ci/run does)"
@@ -775,6 +779,8 @@ pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// What redis-cli needs to talk to it (TLS).
+    cli_args: Vec<String>,
     child: Option<ChildGuard>,
 }
 
@@ -790,14 +796,115 @@ impl Redis {
 
     async fn start_with(args: &[&str]) -> Redis {
         require("redis-server", "redis-server");
+        let port = free_port();
         let mut redis = Redis {
-            port: free_port(),
+            port,
             dir: tempfile::tempdir().unwrap(),
-            args: args.iter().map(ToString::to_string).collect(),
+            args: ["--port", &port.to_string()]
+                .iter()
+                .chain(args)
+                .map(ToString::to_string)
+                .collect(),
+            cli_args: Vec::new(),
             child: None,
         };
         redis.start_again().await;
         redis
+    }
+
+    /// A Redis that speaks only TLS, with a certificate for `localhost` from a CA of its own
+    /// (`ca_file`), made with openssl.
+    pub async fn start_tls() -> Redis {
+        require("redis-server", "redis-server");
+        require("openssl", "openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "openssl {args:?}");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            dir.path().join("san"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san",
+        ]);
+        let port = free_port();
+        let file = |name: &str| dir.path().join(name).display().to_string();
+        let mut redis = Redis {
+            port,
+            args: vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                file("server.pem"),
+                "--tls-key-file".into(),
+                file("server.key"),
+                "--tls-ca-cert-file".into(),
+                file("ca.pem"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            cli_args: vec!["--tls".into(), "--cacert".into(), file("ca.pem")],
+            dir,
+            child: None,
+        };
+        redis.start_again().await;
+        redis
+    }
+
+    /// The CA that signed a TLS Redis's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     pub fn url(&self) -> String {
@@ -809,7 +916,7 @@ impl Redis {
         let log = self.dir.path().join("redis.log");
         self.child = Some(ChildGuard::spawn(
             Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(self.dir.path())
@@ -817,11 +924,10 @@ impl Redis {
                 .stdout(std::fs::File::create(log).unwrap())
                 .stderr(Stdio::null()),
         ));
-        let port = self.port;
         eventually(
             Duration::from_secs(10),
             "redis-server answers PING",
-            || async move { (redis_cli(port, &["PING"]) == "PONG").then_some(()) },
+            || async { (self.cli(&["PING"]) == "PONG").then_some(()) },
         )
         .await;
     }
@@ -832,7 +938,8 @@ impl Redis {
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
-        redis_cli(self.port, args)
+        let cli_args: Vec<&str> = self.cli_args.iter().map(String::as_str).collect();
+        redis_cli(self.port, &[cli_args.as_slice(), args].concat())
     }
 
     /// How often the server ran `command` (lower case) since it started: `INFO commandstats`.

@@ -244,3 +244,26 @@ async fn inbound_auth_accepts_the_right_basic_and_bearer_credentials() {
     assert_eq!(reload.status(), 200);
     assert_eq!(fake.received_requests().await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_the_state_store_is_refused() {
+    let fake = FakeSipgate::new().start().await;
+    let app = TestApp::start(&TestConfig::new(&fake.uri()).yaml()).await;
+    let changed = TestConfig::new(&fake.uri()).state(serde_json::json!({"file": "state.redb"}));
+    std::fs::write(&app.config_path, changed.yaml()).unwrap();
+    assert_eq!(
+        reload(&app).await,
+        (
+            500,
+            "config reload failed, keeping the running config: state: the state store changed \
+             (memory before, file now); it is opened once, at start: restart to apply it\n"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        metric(&app, "alertmanager_sipgate_config_last_reload_successful"),
+        0.0
+    );
+    let (_, ready) = app.get("/-/ready").await;
+    assert_eq!(ready, "OK (sipgate, state: memory)\n");
+}

@@ -55,6 +55,22 @@ async fn the_same_notification_posted_to_two_replicas_at_once_is_sent_once() {
     let expected: BTreeMap<String, usize> = [(ALICE.to_string(), 5), (BOB.to_string(), 5)].into();
     assert_eq!(requests_per_recipient(&fake).await, expected);
     assert!(a.log().contains("state=redis"), "{}", a.log());
+
+    // What Redis holds: names and hashes, never a number or alert content.
+    let keys = redis.cli(&["KEYS", "*"]);
+    assert!(!keys.is_empty());
+    for key in keys.lines() {
+        let value = match redis.cli(&["TYPE", key]).as_str() {
+            "zset" => redis.cli(&["ZRANGE", key, "0", "-1"]),
+            _ => redis.cli(&["GET", key]),
+        };
+        for secret in ["15112345678", "17098765432", "DiskFull", "db1", "95%"] {
+            assert!(
+                !key.contains(secret) && !value.contains(secret),
+                "{key} = {value}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -286,10 +302,14 @@ async fn with_redis_down_sms_still_go_out_and_dedup_returns_with_it() {
         );
     }
     let metrics = metrics_with(&service.url, "alertmanager_sipgate_state_up 0\n").await;
-    assert!(
-        !metrics.contains("alertmanager_sipgate_state_errors_total{operation=\"begin\"} 0\n"),
-        "{metrics}"
-    );
+    let begin_errors: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("alertmanager_sipgate_state_errors_total{operation=\"begin\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(begin_errors, 4, "two SMS, twice:\n{metrics}");
     let outage_lines = service
         .log()
         .lines()
@@ -373,4 +393,35 @@ async fn a_sentinel_failover_under_traffic_loses_no_sms() {
         ["alice suppressed duplicate", "bob suppressed duplicate"]
     );
     assert_eq!(replica.cli(&["ROLE"]).lines().next(), Some("master"));
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server and openssl: apt-get install redis-server openssl"]
+async fn the_state_can_live_in_a_redis_that_speaks_only_tls() {
+    let redis = Redis::start_tls().await;
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri()).state(json!({"redis": {
+        "url": format!("rediss://localhost:{}/0", redis.port),
+    }}));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, config.yaml()).unwrap();
+    // The certificate's CA, as an operator adds a private CA to the system's trust store.
+    let ca = redis.ca_file().display().to_string();
+    let service = Service::start_with(&path, &[], &[("SSL_CERT_FILE", &ca)]).await;
+    assert_eq!(service.post_alerts(diskfull(1)).await.0, 200);
+    let (status, answer) = service.post_alerts(diskfull(1)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        outcomes(&answer),
+        ["alice suppressed duplicate", "bob suppressed duplicate"],
+        "{}",
+        service.log()
+    );
+    assert_eq!(requests_per_recipient(&fake).await, once_each());
+    metrics_with(&service.url, "alertmanager_sipgate_state_up 1\n").await;
+    assert!(
+        !redis.cli(&["KEYS", "*"]).is_empty(),
+        "the state is in the TLS Redis"
+    );
 }
