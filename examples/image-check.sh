@@ -113,7 +113,7 @@ wait_for() {
 
 wait_for "/-/ready answers 200" "curl -fsS http://127.0.0.1:$port/-/ready >$work/ready 2>/dev/null"
 echo "   /-/ready: $(cat "$work/ready")"
-grep -qx 'OK (dry-run)' "$work/ready" || fail "/-/ready says $(cat "$work/ready"), expected OK (dry-run)"
+grep -qx 'OK (dry-run, state: memory)' "$work/ready" || fail "/-/ready says $(cat "$work/ready"), expected OK (dry-run, state: memory)"
 
 user=$(docker inspect -f '{{.Config.User}}' "$container")
 [ "$user" = "65532:65532" ] || fail "image user is '$user', expected 65532:65532"

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Client, IntoConnectionInfo, RedisError, Script, TlsMode};
+use redis::{Client, IntoConnectionInfo, RedisConnectionInfo, RedisError, Script, TlsMode};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
@@ -158,20 +158,13 @@ impl RedisStore {
             .set_response_timeout(Some(config.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let password = config.password.as_ref().map(|p| p.expose_secret());
         let connection = match &config.sentinel {
             None => {
                 let url = config.url.as_deref().unwrap_or_default();
                 let info = url
                     .into_connection_info()
                     .map_err(|e| RedisSetupError(format!("url: {e}")))?;
-                let mut redis = info.redis_settings().clone();
-                if let Some(username) = &config.username {
-                    redis = redis.set_username(username);
-                }
-                if let Some(password) = password {
-                    redis = redis.set_password(password);
-                }
+                let redis = with_credentials(info.redis_settings().clone(), config);
                 let client = Client::open(info.set_redis_settings(redis))
                     .map_err(|e| RedisSetupError(format!("url: {e}")))?;
                 let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
@@ -188,13 +181,7 @@ impl RedisStore {
                         .map_err(|e| RedisSetupError(e.to_string()))?,
                 };
                 let tls = matches!(master.addr(), redis::ConnectionAddr::TcpTls { .. });
-                let mut redis = master.redis_settings().clone();
-                if let Some(username) = &config.username {
-                    redis = redis.set_username(username);
-                }
-                if let Some(password) = password {
-                    redis = redis.set_password(password);
-                }
+                let redis = with_credentials(master.redis_settings().clone(), config);
                 let mut node =
                     SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
                 if tls {
@@ -301,6 +288,17 @@ impl RedisStore {
         }
         Err(StateError::Unavailable(error))
     }
+}
+
+/// The configured ACL user and password, over what the URL says.
+fn with_credentials(mut redis: RedisConnectionInfo, config: &RedisConfig) -> RedisConnectionInfo {
+    if let Some(username) = &config.username {
+        redis = redis.set_username(username);
+    }
+    if let Some(password) = &config.password {
+        redis = redis.set_password(password.expose_secret());
+    }
+    redis
 }
 
 /// Whether the master may have moved: the connection failed, or the server became a replica.

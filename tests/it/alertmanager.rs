@@ -157,12 +157,7 @@ async fn the_example_configs_work_together_as_copied() {
         .collect();
     expected.sort();
     assert_eq!(sms, expected, "log:\n{}", service.log());
-    let metrics = reqwest::get(format!("{}/metrics", service.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&service.url).await;
     assert!(
         metrics
             .contains("alertmanager_sipgate_requests_total{code=\"200\",endpoint=\"/alerts\"} 1\n"),
@@ -246,12 +241,7 @@ async fn an_alertmanager_ha_pair_on_two_replicas_sends_one_sms_each() {
     assert_eq!(accepted, [ALICE, BOB]);
     let mut posted_to = 0;
     for replica in &replicas {
-        let metrics = reqwest::get(format!("{}/metrics", replica.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics(&replica.url).await;
         if metrics
             .contains("alertmanager_sipgate_requests_total{code=\"200\",endpoint=\"/alerts\"}")
             || metrics

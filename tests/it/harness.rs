@@ -597,6 +597,16 @@ pub async fn wait_until_ok(url: &str, limit: Duration, what: &str) {
     .await
 }
 
+/// The service's metrics page at `url`, now.
+pub async fn metrics(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The service's metrics page at `url` once `line` is on it.
 pub async fn metrics_with(url: &str, line: &str) -> String {
     eventually(Duration::from_secs(10), line, || async {
@@ -1003,21 +1013,26 @@ impl Sentinel {
             _dir: dir,
             _child: child,
         };
-        let expected = master.port;
-        eventually(
-            Duration::from_secs(10),
-            "the sentinel knows the master",
-            || {
-                let known = sentinel.master_port();
-                async move { (known == Some(expected)).then_some(()) }
-            },
-        )
-        .await;
+        sentinel.wait_for_master(master).await;
         sentinel
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until the sentinel names `master` as the master.
+    pub async fn wait_for_master(&self, master: &Redis) {
+        let expected = master.port;
+        eventually(
+            Duration::from_secs(30),
+            &format!("the sentinel names 127.0.0.1:{expected} the master"),
+            || {
+                let known = self.master_port();
+                async move { (known == Some(expected)).then_some(()) }
+            },
+        )
+        .await;
     }
 
     /// The port of the master the sentinel names now.

@@ -364,18 +364,9 @@ async fn a_sentinel_failover_under_traffic_loses_no_sms() {
             statuses
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    requests_received(&fake, 4).await;
     master.kill();
-    let promoted = replica.port;
-    eventually(
-        Duration::from_secs(30),
-        "the sentinel promotes the replica",
-        || {
-            let now = sentinel.master_port();
-            async move { (now == Some(promoted)).then_some(()) }
-        },
-    )
-    .await;
+    sentinel.wait_for_master(&replica).await;
     let statuses = traffic.await.unwrap();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let counts = requests_per_recipient(&fake).await;
