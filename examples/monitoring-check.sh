@@ -46,6 +46,7 @@ KNOWN = {
     "alertmanager_sipgate_build_info",
     "alertmanager_sipgate_state_up",
     "alertmanager_sipgate_state_errors_total",
+    "alertmanager_sipgate_oncall",
 }
 METRIC = re.compile(r"\balertmanager_sipgate_[a-z0-9_]+")
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::Deliverer;
 use crate::metrics::Metrics;
@@ -69,22 +70,34 @@ impl Live {
 
 pub struct AppState {
     live: ArcSwap<Live>,
+    /// Whose time decides who is on call, what is muted and who is in quiet hours.
+    pub clock: Arc<dyn Clock>,
     pub deliverer: Deliverer,
     pub metrics: Metrics,
     force_dry_run: bool,
     /// One reload at a time, so that two cannot interleave their swaps.
     reloading: Mutex<()>,
+    /// Wakes what follows the config (the shift task) after a reload.
+    pub reloaded: tokio::sync::Notify,
 }
 
 impl AppState {
-    pub fn new(live: Live, deliverer: Deliverer, metrics: Metrics, force_dry_run: bool) -> Self {
+    pub fn new(
+        live: Live,
+        deliverer: Deliverer,
+        metrics: Metrics,
+        force_dry_run: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         metrics.initialize(&live.config.routes);
         AppState {
             live: ArcSwap::from_pointee(live),
+            clock,
             deliverer,
             metrics,
             force_dry_run,
             reloading: Mutex::new(()),
+            reloaded: tokio::sync::Notify::new(),
         }
     }
 
@@ -138,6 +151,8 @@ impl AppState {
         self.metrics
             .routes_changed(&old.config.routes, &live.config.routes);
         self.live.store(live.clone());
+        self.metrics.schedules_changed();
+        self.reloaded.notify_waiters();
         // A new token or account may have fixed what the hold-off waits for.
         self.deliverer.clear_holdoff();
         self.metrics.config_loaded(true);

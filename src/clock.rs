@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, Utc};
+
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
 
@@ -14,6 +16,12 @@ pub fn millis(d: Duration) -> Millis {
 
 pub trait Clock: fmt::Debug + Send + Sync {
     fn now(&self) -> Millis;
+
+    /// `now` as a calendar time, for schedules, time intervals and texts.
+    fn datetime(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(i64::try_from(self.now()).unwrap_or(i64::MAX))
+            .unwrap_or_default()
+    }
 }
 
 /// The system's wall clock: what replicas compare, so keep it in NTP sync.
@@ -70,6 +78,13 @@ impl ManualClock {
 
     pub fn advance(&self, by: Duration) {
         self.0.fetch_add(millis(by), Ordering::SeqCst);
+    }
+
+    pub fn set(&self, to: DateTime<Utc>) {
+        self.0.store(
+            u64::try_from(to.timestamp_millis()).unwrap_or(0),
+            Ordering::SeqCst,
+        );
     }
 }
 

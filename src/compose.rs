@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, PhoneNumber};
+use crate::outcome::SuppressReason;
 use crate::payload::{Alert, AlertStatus, Notification};
 use crate::routing::{self, Delivery};
 use crate::sms::{self, Encoding, SmsSize};
@@ -21,31 +22,58 @@ pub struct Sms {
     pub max_segments: usize,
     /// What the SMS is about, for the ledger that keeps it from being sent twice.
     pub key: ContentKey,
+    /// Held back for the recipient's quiet hours: counted for their next SMS, not sent.
+    pub quiet: bool,
+}
+
+/// An SMS held back on purpose before it was composed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub route: String,
+    pub recipient: String,
+    pub reason: SuppressReason,
 }
 
 /// Everything one notification leads to, before anything is sent.
 #[derive(Debug)]
 pub struct Plan {
     pub messages: Vec<Sms>,
-    /// (route, recipient) pairs held back because the route does not send resolved alerts.
-    pub held_resolved: Vec<(String, String)>,
+    /// Held back by the route: it does not send resolved alerts, or it is muted now.
+    pub held: Vec<Held>,
     /// Alerts that matched no route.
     pub unrouted: usize,
 }
 
+/// What `notification` leads to at `now`: who is on call, which routes are muted and who is in
+/// quiet hours are all decided at that instant.
 pub fn plan(config: &Config, notification: &Notification, now: DateTime<Utc>) -> Plan {
-    let routing = routing::route(notification, &config.routes);
+    let routing = routing::route(notification, &config.routes, |route| {
+        config.recipients_at(route, now)
+    });
+    let mut held: Vec<Held> = routing
+        .held_resolved
+        .iter()
+        .map(|h| Held {
+            route: h.route.name.clone(),
+            recipient: h.recipient.to_string(),
+            reason: SuppressReason::SendResolved,
+        })
+        .collect();
+    let mut messages = Vec::new();
+    for delivery in &routing.deliveries {
+        if config.muted_at(delivery.route, now) {
+            held.push(Held {
+                route: delivery.route.name.clone(),
+                recipient: delivery.recipient.to_string(),
+                reason: SuppressReason::Muted,
+            });
+        } else if let Some(sms) = compose(config, notification, delivery, now) {
+            messages.push(sms);
+        }
+    }
     Plan {
-        messages: routing
-            .deliveries
-            .iter()
-            .filter_map(|d| compose(config, notification, d, now))
-            .collect(),
-        held_resolved: routing
-            .held_resolved
-            .iter()
-            .map(|h| (h.route.name.clone(), h.recipient.to_string()))
-            .collect(),
+        messages,
+        held,
         unrouted: routing.unrouted.len(),
     }
 }
@@ -77,6 +105,7 @@ pub fn compose(
             &notification.group_key,
             &delivery.alerts,
         ),
+        quiet: !route.ignore_quiet_hours && config.in_quiet_hours(delivery.recipient, now),
     })
 }
 
@@ -266,8 +295,8 @@ mod tests {
     }
 
     fn compose_one(config: &Config, n: &Notification) -> Sms {
-        let routing = routing::route(n, &config.routes);
         let now = "2026-11-25T10:00:00Z".parse().unwrap();
+        let routing = routing::route(n, &config.routes, |r| config.recipients_at(r, now));
         compose(config, n, &routing.deliveries[0], now).unwrap()
     }
 

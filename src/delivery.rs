@@ -231,12 +231,17 @@ impl Deliverer {
             lease: policy.lease,
             window: policy.dedup_window,
             limits: policy.limits,
+            hold: sms.quiet,
         };
         loop {
             // Never lose a page because the store is down: send without the ledger and limits
             // (the store logs and counts the outage). The store may have taken the claim before
             // its answer got lost; settling or giving back that claim is harmless if it did not.
             let Ok(start) = store.begin(begin).await else {
+                if sms.quiet {
+                    // Held back all the same; only the count for the next SMS is lost.
+                    return Err(self.suppress(sms, SuppressReason::QuietHours));
+                }
                 return Ok(Taken {
                     claim,
                     reservation: None,
@@ -250,6 +255,9 @@ impl Deliverer {
                 }
                 Start::Settled(Settlement::RateLimited) | Start::RateLimited => {
                     return Err(self.suppress(sms, SuppressReason::RateLimited));
+                }
+                Start::Settled(Settlement::QuietHours) | Start::HeldBack => {
+                    return Err(self.suppress(sms, SuppressReason::QuietHours));
                 }
                 Start::InFlight => {
                     // Another request (an Alertmanager retry, an HA peer) is sending this SMS:
@@ -269,7 +277,10 @@ impl Deliverer {
         policy: Policy,
     ) -> SmsReport {
         let inner = &self.inner;
-        if let Some(h) = inner.active_holdoff(Instant::now()) {
+        // An SMS held back for quiet hours is not sent, so no hold-off concerns it.
+        if !sms.quiet
+            && let Some(h) = inner.active_holdoff(Instant::now())
+        {
             return self.fail(sms, h.reason);
         }
         let taken = match self.begin(sms, policy).await {
@@ -710,6 +721,7 @@ mod tests {
             size: crate::sms::measure(text),
             max_segments: 1,
             key: ContentKey::new(recipient, "g", &[alert]),
+            quiet: false,
         }
     }
 

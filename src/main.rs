@@ -18,10 +18,12 @@ use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
+use alertmanager_sipgate::outcome::SuppressReason;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server;
 use alertmanager_sipgate::state;
-use alertmanager_sipgate::{health, probe};
+use alertmanager_sipgate::{health, probe, shifts};
+use chrono::{DateTime, Utc};
 
 /// What `--help` says about the environment. Values are never shown: they are secrets.
 const ENVIRONMENT: &str = "\
@@ -80,6 +82,27 @@ struct ConfigFile {
     path: PathBuf,
 }
 
+/// The instant a dry tool looks at.
+#[derive(Args)]
+struct At {
+    /// The time to look at instead of now (RFC 3339, e.g. 2026-12-06T03:00:00+01:00): who is
+    /// on call then, which routes are muted, who is in quiet hours.
+    #[arg(long = "at", value_name = "TIME", value_parser = parse_at)]
+    at: Option<DateTime<Utc>>,
+}
+
+impl At {
+    fn or_now(&self) -> DateTime<Utc> {
+        self.at.unwrap_or_else(Utc::now)
+    }
+}
+
+fn parse_at(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}; use RFC 3339, e.g. 2026-12-06T03:00:00+01:00"))
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration file and its templates, then exit.
@@ -87,14 +110,28 @@ enum Command {
     CheckConfig {
         #[command(flatten)]
         config: ConfigFile,
+        #[command(flatten)]
+        at: At,
     },
     /// Print the SMS that an Alertmanager webhook body would produce, without sending anything.
     #[command(after_help = ENVIRONMENT)]
     Render {
         #[command(flatten)]
         config: ConfigFile,
+        #[command(flatten)]
+        at: At,
         /// A webhook body as Alertmanager posts it (JSON); `-` reads it from standard input.
         payload: PathBuf,
+    },
+    /// Print who is on call in each schedule, until when, and the next handoffs.
+    Oncall {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        at: At,
+        /// How many handoffs to list after the current shift.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        next: usize,
     },
     /// Exit 0 when the service answers 200 at URL (for container health checks without curl).
     Healthcheck {
@@ -170,8 +207,13 @@ fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Some(Command::CheckConfig { config }) => check_config(&config.path),
-        Some(Command::Render { config, payload }) => render(&config.path, payload),
+        Some(Command::CheckConfig { config, at }) => check_config(&config.path, at),
+        Some(Command::Render {
+            config,
+            at,
+            payload,
+        }) => render(&config.path, at, payload),
+        Some(Command::Oncall { config, at, next }) => oncall(&config.path, at.or_now(), *next),
         Some(Command::Healthcheck { url }) => {
             probe::check(url, Duration::from_secs(3)).map_err(Into::into)
         }
@@ -196,23 +238,81 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: &Path) -> anyhow::Result<()> {
+fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     println!(
-        "{}: OK ({} recipients, {} routes, templates: {}, state: {})",
+        "{}: OK ({} recipients, {} routes, schedules: {}, templates: {}, state: {})",
         path.display(),
         config.recipients.len(),
         config.routes.len(),
+        if config.schedules.is_empty() {
+            "none".to_string()
+        } else {
+            config
+                .schedules
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
         config.templates.names().join(", "),
         config.state.backend()
     );
     if config.dry_run() {
         println!("no Sipgate credentials: the service would run in dry-run mode and send nothing");
     }
+    if let Some(when) = at.at {
+        println!("at {}:", when.to_rfc3339());
+        for route in &config.routes {
+            let state = if config.muted_at(route, when) {
+                "muted".to_string()
+            } else {
+                let quiet: Vec<&str> = config
+                    .recipients_at(route, when)
+                    .into_iter()
+                    .filter(|r| !route.ignore_quiet_hours && config.in_quiet_hours(r, when))
+                    .collect();
+                let texts = config.recipients_at(route, when).join(", ");
+                if quiet.is_empty() {
+                    format!("texts {texts}")
+                } else {
+                    format!("texts {texts} (in quiet hours: {})", quiet.join(", "))
+                }
+            };
+            println!("  route {}: {state}", route.name);
+        }
+    }
     Ok(())
 }
 
-fn render(config_path: &Path, payload_path: &Path) -> anyhow::Result<()> {
+/// Who is on call in each schedule at `at`, and the next `next` handoffs, in the schedule's zone.
+fn oncall(path: &Path, at: DateTime<Utc>, next: usize) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    if config.schedules.is_empty() {
+        println!("{}: no schedules", path.display());
+    }
+    for schedule in config.schedules.values() {
+        let view = schedule.view(at, next);
+        println!("{} ({})", view.schedule, view.time_zone);
+        println!(
+            "  on call: {:<12} since {}  until {}",
+            view.on_call,
+            schedule.local(view.since),
+            schedule.local(view.until)
+        );
+        for handoff in &view.next {
+            println!(
+                "  then:    {:<12} from  {}  until {}",
+                handoff.who,
+                schedule.local(handoff.at),
+                schedule.local(handoff.until)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let body = if payload_path == Path::new("-") {
         let mut body = Vec::new();
@@ -226,17 +326,25 @@ fn render(config_path: &Path, payload_path: &Path) -> anyhow::Result<()> {
     };
     let notification = payload::parse_alertmanager(&body)
         .with_context(|| format!("in {}", payload_path.display()))?;
-    let plan = compose::plan(&config, &notification, chrono::Utc::now());
+    let plan = compose::plan(&config, &notification, at.or_now());
     for sms in &plan.messages {
         println!(
             "route: {}  recipient: {}  encoding: {}  characters: {}  segments: {}",
             sms.route, sms.recipient, sms.size.encoding, sms.size.chars, sms.size.segments
         );
+        if sms.quiet {
+            println!("held back: the recipient's quiet hours; counted for their next SMS");
+        }
         println!("{}\n", sms.text);
     }
-    for (route, recipient) in &plan.held_resolved {
+    for held in &plan.held {
+        let why = match held.reason {
+            SuppressReason::Muted => "the route is muted at this time (time intervals)",
+            _ => "route does not send resolved alerts",
+        };
         println!(
-            "route: {route}  recipient: {recipient}  held back: route does not send resolved alerts\n"
+            "route: {}  recipient: {}  held back: {why}\n",
+            held.route, held.recipient
         );
     }
     if plan.unrouted > 0 {
@@ -245,7 +353,7 @@ fn render(config_path: &Path, payload_path: &Path) -> anyhow::Result<()> {
             plan.unrouted
         );
     }
-    if plan.messages.is_empty() && plan.held_resolved.is_empty() && plan.unrouted == 0 {
+    if plan.messages.is_empty() && plan.held.is_empty() && plan.unrouted == 0 {
         println!("no SMS: the notification has no alerts");
     }
     Ok(())
@@ -311,9 +419,16 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         state = store.name(),
         "listening"
     );
-    let state = Arc::new(AppState::new(live, deliverer, metrics, cli.dry_run));
+    let state = Arc::new(AppState::new(
+        live,
+        deliverer,
+        metrics,
+        cli.dry_run,
+        Arc::new(SystemClock),
+    ));
     sends.spawn(health::watch_credentials(state.clone(), state.current()));
     sends.spawn(health::watch_state(store.clone()));
+    sends.spawn(shifts::follow(state.clone(), Arc::new(SystemClock)));
     let served = actix_web::rt::System::new().block_on(serve_until_signal(state, listener, grace));
     // After the sends in flight settled: what the file store has not written yet goes out now.
     if let Err(e) = sends.block_on(store.close()) {

@@ -59,6 +59,7 @@ struct ServiceFamilies {
     sipgate_credentials_valid: IntGauge,
     state_up: IntGauge,
     state_errors: IntCounterVec,
+    oncall: IntGaugeVec,
 }
 
 /// What the service asked of its state store, for `state_errors_total{operation}`.
@@ -247,6 +248,16 @@ impl ServiceFamilies {
                 "State store operations that failed or timed out, by operation.",
                 &["operation"],
             )?,
+            oncall: registered(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "oncall",
+                        "1 for who is on call in a schedule now, 0 for its other people.",
+                    ),
+                    &["schedule", "recipient"],
+                )?,
+            )?,
         })
     }
 }
@@ -400,6 +411,21 @@ impl Metrics {
             .state_errors
             .with_label_values(&[operation.as_str()])
             .inc();
+    }
+
+    /// Who of `people` is on call in `schedule`.
+    pub fn on_call(&self, schedule: &str, people: &[&str], who: &str) {
+        for person in people {
+            self.service
+                .oncall
+                .with_label_values(&[schedule, person])
+                .set(i64::from(*person == who));
+        }
+    }
+
+    /// After a reload: schedules and people may be gone; the next `on_call` sets what is there.
+    pub fn schedules_changed(&self) {
+        self.service.oncall.reset();
     }
 
     pub fn credentials_valid(&self, valid: bool) {

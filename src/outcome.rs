@@ -32,14 +32,20 @@ pub enum SuppressReason {
     RateLimited,
     NoRoute,
     SendResolved,
+    /// The route is outside its active or inside a mute time interval.
+    Muted,
+    /// The recipient's quiet hours, on a route that does not ignore them.
+    QuietHours,
 }
 
 impl SuppressReason {
     /// The reasons a route can produce; `NoRoute` belongs to no route.
-    pub const OF_ROUTES: [SuppressReason; 3] = [
+    pub const OF_ROUTES: [SuppressReason; 5] = [
         SuppressReason::Duplicate,
         SuppressReason::RateLimited,
         SuppressReason::SendResolved,
+        SuppressReason::Muted,
+        SuppressReason::QuietHours,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +54,8 @@ impl SuppressReason {
             SuppressReason::RateLimited => "rate_limited",
             SuppressReason::NoRoute => "no_route",
             SuppressReason::SendResolved => "send_resolved",
+            SuppressReason::Muted => "muted",
+            SuppressReason::QuietHours => "quiet_hours",
         }
     }
 }

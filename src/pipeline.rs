@@ -60,22 +60,16 @@ pub async fn run(
             "alerts matched no route; nobody is texted about them"
         );
     }
-    let delivery = &live.config.delivery;
-    let policy = Policy {
-        deadline: started + delivery.response_deadline,
-        dedup_window: delivery.dedup_window,
-        lease: delivery.response_deadline + live.config.sipgate.timeout + LEASE_MARGIN,
-        limits: delivery.rate_limit,
-    };
+    let policy = policy(live, started);
     let mut sms = deliverer
         .deliver(&live.provider, plan.messages, policy)
         .await;
-    for (route, recipient) in &plan.held_resolved {
-        metrics.sms_suppressed(route, SuppressReason::SendResolved, 1);
+    for held in &plan.held {
+        metrics.sms_suppressed(&held.route, held.reason, 1);
         sms.push(SmsReport::suppressed(
-            route,
-            recipient,
-            SuppressReason::SendResolved,
+            &held.route,
+            &held.recipient,
+            held.reason,
         ));
     }
     let report = Report {
@@ -95,6 +89,17 @@ pub async fn run(
         "notification handled"
     );
     report
+}
+
+/// The delivery rules of `live`'s config for SMS planned at `started`.
+pub fn policy(live: &Live, started: Instant) -> Policy {
+    let delivery = &live.config.delivery;
+    Policy {
+        deadline: started + delivery.response_deadline,
+        dedup_window: delivery.dedup_window,
+        lease: delivery.response_deadline + live.config.sipgate.timeout + LEASE_MARGIN,
+        limits: delivery.rate_limit,
+    }
 }
 
 /// Applies the input limits and counts what arrived.

@@ -36,7 +36,12 @@ struct Entry<'a> {
     alerts: Vec<&'a Alert>,
 }
 
-pub fn route<'a>(notification: &'a Notification, routes: &'a [Route]) -> Routing<'a> {
+/// Routes `notification`; `recipients_of` says who a route texts (its schedules resolved).
+pub fn route<'a>(
+    notification: &'a Notification,
+    routes: &'a [Route],
+    recipients_of: impl Fn(&'a Route) -> Vec<&'a str>,
+) -> Routing<'a> {
     let mut entries: Vec<Entry<'a>> = Vec::new();
     let mut unrouted = Vec::new();
     for alert in &notification.alerts {
@@ -47,7 +52,7 @@ pub fn route<'a>(notification: &'a Notification, routes: &'a [Route]) -> Routing
             }
             matched = true;
             let held = alert.status == AlertStatus::Resolved && !route.send_resolved;
-            for recipient in &route.recipients {
+            for recipient in recipients_of(route) {
                 let index = match entries.iter().position(|e| e.recipient == recipient) {
                     Some(i) => i,
                     None => {
@@ -103,6 +108,10 @@ mod tests {
     use crate::matcher::parse_matchers;
     use crate::payload::Labels;
 
+    fn static_recipients(route: &Route) -> Vec<&str> {
+        route.recipients.iter().map(String::as_str).collect()
+    }
+
     fn r(name: &str, matchers: &str, to: &[&str], send_resolved: bool, cont: bool) -> Route {
         Route {
             name: name.to_string(),
@@ -113,6 +122,11 @@ mod tests {
             max_segments: 1,
             gsm_only: false,
             continue_matching: cont,
+            schedules: Vec::new(),
+            may_page: to.iter().map(|s| s.to_string()).collect(),
+            active_time_intervals: Vec::new(),
+            mute_time_intervals: Vec::new(),
+            ignore_quiet_hours: false,
         }
     }
 
@@ -183,7 +197,7 @@ mod tests {
             r("all", "", &["carol"], true, false),
         ];
         let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
-        let routing = route(&n, &routes);
+        let routing = route(&n, &routes, static_recipients);
         assert_eq!(
             summary(&routing),
             vec![s("critical", "alice", &["A"]), s("critical", "bob", &["A"])]
@@ -206,7 +220,7 @@ mod tests {
         ];
         let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
         assert_eq!(
-            summary(&route(&n, &routes)),
+            summary(&route(&n, &routes, static_recipients)),
             vec![s("audit", "carol", &["A"]), s("critical", "alice", &["A"])]
         );
     }
@@ -234,7 +248,7 @@ mod tests {
             alert("B", "warning", AlertStatus::Firing),
             alert("C", "info", AlertStatus::Firing),
         ]);
-        let routing = route(&n, &routes);
+        let routing = route(&n, &routes, static_recipients);
         assert_eq!(
             summary(&routing),
             vec![
@@ -269,7 +283,7 @@ mod tests {
             alert("B", "warning", AlertStatus::Resolved),
             alert("C", "warning", AlertStatus::Firing),
         ]);
-        let routing = route(&n, &routes);
+        let routing = route(&n, &routes, static_recipients);
         assert_eq!(
             summary(&routing),
             vec![
@@ -278,7 +292,7 @@ mod tests {
             ]
         );
         let n = notification(vec![alert("B", "warning", AlertStatus::Resolved)]);
-        let routing = route(&n, &routes);
+        let routing = route(&n, &routes, static_recipients);
         assert!(routing.deliveries.is_empty());
         let held: Vec<_> = routing
             .held_resolved
@@ -291,7 +305,7 @@ mod tests {
     #[test]
     fn no_routes_means_everything_is_unrouted() {
         let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
-        let routing = route(&n, &[]);
+        let routing = route(&n, &[], static_recipients);
         assert!(routing.deliveries.is_empty());
         assert_eq!(routing.unrouted.len(), 1);
     }

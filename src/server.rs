@@ -12,7 +12,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use futures_util::{FutureExt, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,6 +45,8 @@ pub enum ApiError {
     BadSignature,
     #[error("not found")]
     NotFound,
+    #[error("invalid query: {0}")]
+    BadQuery(String),
 }
 
 #[derive(Serialize)]
@@ -57,7 +59,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             // Malformed input will not get better by retrying, so Alertmanager must not retry it.
-            ApiError::Payload(_) | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ApiError::Payload(_) | ApiError::BodyRead(_) | ApiError::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             // A bug, not the caller's fault: 5xx, so that Alertmanager retries.
@@ -121,6 +125,11 @@ pub fn build(
                     .route(web::post().to(healthchecks))
                     .route(web::put().to(healthchecks))
                     .default_service(web::to(only_post_or_put)),
+            )
+            .service(
+                web::resource("/api/v1/oncall")
+                    .route(web::get().to(oncall))
+                    .default_service(web::to(only_get)),
             )
             .route("/metrics", web::get().to(metrics))
             .route("/-/healthy", web::get().to(healthy))
@@ -263,7 +272,7 @@ async fn handle_notification(
         &state.metrics,
         notification,
         started,
-        chrono::Utc::now(),
+        state.clock.datetime(),
     )
     .await;
     // 502 makes Alertmanager retry; 2xx would tell it the page went out.
@@ -276,6 +285,54 @@ async fn handle_notification(
         status,
         sms: report.sms,
         unrouted_alerts: report.unrouted_alerts,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnCallQuery {
+    /// RFC 3339; now when absent.
+    at: Option<String>,
+    next: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct OnCallResponse {
+    at: chrono::DateTime<chrono::Utc>,
+    schedules: Vec<crate::oncall::ScheduleView>,
+}
+
+/// Who is on call now (or `?at=`), until when, and the next handoffs (`?next=`, default 3):
+/// names only, behind the same credentials as `/alerts`.
+async fn oncall(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let live = state.current();
+    authorize(&live, &request)?;
+    let query = web::Query::<OnCallQuery>::from_query(request.query_string())
+        .map_err(|e| ApiError::BadQuery(e.to_string()))?
+        .into_inner();
+    let at = match query.at.as_deref() {
+        None => state.clock.datetime(),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| {
+                ApiError::BadQuery(format!("at: {e}; use RFC 3339, e.g. 2026-12-06T03:00:00Z"))
+            })?
+            .with_timezone(&chrono::Utc),
+    };
+    let next = query.next.unwrap_or(3);
+    if next > 100 {
+        return Err(ApiError::BadQuery("next: at most 100".to_string()));
+    }
+    Ok(HttpResponse::Ok().json(OnCallResponse {
+        at,
+        schedules: live
+            .config
+            .schedules
+            .values()
+            .map(|s| s.view(at, next))
+            .collect(),
     }))
 }
 
@@ -366,6 +423,10 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 async fn only_post_or_put() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed { allow: "POST, PUT" })
+}
+
+async fn only_get() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow: "GET" })
 }
 
 async fn only_post() -> Result<HttpResponse, ApiError> {

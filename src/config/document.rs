@@ -1,6 +1,7 @@
 //! The config file as a YAML document: every unknown key and wrongly typed value is found in one
 //! pass over the file, each reported once with its path and line, instead of stopping at the first.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{
@@ -409,6 +410,83 @@ impl<'de> Visitor<'de> for Here {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<IgnoredAny, A::Error> {
         Err(de::Error::custom(FOUND))
+    }
+}
+
+/// The text of the phone-book entries `names` as written, for numbers that YAML would read as
+/// integers (`+4915112345678` unquoted loses its `+`). Only scalar entries may be named.
+pub fn recipient_texts(text: &str, names: &[&str]) -> BTreeMap<String, String> {
+    if names.is_empty() {
+        return BTreeMap::new();
+    }
+    PhoneBookTexts { names }
+        .deserialize(yaml_serde::Deserializer::from_str(text))
+        .unwrap_or_default()
+}
+
+/// The document's top level: only `recipients` is read.
+struct PhoneBookTexts<'a> {
+    names: &'a [&'a str],
+}
+
+impl<'de> DeserializeSeed<'de> for PhoneBookTexts<'_> {
+    type Value = BTreeMap<String, String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PhoneBookTexts<'_> {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the config document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut texts = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "recipients" {
+                texts = map.next_value_seed(EntryTexts { names: self.names })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(texts)
+    }
+}
+
+/// The `recipients` mapping: each named entry as a string, which reads a scalar as written.
+struct EntryTexts<'a> {
+    names: &'a [&'a str],
+}
+
+impl<'de> DeserializeSeed<'de> for EntryTexts<'_> {
+    type Value = BTreeMap<String, String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntryTexts<'_> {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the phone book")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut texts = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if self.names.contains(&name.as_str()) {
+                texts.insert(name, map.next_value::<String>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(texts)
     }
 }
 

@@ -6,9 +6,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 mod document;
+mod oncall;
 mod state;
 
 pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
@@ -155,6 +157,16 @@ pub struct Route {
     /// Replace characters that would force UCS-2 (half the capacity) by GSM-7 look-alikes.
     pub gsm_only: bool,
     pub continue_matching: bool,
+    /// Schedules in `to:`: whoever is on call when the SMS is planned.
+    pub schedules: Vec<String>,
+    /// Everyone the route can page: `recipients` and every person of its schedules.
+    pub may_page: Vec<String>,
+    /// When set, the route sends only inside one of these intervals.
+    pub active_time_intervals: Vec<String>,
+    /// The route sends nothing inside these intervals.
+    pub mute_time_intervals: Vec<String>,
+    /// Pages through the recipients' quiet hours.
+    pub ignore_quiet_hours: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +214,10 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub server: ServerConfig,
     pub state: StateConfig,
+    pub schedules: BTreeMap<String, crate::oncall::Schedule>,
+    pub time_intervals: BTreeMap<String, Vec<crate::timeinterval::TimeInterval>>,
+    /// A person's quiet hours: names of time intervals.
+    pub quiet_hours: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -210,9 +226,13 @@ struct RawConfig {
     #[serde(default)]
     sipgate: RawSipgate,
     #[serde(default)]
-    recipients: BTreeMap<String, String>,
+    recipients: BTreeMap<String, oncall::RawRecipient>,
     #[serde(default)]
     groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    schedules: BTreeMap<String, oncall::RawSchedule>,
+    #[serde(default)]
+    time_intervals: Vec<oncall::RawNamedInterval>,
     #[serde(default)]
     routes: Vec<RawRoute>,
     #[serde(default)]
@@ -255,6 +275,12 @@ struct RawRoute {
     gsm_only: bool,
     #[serde(default, rename = "continue")]
     continue_matching: bool,
+    #[serde(default)]
+    active_time_intervals: Vec<String>,
+    #[serde(default)]
+    mute_time_intervals: Vec<String>,
+    #[serde(default)]
+    ignore_quiet_hours: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -352,19 +378,31 @@ impl Config {
         let raw: RawConfig = document::deserialize_all(text)?;
         let mut problems = Vec::new();
         let sipgate = sipgate_config(raw.sipgate, base, env, &mut problems);
-        let recipients = phone_book(&raw.recipients, &mut problems);
+        let (numbers, quiet_hours) = oncall::phone_book_entries(&raw.recipients, text);
+        let recipients = phone_book(&numbers, &mut problems);
         // Names are checked against what was declared, so a bad number is reported once, not
         // again at every group and route that uses the name.
         let names: HashSet<&str> = raw.recipients.keys().map(String::as_str).collect();
         let groups = groups(&raw.groups, &names, &mut problems);
+        let time_intervals = oncall::time_intervals(raw.time_intervals, &mut problems);
+        for (name, intervals) in &quiet_hours {
+            let field = format!("recipients.{name}.quiet_hours");
+            oncall::known_intervals(intervals, &field, &time_intervals, &mut problems);
+        }
+        let taken: HashSet<&str> = names
+            .iter()
+            .copied()
+            .chain(raw.groups.keys().map(String::as_str))
+            .collect();
+        let schedules = oncall::schedules(raw.schedules, &names, &taken, &mut problems);
         let templates = templates(&raw.templates, base, &mut problems);
-        let routes = routes(
-            raw.routes,
-            &names,
-            &groups,
-            templates.as_ref(),
-            &mut problems,
-        );
+        let targets = Targets {
+            names: &names,
+            groups: &groups,
+            schedules: &schedules,
+            time_intervals: &time_intervals,
+        };
+        let routes = routes(raw.routes, &targets, templates.as_ref(), &mut problems);
         let delivery = delivery_config(raw.delivery, &mut problems);
         let server = server_config(raw.server, base, &mut problems);
         let state = state::state_config(raw.state, base, env, &mut problems);
@@ -381,6 +419,9 @@ impl Config {
                 delivery,
                 server,
                 state,
+                schedules,
+                time_intervals,
+                quiet_hours,
             }),
             _ => Err(problems),
         }
@@ -388,6 +429,42 @@ impl Config {
 
     pub fn dry_run(&self) -> bool {
         self.sipgate.credentials.is_none()
+    }
+
+    /// Who `route` texts at `at`: its recipients and whoever is on call in its schedules, each
+    /// once.
+    pub fn recipients_at<'a>(&'a self, route: &'a Route, at: DateTime<Utc>) -> Vec<&'a str> {
+        let mut out: Vec<&str> = route.recipients.iter().map(String::as_str).collect();
+        for schedule in route.schedules.iter().filter_map(|s| self.schedules.get(s)) {
+            let who = schedule.who(at);
+            if !out.contains(&who) {
+                out.push(who);
+            }
+        }
+        out
+    }
+
+    /// Whether `route` holds its SMS back at `at`: outside all of its active intervals (when it
+    /// has any), or inside one of its mute intervals, as in Alertmanager.
+    pub fn muted_at(&self, route: &Route, at: DateTime<Utc>) -> bool {
+        let inside = |name: &String| {
+            self.time_intervals
+                .get(name)
+                .is_some_and(|i| crate::timeinterval::any_contains(i, at))
+        };
+        (!route.active_time_intervals.is_empty() && !route.active_time_intervals.iter().any(inside))
+            || route.mute_time_intervals.iter().any(inside)
+    }
+
+    /// Whether `recipient` is in their quiet hours at `at`.
+    pub fn in_quiet_hours(&self, recipient: &str, at: DateTime<Utc>) -> bool {
+        self.quiet_hours.get(recipient).is_some_and(|names| {
+            names.iter().any(|name| {
+                self.time_intervals
+                    .get(name)
+                    .is_some_and(|i| crate::timeinterval::any_contains(i, at))
+            })
+        })
     }
 }
 
@@ -686,10 +763,17 @@ fn templates(raw: &RawTemplates, base: &Path, problems: &mut Vec<Problem>) -> Op
     }
 }
 
+/// What a route's `to:` and its time intervals may name.
+struct Targets<'a> {
+    names: &'a HashSet<&'a str>,
+    groups: &'a BTreeMap<String, Vec<String>>,
+    schedules: &'a BTreeMap<String, crate::oncall::Schedule>,
+    time_intervals: &'a BTreeMap<String, Vec<crate::timeinterval::TimeInterval>>,
+}
+
 fn routes(
     raw: Vec<RawRoute>,
-    names: &HashSet<&str>,
-    groups: &BTreeMap<String, Vec<String>>,
+    targets: &Targets<'_>,
     templates: Option<&Templates>,
     problems: &mut Vec<Problem>,
 ) -> Vec<Route> {
@@ -724,7 +808,24 @@ fn routes(
                 Err(e) => problem(problems, format!("{at}.matchers[{j}]"), e.to_string()),
             }
         }
-        let recipients = route_recipients(&at, &r.to, names, groups, problems);
+        let (recipients, schedules) = route_recipients(&at, &r.to, targets, problems);
+        let mut may_page = recipients.clone();
+        for person in schedules
+            .iter()
+            .filter_map(|s| targets.schedules.get(s))
+            .flat_map(|s| s.people())
+        {
+            if !may_page.iter().any(|p| p == person) {
+                may_page.push(person.to_string());
+            }
+        }
+        for (field, names) in [
+            ("active_time_intervals", &r.active_time_intervals),
+            ("mute_time_intervals", &r.mute_time_intervals),
+        ] {
+            let field = format!("{at}.{field}");
+            oncall::known_intervals(names, &field, targets.time_intervals, problems);
+        }
         let template = r.template.unwrap_or_else(|| "default".to_string());
         if let Some(templates) = templates
             && let Err(e) = check_template(templates, &template, &mut checked_templates)
@@ -748,37 +849,48 @@ fn routes(
             max_segments,
             gsm_only: r.gsm_only,
             continue_matching: r.continue_matching,
+            schedules,
+            may_page,
+            active_time_intervals: r.active_time_intervals,
+            mute_time_intervals: r.mute_time_intervals,
+            ignore_quiet_hours: r.ignore_quiet_hours,
         });
     }
     out
 }
 
-/// A route's `to:`: phone-book names, groups expanded, each once, in the order written.
+/// A route's `to:`: phone-book names, groups expanded, each once, in the order written; and the
+/// schedules, resolved when an SMS is planned.
 fn route_recipients(
     at: &str,
     to: &[String],
-    names: &HashSet<&str>,
-    groups: &BTreeMap<String, Vec<String>>,
+    targets: &Targets<'_>,
     problems: &mut Vec<Problem>,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     if to.is_empty() {
         problem(
             problems,
             format!("{at}.to"),
-            "a route needs at least one recipient or group",
+            "a route needs at least one recipient, group or schedule",
         );
     }
     let mut recipients: Vec<String> = Vec::new();
+    let mut schedules: Vec<String> = Vec::new();
     for (j, name) in to.iter().enumerate() {
-        let members: Vec<String> = if names.contains(name.as_str()) {
+        let members: Vec<String> = if targets.names.contains(name.as_str()) {
             vec![name.clone()]
-        } else if let Some(members) = groups.get(name) {
+        } else if let Some(members) = targets.groups.get(name) {
             members.clone()
+        } else if targets.schedules.contains_key(name) {
+            if !schedules.contains(name) {
+                schedules.push(name.clone());
+            }
+            continue;
         } else {
             problem(
                 problems,
                 format!("{at}.to[{j}]"),
-                format!("unknown recipient or group {name:?}"),
+                format!("unknown recipient, group or schedule {name:?}"),
             );
             continue;
         };
@@ -788,7 +900,7 @@ fn route_recipients(
             }
         }
     }
-    recipients
+    (recipients, schedules)
 }
 
 /// A template name is known, and the template renders the sample notification (tried once per
@@ -1199,7 +1311,7 @@ delivery:
             got,
             vec![
                 "routes[0].name: missing: every route needs a name",
-                "routes[0].to: a route needs at least one recipient or group",
+                "routes[0].to: a route needs at least one recipient, group or schedule",
             ]
         );
     }

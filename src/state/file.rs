@@ -179,6 +179,7 @@ fn load(db: &Database) -> Result<Snapshot, String> {
         let settlement = match kind {
             0 => Settlement::Sent,
             1 => Settlement::RateLimited,
+            2 => Settlement::QuietHours,
             _ => return Err(damaged(&"unknown ledger entry")),
         };
         snapshot.settled.push((
@@ -227,6 +228,7 @@ fn write(db: &Database, snapshot: &Snapshot) -> Result<(), String> {
                         let kind = match settlement {
                             Settlement::Sent => 0,
                             Settlement::RateLimited => 1,
+                            Settlement::QuietHours => 2,
                         };
                         ledger.insert(key.as_bytes(), (kind, *until))
                     }

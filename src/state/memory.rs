@@ -218,6 +218,18 @@ impl StateStore for MemoryStore {
         {
             Claim::Settled(settlement) => Start::Settled(settlement),
             Claim::InFlight => Start::InFlight,
+            Claim::Claimed(claim) if request.hold => {
+                inner.ledger.settle(
+                    request.key,
+                    claim,
+                    Settlement::QuietHours,
+                    now,
+                    request.window,
+                );
+                inner.limiter.restore_held(request.recipient, 1);
+                inner.recipient_changed(request.recipient, false);
+                Start::HeldBack
+            }
             Claim::Claimed(claim) => {
                 match inner
                     .limiter

@@ -88,6 +88,15 @@ impl ContentKey {
         ContentKey(h.finalize().into())
     }
 
+    /// An SMS about an event rather than alerts (a shift start), to `recipient`.
+    pub fn for_event(recipient: &str, event: &str) -> Self {
+        let mut h = Sha256::new();
+        field(&mut h, b"event");
+        field(&mut h, recipient.as_bytes());
+        field(&mut h, event.as_bytes());
+        ContentKey(h.finalize().into())
+    }
+
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         ContentKey(bytes)
     }
@@ -135,6 +144,8 @@ fn alert_identity(alert: &Alert) -> String {
 pub enum Settlement {
     Sent,
     RateLimited,
+    /// Held back for the recipient's quiet hours.
+    QuietHours,
 }
 
 /// Identifies one holder's claim, so that a holder whose lease ran out cannot settle or release
@@ -162,6 +173,9 @@ pub struct Begin<'a> {
     /// How long an SMS held back by a limit is not tried again.
     pub window: Duration,
     pub limits: Limits,
+    /// Hold it back on purpose (quiet hours): count it for the recipient's next SMS and settle
+    /// it as `QuietHours`, unless it was settled already.
+    pub hold: bool,
 }
 
 /// What the store holds for an SMS it let through, until it is settled or given back.
@@ -187,6 +201,8 @@ pub enum Start {
     /// A rate limit held it back just now: counted for the recipient's next SMS, and settled as
     /// `RateLimited` for the window.
     RateLimited,
+    /// Held back just now as asked (`Begin::hold`): counted, and settled as `QuietHours`.
+    HeldBack,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -27,9 +27,10 @@ pub const HELD_BACK_TTL: Duration = Duration::from_secs(7 * 86_400);
 /// How often a request that found its SMS in flight elsewhere looks again.
 const WAIT_POLL: Duration = Duration::from_millis(50);
 
-/// Claims the SMS unless it is settled or held; takes its rate-limit slots unless a limit is
-/// full (then it counts as held back and is settled as such); takes the held-back count.
-/// Entries: `c:<lease end>:<claim id>`, `s:<until>` (sent), `r:<until>` (rate-limited).
+/// Claims the SMS unless it is settled or held; holds it back when asked (quiet hours); takes
+/// its rate-limit slots unless a limit is full (then it counts as held back and is settled as
+/// such); takes the held-back count. Entries: `c:<lease end>:<claim id>`, `s:<until>` (sent),
+/// `r:<until>` (rate-limited), `q:<until>` (quiet hours).
 const BEGIN: &str = r"
 local now = tonumber(ARGV[1])
 local entry = redis.call('GET', KEYS[1])
@@ -38,8 +39,15 @@ if entry then
   if ends and tonumber(ends) > now then
     if kind == 's' then return {1, 0} end
     if kind == 'r' then return {2, 0} end
+    if kind == 'q' then return {6, 0} end
     return {3, 0}
   end
+end
+if ARGV[13] == '1' then
+  redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[9])
+  redis.call('SET', KEYS[1], 'q:' .. ARGV[11], 'PX', ARGV[4])
+  return {5, 0}
 end
 local per, per_period = tonumber(ARGV[5]), tonumber(ARGV[6])
 local total, total_period = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -346,7 +354,8 @@ impl StateStore for RedisStore {
                 .arg(millis(HELD_BACK_TTL))
                 .arg(&member)
                 .arg(now + window)
-                .arg(now + lease);
+                .arg(now + lease)
+                .arg(if request.hold { "1" } else { "0" });
             let reply: Vec<u64> = self
                 .run(|mut c| async move { invocation.invoke_async(&mut c).await })
                 .await?;
@@ -355,6 +364,8 @@ impl StateStore for RedisStore {
                 [2, _] => Start::Settled(Settlement::RateLimited),
                 [3, _] => Start::InFlight,
                 [4, _] => Start::RateLimited,
+                [5, _] => Start::HeldBack,
+                [6, _] => Start::Settled(Settlement::QuietHours),
                 [0, held] => Start::Claimed(Taken {
                     claim,
                     reservation: (per > 0 || all > 0).then_some(Reservation {
@@ -386,6 +397,7 @@ impl StateStore for RedisStore {
             let kind = match settlement {
                 Settlement::Sent => 's',
                 Settlement::RateLimited => 'r',
+                Settlement::QuietHours => 'q',
             };
             let mut invocation = self.scripts.settle.prepare_invoke();
             invocation

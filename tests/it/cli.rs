@@ -37,7 +37,7 @@ fn check_config_accepts_the_example() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}: OK (2 recipients, 2 routes, templates: compact, default, short, state: memory)\n\
+            "{}: OK (3 recipients, 2 routes, schedules: primary, templates: compact, default, short, state: memory)\n\
              no Sipgate credentials: the service would run in dry-run mode and send nothing\n",
             dir.path().join("config.yml").display()
         )
@@ -84,7 +84,8 @@ fn check_config_reports_every_structural_problem_once() {
     ]);
     assert!(!out.status.success());
     let expected = "one of `name`, `matchers`, `to`, `template`, `send_resolved`, `max_segments`, \
-                    `gsm_only`, `continue`";
+                    `gsm_only`, `continue`, `active_time_intervals`, `mute_time_intervals`, \
+                    `ignore_quiet_hours`";
     assert_eq!(
         text(&out.stderr),
         format!(
@@ -111,7 +112,7 @@ fn serve_reports_a_bad_config_once_and_exits() {
     assert!(stderr.contains(" level=error "), "{stderr}");
     assert_eq!(
         stderr
-            .matches("routes[0].to[0]: unknown recipient or group")
+            .matches("routes[0].to[0]: unknown recipient, group or schedule")
             .count(),
         1,
         "{stderr}"
@@ -153,7 +154,7 @@ templates:
         "recipients.alice: invalid phone number: must be in international E.164 format".to_string(),
         "routes[0].matchers[0]: invalid matcher".to_string(),
         "routes[0].matchers[1]: invalid matcher \"team=~\\\"(\\\"\": bad regex".to_string(),
-        "routes[0].to[1]: unknown recipient or group \"carol\"".to_string(),
+        "routes[0].to[1]: unknown recipient, group or schedule \"carol\"".to_string(),
         format!(
             "templates.dir ({})",
             Path::new(dir.path()).join("templates/broken.hbs").display()
@@ -177,10 +178,10 @@ fn check_config_reports_a_missing_file() {
     assert!(text(&out.stderr).contains("cannot read config file does-not-exist.yml"));
 }
 
-const RENDERED_FIRING: &str = "\
-route: critical  recipient: alice  encoding: GSM-7  characters: 72  segments: 1
-FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full
+/// A Wednesday noon in the example schedule's 47th week: bob is on call.
+const AT: &str = "--at=2026-11-25T12:00:00+01:00";
 
+const RENDERED_FIRING: &str = "\
 route: critical  recipient: bob  encoding: GSM-7  characters: 72  segments: 1
 FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full
 
@@ -192,6 +193,7 @@ fn render_prints_each_sms_without_sending() {
     let out = run(&[
         "render",
         &example_config(&dir),
+        AT,
         "examples/payloads/firing.json",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -199,9 +201,60 @@ fn render_prints_each_sms_without_sending() {
 }
 
 #[test]
+fn render_at_a_given_time_shows_who_is_paged_and_what_is_muted() {
+    let dir = example_service_dir(None);
+    // Sunday 03:00 in Berlin, in the holidays: alice covers them; warnings wait for Monday.
+    let sunday_night = "--at=2026-12-27T03:00:00+01:00";
+    let out = run(&[
+        "render",
+        &example_config(&dir),
+        sunday_night,
+        "tests/fixtures/alertmanager-0.25/firing-highlatency.json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "route: warnings  recipient: alice  held back: the route is muted at this time (time intervals)\n\n"
+    );
+    let out = run(&[
+        "check-config",
+        &example_config(&dir),
+        "--at=2026-11-25T03:00:00+01:00",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).ends_with(
+            "at 2026-11-25T02:00:00+00:00:\n  route critical: texts bob\n  route warnings: muted\n"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn oncall_prints_who_is_on_call_and_the_next_handoffs() {
+    let dir = example_service_dir(None);
+    let out = run(&[
+        "oncall",
+        &example_config(&dir),
+        "--at=2026-12-23T12:00:00Z",
+        "--next=3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "primary (Europe/Berlin)\n\
+         \x20 on call: carol        since Mon 21 Dec 09:00  until Thu 24 Dec 00:00\n\
+         \x20 then:    alice        from  Thu 24 Dec 00:00  until Sun 27 Dec 00:00\n\
+         \x20 then:    carol        from  Sun 27 Dec 00:00  until Mon 28 Dec 09:00\n\
+         \x20 then:    alice        from  Mon 28 Dec 09:00  until Mon 04 Jan 09:00\n"
+    );
+}
+
+#[test]
 fn render_reads_the_payload_from_standard_input() {
     let dir = example_service_dir(None);
-    let mut child = command(&["render", &example_config(&dir), "-"])
+    let mut child = command(&["render", &example_config(&dir), AT, "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -220,6 +273,7 @@ fn render_shows_held_back_resolved_alerts() {
     let out = run(&[
         "render",
         &example_config(&dir),
+        AT,
         "tests/fixtures/alertmanager-0.25/resolved-highlatency.json",
     ]);
     assert!(out.status.success());
@@ -267,9 +321,16 @@ fn subcommand_help_lists_only_its_own_flags() {
     assert_eq!(flags(&["healthcheck", "--help"]), ["--url", "--help"]);
     assert_eq!(
         flags(&["check-config", "--help"]),
-        ["--config.file", "--help"]
+        ["--config.file", "--at", "--help"]
     );
-    assert_eq!(flags(&["render", "--help"]), ["--config.file", "--help"]);
+    assert_eq!(
+        flags(&["render", "--help"]),
+        ["--config.file", "--at", "--help"]
+    );
+    assert_eq!(
+        flags(&["oncall", "--help"]),
+        ["--config.file", "--at", "--next", "--help"]
+    );
     let help = text(&run(&["check-config", "--help"]).stdout);
     assert!(help.contains("SIPGATE_TOKEN_ID"), "{help}");
     // Flags of the service itself belong to it, not before a subcommand.

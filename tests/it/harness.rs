@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertmanager_sipgate::app::{AppState, Live};
+use alertmanager_sipgate::clock::ManualClock;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
@@ -39,8 +40,13 @@ pub fn fixture(name: &str) -> Vec<u8> {
 #[derive(Debug, Clone, Serialize)]
 pub struct TestConfig {
     pub sipgate: TestSipgate,
-    pub recipients: BTreeMap<String, String>,
+    /// A number, or `{number, quiet_hours}`.
+    pub recipients: BTreeMap<String, Value>,
     pub groups: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedules: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub time_intervals: Vec<Value>,
     pub routes: Vec<TestRoute>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates: Option<Value>,
@@ -75,6 +81,12 @@ pub struct TestRoute {
     pub send_resolved: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_segments: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub active_time_intervals: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mute_time_intervals: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_quiet_hours: bool,
 }
 
 impl TestRoute {
@@ -86,6 +98,9 @@ impl TestRoute {
             template: None,
             send_resolved: None,
             max_segments: None,
+            active_time_intervals: Vec::new(),
+            mute_time_intervals: Vec::new(),
+            ignore_quiet_hours: false,
         }
     }
 }
@@ -105,13 +120,15 @@ impl TestConfig {
                 check_credentials: false,
             },
             recipients: BTreeMap::from([
-                ("alice".to_string(), ALICE.to_string()),
-                ("bob".to_string(), BOB.to_string()),
+                ("alice".to_string(), ALICE.into()),
+                ("bob".to_string(), BOB.into()),
             ]),
             groups: BTreeMap::from([(
                 "oncall".to_string(),
                 vec!["alice".to_string(), "bob".to_string()],
             )]),
+            schedules: BTreeMap::new(),
+            time_intervals: Vec::new(),
             routes: vec![
                 TestRoute {
                     max_segments: Some(2),
@@ -185,6 +202,9 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     pub metrics: Metrics,
     pub http: reqwest::Client,
+    /// The service's calendar time (on call, time intervals, quiet hours, texts): now at the
+    /// start, and only moved by the test.
+    pub clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
 
@@ -212,7 +232,15 @@ impl TestApp {
         let live = Live::new(config, false).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(AppState::new(live, deliverer, metrics.clone(), false));
+        let clock = Arc::new(ManualClock::default());
+        clock.set(chrono::Utc::now());
+        let state = Arc::new(AppState::new(
+            live,
+            deliverer,
+            metrics.clone(),
+            false,
+            clock.clone(),
+        ));
         let server = server::build(state.clone(), listener, Duration::from_secs(5)).unwrap();
         tokio::spawn(server);
         tokio::spawn(alertmanager_sipgate::health::watch_credentials(
@@ -225,6 +253,7 @@ impl TestApp {
             state,
             metrics,
             http: reqwest::Client::new(),
+            clock,
             _dir: dir,
         }
     }

@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod delivery;
 mod observability;
+mod oncall;
 mod operations;
 mod process;
 mod properties;

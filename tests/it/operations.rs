@@ -81,7 +81,7 @@ async fn a_bad_reload_keeps_the_running_config_and_says_so() {
         "{text}"
     );
     assert!(
-        text.contains("routes[1].to[0]: unknown recipient or group \"mallory\""),
+        text.contains("routes[1].to[0]: unknown recipient, group or schedule \"mallory\""),
         "{text}"
     );
     assert_eq!(

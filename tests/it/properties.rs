@@ -332,7 +332,7 @@ fn check_render(body: &[u8], config: &Config, now: DateTime<Utc>) -> Result<(), 
     let route = &config.routes[0];
     let plan = compose::plan(config, &notification, now);
     prop_assert_eq!(plan.unrouted, 0, "the only route matches everything");
-    prop_assert!(plan.held_resolved.is_empty(), "resolved alerts are sent");
+    prop_assert!(plan.held.is_empty(), "resolved alerts are sent");
     prop_assert_eq!(
         plan.messages.len(),
         usize::from(!notification.alerts.is_empty())

@@ -35,6 +35,7 @@ fn begin(key: ContentKey, recipient: &str, limits: Limits) -> Begin<'_> {
         lease: LEASE,
         window: WINDOW,
         limits,
+        hold: false,
     }
 }
 
@@ -218,6 +219,20 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
         store.begin(begin(key(21), "frank", total)).await.unwrap(),
         Start::RateLimited
     );
+
+    // Held back on purpose (quiet hours): counted once however often it is asked, and reported
+    // with the next SMS that goes out.
+    let quiet = Begin {
+        hold: true,
+        ..begin(key(30), "grace", none)
+    };
+    assert_eq!(store.begin(quiet).await.unwrap(), Start::HeldBack);
+    assert_eq!(
+        store.begin(quiet).await.unwrap(),
+        Start::Settled(Settlement::QuietHours)
+    );
+    let after = claimed(store, begin(key(31), "grace", none)).await;
+    assert_eq!(after.held, 1);
 
     // Once-only events.
     let ttl = Duration::from_secs(3600);

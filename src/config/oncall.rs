@@ -1,0 +1,454 @@
+//! The on-call parts of the config: `schedules`, `time_intervals`, and the phone book's object
+//! form with a person's `quiet_hours`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use chrono::NaiveDateTime;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::{Problem, parse_duration, problem};
+use crate::oncall::{Override, Schedule};
+use crate::timeinterval::{RawTimeInterval, TimeInterval};
+
+/// A phone-book entry: the number alone, or the number with the person's quiet hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RawRecipient {
+    Number(String),
+    /// A number YAML read as an integer (`+4915112345678` unquoted): its text is read again
+    /// from the document, so that the `+` and every digit stay as written.
+    Unquoted,
+    Person {
+        number: String,
+        quiet_hours: Vec<String>,
+    },
+}
+
+impl Default for RawRecipient {
+    fn default() -> Self {
+        RawRecipient::Number(String::new())
+    }
+}
+
+impl<'de> Deserialize<'de> for RawRecipient {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RecipientVisitor)
+    }
+}
+
+struct RecipientVisitor;
+
+impl<'de> Visitor<'de> for RecipientVisitor {
+    type Value = RawRecipient;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a phone number, or {number, quiet_hours}")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRecipient, E> {
+        Ok(RawRecipient::Number(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawRecipient, E> {
+        Ok(RawRecipient::Unquoted)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawRecipient, E> {
+        Ok(RawRecipient::Unquoted)
+    }
+
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<RawRecipient, E> {
+        Ok(RawRecipient::Unquoted)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawRecipient, E> {
+        Ok(RawRecipient::Unquoted)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecipient, A::Error> {
+        let mut number = None;
+        let mut quiet_hours = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                // As a string, whatever YAML makes of it: the text as written.
+                "number" => number = Some(map.next_value::<String>()?),
+                "quiet_hours" => quiet_hours = map.next_value()?,
+                other => {
+                    return Err(de::Error::unknown_field(other, &["number", "quiet_hours"]));
+                }
+            }
+        }
+        Ok(RawRecipient::Person {
+            number: number.ok_or_else(|| de::Error::missing_field("number"))?,
+            quiet_hours,
+        })
+    }
+}
+
+/// The phone book's numbers as written, and the quiet hours of those who have them.
+pub(super) fn phone_book_entries(
+    raw: &BTreeMap<String, RawRecipient>,
+    text: &str,
+) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
+    let unquoted: Vec<&str> = raw
+        .iter()
+        .filter(|(_, r)| **r == RawRecipient::Unquoted)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut written = super::document::recipient_texts(text, &unquoted);
+    let mut numbers = BTreeMap::new();
+    let mut quiet_hours = BTreeMap::new();
+    for (name, entry) in raw {
+        let number = match entry {
+            RawRecipient::Number(number) => number.clone(),
+            RawRecipient::Unquoted => written.remove(name).unwrap_or_default(),
+            RawRecipient::Person {
+                number,
+                quiet_hours: hours,
+            } => {
+                if !hours.is_empty() {
+                    quiet_hours.insert(name.clone(), hours.clone());
+                }
+                number.clone()
+            }
+        };
+        numbers.insert(name.clone(), number);
+    }
+    (numbers, quiet_hours)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchedule {
+    time_zone: Option<String>,
+    #[serde(default)]
+    rotation: RawRotation,
+    #[serde(default)]
+    overrides: Vec<RawOverride>,
+    #[serde(default)]
+    notify_shift_start: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRotation {
+    #[serde(default)]
+    members: Vec<String>,
+    shift: Option<String>,
+    start: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    who: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNamedInterval {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    time_intervals: Vec<RawTimeInterval>,
+}
+
+/// `2026-01-05T09:00` or with seconds: a local time, no zone.
+fn local_time(text: &str) -> Result<NaiveDateTime, String> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .map_err(|_| {
+            format!("invalid local time {text:?}; use e.g. \"2026-01-05T09:00\" (no zone: the schedule's time_zone applies)")
+        })
+}
+
+pub(super) fn schedules(
+    raw: BTreeMap<String, RawSchedule>,
+    people: &HashSet<&str>,
+    taken: &HashSet<&str>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, Schedule> {
+    let mut out = BTreeMap::new();
+    for (name, s) in raw {
+        let at = format!("schedules.{name}");
+        if !super::valid_name(&name) {
+            problem(problems, &at, format!("invalid name; {}", super::NAME_RULE));
+            continue;
+        }
+        if taken.contains(name.as_str()) {
+            problem(
+                problems,
+                &at,
+                "a recipient or group has the same name; recipients, groups and schedules share one namespace",
+            );
+        }
+        let time_zone = match s.time_zone.as_deref() {
+            None => chrono_tz::UTC,
+            Some(zone) => zone.parse().unwrap_or_else(|_| {
+                problem(
+                    problems,
+                    format!("{at}.time_zone"),
+                    format!(
+                        "unknown time zone {zone:?}; use an IANA name such as \"Europe/Berlin\""
+                    ),
+                );
+                chrono_tz::UTC
+            }),
+        };
+        let rotation = s.rotation;
+        if rotation.members.is_empty() {
+            problem(
+                problems,
+                format!("{at}.rotation.members"),
+                "an empty rotation: list who takes turns, from the phone book",
+            );
+        }
+        for (i, member) in rotation.members.iter().enumerate() {
+            if !people.contains(member.as_str()) {
+                problem(
+                    problems,
+                    format!("{at}.rotation.members[{i}]"),
+                    format!("unknown recipient {member:?}; members are names from recipients"),
+                );
+            }
+        }
+        let shift = match rotation.shift.as_deref().map(parse_duration) {
+            None => {
+                problem(
+                    problems,
+                    format!("{at}.rotation.shift"),
+                    "missing: e.g. 1w, 1d, 12h",
+                );
+                None
+            }
+            Some(Err(e)) => {
+                problem(problems, format!("{at}.rotation.shift"), e);
+                None
+            }
+            Some(Ok(d)) if d < std::time::Duration::from_secs(3600) => {
+                problem(
+                    problems,
+                    format!("{at}.rotation.shift"),
+                    "must be at least 1h: nobody can be woken by a rotation that changes faster",
+                );
+                None
+            }
+            Some(Ok(d)) => Some(d),
+        };
+        let start = match rotation.start.as_deref().map(local_time) {
+            None => {
+                problem(
+                    problems,
+                    format!("{at}.rotation.start"),
+                    "missing: the first handoff, e.g. \"2026-01-05T09:00\"",
+                );
+                None
+            }
+            Some(Err(e)) => {
+                problem(problems, format!("{at}.rotation.start"), e);
+                None
+            }
+            Some(Ok(t)) => Some(t),
+        };
+        let mut overrides = Vec::new();
+        for (i, o) in s.overrides.into_iter().enumerate() {
+            let field = format!("{at}.overrides[{i}]");
+            let from =
+                local_time(&o.from).map_err(|e| problem(problems, format!("{field}.from"), e));
+            let to = local_time(&o.to).map_err(|e| problem(problems, format!("{field}.to"), e));
+            if !people.contains(o.who.as_str()) {
+                problem(
+                    problems,
+                    format!("{field}.who"),
+                    format!(
+                        "unknown recipient {:?}; who is a name from recipients",
+                        o.who
+                    ),
+                );
+            }
+            if let (Ok(from), Ok(to)) = (from, to) {
+                if to <= from {
+                    problem(problems, format!("{field}.to"), "must be after from");
+                }
+                overrides.push(Override {
+                    from,
+                    to,
+                    who: o.who,
+                });
+            }
+        }
+        if let (Some(shift), Some(start)) = (shift, start) {
+            out.insert(
+                name.clone(),
+                Schedule {
+                    name,
+                    time_zone,
+                    members: rotation.members,
+                    shift,
+                    start,
+                    overrides,
+                    notify_shift_start: s.notify_shift_start,
+                },
+            );
+        }
+    }
+    out
+}
+
+pub(super) fn time_intervals(
+    raw: Vec<RawNamedInterval>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, Vec<TimeInterval>> {
+    let mut out = BTreeMap::new();
+    for (i, named) in raw.into_iter().enumerate() {
+        let at = format!("time_intervals[{i}]");
+        if named.name.is_empty() {
+            problem(
+                problems,
+                format!("{at}.name"),
+                "missing: every time interval needs a name",
+            );
+            continue;
+        }
+        if out.contains_key(&named.name) {
+            problem(
+                problems,
+                format!("{at}.name"),
+                format!("time interval {:?} is defined twice", named.name),
+            );
+            continue;
+        }
+        let mut intervals = Vec::new();
+        for (j, raw) in named.time_intervals.iter().enumerate() {
+            match TimeInterval::parse(raw) {
+                Ok(interval) => intervals.push(interval),
+                Err(e) => problem(problems, format!("{at}.time_intervals[{j}]"), e),
+            }
+        }
+        out.insert(named.name, intervals);
+    }
+    out
+}
+
+/// Interval names listed under `field` must be defined in `time_intervals`.
+pub(super) fn known_intervals(
+    names: &[String],
+    field: &str,
+    intervals: &BTreeMap<String, Vec<TimeInterval>>,
+    problems: &mut Vec<Problem>,
+) {
+    for (i, name) in names.iter().enumerate() {
+        if !intervals.contains_key(name) {
+            problem(
+                problems,
+                format!("{field}[{i}]"),
+                format!("unknown time interval {name:?}; define it under time_intervals"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, Problem};
+
+    fn load(yaml: &str) -> Result<Config, Vec<Problem>> {
+        Config::from_yaml(yaml, Path::new("test.yml"), Path::new("."), &|_| None)
+    }
+
+    fn problems(yaml: &str) -> Vec<String> {
+        load(yaml)
+            .expect_err("config should be rejected")
+            .into_iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect()
+    }
+
+    const BOOK: &str = "recipients: {alice: \"+4915112345678\", bob: {number: \"+4917098765432\", quiet_hours: [nights]}}\n\
+        time_intervals: [{name: nights, time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}]}]}]\n";
+
+    #[test]
+    fn a_schedule_a_quiet_person_and_a_route_to_the_schedule() {
+        let config = load(&format!(
+            "{BOOK}schedules: {{primary: {{time_zone: Europe/Berlin, rotation: {{members: [alice, bob], shift: 1w, start: '2026-01-05T09:00'}}, overrides: [{{from: '2026-12-24T00:00', to: '2026-12-27T00:00', who: bob}}]}}}}\n\
+             routes: [{{name: critical, to: [primary], ignore_quiet_hours: true}}]"
+        ))
+        .unwrap();
+        let schedule = &config.schedules["primary"];
+        assert_eq!(schedule.members, ["alice", "bob"]);
+        assert_eq!(schedule.overrides.len(), 1);
+        assert_eq!(config.routes[0].schedules, ["primary"]);
+        assert_eq!(config.routes[0].may_page, ["alice", "bob"]);
+        assert!(config.routes[0].ignore_quiet_hours);
+        assert_eq!(config.quiet_hours["bob"], ["nights"]);
+        assert_eq!(config.recipients["bob"].e164(), "+4917098765432");
+    }
+
+    #[test]
+    fn each_mistake_in_a_schedule_names_its_field() {
+        assert_eq!(
+            problems(&format!(
+                "{BOOK}schedules: {{primary: {{rotation: {{members: [alice, mallory], shift: 30m, start: '2026-01-05 09:00'}}, overrides: [{{from: '2026-12-27T00:00', to: '2026-12-24T00:00', who: eve}}]}}}}"
+            )),
+            [
+                "schedules.primary.rotation.members[1]: unknown recipient \"mallory\"; members are names from recipients",
+                "schedules.primary.rotation.shift: must be at least 1h: nobody can be woken by a rotation that changes faster",
+                "schedules.primary.rotation.start: invalid local time \"2026-01-05 09:00\"; use e.g. \"2026-01-05T09:00\" (no zone: the schedule's time_zone applies)",
+                "schedules.primary.overrides[0].who: unknown recipient \"eve\"; who is a name from recipients",
+                "schedules.primary.overrides[0].to: must be after from",
+            ]
+        );
+        assert_eq!(
+            problems(&format!(
+                "{BOOK}schedules: {{alice: {{rotation: {{members: [], shift: 1d, start: '2026-01-05T09:00'}}}}}}"
+            )),
+            [
+                "schedules.alice: a recipient or group has the same name; recipients, groups and schedules share one namespace",
+                "schedules.alice.rotation.members: an empty rotation: list who takes turns, from the phone book",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_time_intervals_are_named_where_they_are_used() {
+        assert_eq!(
+            problems(
+                "recipients: {alice: {number: \"+4915112345678\", quiet_hours: [weekends]}}\n\
+                 routes: [{name: r, to: [alice], mute_time_intervals: [holidays]}]"
+            ),
+            [
+                "recipients.alice.quiet_hours[0]: unknown time interval \"weekends\"; define it under time_intervals",
+                "routes[0].mute_time_intervals[0]: unknown time interval \"holidays\"; define it under time_intervals",
+            ]
+        );
+        assert_eq!(
+            problems(
+                "time_intervals: [{name: x, time_intervals: [{weekdays: ['friday:monday']}]}]"
+            ),
+            ["time_intervals[0].time_intervals[0]: start day cannot be before end day"]
+        );
+    }
+
+    #[test]
+    fn an_unquoted_number_keeps_its_plus_in_both_forms() {
+        let config =
+            load("recipients: {alice: +4915112345678, bob: {number: +4917098765432}}").unwrap();
+        assert_eq!(config.recipients["alice"].e164(), "+4915112345678");
+        assert_eq!(config.recipients["bob"].e164(), "+4917098765432");
+        // Without the +, YAML's integer is refused as before: it is no E.164 number.
+        assert_eq!(
+            problems("recipients: {alice: 4915112345678}"),
+            [
+                "recipients.alice: invalid phone number: must be in international E.164 format starting with + and the country code, e.g. \"+4915112345678\""
+            ]
+        );
+    }
+}

@@ -1,0 +1,472 @@
+//! Who is on call: a rotation of people with a shift length and a first handoff in the
+//! schedule's time zone, and overrides on top (the later entry wins). Handoffs stay at the same
+//! local time across DST changes: a weekly shift that starts Monday 09:00 in Europe/Berlin starts
+//! Monday 09:00 there in summer and in winter. Pure functions of an explicit time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub name: String,
+    pub time_zone: Tz,
+    /// Phone-book names, in order; never empty.
+    pub members: Vec<String>,
+    /// At least an hour.
+    pub shift: Duration,
+    /// The first handoff, in local time: `members[0]` from then.
+    pub start: NaiveDateTime,
+    pub overrides: Vec<Override>,
+    /// SMS the incoming person at each handoff.
+    pub notify_shift_start: bool,
+}
+
+/// Someone else on call from `from` until `to` (local times, end exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub from: NaiveDateTime,
+    pub to: NaiveDateTime,
+    pub who: String,
+}
+
+/// One stretch of time with the same person on call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shift<'a> {
+    pub who: &'a str,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// A schedule at an instant, for `alertmanager-sipgate oncall` and `GET /api/v1/oncall`: names
+/// and times, never numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduleView {
+    pub schedule: String,
+    pub time_zone: String,
+    pub on_call: String,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// The handoffs after `until`'s: who takes over when, and until when.
+    pub next: Vec<HandoffView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HandoffView {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub until: DateTime<Utc>,
+}
+
+/// How far the search for the next change of person looks, in boundaries; a schedule whose
+/// person never changes (one member, no overrides) ends its shift there.
+const HORIZON: usize = 10_000;
+
+impl Schedule {
+    /// A local time as an instant: the earlier one when the clock is set back and the time
+    /// happens twice, the first time after the gap when the clock is set forward and it does
+    /// not happen at all.
+    pub fn instant(&self, local: NaiveDateTime) -> DateTime<Utc> {
+        let mut probe = local;
+        for _ in 0..(24 * 4) {
+            match self.time_zone.from_local_datetime(&probe) {
+                LocalResult::Single(t) => return t.with_timezone(&Utc),
+                LocalResult::Ambiguous(earlier, _) => return earlier.with_timezone(&Utc),
+                LocalResult::None => probe += chrono::Duration::minutes(15),
+            }
+        }
+        Utc.from_utc_datetime(&local)
+    }
+
+    fn shift_length(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.shift).unwrap_or(chrono::Duration::weeks(1))
+    }
+
+    /// The `k`th handoff of the rotation (negative: before the start), in local time.
+    fn handoff(&self, k: i64) -> NaiveDateTime {
+        self.start + self.shift_length() * (k as i32)
+    }
+
+    /// The number of the rotation's shift that contains `at`.
+    fn rotation_shift(&self, at: DateTime<Utc>) -> i64 {
+        let local = at.with_timezone(&self.time_zone).naive_local();
+        let length = self.shift_length().num_seconds().max(1);
+        let mut k = (local - self.start).num_seconds().div_euclid(length);
+        // Local time runs unevenly around DST changes: settle on the shift by instants.
+        while self.instant(self.handoff(k)) > at {
+            k -= 1;
+        }
+        while self.instant(self.handoff(k + 1)) <= at {
+            k += 1;
+        }
+        k
+    }
+
+    fn member(&self, k: i64) -> &str {
+        let n = self.members.len().max(1) as i64;
+        self.members
+            .get(k.rem_euclid(n) as usize)
+            .map_or("", String::as_str)
+    }
+
+    /// Who is on call at `at`.
+    pub fn who(&self, at: DateTime<Utc>) -> &str {
+        self.overrides
+            .iter()
+            .rev()
+            .find(|o| self.instant(o.from) <= at && at < self.instant(o.to))
+            .map_or_else(|| self.member(self.rotation_shift(at)), |o| o.who.as_str())
+    }
+
+    /// The instants after `at` (or, with `backwards`, at or before it, latest first) where the
+    /// person may change: the rotation's handoffs and the overrides' edges.
+    fn boundaries(
+        &self,
+        at: DateTime<Utc>,
+        backwards: bool,
+    ) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        let mut edges: Vec<DateTime<Utc>> = self
+            .overrides
+            .iter()
+            .flat_map(|o| [self.instant(o.from), self.instant(o.to)])
+            .filter(|t| if backwards { *t <= at } else { *t > at })
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        if backwards {
+            edges.reverse();
+        }
+        let current = self.rotation_shift(at);
+        let step: i64 = if backwards { -1 } else { 1 };
+        let first = if backwards { current } else { current + 1 };
+        let mut handoffs = (0..)
+            .map(move |i: i64| self.instant(self.handoff(first + step * i)))
+            .peekable();
+        let mut edges = edges.into_iter().peekable();
+        let earlier_first = move |a: &DateTime<Utc>, b: &DateTime<Utc>| {
+            if backwards { a > b } else { a < b }
+        };
+        std::iter::from_fn(move || match (handoffs.peek(), edges.peek()) {
+            (Some(h), Some(e)) if earlier_first(e, h) => edges.next(),
+            (Some(h), Some(e)) if e == h => {
+                edges.next();
+                handoffs.next()
+            }
+            _ => handoffs.next(),
+        })
+        .take(HORIZON)
+    }
+
+    /// The instant before which `who(at)` stays on call.
+    fn until(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let who = self.who(at);
+        let mut last = at;
+        for boundary in self.boundaries(at, false) {
+            last = boundary;
+            if self.who(boundary) != who {
+                return boundary;
+            }
+        }
+        last
+    }
+
+    /// When the person on call at `at` took over.
+    fn since(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let who = self.who(at);
+        let mut last = at;
+        for boundary in self.boundaries(at, true) {
+            last = boundary;
+            if self.who(boundary - chrono::Duration::seconds(1)) != who {
+                return boundary;
+            }
+        }
+        last
+    }
+
+    /// The person on call at `at`, since when and until when.
+    pub fn on_call(&self, at: DateTime<Utc>) -> Shift<'_> {
+        Shift {
+            who: self.who(at),
+            from: self.since(at),
+            until: self.until(at),
+        }
+    }
+
+    /// The shift at `at` and the `next` after it.
+    pub fn shifts(&self, at: DateTime<Utc>, next: usize) -> Vec<Shift<'_>> {
+        let mut shifts = vec![self.on_call(at)];
+        for _ in 0..next {
+            let Some(last) = shifts.last() else { break };
+            let start = last.until;
+            if start <= last.from {
+                break;
+            }
+            shifts.push(Shift {
+                who: self.who(start),
+                from: start,
+                until: self.until(start),
+            });
+        }
+        shifts
+    }
+
+    /// Who is on call at `at` and the `next` handoffs.
+    pub fn view(&self, at: DateTime<Utc>, next: usize) -> ScheduleView {
+        let shifts = self.shifts(at, next);
+        let now = &shifts[0];
+        ScheduleView {
+            schedule: self.name.clone(),
+            time_zone: self.time_zone.name().to_string(),
+            on_call: now.who.to_string(),
+            since: now.from,
+            until: now.until,
+            next: shifts[1..]
+                .iter()
+                .map(|s| HandoffView {
+                    at: s.from,
+                    who: s.who.to_string(),
+                    until: s.until,
+                })
+                .collect(),
+        }
+    }
+
+    /// `instant` in the schedule's time zone, as people read it: `Mon 12 Jan 09:00`.
+    pub fn local(&self, instant: DateTime<Utc>) -> String {
+        instant
+            .with_timezone(&self.time_zone)
+            .format("%a %d %b %H:%M")
+            .to_string()
+    }
+
+    /// Everyone this schedule can page.
+    pub fn people(&self) -> Vec<&str> {
+        let mut people: Vec<&str> = self.members.iter().map(String::as_str).collect();
+        for o in &self.overrides {
+            if !people.contains(&o.who.as_str()) {
+                people.push(&o.who);
+            }
+        }
+        people
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, NaiveDate};
+
+    fn local(text: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M").unwrap()
+    }
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// Weekly, Mondays 09:00 in Berlin, from Monday 5 January 2026: alice, bob, carol.
+    fn weekly() -> Schedule {
+        Schedule {
+            name: "primary".into(),
+            time_zone: chrono_tz::Europe::Berlin,
+            members: vec!["alice".into(), "bob".into(), "carol".into()],
+            shift: Duration::from_secs(7 * 86_400),
+            start: local("2026-01-05T09:00"),
+            overrides: Vec::new(),
+            notify_shift_start: false,
+        }
+    }
+
+    #[test]
+    fn the_rotation_hands_over_at_the_start_and_every_shift() {
+        let s = weekly();
+        assert_eq!(
+            s.who(utc("2026-01-05T08:00:00Z")),
+            "alice",
+            "09:00 CET is 08:00 UTC"
+        );
+        assert_eq!(
+            s.who(utc("2026-01-05T07:59:59Z")),
+            "carol",
+            "before the start it runs backwards"
+        );
+        assert_eq!(s.who(utc("2026-01-12T07:59:59Z")), "alice");
+        assert_eq!(s.who(utc("2026-01-12T08:00:00Z")), "bob");
+        assert_eq!(s.who(utc("2026-01-19T08:00:00Z")), "carol");
+        assert_eq!(s.who(utc("2026-01-26T08:00:00Z")), "alice");
+    }
+
+    #[test]
+    fn handoffs_keep_their_local_time_across_both_dst_changes_for_years() {
+        let s = weekly();
+        let berlin = chrono_tz::Europe::Berlin;
+        // Every Monday 09:00 Berlin time from 2026 to 2030 is a handoff, in summer (07:00 UTC)
+        // and in winter (08:00 UTC), and the rotation never skips or repeats anyone.
+        let mut day = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+        let mut expected = 0usize;
+        while day.year() <= 2030 {
+            let handoff = berlin
+                .from_local_datetime(&day.and_hms_opt(9, 0, 0).unwrap())
+                .unwrap()
+                .with_timezone(&Utc);
+            let name = ["alice", "bob", "carol"][expected % 3];
+            assert_eq!(s.who(handoff), name, "{handoff}");
+            let before = handoff - chrono::Duration::seconds(1);
+            assert_eq!(
+                s.who(before),
+                ["alice", "bob", "carol"][(expected + 2) % 3],
+                "{before}"
+            );
+            assert_eq!(s.on_call(handoff).from, handoff);
+            day += chrono::Duration::weeks(1);
+            expected += 1;
+        }
+        // The Monday after the spring change (29 March 2026): 09:00 CEST = 07:00 UTC.
+        assert_eq!(
+            s.on_call(utc("2026-03-30T07:00:00Z")).from,
+            utc("2026-03-30T07:00:00Z")
+        );
+        // The Monday after the autumn change (25 October 2026): 09:00 CET = 08:00 UTC.
+        assert_eq!(
+            s.on_call(utc("2026-10-26T08:00:00Z")).from,
+            utc("2026-10-26T08:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_shift_through_a_dst_change_is_an_hour_shorter_or_longer() {
+        let mut s = weekly();
+        s.shift = Duration::from_secs(86_400);
+        s.start = local("2026-03-27T02:30");
+        // 29 March 2026, 02:30 does not exist in Berlin: that handoff is at 03:00 CEST.
+        assert_eq!(
+            s.instant(local("2026-03-29T02:30")),
+            utc("2026-03-29T01:00:00Z")
+        );
+        let shift = s.on_call(utc("2026-03-28T12:00:00Z"));
+        assert_eq!(shift.from, utc("2026-03-28T01:30:00Z"));
+        assert_eq!(
+            shift.until,
+            utc("2026-03-29T01:00:00Z"),
+            "23 hours 30 minutes"
+        );
+        // 25 October 2026, 02:30 happens twice: the handoff is the first of them (CEST).
+        s.start = local("2026-10-23T02:30");
+        assert_eq!(
+            s.instant(local("2026-10-25T02:30")),
+            utc("2026-10-25T00:30:00Z")
+        );
+    }
+
+    #[test]
+    fn twelve_hour_shifts_stay_at_nine_and_twenty_one() {
+        let mut s = weekly();
+        s.shift = Duration::from_secs(12 * 3600);
+        s.members = vec!["day".into(), "night".into()];
+        s.start = local("2026-03-28T09:00");
+        let shifts = s.shifts(utc("2026-03-28T10:00:00Z"), 3);
+        let froms: Vec<_> = shifts.iter().map(|sh| (sh.who, sh.from)).collect();
+        assert_eq!(
+            froms,
+            [
+                ("day", utc("2026-03-28T08:00:00Z")),
+                ("night", utc("2026-03-28T20:00:00Z")),
+                ("day", utc("2026-03-29T07:00:00Z")),
+                ("night", utc("2026-03-29T19:00:00Z")),
+            ]
+        );
+    }
+
+    #[test]
+    fn overrides_replace_at_their_edges_and_the_later_one_wins() {
+        let mut s = weekly();
+        s.overrides = vec![
+            Override {
+                from: local("2026-12-24T00:00"),
+                to: local("2026-12-27T00:00"),
+                who: "bob".into(),
+            },
+            Override {
+                from: local("2026-12-25T00:00"),
+                to: local("2026-12-26T00:00"),
+                who: "dave".into(),
+            },
+        ];
+        // The week of 21 December 2026 is the rotation's 51st shift (50 % 3 = 2): carol.
+        assert_eq!(s.who(utc("2026-12-23T22:59:59Z")), "carol");
+        assert_eq!(
+            s.who(utc("2026-12-23T23:00:00Z")),
+            "bob",
+            "from is inclusive"
+        );
+        assert_eq!(
+            s.who(utc("2026-12-24T23:00:00Z")),
+            "dave",
+            "the later entry wins"
+        );
+        assert_eq!(s.who(utc("2026-12-25T23:00:00Z")), "bob");
+        assert_eq!(
+            s.who(utc("2026-12-26T23:00:00Z")),
+            "carol",
+            "to is exclusive"
+        );
+        let shifts = s.shifts(utc("2026-12-23T12:00:00Z"), 5);
+        let plan: Vec<_> = shifts
+            .iter()
+            .map(|sh| (sh.who, sh.from, sh.until))
+            .collect();
+        assert_eq!(
+            plan,
+            [
+                (
+                    "carol",
+                    utc("2026-12-21T08:00:00Z"),
+                    utc("2026-12-23T23:00:00Z")
+                ),
+                (
+                    "bob",
+                    utc("2026-12-23T23:00:00Z"),
+                    utc("2026-12-24T23:00:00Z")
+                ),
+                (
+                    "dave",
+                    utc("2026-12-24T23:00:00Z"),
+                    utc("2026-12-25T23:00:00Z")
+                ),
+                (
+                    "bob",
+                    utc("2026-12-25T23:00:00Z"),
+                    utc("2026-12-26T23:00:00Z")
+                ),
+                (
+                    "carol",
+                    utc("2026-12-26T23:00:00Z"),
+                    utc("2026-12-28T08:00:00Z")
+                ),
+                (
+                    "alice",
+                    utc("2026-12-28T08:00:00Z"),
+                    utc("2027-01-04T08:00:00Z")
+                ),
+            ]
+        );
+        assert_eq!(s.people(), ["alice", "bob", "carol", "dave"]);
+    }
+
+    #[test]
+    fn an_override_for_whoever_is_on_call_anyway_is_no_handoff() {
+        let mut s = weekly();
+        s.overrides = vec![Override {
+            from: local("2026-01-06T00:00"),
+            to: local("2026-01-07T00:00"),
+            who: "alice".into(),
+        }];
+        let shift = s.on_call(utc("2026-01-06T12:00:00Z"));
+        assert_eq!(shift.from, utc("2026-01-05T08:00:00Z"));
+        assert_eq!(shift.until, utc("2026-01-12T08:00:00Z"));
+    }
+}

@@ -1,0 +1,94 @@
+//! What happens at a handoff: the on-call gauge moves, and with `notify_shift_start` the incoming
+//! person gets one SMS ("You are on call for primary until Mon 12 Jan 09:00"), sent by whichever
+//! replica claims the handoff first in the state store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::app::{AppState, Live};
+use crate::clock::Clock;
+use crate::compose::Sms;
+use crate::oncall::{Schedule, Shift};
+use crate::pipeline;
+use crate::state::ContentKey;
+
+/// A handoff this recent still gets its notice, e.g. after a restart just past it.
+pub const NOTICE_GRACE: Duration = Duration::from_secs(600);
+
+/// How long at most between two looks at the schedules (and after a reload, at once).
+const LOOK_AGAIN: Duration = Duration::from_secs(60);
+
+/// Follows the schedules for as long as the service runs.
+pub async fn follow(state: Arc<AppState>, clock: Arc<dyn Clock>) {
+    loop {
+        let now = clock.datetime();
+        let next = tick(&state, now).await;
+        let wait = (next - now)
+            .to_std()
+            .unwrap_or_default()
+            .clamp(Duration::from_millis(100), LOOK_AGAIN);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = state.reloaded.notified() => {}
+        }
+    }
+}
+
+/// Does what is due at `now`: the gauge, and the notice of a handoff within `NOTICE_GRACE`.
+/// Returns the next handoff, when to look again.
+pub async fn tick(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
+    let live = state.current();
+    let mut next = now + chrono::Duration::from_std(LOOK_AGAIN).unwrap_or_default();
+    for schedule in live.config.schedules.values() {
+        let shift = schedule.on_call(now);
+        state
+            .metrics
+            .on_call(&schedule.name, &schedule.people(), shift.who);
+        next = next.min(shift.until);
+        let since = (now - shift.from).to_std().unwrap_or(Duration::MAX);
+        if schedule.notify_shift_start && since < NOTICE_GRACE {
+            notify(state, &live, schedule, &shift).await;
+        }
+    }
+    next
+}
+
+async fn notify(state: &AppState, live: &Live, schedule: &Schedule, shift: &Shift<'_>) {
+    let event = format!("shift:{}:{}", schedule.name, shift.from.timestamp());
+    // A store that cannot be asked lets every replica send: a second notice beats none.
+    if let Ok(false) = state
+        .deliverer
+        .store()
+        .claim_once(&event, NOTICE_GRACE * 2)
+        .await
+    {
+        return;
+    }
+    let Some(number) = live.config.recipients.get(shift.who) else {
+        return;
+    };
+    let text = format!(
+        "You are on call for {} until {}",
+        schedule.name,
+        schedule.local(shift.until)
+    );
+    let sms = Sms {
+        route: format!("schedule:{}", schedule.name),
+        recipient: shift.who.to_string(),
+        number: number.clone(),
+        size: crate::sms::measure(&text),
+        text,
+        max_segments: 1,
+        key: ContentKey::for_event(shift.who, &event),
+        quiet: false,
+    };
+    // Logged and counted like any SMS, under the route `schedule:<name>`.
+    let policy = pipeline::policy(live, Instant::now());
+    state
+        .deliverer
+        .deliver(&live.provider, vec![sms], policy)
+        .await;
+}
