@@ -68,11 +68,9 @@ fn pipeline(c: &mut Criterion) {
         let notification = payload::parse_alertmanager(&body).unwrap_or_else(|e| panic!("{e}"));
         group.bench_with_input(BenchmarkId::new("route", n), &notification, |b, n| {
             b.iter(|| {
-                routing::route(black_box(n), &config.routes, |r| {
-                    config.recipients_at(r, now)
-                })
-                .deliveries
-                .len()
+                routing::route(black_box(n), &config.routes, &config.at(now))
+                    .deliveries
+                    .len()
             })
         });
         let route = &config.routes[0];

@@ -79,6 +79,7 @@ pub struct AppState {
     reloading: Mutex<()>,
     /// Wakes what follows the config (the shift task) after a reload.
     pub reloaded: tokio::sync::Notify,
+    pub shift_notices: crate::shifts::Notices,
 }
 
 impl AppState {
@@ -98,6 +99,7 @@ impl AppState {
             force_dry_run,
             reloading: Mutex::new(()),
             reloaded: tokio::sync::Notify::new(),
+            shift_notices: Default::default(),
         }
     }
 
@@ -152,7 +154,8 @@ impl AppState {
             .routes_changed(&old.config.routes, &live.config.routes);
         self.live.store(live.clone());
         self.metrics.schedules_changed();
-        self.reloaded.notify_waiters();
+        // A permit, so that a task busy at this moment looks again right after.
+        self.reloaded.notify_one();
         // A new token or account may have fixed what the hold-off waits for.
         self.deliverer.clear_holdoff();
         self.metrics.config_loaded(true);

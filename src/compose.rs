@@ -47,33 +47,22 @@ pub struct Plan {
 /// What `notification` leads to at `now`: who is on call, which routes are muted and who is in
 /// quiet hours are all decided at that instant.
 pub fn plan(config: &Config, notification: &Notification, now: DateTime<Utc>) -> Plan {
-    let routing = routing::route(notification, &config.routes, |route| {
-        config.recipients_at(route, now)
-    });
-    let mut held: Vec<Held> = routing
-        .held_resolved
-        .iter()
-        .map(|h| Held {
-            route: h.route.name.clone(),
-            recipient: h.recipient.to_string(),
-            reason: SuppressReason::SendResolved,
-        })
-        .collect();
-    let mut messages = Vec::new();
-    for delivery in &routing.deliveries {
-        if config.muted_at(delivery.route, now) {
-            held.push(Held {
-                route: delivery.route.name.clone(),
-                recipient: delivery.recipient.to_string(),
-                reason: SuppressReason::Muted,
-            });
-        } else if let Some(sms) = compose(config, notification, delivery, now) {
-            messages.push(sms);
-        }
-    }
+    let routing = routing::route(notification, &config.routes, &config.at(now));
     Plan {
-        messages,
-        held,
+        messages: routing
+            .deliveries
+            .iter()
+            .filter_map(|d| compose(config, notification, d, now))
+            .collect(),
+        held: routing
+            .held
+            .iter()
+            .map(|h| Held {
+                route: h.route.name.clone(),
+                recipient: h.recipient.to_string(),
+                reason: h.reason,
+            })
+            .collect(),
         unrouted: routing.unrouted.len(),
     }
 }
@@ -100,12 +89,16 @@ pub fn compose(
         size: sms::measure(&text),
         text,
         max_segments: route.max_segments,
-        key: ContentKey::new(
-            delivery.recipient,
-            &notification.group_key,
-            &delivery.alerts,
-        ),
-        quiet: !route.ignore_quiet_hours && config.in_quiet_hours(delivery.recipient, now),
+        key: {
+            let key = ContentKey::new(
+                delivery.recipient,
+                &notification.group_key,
+                &delivery.alerts,
+            );
+            // Held back is not sent: the same alerts after the quiet hours are a new SMS.
+            if delivery.quiet { key.held_back() } else { key }
+        },
+        quiet: delivery.quiet,
     })
 }
 
@@ -296,7 +289,7 @@ mod tests {
 
     fn compose_one(config: &Config, n: &Notification) -> Sms {
         let now = "2026-11-25T10:00:00Z".parse().unwrap();
-        let routing = routing::route(n, &config.routes, |r| config.recipients_at(r, now));
+        let routing = routing::route(n, &config.routes, &config.at(now));
         compose(config, n, &routing.deliveries[0], now).unwrap()
     }
 

@@ -249,6 +249,11 @@ impl Deliverer {
                 });
             };
             match start {
+                Start::Claimed(taken) if sms.quiet => {
+                    // A store that did not hold it back as asked: still not sent.
+                    let _ = store.give_back(sms.key, &sms.recipient, taken).await;
+                    return Err(self.suppress(sms, SuppressReason::QuietHours));
+                }
                 Start::Claimed(taken) => return Ok(taken),
                 Start::Settled(Settlement::Sent) => {
                     return Err(self.suppress(sms, SuppressReason::Duplicate));

@@ -98,9 +98,7 @@ impl At {
 }
 
 fn parse_at(text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{e}; use RFC 3339, e.g. 2026-12-06T03:00:00+01:00"))
+    alertmanager_sipgate::oncall::parse_at(text)
 }
 
 #[derive(Subcommand)]
@@ -129,9 +127,10 @@ enum Command {
         config: ConfigFile,
         #[command(flatten)]
         at: At,
-        /// How many handoffs to list after the current shift.
-        #[arg(long, value_name = "N", default_value_t = 3)]
-        next: usize,
+        /// How many handoffs to list after the current shift (at most 100).
+        #[arg(long, value_name = "N", default_value_t = 3,
+              value_parser = clap::value_parser!(u16).range(0..=100))]
+        next: u16,
     },
     /// Exit 0 when the service answers 200 at URL (for container health checks without curl).
     Healthcheck {
@@ -213,7 +212,9 @@ fn main() -> ExitCode {
             at,
             payload,
         }) => render(&config.path, at, payload),
-        Some(Command::Oncall { config, at, next }) => oncall(&config.path, at.or_now(), *next),
+        Some(Command::Oncall { config, at, next }) => {
+            oncall(&config.path, at.or_now(), usize::from(*next))
+        }
         Some(Command::Healthcheck { url }) => {
             probe::check(url, Duration::from_secs(3)).map_err(Into::into)
         }
@@ -297,14 +298,14 @@ fn oncall(path: &Path, at: DateTime<Utc>, next: usize) -> anyhow::Result<()> {
         println!(
             "  on call: {:<12} since {}  until {}",
             view.on_call,
-            schedule.local(view.since),
+            schedule.local(Some(view.since)),
             schedule.local(view.until)
         );
         for handoff in &view.next {
             println!(
                 "  then:    {:<12} from  {}  until {}",
                 handoff.who,
-                schedule.local(handoff.at),
+                schedule.local(Some(handoff.at)),
                 schedule.local(handoff.until)
             );
         }
@@ -340,7 +341,8 @@ fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow::Result<()
     for held in &plan.held {
         let why = match held.reason {
             SuppressReason::Muted => "the route is muted at this time (time intervals)",
-            _ => "route does not send resolved alerts",
+            SuppressReason::SendResolved => "route does not send resolved alerts",
+            other => other.as_str(),
         };
         println!(
             "route: {}  recipient: {}  held back: {why}\n",
@@ -428,7 +430,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     ));
     sends.spawn(health::watch_credentials(state.clone(), state.current()));
     sends.spawn(health::watch_state(store.clone()));
-    sends.spawn(shifts::follow(state.clone(), Arc::new(SystemClock)));
+    sends.spawn(shifts::follow(state.clone()));
     let served = actix_web::rt::System::new().block_on(serve_until_signal(state, listener, grace));
     // After the sends in flight settled: what the file store has not written yet goes out now.
     if let Err(e) = sends.block_on(store.close()) {

@@ -332,8 +332,8 @@ impl Metrics {
                     let _ = family.remove_label_values(labels);
                 }),
                 Some(kept) => {
-                    for recipient in &route.recipients {
-                        if !kept.recipients.contains(recipient) {
+                    for recipient in &route.may_page {
+                        if !kept.may_page.contains(recipient) {
                             let _ = self.sms.sent.remove_label_values(&[&route.name, recipient]);
                         }
                     }
@@ -463,7 +463,7 @@ fn for_each_series(
     let name = route.name.as_str();
     each(&metrics.sms.segments, &[name]);
     each(&metrics.sms.dry_run, &[name]);
-    for recipient in &route.recipients {
+    for recipient in &route.may_page {
         each(&metrics.sms.sent, &[name, recipient]);
     }
     for reason in FailureReason::ALL {

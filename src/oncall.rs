@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -37,7 +37,19 @@ pub struct Override {
 pub struct Shift<'a> {
     pub who: &'a str,
     pub from: DateTime<Utc>,
-    pub until: DateTime<Utc>,
+    /// `None`: until further notice.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An instant as `--at` and `?at=` take it: RFC 3339, years 1970 to 9999.
+pub fn parse_at(text: &str) -> Result<DateTime<Utc>, String> {
+    let at = DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("{e}; use RFC 3339, e.g. 2026-12-06T03:00:00+01:00"))?
+        .with_timezone(&Utc);
+    if !(1970..=9999).contains(&chrono::Datelike::year(&at)) {
+        return Err("must be in the years 1970 to 9999".to_string());
+    }
+    Ok(at)
 }
 
 /// A schedule at an instant, for `alertmanager-sipgate oncall` and `GET /api/v1/oncall`: names
@@ -48,7 +60,8 @@ pub struct ScheduleView {
     pub time_zone: String,
     pub on_call: String,
     pub since: DateTime<Utc>,
-    pub until: DateTime<Utc>,
+    /// `null`: until further notice.
+    pub until: Option<DateTime<Utc>>,
     /// The handoffs after `until`'s: who takes over when, and until when.
     pub next: Vec<HandoffView>,
 }
@@ -57,36 +70,53 @@ pub struct ScheduleView {
 pub struct HandoffView {
     pub at: DateTime<Utc>,
     pub who: String,
-    pub until: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
 }
 
-/// How far the search for the next change of person looks, in boundaries; a schedule whose
-/// person never changes (one member, no overrides) ends its shift there.
-const HORIZON: usize = 10_000;
+/// How far the search for the next change of person looks, in boundaries; beyond it a shift
+/// has no end ("until further notice"), as for a rotation of one.
+const HORIZON: usize = 1_000;
+
+/// The longest shift the config takes.
+pub const MAX_SHIFT: Duration = Duration::from_secs(52 * 7 * 86_400);
 
 impl Schedule {
     /// A local time as an instant: the earlier one when the clock is set back and the time
-    /// happens twice, the first time after the gap when the clock is set forward and it does
-    /// not happen at all.
+    /// happens twice; when the clock is set forward and it does not happen at all, the instant
+    /// it would have had with the offset before the change (02:30 in a skipped hour is 03:30).
     pub fn instant(&self, local: NaiveDateTime) -> DateTime<Utc> {
-        let mut probe = local;
-        for _ in 0..(24 * 4) {
-            match self.time_zone.from_local_datetime(&probe) {
-                LocalResult::Single(t) => return t.with_timezone(&Utc),
-                LocalResult::Ambiguous(earlier, _) => return earlier.with_timezone(&Utc),
-                LocalResult::None => probe += chrono::Duration::minutes(15),
+        match self.time_zone.from_local_datetime(&local) {
+            LocalResult::Single(t) => t.with_timezone(&Utc),
+            LocalResult::Ambiguous(earlier, _) => earlier.with_timezone(&Utc),
+            LocalResult::None => {
+                let before = local - chrono::Duration::hours(6);
+                let offset = self
+                    .time_zone
+                    .from_local_datetime(&before)
+                    .earliest()
+                    .map_or(0, |t| t.offset().fix().local_minus_utc());
+                Utc.from_utc_datetime(&(local - chrono::Duration::seconds(offset.into())))
             }
         }
-        Utc.from_utc_datetime(&local)
     }
 
     fn shift_length(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.shift).unwrap_or(chrono::Duration::weeks(1))
+        chrono::Duration::from_std(self.shift.min(MAX_SHIFT)).unwrap_or(chrono::Duration::weeks(1))
     }
 
-    /// The `k`th handoff of the rotation (negative: before the start), in local time.
+    /// The `k`th handoff of the rotation (negative: before the start), in local time; the
+    /// config's bounds on shifts and dates keep it far from chrono's range, and past it the
+    /// calendar's end stands in.
     fn handoff(&self, k: i64) -> NaiveDateTime {
-        self.start + self.shift_length() * (k as i32)
+        i32::try_from(k)
+            .ok()
+            .and_then(|k| self.shift_length().checked_mul(k))
+            .and_then(|offset| self.start.checked_add_signed(offset))
+            .unwrap_or(if k < 0 {
+                NaiveDateTime::MIN
+            } else {
+                NaiveDateTime::MAX
+            })
     }
 
     /// The number of the rotation's shift that contains `at`.
@@ -159,17 +189,11 @@ impl Schedule {
         .take(HORIZON)
     }
 
-    /// The instant before which `who(at)` stays on call.
-    fn until(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+    /// The instant before which `who(at)` stays on call; `None` when no change comes within
+    /// the horizon.
+    fn until(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let who = self.who(at);
-        let mut last = at;
-        for boundary in self.boundaries(at, false) {
-            last = boundary;
-            if self.who(boundary) != who {
-                return boundary;
-            }
-        }
-        last
+        self.boundaries(at, false).find(|b| self.who(*b) != who)
     }
 
     /// When the person on call at `at` took over.
@@ -194,15 +218,13 @@ impl Schedule {
         }
     }
 
-    /// The shift at `at` and the `next` after it.
+    /// The shift at `at` and the `next` after it (fewer when a shift has no end).
     pub fn shifts(&self, at: DateTime<Utc>, next: usize) -> Vec<Shift<'_>> {
         let mut shifts = vec![self.on_call(at)];
-        for _ in 0..next {
-            let Some(last) = shifts.last() else { break };
-            let start = last.until;
-            if start <= last.from {
+        while shifts.len() <= next {
+            let Some(start) = shifts.last().and_then(|s| s.until) else {
                 break;
-            }
+            };
             shifts.push(Shift {
                 who: self.who(start),
                 from: start,
@@ -233,12 +255,17 @@ impl Schedule {
         }
     }
 
-    /// `instant` in the schedule's time zone, as people read it: `Mon 12 Jan 09:00`.
-    pub fn local(&self, instant: DateTime<Utc>) -> String {
-        instant
-            .with_timezone(&self.time_zone)
-            .format("%a %d %b %H:%M")
-            .to_string()
+    /// `instant` in the schedule's time zone, as people read it: `Mon 12 Jan 09:00`, or
+    /// `further notice` for a shift without end.
+    pub fn local(&self, instant: Option<DateTime<Utc>>) -> String {
+        instant.map_or_else(
+            || "further notice".to_string(),
+            |t| {
+                t.with_timezone(&self.time_zone)
+                    .format("%a %d %b %H:%M")
+                    .to_string()
+            },
+        )
     }
 
     /// Everyone this schedule can page.
@@ -342,20 +369,22 @@ mod tests {
         let mut s = weekly();
         s.shift = Duration::from_secs(86_400);
         s.start = local("2026-03-27T02:30");
-        // 29 March 2026, 02:30 does not exist in Berlin: that handoff is at 03:00 CEST.
+        // 29 March 2026, 02:30 does not exist in Berlin: that handoff is at 03:30 CEST, the
+        // instant 02:30 CET would have been.
         assert_eq!(
             s.instant(local("2026-03-29T02:30")),
-            utc("2026-03-29T01:00:00Z")
+            utc("2026-03-29T01:30:00Z")
         );
         let shift = s.on_call(utc("2026-03-28T12:00:00Z"));
         assert_eq!(shift.from, utc("2026-03-28T01:30:00Z"));
+        assert_eq!(shift.until, Some(utc("2026-03-29T01:30:00Z")));
+        let next = s.on_call(utc("2026-03-29T12:00:00Z"));
         assert_eq!(
-            shift.until,
-            utc("2026-03-29T01:00:00Z"),
-            "23 hours 30 minutes"
+            next.until,
+            Some(utc("2026-03-30T00:30:00Z")),
+            "23 hours: 02:30 CEST"
         );
         // 25 October 2026, 02:30 happens twice: the handoff is the first of them (CEST).
-        s.start = local("2026-10-23T02:30");
         assert_eq!(
             s.instant(local("2026-10-25T02:30")),
             utc("2026-10-25T00:30:00Z")
@@ -425,36 +454,51 @@ mod tests {
                 (
                     "carol",
                     utc("2026-12-21T08:00:00Z"),
-                    utc("2026-12-23T23:00:00Z")
+                    Some(utc("2026-12-23T23:00:00Z"))
                 ),
                 (
                     "bob",
                     utc("2026-12-23T23:00:00Z"),
-                    utc("2026-12-24T23:00:00Z")
+                    Some(utc("2026-12-24T23:00:00Z"))
                 ),
                 (
                     "dave",
                     utc("2026-12-24T23:00:00Z"),
-                    utc("2026-12-25T23:00:00Z")
+                    Some(utc("2026-12-25T23:00:00Z"))
                 ),
                 (
                     "bob",
                     utc("2026-12-25T23:00:00Z"),
-                    utc("2026-12-26T23:00:00Z")
+                    Some(utc("2026-12-26T23:00:00Z"))
                 ),
                 (
                     "carol",
                     utc("2026-12-26T23:00:00Z"),
-                    utc("2026-12-28T08:00:00Z")
+                    Some(utc("2026-12-28T08:00:00Z"))
                 ),
                 (
                     "alice",
                     utc("2026-12-28T08:00:00Z"),
-                    utc("2027-01-04T08:00:00Z")
+                    Some(utc("2027-01-04T08:00:00Z"))
                 ),
             ]
         );
         assert_eq!(s.people(), ["alice", "bob", "carol", "dave"]);
+    }
+
+    #[test]
+    fn a_rotation_of_one_is_on_call_until_further_notice() {
+        let mut s = weekly();
+        s.members = vec!["alice".into()];
+        let shifts = s.shifts(utc("2026-06-01T12:00:00Z"), 5);
+        assert_eq!(shifts.len(), 1);
+        assert_eq!((shifts[0].who, shifts[0].until), ("alice", None));
+        assert_eq!(s.local(None), "further notice");
+        // The longest shift the config takes, far into the future: no overflow.
+        s.members = vec!["alice".into(), "bob".into()];
+        s.shift = MAX_SHIFT;
+        let far = s.shifts(utc("9999-12-01T00:00:00Z"), 100);
+        assert!(!far.is_empty());
     }
 
     #[test]
@@ -467,6 +511,6 @@ mod tests {
         }];
         let shift = s.on_call(utc("2026-01-06T12:00:00Z"));
         assert_eq!(shift.from, utc("2026-01-05T08:00:00Z"));
-        assert_eq!(shift.until, utc("2026-01-12T08:00:00Z"));
+        assert_eq!(shift.until, Some(utc("2026-01-12T08:00:00Z")));
     }
 }

@@ -1,9 +1,21 @@
 //! Picks who gets texted: each alert walks the routes in order, and every recipient ends up with one
-//! SMS per notification covering all of their alerts.
+//! SMS per notification covering all of their alerts (and one more, held back, for the alerts
+//! that reach them in their quiet hours).
 
 use crate::config::Route;
 use crate::matcher::matches_all;
+use crate::outcome::SuppressReason;
 use crate::payload::{Alert, AlertStatus, Notification};
+
+/// What decides, at the instant an SMS is planned, who a route texts and what it holds back.
+pub trait Rules<'a> {
+    /// The route's recipients, its schedules resolved.
+    fn recipients(&self, route: &'a Route) -> Vec<&'a str>;
+    /// The route is outside its active or inside a mute time interval.
+    fn muted(&self, route: &Route) -> bool;
+    /// `recipient` is in quiet hours and `route` does not page through them.
+    fn quiet(&self, route: &Route, recipient: &str) -> bool;
+}
 
 /// One SMS to be: a recipient and the alerts it covers. Template and budget come from `route`, the
 /// first route that gave this recipient an alert.
@@ -12,37 +24,58 @@ pub struct Delivery<'a> {
     pub route: &'a Route,
     pub recipient: &'a str,
     pub alerts: Vec<&'a Alert>,
+    /// Alerts that reach the recipient in their quiet hours: held back and counted, not sent.
+    pub quiet: bool,
 }
 
-/// A recipient whose only alerts were resolved ones on routes with `send_resolved: false`.
+/// A recipient who gets no SMS from this notification on purpose: its routes do not send
+/// resolved alerts, or are muted now.
 #[derive(Debug)]
-pub struct HeldResolved<'a> {
+pub struct Held<'a> {
     pub route: &'a Route,
     pub recipient: &'a str,
+    pub reason: SuppressReason,
 }
 
 #[derive(Debug, Default)]
 pub struct Routing<'a> {
     pub deliveries: Vec<Delivery<'a>>,
-    pub held_resolved: Vec<HeldResolved<'a>>,
+    pub held: Vec<Held<'a>>,
     /// Alerts no route matched: counted and logged, never sent.
     pub unrouted: Vec<&'a Alert>,
 }
 
+#[derive(Default)]
 struct Entry<'a> {
-    recipient: &'a str,
     route: Option<&'a Route>,
-    held_by: Option<&'a Route>,
     alerts: Vec<&'a Alert>,
 }
 
-/// Routes `notification`; `recipients_of` says who a route texts (its schedules resolved).
+impl<'a> Entry<'a> {
+    fn add(&mut self, route: &'a Route, alert: &'a Alert) {
+        if !self.alerts.iter().any(|a| std::ptr::eq(*a, alert)) {
+            self.route.get_or_insert(route);
+            self.alerts.push(alert);
+        }
+    }
+}
+
+/// Everything a notification gives one recipient.
+struct Recipient<'a> {
+    name: &'a str,
+    send: Entry<'a>,
+    quiet: Entry<'a>,
+    held: Option<(&'a Route, SuppressReason)>,
+}
+
+/// Routes `notification` by `rules`: each alert on each route it matches, for each recipient of
+/// that route, goes into their SMS, their quiet-hours SMS, or nowhere (muted, resolved).
 pub fn route<'a>(
     notification: &'a Notification,
     routes: &'a [Route],
-    recipients_of: impl Fn(&'a Route) -> Vec<&'a str>,
+    rules: &impl Rules<'a>,
 ) -> Routing<'a> {
-    let mut entries: Vec<Entry<'a>> = Vec::new();
+    let mut recipients: Vec<Recipient<'a>> = Vec::new();
     let mut unrouted = Vec::new();
     for alert in &notification.alerts {
         let mut matched = false;
@@ -51,26 +84,32 @@ pub fn route<'a>(
                 continue;
             }
             matched = true;
-            let held = alert.status == AlertStatus::Resolved && !route.send_resolved;
-            for recipient in recipients_of(route) {
-                let index = match entries.iter().position(|e| e.recipient == recipient) {
+            let resolved_held = alert.status == AlertStatus::Resolved && !route.send_resolved;
+            let muted = rules.muted(route);
+            for name in rules.recipients(route) {
+                let index = match recipients.iter().position(|r| r.name == name) {
                     Some(i) => i,
                     None => {
-                        entries.push(Entry {
-                            recipient,
-                            route: None,
-                            held_by: None,
-                            alerts: Vec::new(),
+                        recipients.push(Recipient {
+                            name,
+                            send: Entry::default(),
+                            quiet: Entry::default(),
+                            held: None,
                         });
-                        entries.len() - 1
+                        recipients.len() - 1
                     }
                 };
-                let entry = &mut entries[index];
-                if held {
-                    entry.held_by.get_or_insert(route);
-                } else if !entry.alerts.iter().any(|a| std::ptr::eq(*a, alert)) {
-                    entry.route.get_or_insert(route);
-                    entry.alerts.push(alert);
+                let recipient = &mut recipients[index];
+                if muted {
+                    recipient.held.get_or_insert((route, SuppressReason::Muted));
+                } else if resolved_held {
+                    recipient
+                        .held
+                        .get_or_insert((route, SuppressReason::SendResolved));
+                } else if rules.quiet(route, name) {
+                    recipient.quiet.add(route, alert);
+                } else {
+                    recipient.send.add(route, alert);
                 }
             }
             if !route.continue_matching {
@@ -85,18 +124,30 @@ pub fn route<'a>(
         unrouted,
         ..Routing::default()
     };
-    for entry in entries {
-        match (entry.route, entry.held_by) {
-            (Some(route), _) => routing.deliveries.push(Delivery {
+    for mut r in recipients {
+        // An alert that one of its routes sends anyway is not held back for quiet hours too.
+        let sent = &r.send.alerts;
+        r.quiet
+            .alerts
+            .retain(|a| !sent.iter().any(|s| std::ptr::eq(*s, *a)));
+        let mut any = false;
+        for (entry, quiet) in [(r.send, false), (r.quiet, true)] {
+            if let (Some(route), false) = (entry.route, entry.alerts.is_empty()) {
+                any = true;
+                routing.deliveries.push(Delivery {
+                    route,
+                    recipient: r.name,
+                    alerts: entry.alerts,
+                    quiet,
+                });
+            }
+        }
+        if let (false, Some((route, reason))) = (any, r.held) {
+            routing.held.push(Held {
                 route,
-                recipient: entry.recipient,
-                alerts: entry.alerts,
-            }),
-            (None, Some(route)) => routing.held_resolved.push(HeldResolved {
-                route,
-                recipient: entry.recipient,
-            }),
-            (None, None) => {}
+                recipient: r.name,
+                reason,
+            });
         }
     }
     routing
@@ -108,9 +159,29 @@ mod tests {
     use crate::matcher::parse_matchers;
     use crate::payload::Labels;
 
-    fn static_recipients(route: &Route) -> Vec<&str> {
-        route.recipients.iter().map(String::as_str).collect()
+    /// Each route's own recipients; `muted` routes and `quiet` (route, recipient) pairs.
+    #[derive(Default)]
+    struct Fixed {
+        muted: Vec<&'static str>,
+        quiet: Vec<(&'static str, &'static str)>,
     }
+
+    impl<'a> Rules<'a> for Fixed {
+        fn recipients(&self, route: &'a Route) -> Vec<&'a str> {
+            route.recipients.iter().map(String::as_str).collect()
+        }
+        fn muted(&self, route: &Route) -> bool {
+            self.muted.contains(&route.name.as_str())
+        }
+        fn quiet(&self, route: &Route, recipient: &str) -> bool {
+            self.quiet.contains(&(route.name.as_str(), recipient))
+        }
+    }
+
+    const STATIC: Fixed = Fixed {
+        muted: Vec::new(),
+        quiet: Vec::new(),
+    };
 
     fn r(name: &str, matchers: &str, to: &[&str], send_resolved: bool, cont: bool) -> Route {
         Route {
@@ -197,7 +268,7 @@ mod tests {
             r("all", "", &["carol"], true, false),
         ];
         let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
-        let routing = route(&n, &routes, static_recipients);
+        let routing = route(&n, &routes, &STATIC);
         assert_eq!(
             summary(&routing),
             vec![s("critical", "alice", &["A"]), s("critical", "bob", &["A"])]
@@ -220,7 +291,7 @@ mod tests {
         ];
         let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
         assert_eq!(
-            summary(&route(&n, &routes, static_recipients)),
+            summary(&route(&n, &routes, &STATIC)),
             vec![s("audit", "carol", &["A"]), s("critical", "alice", &["A"])]
         );
     }
@@ -248,7 +319,7 @@ mod tests {
             alert("B", "warning", AlertStatus::Firing),
             alert("C", "info", AlertStatus::Firing),
         ]);
-        let routing = route(&n, &routes, static_recipients);
+        let routing = route(&n, &routes, &STATIC);
         assert_eq!(
             summary(&routing),
             vec![
@@ -283,7 +354,7 @@ mod tests {
             alert("B", "warning", AlertStatus::Resolved),
             alert("C", "warning", AlertStatus::Firing),
         ]);
-        let routing = route(&n, &routes, static_recipients);
+        let routing = route(&n, &routes, &STATIC);
         assert_eq!(
             summary(&routing),
             vec![
@@ -292,20 +363,80 @@ mod tests {
             ]
         );
         let n = notification(vec![alert("B", "warning", AlertStatus::Resolved)]);
-        let routing = route(&n, &routes, static_recipients);
+        let routing = route(&n, &routes, &STATIC);
         assert!(routing.deliveries.is_empty());
         let held: Vec<_> = routing
-            .held_resolved
+            .held
             .iter()
-            .map(|h| (h.route.name.as_str(), h.recipient))
+            .map(|h| (h.route.name.as_str(), h.recipient, h.reason))
             .collect();
-        assert_eq!(held, vec![("warning", "bob"), ("warning", "alice")]);
+        assert_eq!(
+            held,
+            vec![
+                ("warning", "bob", SuppressReason::SendResolved),
+                ("warning", "alice", SuppressReason::SendResolved)
+            ]
+        );
+    }
+
+    /// alice gets warnings and, through `continue`, critical alerts: what each route does with
+    /// its own alerts decides, whichever alert comes first in the notification.
+    #[test]
+    fn muting_and_quiet_hours_hold_back_only_the_alerts_of_their_route() {
+        let routes = vec![
+            r("warnings", r#"severity="warning""#, &["alice"], true, false),
+            r(
+                "critical",
+                r#"severity="critical""#,
+                &["alice"],
+                true,
+                false,
+            ),
+        ];
+        let n = notification(vec![
+            alert("W", "warning", AlertStatus::Firing),
+            alert("C", "critical", AlertStatus::Firing),
+        ]);
+        let muted = Fixed {
+            muted: vec!["warnings"],
+            ..Fixed::default()
+        };
+        let routing = route(&n, &routes, &muted);
+        assert_eq!(summary(&routing), vec![s("critical", "alice", &["C"])]);
+        assert!(
+            routing.held.is_empty(),
+            "alice gets an SMS, so nothing is reported held"
+        );
+
+        let quiet = Fixed {
+            quiet: vec![("warnings", "alice")],
+            ..Fixed::default()
+        };
+        let routing = route(&n, &routes, &quiet);
+        let deliveries: Vec<_> = routing
+            .deliveries
+            .iter()
+            .map(|d| (d.route.name.as_str(), d.quiet, d.alerts.len()))
+            .collect();
+        assert_eq!(
+            deliveries,
+            vec![("critical", false, 1), ("warnings", true, 1)]
+        );
+
+        let all_muted = Fixed {
+            muted: vec!["warnings", "critical"],
+            ..Fixed::default()
+        };
+        let routing = route(&n, &routes, &all_muted);
+        assert!(routing.deliveries.is_empty());
+        assert_eq!(routing.held.len(), 1);
+        assert_eq!(routing.held[0].reason, SuppressReason::Muted);
     }
 
     #[test]
     fn no_routes_means_everything_is_unrouted() {
         let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
-        let routing = route(&n, &[], static_recipients);
+        let routing = route(&n, &[], &STATIC);
         assert!(routing.deliveries.is_empty());
         assert_eq!(routing.unrouted.len(), 1);
     }

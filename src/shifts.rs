@@ -9,11 +9,31 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::app::{AppState, Live};
-use crate::clock::Clock;
 use crate::compose::Sms;
+use crate::delivery::Policy;
 use crate::oncall::{Schedule, Shift};
 use crate::pipeline;
+use crate::ratelimit::Limits;
 use crate::state::ContentKey;
+
+/// The handoffs this replica has announced (or seen claimed), so that it announces each once
+/// even while the state store cannot be asked.
+#[derive(Debug, Default)]
+pub struct Notices(std::sync::Mutex<Vec<(String, DateTime<Utc>)>>);
+
+impl Notices {
+    /// True the first time `event` (of a shift that began `from`) is seen.
+    fn first(&self, event: &str, from: DateTime<Utc>) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let grace = chrono::Duration::from_std(NOTICE_GRACE * 2).unwrap_or_default();
+        seen.retain(|(_, at)| *at + grace > from);
+        if seen.iter().any(|(e, _)| e == event) {
+            return false;
+        }
+        seen.push((event.to_string(), from));
+        true
+    }
+}
 
 /// A handoff this recent still gets its notice, e.g. after a restart just past it.
 pub const NOTICE_GRACE: Duration = Duration::from_secs(600);
@@ -21,10 +41,10 @@ pub const NOTICE_GRACE: Duration = Duration::from_secs(600);
 /// How long at most between two looks at the schedules (and after a reload, at once).
 const LOOK_AGAIN: Duration = Duration::from_secs(60);
 
-/// Follows the schedules for as long as the service runs.
-pub async fn follow(state: Arc<AppState>, clock: Arc<dyn Clock>) {
+/// Follows the schedules, on the service's clock, for as long as the service runs.
+pub async fn follow(state: Arc<AppState>) {
     loop {
-        let now = clock.datetime();
+        let now = state.clock.datetime();
         let next = tick(&state, now).await;
         let wait = (next - now)
             .to_std()
@@ -47,7 +67,9 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
         state
             .metrics
             .on_call(&schedule.name, &schedule.people(), shift.who);
-        next = next.min(shift.until);
+        if let Some(until) = shift.until {
+            next = next.min(until);
+        }
         let since = (now - shift.from).to_std().unwrap_or(Duration::MAX);
         if schedule.notify_shift_start && since < NOTICE_GRACE {
             notify(state, &live, schedule, &shift).await;
@@ -57,8 +79,16 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 async fn notify(state: &AppState, live: &Live, schedule: &Schedule, shift: &Shift<'_>) {
-    let event = format!("shift:{}:{}", schedule.name, shift.from.timestamp());
-    // A store that cannot be asked lets every replica send: a second notice beats none.
+    let event = format!(
+        "shift:{}:{}:{}",
+        schedule.name,
+        shift.from.timestamp(),
+        shift.who
+    );
+    // This replica's own memory first: with the store down it still sends each notice once.
+    if !state.shift_notices.first(&event, shift.from) {
+        return;
+    }
     if let Ok(false) = state
         .deliverer
         .store()
@@ -85,8 +115,12 @@ async fn notify(state: &AppState, live: &Live, schedule: &Schedule, shift: &Shif
         key: ContentKey::for_event(shift.who, &event),
         quiet: false,
     };
-    // Logged and counted like any SMS, under the route `schedule:<name>`.
-    let policy = pipeline::policy(live, Instant::now());
+    // Logged and counted like any SMS, under the route `schedule:<name>`; it takes no slot of
+    // the rate limits, so that it never holds back the first page of the shift.
+    let policy = Policy {
+        limits: Limits::default(),
+        ..pipeline::policy(live, Instant::now())
+    };
     state
         .deliverer
         .deliver(&live.provider, vec![sms], policy)

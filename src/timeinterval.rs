@@ -36,8 +36,8 @@ pub struct TimeInterval {
     /// 0 = Sunday.
     weekdays: Option<Vec<(u32, u32)>>,
     days_of_month: Option<Vec<(i32, i32)>>,
-    months: Option<Vec<(u32, u32)>>,
-    years: Option<Vec<(i32, i32)>>,
+    months: Option<Vec<(i64, i64)>>,
+    years: Option<Vec<(i64, i64)>>,
     location: Option<Tz>,
 }
 
@@ -99,13 +99,22 @@ fn weekday(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{text} is not a valid weekday"))
 }
 
-fn month(text: &str) -> Result<u32, String> {
+fn month(text: &str) -> Result<i64, String> {
     match MONTHS.iter().position(|m| *m == text) {
-        Some(i) => Ok(i as u32 + 1),
+        Some(i) => Ok(i as i64 + 1),
         None => text
             .parse()
             .map_err(|_| format!("{text} is not a valid month")),
     }
+}
+
+/// A month's name, or nothing for a number that is none (as Alertmanager prints it).
+fn month_name(month: i64) -> &'static str {
+    usize::try_from(month - 1)
+        .ok()
+        .and_then(|i| MONTHS.get(i))
+        .copied()
+        .unwrap_or("")
 }
 
 /// `HH:MM` from 00:00 to 23:59, or 24:00; minutes of the day.
@@ -179,17 +188,16 @@ impl TimeInterval {
         let months = each(&raw.months, |text| {
             let (begin, end) = range(text, month)?;
             if begin > end {
-                let name = |m: u32| MONTHS.get(m as usize - 1).copied().unwrap_or("?");
                 return Err(format!(
                     "end month {} is before start month {}",
-                    name(end),
-                    name(begin)
+                    month_name(end),
+                    month_name(begin)
                 ));
             }
             Ok((begin, end))
         })?;
         let years = each(&raw.years, |text| {
-            let (begin, end) = range(text, number::<i32>)?;
+            let (begin, end) = range(text, number::<i64>)?;
             if begin > end {
                 return Err(format!("end year {end} is before start year {begin}"));
             }
@@ -198,9 +206,17 @@ impl TimeInterval {
         let location = raw
             .location
             .as_deref()
-            .map(|name| {
-                name.parse::<Tz>()
-                    .map_err(|_| format!("unknown time zone {name}"))
+            .map(|name| match name {
+                // Go reads "" as UTC; "Local" is the host's zone, which a config shared by
+                // replicas must not depend on.
+                "" => Ok(Tz::UTC),
+                "Local" => Err(
+                    "location Local is the host's time zone; name it, e.g. Europe/Berlin"
+                        .to_string(),
+                ),
+                _ => name
+                    .parse::<Tz>()
+                    .map_err(|_| format!("unknown time zone {name}")),
             })
             .transpose()?;
         Ok(TimeInterval {
@@ -216,7 +232,7 @@ impl TimeInterval {
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
         let local = at.with_timezone(&self.location.unwrap_or(Tz::UTC));
         let minute = local.hour() * 60 + local.minute();
-        let any = |ranges: &Option<Vec<(u32, u32)>>, value: u32| {
+        let any = |ranges: &Option<Vec<(i64, i64)>>, value: i64| {
             ranges
                 .as_ref()
                 .is_none_or(|r| r.iter().any(|(b, e)| *b <= value && value <= *e))
@@ -231,21 +247,20 @@ impl TimeInterval {
             ranges.iter().any(|(begin, end)| {
                 let from_end = |d: i32| if d < 0 { days + d + 1 } else { d };
                 let (begin, end) = (from_end(*begin), from_end(*end));
-                // A range that starts after this month's last day is not in this month; one that
-                // reaches past it ends with the month.
-                begin <= days && day >= begin.clamp(-days, days) && day <= end.clamp(-days, days)
+                // A range that starts after this month's last day is not in this month.
+                begin <= days && day >= begin && day <= end
             })
         });
-        let in_years = self.years.as_ref().is_none_or(|ranges| {
-            ranges
-                .iter()
-                .any(|(b, e)| *b <= local.year() && local.year() <= *e)
-        });
+        let weekday = local.weekday().num_days_from_sunday();
+        let in_weekdays = self
+            .weekdays
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|(b, e)| *b <= weekday && weekday <= *e));
         in_times
             && in_days
-            && any(&self.months, local.month())
-            && any(&self.weekdays, local.weekday().num_days_from_sunday())
-            && in_years
+            && any(&self.months, i64::from(local.month()))
+            && in_weekdays
+            && any(&self.years, i64::from(local.year()))
     }
 }
 

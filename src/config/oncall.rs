@@ -159,13 +159,17 @@ pub(super) struct RawNamedInterval {
     time_intervals: Vec<RawTimeInterval>,
 }
 
-/// `2026-01-05T09:00` or with seconds: a local time, no zone.
+/// `2026-01-05T09:00` or with seconds: a local time, no zone, in the years 1970 to 9999.
 fn local_time(text: &str) -> Result<NaiveDateTime, String> {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+    let time = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
         .map_err(|_| {
             format!("invalid local time {text:?}; use e.g. \"2026-01-05T09:00\" (no zone: the schedule's time_zone applies)")
-        })
+        })?;
+    if !(1970..=9999).contains(&chrono::Datelike::year(&time)) {
+        return Err(format!("{text:?} is not in the years 1970 to 9999"));
+    }
+    Ok(time)
 }
 
 pub(super) fn schedules(
@@ -236,6 +240,14 @@ pub(super) fn schedules(
                     problems,
                     format!("{at}.rotation.shift"),
                     "must be at least 1h: nobody can be woken by a rotation that changes faster",
+                );
+                None
+            }
+            Some(Ok(d)) if d > crate::oncall::MAX_SHIFT => {
+                problem(
+                    problems,
+                    format!("{at}.rotation.shift"),
+                    "must be at most 52w",
                 );
                 None
             }

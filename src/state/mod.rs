@@ -97,6 +97,14 @@ impl ContentKey {
         ContentKey(h.finalize().into())
     }
 
+    /// The key of the same SMS held back (quiet hours), which is not the SMS sent.
+    pub fn held_back(&self) -> Self {
+        let mut h = Sha256::new();
+        field(&mut h, b"held back");
+        field(&mut h, &self.0);
+        ContentKey(h.finalize().into())
+    }
+
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         ContentKey(bytes)
     }
