@@ -47,6 +47,8 @@ KNOWN = {
     "alertmanager_sipgate_state_up",
     "alertmanager_sipgate_state_errors_total",
     "alertmanager_sipgate_oncall",
+    "alertmanager_sipgate_watchdog_last_seen_timestamp_seconds",
+    "alertmanager_sipgate_watchdog_silent",
 }
 METRIC = re.compile(r"\balertmanager_sipgate_[a-z0-9_]+")
 

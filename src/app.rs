@@ -80,6 +80,8 @@ pub struct AppState {
     /// Wakes what follows the config (the shift task) after a reload.
     pub reloaded: tokio::sync::Notify,
     pub shift_notices: crate::shifts::Notices,
+    /// This replica's view of a silence of the alerting pipeline.
+    pub watchdog: crate::watchdog::Watch,
 }
 
 impl AppState {
@@ -100,6 +102,7 @@ impl AppState {
             reloading: Mutex::new(()),
             reloaded: tokio::sync::Notify::new(),
             shift_notices: Default::default(),
+            watchdog: Default::default(),
         }
     }
 

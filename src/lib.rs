@@ -25,3 +25,4 @@ pub mod state;
 pub mod template;
 pub mod template_fields;
 pub mod timeinterval;
+pub mod watchdog;

@@ -22,7 +22,7 @@ use alertmanager_sipgate::outcome::SuppressReason;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server;
 use alertmanager_sipgate::state;
-use alertmanager_sipgate::{health, probe, shifts};
+use alertmanager_sipgate::{health, probe, shifts, watchdog};
 use chrono::{DateTime, Utc};
 
 /// What `--help` says about the environment. Values are never shown: they are secrets.
@@ -431,6 +431,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     sends.spawn(health::watch_credentials(state.clone(), state.current()));
     sends.spawn(health::watch_state(store.clone()));
     sends.spawn(shifts::follow(state.clone()));
+    sends.spawn(watchdog::follow(state.clone()));
     let served = actix_web::rt::System::new().block_on(serve_until_signal(state, listener, grace));
     // After the sends in flight settled: what the file store has not written yet goes out now.
     if let Err(e) = sends.block_on(store.close()) {

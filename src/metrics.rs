@@ -60,6 +60,8 @@ struct ServiceFamilies {
     state_up: IntGauge,
     state_errors: IntCounterVec,
     oncall: IntGaugeVec,
+    watchdog_last_seen: Gauge,
+    watchdog_silent: IntGauge,
 }
 
 /// What the service asked of its state store, for `state_errors_total{operation}`.
@@ -72,16 +74,19 @@ pub enum StateOperation {
     /// Wait for an SMS another request is sending.
     Wait,
     ClaimOnce,
+    /// Record or read a heartbeat.
+    Mark,
     Ping,
 }
 
 impl StateOperation {
-    pub const ALL: [StateOperation; 6] = [
+    pub const ALL: [StateOperation; 7] = [
         StateOperation::Begin,
         StateOperation::Settle,
         StateOperation::GiveBack,
         StateOperation::Wait,
         StateOperation::ClaimOnce,
+        StateOperation::Mark,
         StateOperation::Ping,
     ];
 
@@ -92,6 +97,7 @@ impl StateOperation {
             StateOperation::GiveBack => "give_back",
             StateOperation::Wait => "wait",
             StateOperation::ClaimOnce => "claim_once",
+            StateOperation::Mark => "mark",
             StateOperation::Ping => "ping",
         }
     }
@@ -256,6 +262,20 @@ impl ServiceFamilies {
                         "1 for who is on call in a schedule now, 0 for its other people.",
                     ),
                     &["schedule", "recipient"],
+                )?,
+            )?,
+            watchdog_last_seen: registered(
+                r,
+                Gauge::with_opts(opts(
+                    "watchdog_last_seen_timestamp_seconds",
+                    "When the last watchdog heartbeat arrived (at any replica sharing the state).",
+                ))?,
+            )?,
+            watchdog_silent: registered(
+                r,
+                gauge(
+                    "watchdog_silent",
+                    "1 while no watchdog heartbeat came for longer than watchdog.timeout.",
                 )?,
             )?,
         })
@@ -426,6 +446,22 @@ impl Metrics {
     /// After a reload: schedules and people may be gone; the next `on_call` sets what is there.
     pub fn schedules_changed(&self) {
         self.service.oncall.reset();
+    }
+
+    pub fn watchdog_seen(&self, at_millis: u64) {
+        self.service
+            .watchdog_last_seen
+            .set(at_millis as f64 / 1000.0);
+    }
+
+    /// The last heartbeat this replica knows of, in Unix ms.
+    pub fn watchdog_last_seen_millis(&self) -> Option<u64> {
+        let seconds = self.service.watchdog_last_seen.get();
+        (seconds > 0.0).then(|| (seconds * 1000.0).round() as u64)
+    }
+
+    pub fn watchdog_silent(&self, silent: bool) {
+        self.service.watchdog_silent.set(i64::from(silent));
     }
 
     pub fn credentials_valid(&self, valid: bool) {

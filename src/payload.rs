@@ -122,6 +122,13 @@ impl Notification {
     pub fn count(&self, status: AlertStatus) -> usize {
         self.alerts.iter().filter(|a| a.status == status).count()
     }
+
+    /// Takes the alerts for which `pick` is true out of the notification.
+    pub fn take_alerts(&mut self, pick: impl Fn(&Alert) -> bool) -> Vec<Alert> {
+        let (taken, kept) = std::mem::take(&mut self.alerts).into_iter().partition(pick);
+        self.alerts = kept;
+        taken
+    }
 }
 
 /// Alertmanager webhook v4 as sent by 0.21 to 0.34; fields added later (`notification_reason`,

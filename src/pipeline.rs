@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::app::Live;
 use crate::compose;
 use crate::delivery::{Deliverer, Policy};
+use crate::matcher::matches_all;
 use crate::metrics::{Metrics, Truncated};
 use crate::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::payload::{AlertStatus, Notification};
@@ -51,6 +52,16 @@ pub async fn run(
     now: DateTime<Utc>,
 ) -> Report {
     count_input(&mut notification, live.config.server.max_alerts, metrics);
+    if let Some(watchdog) = &live.config.watchdog {
+        // Heartbeats are neither routed nor texted; a firing one says the pipeline works.
+        let beats = notification.take_alerts(|a| matches_all(&watchdog.matchers, &a.labels));
+        if beats.iter().any(|a| a.status == AlertStatus::Firing) {
+            let at = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+            // A store that cannot be asked is counted by it; this replica still knows.
+            let _ = deliverer.store().mark(crate::watchdog::HEARTBEAT, at).await;
+            metrics.watchdog_seen(at);
+        }
+    }
     let plan = compose::plan(&live.config, &notification, now);
     if plan.unrouted > 0 {
         metrics.sms_suppressed("", SuppressReason::NoRoute, plan.unrouted);

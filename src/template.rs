@@ -21,6 +21,14 @@ type Json = serde_json::Value;
 const BUILT_INS: &[(&str, &str)] = &[
     ("default", include_str!("../templates/default.hbs")),
     ("compact", include_str!("../templates/compact.hbs")),
+    (
+        WATCHDOG_SILENT,
+        include_str!("../templates/watchdog_silent.hbs"),
+    ),
+    (
+        WATCHDOG_BACK,
+        include_str!("../templates/watchdog_back.hbs"),
+    ),
 ];
 
 const DEFAULT_TIME_FORMAT: &str = "%b %d %H:%M %Z";
@@ -41,11 +49,25 @@ pub struct TemplateFileError {
 /// The built-in template used when a route's own template fails or renders nothing.
 pub const FALLBACK: &str = "default";
 
+/// The watchdog's SMS: the pipeline went silent, and it is back. Their data is a `WatchdogData`.
+pub const WATCHDOG_SILENT: &str = "watchdog_silent";
+pub const WATCHDOG_BACK: &str = "watchdog_back";
+
+/// What the watchdog templates read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WatchdogData {
+    /// How long the silence lasted, or has lasted: `12m`, `1h 5m`.
+    pub silent_for: String,
+    /// The last heartbeat before the silence, in `templates.time_zone`: `Nov 25 14:03 CET`.
+    pub last_heartbeat: String,
+}
+
 #[derive(Debug)]
 pub struct Templates {
     registry: Handlebars<'static>,
     /// What each template, together with the fallback, reads of the template data.
     fields: HashMap<String, Fields>,
+    time_zone: Tz,
 }
 
 /// For a template that is not registered; such a render fails anyway.
@@ -282,6 +304,7 @@ impl Templates {
         let mut templates = Templates {
             registry,
             fields: HashMap::new(),
+            time_zone,
         };
         templates.fields = templates.fields_read();
         Ok(templates)
@@ -313,6 +336,11 @@ impl Templates {
         self.fields.get(name).unwrap_or(&ALL_FIELDS)
     }
 
+    /// `templates.time_zone`, for times the service writes itself.
+    pub fn time_zone(&self) -> Tz {
+        self.time_zone
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.registry.has_template(name)
     }
@@ -339,6 +367,21 @@ impl Templates {
             .render_with_context_to_write(name, &data.context, &mut text)
             .map_err(|e| failed(e.to_string()))?;
         String::from_utf8(text).map_err(|e| failed(e.to_string()))
+    }
+
+    /// Renders a watchdog template.
+    pub fn render_watchdog(
+        &self,
+        name: &str,
+        data: &WatchdogData,
+    ) -> Result<String, TemplateError> {
+        let failed = |message: String| TemplateError::Render {
+            name: name.to_string(),
+            message,
+        };
+        self.registry
+            .render(name, data)
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// Renders `name` against a sample notification, so that helper misuse shows at load time.

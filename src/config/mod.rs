@@ -12,8 +12,10 @@ use serde::Deserialize;
 mod document;
 mod oncall;
 mod state;
+mod watchdog;
 
 pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
+pub use watchdog::Watchdog;
 
 use crate::matcher::{Matcher, parse_matchers};
 use crate::ratelimit::{Limits, Rate};
@@ -218,6 +220,7 @@ pub struct Config {
     pub time_intervals: BTreeMap<String, Vec<crate::timeinterval::TimeInterval>>,
     /// A person's quiet hours: names of time intervals.
     pub quiet_hours: BTreeMap<String, Vec<String>>,
+    pub watchdog: Option<Watchdog>,
 }
 
 #[derive(Deserialize, Default)]
@@ -243,6 +246,7 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     state: state::RawState,
+    watchdog: Option<watchdog::RawWatchdog>,
 }
 
 #[derive(Deserialize, Default)]
@@ -403,6 +407,9 @@ impl Config {
             time_intervals: &time_intervals,
         };
         let routes = routes(raw.routes, &targets, templates.as_ref(), &mut problems);
+        let watchdog = raw
+            .watchdog
+            .map(|w| watchdog::watchdog(w, &targets, templates.as_ref(), &mut problems));
         let delivery = delivery_config(raw.delivery, &mut problems);
         let server = server_config(raw.server, base, &mut problems);
         let state = state::state_config(raw.state, base, env, &mut problems);
@@ -422,6 +429,7 @@ impl Config {
                 schedules,
                 time_intervals,
                 quiet_hours,
+                watchdog,
             }),
             _ => Err(problems),
         }

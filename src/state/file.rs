@@ -35,6 +35,8 @@ const RECIPIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("recipient
 const TOTAL: TableDefinition<(), &[u8]> = TableDefinition::new("total");
 /// Once-only event -> expiry in Unix ms.
 const ONCE: TableDefinition<&str, u64> = TableDefinition::new("once");
+/// Mark (a heartbeat) -> its latest time in Unix ms.
+const MARKS: TableDefinition<&str, u64> = TableDefinition::new("marks");
 
 #[derive(Debug, thiserror::Error)]
 #[error("state file {path}: {message}")]
@@ -167,6 +169,7 @@ fn load(db: &Database) -> Result<Snapshot, String> {
             txn.open_table(RECIPIENTS).map_err(|e| damaged(&e))?;
             txn.open_table(TOTAL).map_err(|e| damaged(&e))?;
             txn.open_table(ONCE).map_err(|e| damaged(&e))?;
+            txn.open_table(MARKS).map_err(|e| damaged(&e))?;
         }
         txn.commit().map_err(|e| damaged(&e))?;
     }
@@ -211,6 +214,11 @@ fn load(db: &Database) -> Result<Snapshot, String> {
             .once
             .push((event.value().to_string(), Some(until.value())));
     }
+    let marks = txn.open_table(MARKS).map_err(|e| damaged(&e))?;
+    for entry in marks.iter().map_err(|e| damaged(&e))? {
+        let (name, at) = entry.map_err(|e| damaged(&e))?;
+        snapshot.marks.push((name.value().to_string(), at.value()));
+    }
     Ok(snapshot)
 }
 
@@ -221,6 +229,7 @@ fn write(db: &Database, snapshot: &Snapshot) -> Result<(), String> {
         let mut recipients = txn.open_table(RECIPIENTS).map_err(|e| e.to_string())?;
         let mut total = txn.open_table(TOTAL).map_err(|e| e.to_string())?;
         let mut once = txn.open_table(ONCE).map_err(|e| e.to_string())?;
+        let mut marks = txn.open_table(MARKS).map_err(|e| e.to_string())?;
         {
             for (key, value) in &snapshot.settled {
                 match value {
@@ -251,6 +260,11 @@ fn write(db: &Database, snapshot: &Snapshot) -> Result<(), String> {
             if let Some(log) = &snapshot.total {
                 total
                     .insert((), encode_slots(log).as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+            for (name, at) in &snapshot.marks {
+                marks
+                    .insert(name.as_str(), *at)
                     .map_err(|e| e.to_string())?;
             }
             for (event, until) in &snapshot.once {
@@ -325,6 +339,14 @@ impl StateStore for FileStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StateError>> {
         self.memory.claim_once(event, ttl)
+    }
+
+    fn mark<'a>(&'a self, name: &'a str, at: Millis) -> BoxFuture<'a, Result<(), StateError>> {
+        self.memory.mark(name, at)
+    }
+
+    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
+        self.memory.marked(name)
     }
 
     fn when_down(&self) -> &'static str {

@@ -29,6 +29,8 @@ struct Inner {
     limiter: RateLimiter,
     /// Once-only events and when each claim of them ends.
     once: HashMap<String, Millis>,
+    /// The latest time of each mark.
+    marks: HashMap<String, Millis>,
     /// What changed since it was last persisted; `None` when nothing is persisted.
     changes: Option<Changes>,
 }
@@ -38,6 +40,7 @@ struct Changes {
     recipients: HashSet<String>,
     total: bool,
     once: HashSet<String>,
+    marks: HashSet<String>,
 }
 
 /// What changed since the last snapshot, with the values to persist (`None`: gone).
@@ -48,6 +51,7 @@ pub struct Snapshot {
     pub recipients: Vec<(String, Vec<Reservation>, u64)>,
     pub total: Option<Vec<Reservation>>,
     pub once: Vec<(String, Option<Millis>)>,
+    pub marks: Vec<(String, Millis)>,
 }
 
 impl Snapshot {
@@ -56,6 +60,7 @@ impl Snapshot {
             && self.recipients.is_empty()
             && self.total.is_none()
             && self.once.is_empty()
+            && self.marks.is_empty()
     }
 }
 
@@ -66,6 +71,7 @@ impl MemoryStore {
                 ledger: Ledger::new(capacity),
                 limiter: RateLimiter::default(),
                 once: HashMap::new(),
+                marks: HashMap::new(),
                 changes: None,
             }),
             clock,
@@ -96,6 +102,7 @@ impl MemoryStore {
             ledger,
             limiter,
             once,
+            marks,
             changes,
         } = &mut *inner;
         let Some(changes) = changes.as_mut() else {
@@ -130,11 +137,16 @@ impl MemoryStore {
                 (event, until)
             })
             .collect();
+        let marks = std::mem::take(&mut changes.marks)
+            .into_iter()
+            .filter_map(|name| marks.get(&name).map(|at| (name, *at)))
+            .collect();
         Snapshot {
             settled,
             recipients,
             total,
             once,
+            marks,
         }
     }
 
@@ -153,6 +165,9 @@ impl MemoryStore {
             changes
                 .once
                 .extend(snapshot.once.iter().map(|(event, _)| event.clone()));
+            changes
+                .marks
+                .extend(snapshot.marks.iter().map(|(name, _)| name.clone()));
         }
     }
 
@@ -179,6 +194,9 @@ impl MemoryStore {
         }
         if let Some(total) = snapshot.total {
             inner.limiter.restore_total(total);
+        }
+        for (name, at) in snapshot.marks {
+            inner.marks.insert(name, at);
         }
         for (event, until) in snapshot.once {
             match until.filter(|u| *u > now) {
@@ -341,6 +359,20 @@ impl StateStore for MemoryStore {
             changes.once.extend(gone);
         }
         std::future::ready(Ok(first)).boxed()
+    }
+
+    fn mark<'a>(&'a self, name: &'a str, at: Millis) -> BoxFuture<'a, Result<(), StateError>> {
+        let mut inner = self.inner();
+        let latest = inner.marks.entry(name.to_string()).or_insert(at);
+        *latest = (*latest).max(at);
+        if let Some(changes) = &mut inner.changes {
+            changes.marks.insert(name.to_string());
+        }
+        std::future::ready(Ok(())).boxed()
+    }
+
+    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
+        std::future::ready(Ok(self.inner().marks.get(name).copied())).boxed()
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Millis};
 use crate::config::StateConfig;
 use crate::metrics::Metrics;
 use crate::payload::Alert;
@@ -27,6 +27,9 @@ pub mod monitored;
 pub mod redis;
 
 pub use file::FileStore;
+
+/// How long a mark (a heartbeat) is remembered.
+pub const MARK_TTL: Duration = Duration::from_secs(30 * 86_400);
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -258,6 +261,12 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         event: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StateError>>;
+
+    /// Records that `name` happened at `at` (a heartbeat): the latest time wins, across replicas.
+    fn mark<'a>(&'a self, name: &'a str, at: Millis) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// The latest time `name` was marked, if ever (within `MARK_TTL`).
+    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>>;
 
     /// What an outage means for the SMS, for the one log line that reports it.
     fn when_down(&self) -> &'static str {

@@ -10,6 +10,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use tokio::time::Instant;
 
 use super::{Begin, ClaimId, ContentKey, Settlement, Start, StateError, StateStore, Taken};
+use crate::clock::Millis;
 use crate::metrics::{Metrics, StateOperation};
 
 #[derive(Debug)]
@@ -138,6 +139,22 @@ impl StateStore for Monitored {
         async move {
             let result = self.store.claim_once(event, ttl).await;
             self.record(StateOperation::ClaimOnce, result)
+        }
+        .boxed()
+    }
+
+    fn mark<'a>(&'a self, name: &'a str, at: Millis) -> BoxFuture<'a, Result<(), StateError>> {
+        async move {
+            let result = self.store.mark(name, at).await;
+            self.record(StateOperation::Mark, result)
+        }
+        .boxed()
+    }
+
+    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
+        async move {
+            let result = self.store.marked(name).await;
+            self.record(StateOperation::Mark, result)
         }
         .boxed()
     }

@@ -116,6 +116,15 @@ redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
 return 1
 ";
 
+/// Keeps the latest time of a mark.
+const MARK: &str = r"
+local at = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > at then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+";
+
 #[derive(Debug, thiserror::Error)]
 #[error("state.redis: {0}")]
 pub struct RedisSetupError(String);
@@ -133,6 +142,7 @@ struct Scripts {
     settle: Script,
     give_back: Script,
     claim_once: Script,
+    mark: Script,
 }
 
 /// Where the commands go. A plain connection manager reconnects by itself; behind Sentinel the
@@ -219,6 +229,7 @@ impl RedisStore {
                 settle: Script::new(SETTLE),
                 give_back: Script::new(GIVE_BACK),
                 claim_once: Script::new(CLAIM_ONCE),
+                mark: Script::new(MARK),
             },
         })
     }
@@ -490,6 +501,32 @@ impl StateStore for RedisStore {
                 .run(|mut c| async move { invocation.invoke_async(&mut c).await })
                 .await?;
             Ok(first == 1)
+        }
+        .boxed()
+    }
+
+    fn mark<'a>(&'a self, name: &'a str, at: u64) -> BoxFuture<'a, Result<(), StateError>> {
+        async move {
+            let mut invocation = self.scripts.mark.prepare_invoke();
+            invocation
+                .key(self.key("mark", name))
+                .arg(at)
+                .arg(millis(super::MARK_TTL));
+            let _: u64 = self
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>, StateError>> {
+        async move {
+            let key = self.key("mark", name);
+            let at: Option<u64> = self
+                .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+                .await?;
+            Ok(at)
         }
         .boxed()
     }

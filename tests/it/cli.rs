@@ -37,7 +37,7 @@ fn check_config_accepts_the_example() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}: OK (3 recipients, 2 routes, schedules: primary, templates: compact, default, short, state: memory)\n\
+            "{}: OK (3 recipients, 2 routes, schedules: primary, templates: compact, default, short, watchdog_back, watchdog_silent, state: memory)\n\
              no Sipgate credentials: the service would run in dry-run mode and send nothing\n",
             dir.path().join("config.yml").display()
         )

@@ -56,6 +56,8 @@ pub struct TestConfig {
     pub server: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +150,7 @@ impl TestConfig {
             delivery: serde_json::Map::new(),
             server: None,
             state: None,
+            watchdog: None,
         }
     }
 
@@ -737,7 +740,8 @@ impl Service {
 pub struct Alertmanager {
     pub url: String,
     log: PathBuf,
-    _child: ChildGuard,
+    command: Vec<String>,
+    child: Option<ChildGuard>,
 }
 
 pub const ALERTMANAGER: &str = "prometheus-alertmanager";
@@ -760,33 +764,54 @@ impl Alertmanager {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         std::fs::create_dir_all(data).unwrap();
-        let log = data.join("alertmanager.log");
-        let child = ChildGuard::spawn(
+        let mut command = vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", data.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--cluster.listen-address={cluster}"),
+        ];
+        command.extend(peers.iter().map(|p| format!("--cluster.peer={p}")));
+        command.extend([
+            "--cluster.peer-timeout=2s".to_string(),
+            "--cluster.gossip-interval=50ms".to_string(),
+            "--cluster.pushpull-interval=1s".to_string(),
+            format!("--web.external-url={url}"),
+            "--log.level=debug".to_string(),
+        ]);
+        let mut am = Alertmanager {
+            url,
+            log: data.join("alertmanager.log"),
+            command,
+            child: None,
+        };
+        am.start_again().await;
+        am
+    }
+
+    /// Starts it again after `kill`, with the same flags and port.
+    pub async fn start_again(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(ChildGuard::spawn(
             Command::new(ALERTMANAGER)
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.path={}", data.display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg(format!("--cluster.listen-address={cluster}"))
-                .args(peers.iter().map(|p| format!("--cluster.peer={p}")))
-                .arg("--cluster.peer-timeout=2s")
-                .arg("--cluster.gossip-interval=50ms")
-                .arg("--cluster.pushpull-interval=1s")
-                .arg(format!("--web.external-url={url}"))
-                .arg("--log.level=debug")
+                .args(&self.command)
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap()),
-        );
+                .stderr(log),
+        ));
         wait_until_ok(
-            &format!("{url}/-/ready"),
+            &format!("{}/-/ready", self.url),
             Duration::from_secs(15),
             "Alertmanager",
         )
         .await;
-        Alertmanager {
-            url,
-            log,
-            _child: child,
-        }
+    }
+
+    /// SIGKILL: Alertmanager is gone, as when its node dies.
+    pub fn kill(&mut self) {
+        self.child = None;
     }
 
     /// How often Alertmanager has flushed an alert group so far: once per group_interval, also
@@ -1071,5 +1096,54 @@ impl Sentinel {
             &["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER],
         );
         answer.lines().nth(1)?.trim().parse().ok()
+    }
+}
+
+/// Debian's `prometheus` on a loopback port with `config` (YAML) written to a folder of its own,
+/// evaluating rules and sending alerts as fast as its flags allow.
+pub struct Prometheus {
+    pub url: String,
+    _dir: tempfile::TempDir,
+    _child: ChildGuard,
+}
+
+impl Prometheus {
+    /// `files` are written beside the config (rule files it names).
+    pub async fn start(config: &str, files: &[(&str, &str)]) -> Prometheus {
+        require("prometheus", "prometheus");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let port = free_port();
+        let child = ChildGuard::spawn(
+            Command::new("prometheus")
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--rules.alert.resend-delay=1s")
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap()),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until_ok(
+            &format!("{url}/-/ready"),
+            Duration::from_secs(30),
+            "Prometheus",
+        )
+        .await;
+        Prometheus {
+            url,
+            _dir: dir,
+            _child: child,
+        }
     }
 }

@@ -15,3 +15,4 @@ mod relay;
 mod replicas;
 mod senders;
 mod state;
+mod watchdog;

@@ -317,33 +317,17 @@ async fn a_real_prometheus_scrapes_the_service() {
         200
     );
 
-    let dir = tempfile::tempdir().unwrap();
     let target = app.url.trim_start_matches("http://");
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
+    let prometheus = Prometheus::start(
+        &format!(
             "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: alertmanager-sipgate\n    static_configs: [{{targets: ['{target}']}}]\n"
         ),
+        &[],
     )
-    .unwrap();
-    let port = free_port();
-    let _prometheus = ChildGuard::spawn(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    .await;
 
     let query = |q: &'static str| {
-        let url = format!("http://127.0.0.1:{port}/api/v1/query");
+        let url = format!("{}/api/v1/query", prometheus.url);
         async move {
             let encoded: String = q
                 .bytes()

@@ -1,0 +1,304 @@
+//! The watchdog: heartbeat alerts keep it quiet; a silence longer than its timeout pages once, and
+//! its end once more. Time is the service's `ManualClock` and explicit ticks, except in the end-to-
+//! end test with real Prometheus and Alertmanager.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use alertmanager_sipgate::watchdog;
+
+use crate::harness::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn millis(t: DateTime<Utc>) -> u64 {
+    t.timestamp_millis() as u64
+}
+
+fn watchdog_config(api_url: &str, timeout: &str) -> TestConfig {
+    let mut config = TestConfig::faults(api_url);
+    config.watchdog = Some(json!({
+        "matchers": ["alertname=\"Watchdog\""],
+        "timeout": timeout,
+        "to": ["alice"],
+    }));
+    config
+}
+
+/// A firing Watchdog alert as Alertmanager posts it.
+fn heartbeat() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "version": "4", "status": "firing", "receiver": "sms", "groupKey": "{}:{alertname=\"Watchdog\"}",
+        "alerts": [{"status": "firing", "labels": {"alertname": "Watchdog", "severity": "none"},
+                    "annotations": {}, "startsAt": "2026-01-12T07:00:00Z", "fingerprint": "0123456789abcdef"}],
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn heartbeats_are_neither_routed_nor_texted() {
+    let fake = FakeSipgate::new().start().await;
+    let app = TestApp::start(&watchdog_config(&fake.uri(), "10m").yaml()).await;
+    app.clock.set(at("2026-01-12T08:00:00Z"));
+    let (status, answer) = app.post_alerts(heartbeat()).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["sms"], json!([]));
+    assert_eq!(answer["unrouted_alerts"], 0);
+    let metrics = app.metrics.render();
+    assert!(
+        metrics.contains("alertmanager_sipgate_watchdog_last_seen_timestamp_seconds 1768204800\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "alertmanager_sipgate_sms_suppressed_total{reason=\"no_route\",route=\"\"} 0\n"
+        )
+    );
+    watchdog::tick(&app.state, at("2026-01-12T08:09:59Z"), 0).await;
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_watchdog_silent 0\n")
+    );
+    assert!(sent_sms(&fake).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_silence_pages_once_and_its_end_once_more() {
+    let fake = FakeSipgate::new().start().await;
+    let app = TestApp::start(&watchdog_config(&fake.uri(), "10m").yaml()).await;
+    app.clock.set(at("2026-01-12T08:00:00Z"));
+    app.post_alerts(heartbeat()).await;
+    let started = millis(at("2026-01-12T07:00:00Z"));
+
+    watchdog::tick(&app.state, at("2026-01-12T08:10:00Z"), started).await;
+    assert!(
+        sent_sms(&fake).await.is_empty(),
+        "exactly the timeout is not yet silence"
+    );
+    for minute in ["08:10:01", "08:11:00", "08:20:00"] {
+        watchdog::tick(&app.state, at(&format!("2026-01-12T{minute}Z")), started).await;
+    }
+    let silent = "ALERTING PIPELINE SILENT for 10m: no Watchdog heartbeat since Jan 12 08:00 UTC. \
+                  Prometheus, Alertmanager or the way to them may be down.";
+    assert_eq!(
+        sent_sms(&fake).await,
+        [(ALICE.to_string(), silent.to_string())]
+    );
+    assert!(silent.len() <= 160, "one GSM-7 segment");
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_watchdog_silent 1\n")
+    );
+
+    // Alertmanager is back at 08:25.
+    app.clock.set(at("2026-01-12T08:25:00Z"));
+    app.post_alerts(heartbeat()).await;
+    watchdog::tick(&app.state, at("2026-01-12T08:25:01Z"), started).await;
+    watchdog::tick(&app.state, at("2026-01-12T08:26:00Z"), started).await;
+    let back = "ALERTING PIPELINE BACK: Watchdog heartbeats again after 25m of silence \
+                (since Jan 12 08:00 UTC).";
+    let sms = sent_sms(&fake).await;
+    assert_eq!(sms.len(), 2, "{sms:?}");
+    assert!(
+        sms.contains(&(ALICE.to_string(), back.to_string())),
+        "{sms:?}"
+    );
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_watchdog_silent 0\n")
+    );
+}
+
+#[tokio::test]
+async fn without_any_heartbeat_the_silence_counts_from_the_start() {
+    let fake = FakeSipgate::new().start().await;
+    let app = TestApp::start(&watchdog_config(&fake.uri(), "30s").yaml()).await;
+    let started = millis(at("2026-01-12T08:00:00Z"));
+    watchdog::tick(&app.state, at("2026-01-12T08:00:30Z"), started).await;
+    assert!(sent_sms(&fake).await.is_empty());
+    watchdog::tick(&app.state, at("2026-01-12T08:00:31Z"), started).await;
+    let sms = sent_sms(&fake).await;
+    assert_eq!(sms.len(), 1);
+    assert!(
+        sms[0].1.starts_with(
+            "ALERTING PIPELINE SILENT for 31s: no Watchdog heartbeat since Jan 12 08:00 UTC."
+        ),
+        "{}",
+        sms[0].1
+    );
+}
+
+#[tokio::test]
+async fn a_failed_alarm_is_sent_again_until_sipgate_takes_it() {
+    // The first tick's request and its two retries (1 s deadline) fail.
+    let fake = failing_then_ok(503, 3, None).await;
+    let app = TestApp::start(&watchdog_config(&fake.uri(), "10m").yaml()).await;
+    app.clock.set(at("2026-01-12T08:00:00Z"));
+    app.post_alerts(heartbeat()).await;
+    let started = 0;
+    watchdog::tick(&app.state, at("2026-01-12T08:10:01Z"), started).await;
+    assert_eq!(fake.received_requests().await.unwrap().len(), 3);
+    watchdog::tick(&app.state, at("2026-01-12T08:10:06Z"), started).await;
+    watchdog::tick(&app.state, at("2026-01-12T08:10:11Z"), started).await;
+    assert_eq!(
+        fake.received_requests().await.unwrap().len(),
+        4,
+        "sent again once, then accepted, then left alone"
+    );
+}
+
+#[tokio::test]
+async fn the_watchdog_section_is_checked() {
+    let fake = FakeSipgate::new().start().await;
+    let mut config = watchdog_config(&fake.uri(), "5s");
+    config.watchdog =
+        Some(json!({"matchers": ["not a matcher"], "timeout": "5s", "to": ["mallory"]}));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, config.yaml()).unwrap();
+    let problems = alertmanager_sipgate::config::Config::load_with_env(&path, &|_| None)
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "watchdog.matchers[0]: ",
+        "watchdog.timeout: must be at least 10s",
+        "watchdog.to[0]: unknown recipient, group or schedule \"mallory\"",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "{expected} missing in {problems}"
+        );
+    }
+}
+
+/// Two replicas on one Redis: a heartbeat at A keeps B quiet, and one of them sends the alarm.
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn two_replicas_share_the_heartbeat_and_send_one_alarm() {
+    let redis = Redis::start().await;
+    let fake = FakeSipgate::new().start().await;
+    let yaml = watchdog_config(&fake.uri(), "10m").on_redis(&redis).yaml();
+    let (a, b) = (TestApp::start(&yaml).await, TestApp::start(&yaml).await);
+    let started = millis(at("2026-01-12T07:00:00Z"));
+    a.clock.set(at("2026-01-12T08:00:00Z"));
+    a.post_alerts(heartbeat()).await;
+    // B has heard nothing itself since it started an hour ago, but A has.
+    watchdog::tick(&b.state, at("2026-01-12T08:05:00Z"), started).await;
+    assert!(sent_sms(&fake).await.is_empty());
+    tokio::join!(
+        watchdog::tick(&a.state, at("2026-01-12T08:11:00Z"), started),
+        watchdog::tick(&b.state, at("2026-01-12T08:11:00Z"), started),
+    );
+    let sms = sent_sms(&fake).await;
+    assert_eq!(sms.len(), 1, "one alarm for both: {sms:?}");
+    assert!(
+        sms[0].1.starts_with("ALERTING PIPELINE SILENT for 11m"),
+        "{}",
+        sms[0].1
+    );
+}
+
+/// Prometheus fires `Watchdog` (`vector(1)`), Alertmanager repeats it every few seconds to the
+/// service (the real binary, 10 s timeout). No SMS while it flows; Alertmanager killed -> one
+/// "silent" SMS; Alertmanager back -> one "back" SMS.
+#[tokio::test]
+#[ignore = "needs prometheus and prometheus-alertmanager: apt-get install prometheus prometheus-alertmanager"]
+async fn a_dead_alertmanager_pages_once_and_its_return_once_more() {
+    let fake = FakeSipgate::new().start().await;
+    let service = Service::start(&watchdog_config(&fake.uri(), "10s").yaml()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let am_config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        format!(
+            r#"
+route:
+  receiver: sms
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 2s
+receivers:
+  - name: sms
+    webhook_configs:
+      - url: {}/alerts
+"#,
+            service.url
+        ),
+    )
+    .unwrap();
+    let mut am = Alertmanager::start(&am_config, &dir.path().join("data")).await;
+    let am_target = am.url.trim_start_matches("http://").to_string();
+    let _prometheus = Prometheus::start(
+        &format!(
+            "global: {{evaluation_interval: 1s}}\n\
+             rule_files: [watchdog.yml]\n\
+             alerting: {{alertmanagers: [{{static_configs: [{{targets: ['{am_target}']}}]}}]}}\n"
+        ),
+        &[(
+            "watchdog.yml",
+            "groups:\n  - name: meta\n    rules:\n      - alert: Watchdog\n        expr: vector(1)\n",
+        )],
+    )
+    .await;
+
+    // Heartbeats flow for longer than the timeout, and nobody is texted.
+    let last_seen = || async {
+        let text = metrics(&service.url).await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("alertmanager_sipgate_watchdog_last_seen_timestamp_seconds ")
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| *v > 0.0)
+    };
+    let first = eventually(Duration::from_secs(60), "a first heartbeat", last_seen).await;
+    eventually(Duration::from_secs(60), "heartbeats for 12 s", || async {
+        let latest = last_seen().await?;
+        (latest - first >= 12.0).then_some(())
+    })
+    .await;
+    assert!(
+        sent_sms(&fake).await.is_empty(),
+        "no SMS while heartbeats come"
+    );
+
+    am.kill();
+    let sms = eventually(Duration::from_secs(60), "the silent SMS", || async {
+        let sms = sent_sms(&fake).await;
+        (!sms.is_empty()).then_some(sms)
+    })
+    .await;
+    assert_eq!(sms.len(), 1, "{sms:?}");
+    assert_eq!(sms[0].0, ALICE);
+    assert!(
+        sms[0].1.starts_with("ALERTING PIPELINE SILENT for "),
+        "{}",
+        sms[0].1
+    );
+    metrics_with(&service.url, "alertmanager_sipgate_watchdog_silent 1\n").await;
+
+    am.start_again().await;
+    let sms = eventually(Duration::from_secs(60), "the back SMS", || async {
+        let sms = sent_sms(&fake).await;
+        (sms.len() >= 2).then_some(sms)
+    })
+    .await;
+    assert_eq!(sms.len(), 2, "{sms:?}");
+    assert!(
+        sms.iter().any(|(_, text)| text
+            .starts_with("ALERTING PIPELINE BACK: Watchdog heartbeats again after ")),
+        "{sms:?}"
+    );
+    metrics_with(&service.url, "alertmanager_sipgate_watchdog_silent 0\n").await;
+}
