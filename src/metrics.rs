@@ -448,10 +448,10 @@ impl Metrics {
         self.service.oncall.reset();
     }
 
+    /// A heartbeat at `at_millis`; the gauge never goes back.
     pub fn watchdog_seen(&self, at_millis: u64) {
-        self.service
-            .watchdog_last_seen
-            .set(at_millis as f64 / 1000.0);
+        let gauge = &self.service.watchdog_last_seen;
+        gauge.set(gauge.get().max(at_millis as f64 / 1000.0));
     }
 
     /// The last heartbeat this replica knows of, in Unix ms.

@@ -14,6 +14,7 @@ use crate::matcher::matches_all;
 use crate::metrics::{Metrics, Truncated};
 use crate::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::payload::{AlertStatus, Notification};
+use crate::state::Keep;
 
 /// How much longer than the longest send (retries until the deadline, then one last request)
 /// a claim holds, so that a live holder never loses it to a retry.
@@ -51,17 +52,21 @@ pub async fn run(
     started: Instant,
     now: DateTime<Utc>,
 ) -> Report {
-    count_input(&mut notification, live.config.server.max_alerts, metrics);
     if let Some(watchdog) = &live.config.watchdog {
-        // Heartbeats are neither routed nor texted; a firing one says the pipeline works.
+        // Heartbeats are neither routed nor texted, nor cut by the input limits; a firing one
+        // says the pipeline works.
         let beats = notification.take_alerts(|a| matches_all(&watchdog.matchers, &a.labels));
         if beats.iter().any(|a| a.status == AlertStatus::Firing) {
             let at = u64::try_from(now.timestamp_millis()).unwrap_or(0);
             // A store that cannot be asked is counted by it; this replica still knows.
-            let _ = deliverer.store().mark(crate::watchdog::HEARTBEAT, at).await;
+            let _ = deliverer
+                .store()
+                .mark(crate::watchdog::HEARTBEAT, at, Keep::Latest)
+                .await;
             metrics.watchdog_seen(at);
         }
     }
+    count_input(&mut notification, live.config.server.max_alerts, metrics);
     let plan = compose::plan(&live.config, &notification, now);
     if plan.unrouted > 0 {
         metrics.sms_suppressed("", SuppressReason::NoRoute, plan.unrouted);

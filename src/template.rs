@@ -31,7 +31,7 @@ const BUILT_INS: &[(&str, &str)] = &[
     ),
 ];
 
-const DEFAULT_TIME_FORMAT: &str = "%b %d %H:%M %Z";
+pub const DEFAULT_TIME_FORMAT: &str = "%b %d %H:%M %Z";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {

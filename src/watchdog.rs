@@ -14,73 +14,84 @@ use crate::app::{AppState, Live};
 use crate::clock::Millis;
 use crate::compose::Sms;
 use crate::config::Watchdog;
-use crate::outcome::Outcome;
+use crate::delivery::Policy;
+use crate::outcome::{Outcome, SuppressReason};
 use crate::pipeline;
+use crate::ratelimit::Limits;
 use crate::state::ContentKey;
+use crate::state::Keep;
 use crate::template::{WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
 
 /// The mark of the last heartbeat in the state store.
 pub const HEARTBEAT: &str = "watchdog-heartbeat";
-/// The mark of the earliest start that has seen no heartbeat yet: silence counts from there.
+/// The earliest time a replica watched without any heartbeat yet: silence counts from there.
 const STARTED: &str = "watchdog-started";
+/// The start (`since`) of the last silence whose alarm every recipient accepted.
+const ALARMED: &str = "watchdog-alarmed";
 
-/// How long the claim of an alarm (or of its all-clear) is kept.
-const CLAIM_TTL: Duration = Duration::from_secs(7 * 86_400);
+/// How often, across all replicas, an alarm not yet accepted is tried again.
+const ALARM_RETRY: Duration = Duration::from_secs(60);
 
-/// This replica's view of the current silence.
+/// How long the claim of an all-clear is kept.
+const CLAIM_TTL: Duration = crate::state::MARK_TTL;
+
+/// What this replica knows of its own, for when the state store cannot be asked.
 #[derive(Debug, Default)]
-pub struct Watch(Mutex<Option<Silence>>);
+pub struct Watch(Mutex<Local>);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Silence {
-    /// The heartbeat (or start) the silence counts from.
-    since: Millis,
-    /// Whether this replica owns the alarm and still has to get it accepted.
-    alarm_pending: bool,
+#[derive(Debug, Default, Clone, Copy)]
+struct Local {
+    /// The silence whose alarm went out, as far as this replica knows.
+    alarmed: Option<Millis>,
 }
 
-/// Looks at the heartbeat every few seconds for as long as the service runs.
+/// Looks at the heartbeat every few seconds for as long as the service runs. Silence counts
+/// from when the watchdog was first configured in this process, at the earliest.
 pub async fn follow(state: Arc<AppState>) {
-    let started = state.clock.now();
+    let mut watching_since: Option<Millis> = None;
     loop {
         let live = state.current();
-        let interval = live
-            .config
-            .watchdog
-            .as_ref()
-            .map_or(Duration::from_secs(5), |w| {
+        let interval = match &live.config.watchdog {
+            Some(w) => {
+                watching_since.get_or_insert(state.clock.now());
                 (w.timeout / 10).clamp(Duration::from_secs(1), Duration::from_secs(5))
-            });
-        tick(&state, state.clock.datetime(), started).await;
+            }
+            None => {
+                watching_since = None;
+                Duration::from_secs(5)
+            }
+        };
+        tick(&state, state.clock.datetime(), watching_since.unwrap_or(0)).await;
         tokio::time::sleep(interval).await;
     }
 }
 
-/// Does what is due at `now` for a service that started at `started` (Unix ms).
+fn ms(t: DateTime<Utc>) -> Millis {
+    u64::try_from(t.timestamp_millis()).unwrap_or(0)
+}
+
+/// Does what is due at `now` for a watchdog watched since `started` (Unix ms).
 pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
     let live = state.current();
     let Some(watchdog) = &live.config.watchdog else {
         state.metrics.watchdog_silent(false);
         return;
     };
-    let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    let now_ms = ms(now);
     let store = state.deliverer.store();
-    let local = state.metrics.watchdog_last_seen_millis();
-    let last = match store.marked(HEARTBEAT).await {
-        Ok(Some(beat)) => {
-            state.metrics.watchdog_seen(beat.max(local.unwrap_or(0)));
-            Some(beat.max(local.unwrap_or(0)))
-        }
-        Ok(None) => local,
-        // The store is down: this replica's own heartbeats are what it knows.
-        Err(_) => local,
-    };
-    let since = match last {
+    // The shared heartbeat, or this replica's own when the store cannot be asked.
+    let local_beat = state.metrics.watchdog_last_seen_millis();
+    let shared = store.marked(HEARTBEAT).await.ok().flatten();
+    let last_beat = shared.max(local_beat);
+    if let Some(beat) = last_beat {
+        state.metrics.watchdog_seen(beat);
+    }
+    let since = match last_beat {
         Some(beat) => beat,
         None => {
-            // No heartbeat yet anywhere: silence counts from the start, the same for every
-            // replica sharing the store.
-            let _ = store.mark(STARTED, started).await;
+            // No heartbeat yet anywhere: the earliest start that is watching, the same for
+            // every replica sharing the store.
+            let _ = store.mark(STARTED, started, Keep::Earliest).await;
             store
                 .marked(STARTED)
                 .await
@@ -89,55 +100,73 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
                 .unwrap_or(started)
         }
     };
-    let silent_for = Duration::from_millis(now_ms.saturating_sub(since));
-    let silent = silent_for > watchdog.timeout;
+    let silent = Duration::from_millis(now_ms.saturating_sub(since)) > watchdog.timeout;
     state.metrics.watchdog_silent(silent);
-    let previous = *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner());
+    let local = *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner());
+    let alarmed = match store.marked(ALARMED).await {
+        Ok(shared) => shared.max(local.alarmed),
+        Err(_) => local.alarmed,
+    };
     if silent {
-        let mut silence = match previous {
-            Some(s) if s.since == since => s,
-            _ => {
-                let event = format!("watchdog:silent:{since}");
-                let mine = !matches!(store.claim_once(&event, CLAIM_TTL).await, Ok(false));
-                Silence {
-                    since,
-                    alarm_pending: mine,
-                }
-            }
-        };
-        if silence.alarm_pending {
-            let event = format!("watchdog:silent:{since}");
-            silence.alarm_pending = !send(
-                state,
-                &live,
-                watchdog,
-                WATCHDOG_SILENT,
-                &event,
-                since,
-                silent_for,
-                now,
-            )
-            .await;
+        if alarmed == Some(since) {
+            return;
         }
-        *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(silence);
-    } else if let Some(silence) = previous {
-        *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let event = format!("watchdog:back:{}", silence.since);
+        // One try per minute across all replicas, until every recipient took it.
+        let attempt = format!("watchdog:silent:{since}:{}", now_ms / ms_of(ALARM_RETRY));
+        if matches!(store.claim_once(&attempt, ALARM_RETRY).await, Ok(false)) {
+            return;
+        }
+        let silent_for = Duration::from_millis(now_ms.saturating_sub(since));
+        let event = format!("watchdog:silent:{since}");
+        if send(
+            state,
+            &live,
+            watchdog,
+            WATCHDOG_SILENT,
+            &event,
+            since,
+            silent_for,
+            now,
+        )
+        .await
+        {
+            state
+                .watchdog
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .alarmed = Some(since);
+            let _ = store.mark(ALARMED, since, Keep::Latest).await;
+        }
+    } else if let Some(silence) = alarmed.filter(|s| *s < since) {
+        // A heartbeat after a silence that was alarmed: the all-clear, once.
+        let event = format!("watchdog:back:{silence}");
         if !matches!(store.claim_once(&event, CLAIM_TTL).await, Ok(false)) {
-            let lasted = Duration::from_millis(since.saturating_sub(silence.since));
+            let lasted = Duration::from_millis(since.saturating_sub(silence));
             send(
                 state,
                 &live,
                 watchdog,
                 WATCHDOG_BACK,
                 &event,
-                silence.since,
+                silence,
                 lasted,
                 now,
             )
             .await;
         }
+        // Whatever became of the all-clear, this silence is over; the claim keeps it once.
+        state
+            .watchdog
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .alarmed = None;
     }
+}
+
+fn ms_of(d: Duration) -> Millis {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// Sends the watchdog's SMS to whoever `watchdog.to` names now; true when every one was
@@ -190,12 +219,24 @@ async fn send(
             })
         })
         .collect();
-    let policy = pipeline::policy(live, Instant::now());
+    // The total limit applies (it protects the bill); a person's own limit does not hold back
+    // the one SMS that says nothing else can reach them. Held back by the total limit is not
+    // taken: it is tried again.
+    let policy = Policy {
+        limits: Limits {
+            per_recipient: None,
+            ..config.delivery.rate_limit
+        },
+        ..pipeline::policy(live, Instant::now())
+    };
     let reports = state
         .deliverer
         .deliver(&live.provider, messages, policy)
         .await;
-    reports.iter().all(|r| r.outcome != Outcome::Failed)
+    reports.iter().all(|r| {
+        matches!(r.outcome, Outcome::Sent | Outcome::DryRun)
+            || r.reason == Some(SuppressReason::Duplicate.as_str())
+    })
 }
 
 /// `45s`, `12m`, `1h 5m`, `2d 3h`: the two largest units.

@@ -341,8 +341,13 @@ impl StateStore for FileStore {
         self.memory.claim_once(event, ttl)
     }
 
-    fn mark<'a>(&'a self, name: &'a str, at: Millis) -> BoxFuture<'a, Result<(), StateError>> {
-        self.memory.mark(name, at)
+    fn mark<'a>(
+        &'a self,
+        name: &'a str,
+        at: Millis,
+        keep: super::Keep,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        self.memory.mark(name, at, keep)
     }
 
     fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {

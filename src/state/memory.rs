@@ -9,7 +9,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Begin, ClaimId, ContentKey, Settlement, Start, StateError, StateStore, Taken};
+use super::{Begin, ClaimId, ContentKey, Keep, Settlement, Start, StateError, StateStore, Taken};
 use crate::clock::{Clock, Millis, millis};
 use crate::ratelimit::{RateLimiter, Reservation};
 
@@ -361,11 +361,20 @@ impl StateStore for MemoryStore {
         std::future::ready(Ok(first)).boxed()
     }
 
-    fn mark<'a>(&'a self, name: &'a str, at: Millis) -> BoxFuture<'a, Result<(), StateError>> {
+    fn mark<'a>(
+        &'a self,
+        name: &'a str,
+        at: Millis,
+        keep: Keep,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
         let mut inner = self.inner();
-        let latest = inner.marks.entry(name.to_string()).or_insert(at);
-        *latest = (*latest).max(at);
-        if let Some(changes) = &mut inner.changes {
+        let kept = inner
+            .marks
+            .get(name)
+            .map_or(at, |current| keep.of(*current, at));
+        if inner.marks.insert(name.to_string(), kept) != Some(kept)
+            && let Some(changes) = &mut inner.changes
+        {
             changes.marks.insert(name.to_string());
         }
         std::future::ready(Ok(())).boxed()

@@ -28,6 +28,22 @@ pub mod redis;
 
 pub use file::FileStore;
 
+/// Which of two marks of the same name stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Latest,
+    Earliest,
+}
+
+impl Keep {
+    pub fn of(self, a: Millis, b: Millis) -> Millis {
+        match self {
+            Keep::Latest => a.max(b),
+            Keep::Earliest => a.min(b),
+        }
+    }
+}
+
 /// How long a mark (a heartbeat) is remembered.
 pub const MARK_TTL: Duration = Duration::from_secs(30 * 86_400);
 pub use memory::MemoryStore;
@@ -262,10 +278,16 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StateError>>;
 
-    /// Records that `name` happened at `at` (a heartbeat): the latest time wins, across replicas.
-    fn mark<'a>(&'a self, name: &'a str, at: Millis) -> BoxFuture<'a, Result<(), StateError>>;
+    /// Records that `name` happened at `at` (a heartbeat); across replicas the latest or the
+    /// earliest time is kept.
+    fn mark<'a>(
+        &'a self,
+        name: &'a str,
+        at: Millis,
+        keep: Keep,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
 
-    /// The latest time `name` was marked, if ever (within `MARK_TTL`).
+    /// The time kept for `name`, if it was ever marked (within `MARK_TTL` on Redis).
     fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>>;
 
     /// What an outage means for the SMS, for the one log line that reports it.

@@ -143,9 +143,14 @@ impl StateStore for Monitored {
         .boxed()
     }
 
-    fn mark<'a>(&'a self, name: &'a str, at: Millis) -> BoxFuture<'a, Result<(), StateError>> {
+    fn mark<'a>(
+        &'a self,
+        name: &'a str,
+        at: Millis,
+        keep: super::Keep,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
         async move {
-            let result = self.store.mark(name, at).await;
+            let result = self.store.mark(name, at, keep).await;
             self.record(StateOperation::Mark, result)
         }
         .boxed()

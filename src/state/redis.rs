@@ -116,10 +116,11 @@ redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
 return 1
 ";
 
-/// Keeps the latest time of a mark.
+/// Keeps the latest (`ARGV[3]` = `latest`) or the earliest time of a mark.
 const MARK: &str = r"
-local at = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > at then
+local current = tonumber(redis.call('GET', KEYS[1]) or '')
+local at = tonumber(ARGV[1])
+if not current or (ARGV[3] == 'latest' and at > current) or (ARGV[3] == 'earliest' and at < current) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 return 1
@@ -505,13 +506,22 @@ impl StateStore for RedisStore {
         .boxed()
     }
 
-    fn mark<'a>(&'a self, name: &'a str, at: u64) -> BoxFuture<'a, Result<(), StateError>> {
+    fn mark<'a>(
+        &'a self,
+        name: &'a str,
+        at: u64,
+        keep: super::Keep,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
         async move {
             let mut invocation = self.scripts.mark.prepare_invoke();
             invocation
                 .key(self.key("mark", name))
                 .arg(at)
-                .arg(millis(super::MARK_TTL));
+                .arg(millis(super::MARK_TTL))
+                .arg(match keep {
+                    super::Keep::Latest => "latest",
+                    super::Keep::Earliest => "earliest",
+                });
             let _: u64 = self
                 .run(|mut c| async move { invocation.invoke_async(&mut c).await })
                 .await?;

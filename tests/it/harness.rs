@@ -697,7 +697,17 @@ impl Service {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Service {
-        let port = free_port();
+        Service::start_at(host, free_port(), config, args, env).await
+    }
+
+    /// As `start_on`, on a `port` chosen before (for peers configured before it starts).
+    pub async fn start_at(
+        host: &str,
+        port: u16,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
         let log = config.with_extension("log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
         command

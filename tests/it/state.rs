@@ -10,7 +10,7 @@ use alertmanager_sipgate::config::{RedisConfig, StateConfig};
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::ratelimit::{Limits, Rate};
 use alertmanager_sipgate::state::{
-    self, Begin, ClaimId, ContentKey, FileStore, MemoryStore, RedisStore, Settlement, Start,
+    self, Begin, ClaimId, ContentKey, FileStore, Keep, MemoryStore, RedisStore, Settlement, Start,
     StateStore, Taken,
 };
 use tokio::time::Instant;
@@ -241,6 +241,15 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
     assert!(store.claim_once("shift:primary:2", ttl).await.unwrap());
     clock.advance(ttl);
     assert!(store.claim_once("shift:primary:1", ttl).await.unwrap());
+
+    // Marks: the latest or the earliest time stays.
+    assert_eq!(store.marked("beat").await.unwrap(), None);
+    for at in [T0 + 100, T0 + 50] {
+        store.mark("beat", at, Keep::Latest).await.unwrap();
+        store.mark("start", at, Keep::Earliest).await.unwrap();
+    }
+    assert_eq!(store.marked("beat").await.unwrap(), Some(T0 + 100));
+    assert_eq!(store.marked("start").await.unwrap(), Some(T0 + 50));
 
     store.ping().await.unwrap();
 }

@@ -139,20 +139,24 @@ async fn without_any_heartbeat_the_silence_counts_from_the_start() {
 
 #[tokio::test]
 async fn a_failed_alarm_is_sent_again_until_sipgate_takes_it() {
-    // The first tick's request and its two retries (1 s deadline) fail.
-    let fake = failing_then_ok(503, 3, None).await;
+    // Sipgate refuses the first request (not retried within the request); the next is taken.
+    let fake = failing_then_ok(400, 1, None).await;
     let app = TestApp::start(&watchdog_config(&fake.uri(), "10m").yaml()).await;
     app.clock.set(at("2026-01-12T08:00:00Z"));
     app.post_alerts(heartbeat()).await;
-    let started = 0;
-    watchdog::tick(&app.state, at("2026-01-12T08:10:01Z"), started).await;
-    assert_eq!(fake.received_requests().await.unwrap().len(), 3);
-    watchdog::tick(&app.state, at("2026-01-12T08:10:06Z"), started).await;
-    watchdog::tick(&app.state, at("2026-01-12T08:10:11Z"), started).await;
-    assert_eq!(
-        fake.received_requests().await.unwrap().len(),
-        4,
-        "sent again once, then accepted, then left alone"
+    let requests = || async { fake.received_requests().await.unwrap().len() };
+    watchdog::tick(&app.state, at("2026-01-12T08:10:01Z"), 0).await;
+    assert_eq!(requests().await, 1);
+    watchdog::tick(&app.state, at("2026-01-12T08:10:30Z"), 0).await;
+    assert_eq!(requests().await, 1, "one try a minute");
+    watchdog::tick(&app.state, at("2026-01-12T08:11:00Z"), 0).await;
+    assert_eq!(requests().await, 2, "tried again, and taken");
+    watchdog::tick(&app.state, at("2026-01-12T08:12:00Z"), 0).await;
+    assert_eq!(requests().await, 2, "then left alone");
+    let sms = sent_sms(&fake).await;
+    assert!(
+        sms.iter()
+            .all(|(to, text)| to == ALICE && text.starts_with("ALERTING PIPELINE SILENT"))
     );
 }
 
@@ -214,7 +218,9 @@ async fn two_replicas_share_the_heartbeat_and_send_one_alarm() {
 #[ignore = "needs prometheus and prometheus-alertmanager: apt-get install prometheus prometheus-alertmanager"]
 async fn a_dead_alertmanager_pages_once_and_its_return_once_more() {
     let fake = FakeSipgate::new().start().await;
-    let service = Service::start(&watchdog_config(&fake.uri(), "10s").yaml()).await;
+    // The service starts last, when Alertmanager and Prometheus run: its silence counts from then.
+    let service_port = free_port();
+    let service_url = format!("http://127.0.0.1:{service_port}");
 
     let dir = tempfile::tempdir().unwrap();
     let am_config = dir.path().join("alertmanager.yml");
@@ -231,9 +237,8 @@ route:
 receivers:
   - name: sms
     webhook_configs:
-      - url: {}/alerts
-"#,
-            service.url
+      - url: {service_url}/alerts
+"#
         ),
     )
     .unwrap();
@@ -251,6 +256,9 @@ receivers:
         )],
     )
     .await;
+    let config = dir.path().join("service.yml");
+    std::fs::write(&config, watchdog_config(&fake.uri(), "10s").yaml()).unwrap();
+    let service = Service::start_at("127.0.0.1", service_port, &config, &[], &[]).await;
 
     // Heartbeats flow for longer than the timeout, and nobody is texted.
     let last_seen = || async {
