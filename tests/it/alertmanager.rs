@@ -22,32 +22,6 @@ async fn wait_for_sms(fake: &MockServer, count: usize, limit: Duration) -> Vec<S
     .await
 }
 
-/// An Alertmanager config in `dir` that sends every alert to the service at `url` within a
-/// second or two, and retries a failed notification every two seconds.
-fn quick_alertmanager_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
-    let config = dir.join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-route:
-  receiver: sms
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: sms
-    webhook_configs:
-      - url: {url}/alerts
-        send_resolved: true
-"#
-        ),
-    )
-    .unwrap();
-    config
-}
-
 /// The alert as Prometheus sends it, to every Alertmanager alike: with the time it started.
 fn diskfull_alert() -> serde_json::Value {
     serde_json::json!([{
@@ -64,7 +38,7 @@ async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
     let fake = failing_then_ok(503, FAILURES as u64, None).await;
     let app = TestApp::start(&fault_config(&fake.uri())).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = quick_alertmanager_config(dir.path(), &app.url);
+    let config = quick_alertmanager_config(dir.path(), &app.url, "2s", "1h");
     let am = Alertmanager::start(&config, &dir.path().join("data")).await;
 
     am.post_alerts(diskfull_alert()).await;
@@ -185,14 +159,14 @@ async fn an_alertmanager_ha_pair_on_two_replicas_sends_one_sms_each() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let gossip = format!("127.0.0.1:{}", free_port());
     let first = Alertmanager::start_in_cluster(
-        &quick_alertmanager_config(dirs[0].path(), &replicas[0].url),
+        &quick_alertmanager_config(dirs[0].path(), &replicas[0].url, "2s", "1h"),
         &dirs[0].path().join("data"),
         &gossip,
         &[],
     )
     .await;
     let second = Alertmanager::start_in_cluster(
-        &quick_alertmanager_config(dirs[1].path(), &replicas[1].url),
+        &quick_alertmanager_config(dirs[1].path(), &replicas[1].url, "2s", "1h"),
         &dirs[1].path().join("data"),
         &format!("127.0.0.1:{}", free_port()),
         &[&gossip],

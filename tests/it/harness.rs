@@ -270,6 +270,48 @@ impl TestApp {
     }
 }
 
+/// Each SMS of a notification's answer as `recipient outcome [reason]`.
+pub fn outcomes(answer: &serde_json::Value) -> Vec<String> {
+    answer["sms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sms| {
+            let reason = sms["reason"]
+                .as_str()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default();
+            format!(
+                "{} {}{reason}",
+                sms["recipient"].as_str().unwrap(),
+                sms["outcome"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// An Alertmanager config in `dir` that sends every alert to the service at `url` a second
+/// after it arrives, again after `group_interval`, and repeats it after `repeat_interval`.
+pub fn quick_alertmanager_config(
+    dir: &Path,
+    url: &str,
+    group_interval: &str,
+    repeat_interval: &str,
+) -> PathBuf {
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route:\n  receiver: sms\n  group_by: [alertname]\n  group_wait: 1s\n  \
+             group_interval: {group_interval}\n  repeat_interval: {repeat_interval}\n\
+             receivers:\n  - name: sms\n    webhook_configs:\n      - url: {url}/alerts\n        \
+             send_resolved: true\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// Posts a notification to the service at `url`; its status and JSON answer.
 pub async fn post_alerts(
     http: &reqwest::Client,

@@ -37,25 +37,6 @@ fn on_call_config(api_url: &str) -> TestConfig {
     config
 }
 
-fn outcomes(answer: &serde_json::Value) -> Vec<String> {
-    answer["sms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|sms| {
-            let reason = sms["reason"]
-                .as_str()
-                .map(|r| format!(" {r}"))
-                .unwrap_or_default();
-            format!(
-                "{} {}{reason}",
-                sms["recipient"].as_str().unwrap(),
-                sms["outcome"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_schedule_pages_whoever_is_on_call_when_the_sms_is_planned() {
     let fake = FakeSipgate::new().start().await;

@@ -15,25 +15,6 @@ fn once_each() -> BTreeMap<String, usize> {
     [(ALICE.to_string(), 1), (BOB.to_string(), 1)].into()
 }
 
-fn outcomes(answer: &serde_json::Value) -> Vec<String> {
-    answer["sms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|sms| {
-            let reason = sms["reason"]
-                .as_str()
-                .map(|r| format!(" {r}"))
-                .unwrap_or_default();
-            format!(
-                "{} {}{reason}",
-                sms["recipient"].as_str().unwrap(),
-                sms["outcome"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 async fn two_replicas(config: &TestConfig) -> (Service, Service) {
     let yaml = config.yaml();
     (Service::start(&yaml).await, Service::start(&yaml).await)

@@ -223,25 +223,7 @@ async fn a_dead_alertmanager_pages_once_and_its_return_once_more() {
     let service_url = format!("http://127.0.0.1:{service_port}");
 
     let dir = tempfile::tempdir().unwrap();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
-            r#"
-route:
-  receiver: sms
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 2s
-receivers:
-  - name: sms
-    webhook_configs:
-      - url: {service_url}/alerts
-"#
-        ),
-    )
-    .unwrap();
+    let am_config = quick_alertmanager_config(dir.path(), &service_url, "1s", "2s");
     let mut am = Alertmanager::start(&am_config, &dir.path().join("data")).await;
     let am_target = am.url.trim_start_matches("http://").to_string();
     let _prometheus = Prometheus::start(
