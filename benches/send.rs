@@ -1,0 +1,157 @@
+//! The send path of one SMS against a local HTTP sink that answers 204 at once, as Sipgate's
+//! `POST /v2/sessions/sms` does: the Sipgate client's request alone (a pooled keep-alive
+//! connection on loopback), and the whole delivery (ledger, limits, the hand-over to the sender
+//! runtime and back, the request, the settlement), beside the same delivery in dry-run.
+//! `cargo bench --bench send`
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use alertmanager_sipgate::app::Live;
+use alertmanager_sipgate::clock::SystemClock;
+use alertmanager_sipgate::compose::{self, Sms};
+use alertmanager_sipgate::config::Config;
+use alertmanager_sipgate::delivery::Deliverer;
+use alertmanager_sipgate::metrics::Metrics;
+use alertmanager_sipgate::payload;
+use alertmanager_sipgate::pipeline;
+use alertmanager_sipgate::state::{ContentKey, MemoryStore};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::{StreamExt, stream};
+
+/// Notifications under way at once, as with wrk's 32 connections in `benches/load.sh`.
+const IN_FLIGHT: usize = 32;
+/// Requests on the wire at once: the service's default `delivery.max_concurrency`.
+const ON_THE_WIRE: usize = 8;
+
+fn fail(e: impl std::fmt::Display) -> ! {
+    panic!("{e}")
+}
+
+/// An HTTP server on loopback that accepts every SMS, on a thread of its own.
+fn start_sink() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| fail(e));
+    let address = listener.local_addr().unwrap_or_else(|e| fail(e));
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(|| {
+                App::new().route(
+                    "/v2/sessions/sms",
+                    web::post().to(|| async { HttpResponse::NoContent().finish() }),
+                )
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap_or_else(|e| fail(e))
+            .run()
+            .await
+        })
+    });
+    format!("http://{address}/v2")
+}
+
+/// One route, one recipient, Sipgate at `api_url`.
+fn config(api_url: &str) -> Config {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+    let path = dir.path().join("config.yml");
+    let yaml = format!(
+        "sipgate:\n  api_url: {api_url}\n  token_id: token-AB12CD\n  token: 00000000-1111-4222-8333-444444444444\n  check_credentials: false\nrecipients: {{alice: \"+4915112345678\"}}\nroutes: [{{name: load, to: [alice]}}]\n"
+    );
+    std::fs::write(&path, yaml).unwrap_or_else(|e| fail(e));
+    Config::load_with_env(&path, &|_| None).unwrap_or_else(|e| fail(e))
+}
+
+/// The one SMS the captured Alertmanager body leads to.
+fn sms(config: &Config) -> Sms {
+    let body = include_bytes!("../tests/fixtures/alertmanager-0.25/firing-diskfull.json");
+    let notification = payload::parse_alertmanager(body).unwrap_or_else(|e| fail(e));
+    let mut plan = compose::plan(config, &notification, chrono::Utc::now());
+    plan.messages.pop().unwrap_or_else(|| fail("no SMS"))
+}
+
+fn send(c: &mut Criterion) {
+    let api_url = start_sink();
+    let live = Live::new(config(&api_url), false).unwrap_or_else(|e| fail(e));
+    let dry_run = Live::new(config(&api_url), true).unwrap_or_else(|e| fail(e));
+    let sms = sms(&live.config);
+    // As in the service: sends on a runtime of their own, callers on a single-threaded one.
+    let sends = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(e));
+    let caller = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(e));
+    let metrics = Metrics::new().unwrap_or_else(|e| fail(e));
+    let deliverer = {
+        let _on_the_sender_runtime = sends.enter();
+        Deliverer::new(
+            Arc::new(MemoryStore::new(100_000, Arc::new(SystemClock))),
+            ON_THE_WIRE,
+            1000,
+            sends.handle().clone(),
+            metrics,
+        )
+    };
+    let mut group = c.benchmark_group("send");
+    group.throughput(Throughput::Elements(1));
+    // Time per SMS with several under way at once, as under load; one at a time would measure
+    // mostly how fast idle threads wake up.
+    group.bench_function("sipgate_request", |b| {
+        b.iter_custom(|iterations| {
+            sends.block_on(async {
+                let started = std::time::Instant::now();
+                stream::iter(0..iterations)
+                    .map(|_| live.provider.send(&sms, &sms.text))
+                    .buffer_unordered(ON_THE_WIRE)
+                    .for_each(|sent| async move {
+                        sent.unwrap_or_else(|e| fail(e));
+                    })
+                    .await;
+                started.elapsed()
+            })
+        })
+    });
+    let counter = AtomicU64::new(0);
+    // A new key each time, so that the ledger lets every SMS through.
+    let fresh = || Sms {
+        key: ContentKey::for_event(
+            "alice",
+            &counter.fetch_add(1, Ordering::Relaxed).to_string(),
+        ),
+        ..sms.clone()
+    };
+    for (name, live) in [("deliver_sipgate", &live), ("deliver_dry_run", &dry_run)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                caller.block_on(async {
+                    let started = std::time::Instant::now();
+                    stream::iter(0..iterations)
+                        .map(|_| async {
+                            let policy = pipeline::policy(live, tokio::time::Instant::now());
+                            deliverer
+                                .deliver(&live.provider, vec![fresh()], policy)
+                                .await
+                        })
+                        .buffer_unordered(IN_FLIGHT)
+                        .for_each(|reports| async move {
+                            assert_eq!(reports[0].reason, None, "{reports:?}");
+                        })
+                        .await;
+                    started.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+    drop(caller);
+    sends.shutdown_timeout(Duration::from_secs(1));
+}
+
+criterion_group!(benches, send);
+criterion_main!(benches);
