@@ -29,6 +29,7 @@ RUN mkdir -p src benches examples \
  && echo 'fn main() {}' > benches/pipeline.rs \
  && echo 'fn main() {}' > examples/fake_sipgate.rs \
  && echo 'fn main() {}' > benches/bare_endpoint.rs \
+ && echo 'fn main() {}' > benches/send.rs \
  && cargo build --release --locked \
  && rm -rf src
 
