@@ -89,12 +89,7 @@ PIDS+=($REDIS)
 for _ in $(seq 100); do [ "$(redis-cli -p "$REDIS_PORT" PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
 
 SERVERS=(bare dry-run memory file redis)
-declare -A PID URL LABEL
-LABEL[bare]="bare actix-web endpoint"
-LABEL[dry-run]="dry-run"
-LABEL[memory]="sending, memory state"
-LABEL[file]="sending, file state"
-LABEL[redis]="sending, redis state"
+declare -A PID URL
 port=$((BASE_PORT + 4))
 for server in "${SERVERS[@]}"; do
   URL[$server]="http://127.0.0.1:$port"
@@ -196,8 +191,8 @@ CHECKS=$(for server in dry-run memory file redis; do
     grep -E '^alertmanager_sipgate_(sms_suppressed_total|sms_failed_total|state_errors_total)\{' |
     awk -v s="$server" '$2 > 0 {print "  " s ": " $0}'
 done)
-declare -A PEAK_KB
-for server in "${SERVERS[@]}"; do PEAK_KB[$server]=$(rss "${PID[$server]}" VmHWM); done
+: >"$W/peak"
+for server in "${SERVERS[@]}"; do echo "$server $(rss "${PID[$server]}" VmHWM)" >>"$W/peak"; done
 
 # Fixed rate: 10 clients x 100 requests per second = 1,000 per second. Each client posts its own
 # alert, 10 ms apart, so none is a duplicate within the 1 ms dedup window either.
@@ -219,7 +214,7 @@ fixed_rate "${URL[dry-run]}" "$W/fixed-dry-run.csv"
 fixed_rate "${URL[memory]}" "$W/fixed-sending.csv"
 
 echo "== result ($(nproc) cores, $ROUNDS rounds of $DURATION per server, wrk -t2 -c$CONNECTIONS)"
-python3 - "$W/rounds" "$TICK" "$REDIS_SENT" <<'PY'
+python3 - "$W/rounds" "$TICK" "$W/peak" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
@@ -251,12 +246,11 @@ for server in ("bare", "dry-run", "memory", "file", "redis"):
     bad = sum(r["bad"] for r in runs.values())
     extra += f"  NON-2XX ANSWERS: {bad}" if bad else ""
     print(f"{labels[server]:25s} {rate:9.0f} {cpu:8.1f} us {ratio:>20s} {target:>7s} {p99:5.2f} ms{extra}")
+print("peak RSS under saturation:")
+for line in open(sys.argv[3]):
+    server, kb = line.split()
+    print(f"  {labels[server]:25s} {int(kb):6d} kB ({int(kb) / 1024:.1f} MiB)")
 PY
-echo "peak RSS under saturation:"
-for server in "${SERVERS[@]}"; do
-  printf '  %-25s %6d kB (%.1f MiB)\n' "${LABEL[$server]}" "${PEAK_KB[$server]}" \
-    "$(awk -v k="${PEAK_KB[$server]}" 'BEGIN {print k / 1024}')"
-done
 
 # Rate, p50 and p99 of the response times, and the status codes, from hey's per-request CSV.
 latency() {
