@@ -13,7 +13,7 @@ use handlebars::{
 };
 
 use crate::payload::{Alert, AlertExtras, AlertStatus, Labels, Notification, NotificationExtras};
-use crate::template_fields::Fields;
+use crate::template_fields::{Field, Fields};
 
 type Json = serde_json::Value;
 
@@ -70,57 +70,48 @@ pub struct Templates {
     time_zone: Tz,
 }
 
-/// For a template that is not registered; such a render fails anyway.
-static ALL_FIELDS: Fields = Fields::ALL;
-
 /// What a template sees, for one recipient's alerts. Built once per SMS: the fitting renders it
 /// again with fewer alerts shown, and only the alert lists change between those renders. Field
 /// names follow Alertmanager's own template data where one exists; only the fields the template
 /// (or the built-in it falls back to) reads are built.
-pub struct MessageData {
+pub struct MessageData<'a> {
     context: Context,
-    /// The status of every alert of the recipient in this notification, in the order the SMS
-    /// lists them.
-    statuses: Vec<AlertStatus>,
-    /// The alerts after the shown ones; the shown ones are the context's `alerts`. Each alert
-    /// exists once here or there, and only `firing` and `resolved` hold copies.
-    hidden: Vec<Json>,
+    /// Every alert of the recipient in this notification, in the order the SMS lists them.
+    alerts: &'a [&'a Alert],
+    fields: Fields,
     /// Alerts the sender or the input limits already left out.
     truncated: usize,
-    /// Whether the template reads `firing`, `resolved`, `omitted`: the fields that change with
-    /// the alerts shown.
-    reads: [bool; 3],
+    /// How many of `alerts` the lists in the context show.
+    shown: usize,
 }
 
-const SHOWN_DEPENDENT: [&str; 3] = ["firing", "resolved", "omitted"];
-
 /// A JSON object that takes only the fields a template reads; values are made only for those.
-struct Object<'a> {
-    fields: &'a Fields,
+struct Object {
+    fields: Fields,
     map: serde_json::Map<String, Json>,
 }
 
-impl<'a> Object<'a> {
-    fn new(fields: &'a Fields) -> Self {
+impl Object {
+    fn new(fields: Fields) -> Self {
         Object {
             fields,
             map: serde_json::Map::new(),
         }
     }
 
-    fn put(&mut self, name: &str, value: impl FnOnce() -> Json) {
-        if self.fields.wants(name) {
-            self.map.insert(name.to_string(), value());
+    fn put(&mut self, field: Field, value: impl FnOnce() -> Json) {
+        if self.fields.wants(field) {
+            self.map.insert(field.name().to_string(), value());
         }
     }
 
-    fn put_text(&mut self, name: &str, text: &str) {
-        self.put(name, || Json::from(text));
+    fn put_text(&mut self, field: Field, text: &str) {
+        self.put(field, || Json::from(text));
     }
 
     /// RFC 3339, or `null` when not set (`endsAt` of a firing alert).
-    fn put_time(&mut self, name: &str, time: Option<DateTime<Utc>>) {
-        self.put(name, || {
+    fn put_time(&mut self, field: Field, time: Option<DateTime<Utc>>) {
+        self.put(field, || {
             time.map_or(Json::Null, |t| {
                 Json::from(t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
             })
@@ -137,17 +128,21 @@ fn labels(labels: &Labels) -> Json {
     )
 }
 
-fn alert_data(alert: &Alert, fields: &Fields) -> Json {
+fn alert_data(alert: &Alert, fields: Fields) -> Json {
     let mut data = Object::new(fields);
-    data.put("status", || Json::from(alert.status.as_str()));
-    data.put("labels", || labels(&alert.labels));
-    data.put("annotations", || labels(&alert.annotations));
-    data.put_time("startsAt", alert.starts_at);
-    data.put_time("endsAt", alert.ends_at);
-    data.put("generatorURL", || Json::from(alert.generator_url.as_str()));
-    data.put("fingerprint", || Json::from(alert.fingerprint.as_str()));
+    data.put(Field::Status, || Json::from(alert.status.as_str()));
+    data.put(Field::Labels, || labels(&alert.labels));
+    data.put(Field::Annotations, || labels(&alert.annotations));
+    data.put_time(Field::StartsAt, alert.starts_at);
+    data.put_time(Field::EndsAt, alert.ends_at);
+    data.put(Field::GeneratorUrl, || {
+        Json::from(alert.generator_url.as_str())
+    });
+    data.put(Field::Fingerprint, || {
+        Json::from(alert.fingerprint.as_str())
+    });
     let extras = &alert.extras;
-    data.put("values", || {
+    data.put(Field::Values, || {
         Json::Object(
             extras
                 .values
@@ -156,23 +151,23 @@ fn alert_data(alert: &Alert, fields: &Fields) -> Json {
                 .collect(),
         )
     });
-    data.put_text("valueString", &extras.value_string);
-    data.put_text("silenceURL", &extras.silence_url);
-    data.put_text("dashboardURL", &extras.dashboard_url);
-    data.put_text("panelURL", &extras.panel_url);
+    data.put_text(Field::ValueString, &extras.value_string);
+    data.put_text(Field::SilenceUrl, &extras.silence_url);
+    data.put_text(Field::DashboardUrl, &extras.dashboard_url);
+    data.put_text(Field::PanelUrl, &extras.panel_url);
     Json::Object(data.map)
 }
 
-impl MessageData {
+impl<'a> MessageData<'a> {
     /// The data for an SMS about `alerts`, every alert of the recipient in this notification,
     /// all of them shown.
     pub fn new(
         notification: &Notification,
         route: &str,
         recipient: &str,
-        alerts: &[&Alert],
+        alerts: &'a [&'a Alert],
         now: DateTime<Utc>,
-        fields: &Fields,
+        fields: Fields,
     ) -> Self {
         let num_firing = alerts
             .iter()
@@ -184,44 +179,50 @@ impl MessageData {
             AlertStatus::Firing
         };
         let mut data = Object::new(fields);
-        data.put("status", || Json::from(status.as_str()));
-        data.put("receiver", || Json::from(notification.receiver.as_str()));
-        data.put("groupKey", || Json::from(notification.group_key.as_str()));
-        data.put("externalURL", || {
+        data.put(Field::Status, || Json::from(status.as_str()));
+        data.put(Field::Receiver, || {
+            Json::from(notification.receiver.as_str())
+        });
+        data.put(Field::GroupKey, || {
+            Json::from(notification.group_key.as_str())
+        });
+        data.put(Field::ExternalUrl, || {
             Json::from(notification.external_url.as_str())
         });
-        data.put("route", || Json::from(route));
-        data.put("recipient", || Json::from(recipient));
+        data.put(Field::Route, || Json::from(route));
+        data.put(Field::Recipient, || Json::from(recipient));
         // Counts over all of the recipient's alerts, including those left out to fit the budget.
-        data.put("numFiring", || Json::from(num_firing));
-        data.put("numResolved", || Json::from(alerts.len() - num_firing));
-        data.put("numAlerts", || Json::from(alerts.len()));
-        data.put("groupLabels", || labels(&notification.group_labels));
-        data.put("commonLabels", || labels(&notification.common_labels));
-        data.put("commonAnnotations", || {
+        data.put(Field::NumFiring, || Json::from(num_firing));
+        data.put(Field::NumResolved, || Json::from(alerts.len() - num_firing));
+        data.put(Field::NumAlerts, || Json::from(alerts.len()));
+        data.put(Field::GroupLabels, || labels(&notification.group_labels));
+        data.put(Field::CommonLabels, || labels(&notification.common_labels));
+        data.put(Field::CommonAnnotations, || {
             labels(&notification.common_annotations)
         });
-        data.put("truncatedAlerts", || {
+        data.put(Field::TruncatedAlerts, || {
             Json::from(notification.truncated_alerts)
         });
         let extras = &notification.extras;
-        data.put("orgId", || extras.org_id.map_or(Json::Null, Json::from));
-        data.put_text("title", &extras.title);
-        data.put_text("state", &extras.state);
-        data.put_text("message", &extras.message);
-        data.put("source", || Json::from(notification.source.as_str()));
+        data.put(Field::OrgId, || {
+            extras.org_id.map_or(Json::Null, Json::from)
+        });
+        data.put_text(Field::Title, &extras.title);
+        data.put_text(Field::State, &extras.state);
+        data.put_text(Field::Message, &extras.message);
+        data.put(Field::Source, || Json::from(notification.source.as_str()));
         // The render time, so that `since` is computed against one clock for the whole message.
-        data.put("now", || {
+        data.put(Field::Now, || {
             Json::from(now.to_rfc3339_opts(SecondsFormat::Secs, true))
         });
         let mut data = MessageData {
             context: Context::from(Json::Object(data.map)),
-            statuses: alerts.iter().map(|a| a.status).collect(),
-            hidden: alerts.iter().map(|a| alert_data(a, fields)).collect(),
+            alerts,
+            fields,
             truncated: usize::try_from(notification.truncated_alerts).unwrap_or(usize::MAX),
-            reads: SHOWN_DEPENDENT.map(|name| fields.wants(name)),
+            shown: 0,
         };
-        data.show(alerts.len());
+        data.build_lists(alerts.len());
         data
     }
 
@@ -230,41 +231,39 @@ impl MessageData {
     /// what is already shown costs nothing, so the fitting's first render (all alerts, as built)
     /// does not build the lists again.
     pub fn show(&mut self, count: usize) {
-        let count = count.min(self.statuses.len());
-        let serde_json::Value::Object(map) = self.context.data_mut() else {
-            return;
-        };
-        let shown_now = self.statuses.len() - self.hidden.len();
-        if shown_now == count && map.contains_key("alerts") {
-            return;
+        let count = count.min(self.alerts.len());
+        if count != self.shown {
+            self.build_lists(count);
         }
-        let mut shown = match map.remove("alerts") {
-            Some(serde_json::Value::Array(shown)) => shown,
-            _ => Vec::new(),
+    }
+
+    /// The lists the template reads, each alert's data built for each list it is in: copying it
+    /// would cost as much, and the built-in templates read each alert through one list only.
+    fn build_lists(&mut self, count: usize) {
+        let Json::Object(map) = self.context.data_mut() else {
+            return;
         };
-        shown.append(&mut self.hidden);
-        self.hidden = shown.split_off(count);
-        let [firing, resolved, omitted] = self.reads;
-        for (read, name, status) in [
-            (firing, "firing", AlertStatus::Firing),
-            (resolved, "resolved", AlertStatus::Resolved),
+        let shown = &self.alerts[..count];
+        let fields = self.fields;
+        for (field, status) in [
+            (Field::Alerts, None),
+            (Field::Firing, Some(AlertStatus::Firing)),
+            (Field::Resolved, Some(AlertStatus::Resolved)),
         ] {
-            if read {
+            if fields.wants(field) {
                 let list: Vec<Json> = shown
                     .iter()
-                    .zip(&self.statuses)
-                    .filter(|(_, s)| **s == status)
-                    .map(|(alert, _)| alert.clone())
+                    .filter(|a| status.is_none_or(|s| a.status == s))
+                    .map(|a| alert_data(a, fields))
                     .collect();
-                map.insert(name.to_string(), list.into());
+                map.insert(field.name().to_string(), list.into());
             }
         }
-        if omitted {
-            let omitted = self.hidden.len().saturating_add(self.truncated);
-            map.insert("omitted".to_string(), omitted.into());
+        if fields.wants(Field::Omitted) {
+            let omitted = (self.alerts.len() - count).saturating_add(self.truncated);
+            map.insert(Field::Omitted.name().to_string(), omitted.into());
         }
-        // Always there: it holds the shown alerts between renders.
-        map.insert("alerts".to_string(), shown.into());
+        self.shown = count;
     }
 }
 
@@ -320,8 +319,8 @@ impl Templates {
             .map(|(name, template)| {
                 let fields = Fields::of(template).union(&fallback);
                 let same = match (
-                    self.render_sample(name, &fields),
-                    self.render_sample(name, &Fields::ALL),
+                    self.render_sample(name, fields),
+                    self.render_sample(name, Fields::ALL),
                 ) {
                     (Ok(reduced), Ok(all)) => reduced == all,
                     _ => false,
@@ -331,9 +330,10 @@ impl Templates {
             .collect()
     }
 
-    /// The fields `name` needs, for `MessageData::new`.
-    pub fn fields(&self, name: &str) -> &Fields {
-        self.fields.get(name).unwrap_or(&ALL_FIELDS)
+    /// The fields `name` needs, for `MessageData::new`; all of them for a template that is not
+    /// registered (its render fails anyway).
+    pub fn fields(&self, name: &str) -> Fields {
+        self.fields.get(name).copied().unwrap_or(Fields::ALL)
     }
 
     /// `templates.time_zone`, for times the service writes itself.
@@ -398,7 +398,7 @@ impl Templates {
         Ok(())
     }
 
-    fn render_sample(&self, name: &str, fields: &Fields) -> Result<String, TemplateError> {
+    fn render_sample(&self, name: &str, fields: Fields) -> Result<String, TemplateError> {
         // A fixed time, so that every render of the sample gives the same text.
         let now = DateTime::<Utc>::from_timestamp(1_764_064_800, 0).unwrap_or_default();
         let sample = sample_notification(now);
@@ -960,9 +960,9 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("u.hbs"), "{{alertlist firing}}").unwrap();
         let t = Templates::load(Some(dir.path()), chrono_tz::UTC).unwrap();
-        assert_eq!(t.fields("t"), &Fields::ALL);
-        assert!(!t.fields("u").wants("groupKey"));
-        assert!(t.fields("u").wants("labels"));
+        assert_eq!(t.fields("t"), Fields::ALL);
+        assert!(!t.fields("u").wants(Field::GroupKey));
+        assert!(t.fields("u").wants(Field::Labels));
     }
 
     #[test]

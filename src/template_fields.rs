@@ -8,11 +8,134 @@ use std::collections::HashSet;
 use handlebars::template::{BlockParam, HelperTemplate, Parameter, Template, TemplateElement};
 use handlebars::{Path, PathSeg};
 
-/// The names a template may read: every named path segment, helper name and `lookup` key in it.
-/// Over-counting is harmless (a field is built that is not shown); missing one would render it
-/// empty, so anything unclear means every field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fields(Option<HashSet<String>>);
+/// A field of the template data: of the message (`numAlerts`) or of an alert (`startsAt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Status,
+    Receiver,
+    GroupKey,
+    ExternalUrl,
+    Route,
+    Recipient,
+    NumFiring,
+    NumResolved,
+    NumAlerts,
+    GroupLabels,
+    CommonLabels,
+    CommonAnnotations,
+    TruncatedAlerts,
+    OrgId,
+    Title,
+    State,
+    Message,
+    Source,
+    Now,
+    Alerts,
+    Firing,
+    Resolved,
+    Omitted,
+    Labels,
+    Annotations,
+    StartsAt,
+    EndsAt,
+    GeneratorUrl,
+    Fingerprint,
+    Values,
+    ValueString,
+    SilenceUrl,
+    DashboardUrl,
+    PanelUrl,
+}
+
+impl Field {
+    const EVERY: [Field; 34] = [
+        Field::Status,
+        Field::Receiver,
+        Field::GroupKey,
+        Field::ExternalUrl,
+        Field::Route,
+        Field::Recipient,
+        Field::NumFiring,
+        Field::NumResolved,
+        Field::NumAlerts,
+        Field::GroupLabels,
+        Field::CommonLabels,
+        Field::CommonAnnotations,
+        Field::TruncatedAlerts,
+        Field::OrgId,
+        Field::Title,
+        Field::State,
+        Field::Message,
+        Field::Source,
+        Field::Now,
+        Field::Alerts,
+        Field::Firing,
+        Field::Resolved,
+        Field::Omitted,
+        Field::Labels,
+        Field::Annotations,
+        Field::StartsAt,
+        Field::EndsAt,
+        Field::GeneratorUrl,
+        Field::Fingerprint,
+        Field::Values,
+        Field::ValueString,
+        Field::SilenceUrl,
+        Field::DashboardUrl,
+        Field::PanelUrl,
+    ];
+
+    /// The name templates use, after Alertmanager's template data where it has the field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Status => "status",
+            Field::Receiver => "receiver",
+            Field::GroupKey => "groupKey",
+            Field::ExternalUrl => "externalURL",
+            Field::Route => "route",
+            Field::Recipient => "recipient",
+            Field::NumFiring => "numFiring",
+            Field::NumResolved => "numResolved",
+            Field::NumAlerts => "numAlerts",
+            Field::GroupLabels => "groupLabels",
+            Field::CommonLabels => "commonLabels",
+            Field::CommonAnnotations => "commonAnnotations",
+            Field::TruncatedAlerts => "truncatedAlerts",
+            Field::OrgId => "orgId",
+            Field::Title => "title",
+            Field::State => "state",
+            Field::Message => "message",
+            Field::Source => "source",
+            Field::Now => "now",
+            Field::Alerts => "alerts",
+            Field::Firing => "firing",
+            Field::Resolved => "resolved",
+            Field::Omitted => "omitted",
+            Field::Labels => "labels",
+            Field::Annotations => "annotations",
+            Field::StartsAt => "startsAt",
+            Field::EndsAt => "endsAt",
+            Field::GeneratorUrl => "generatorURL",
+            Field::Fingerprint => "fingerprint",
+            Field::Values => "values",
+            Field::ValueString => "valueString",
+            Field::SilenceUrl => "silenceURL",
+            Field::DashboardUrl => "dashboardURL",
+            Field::PanelUrl => "panelURL",
+        }
+    }
+
+    fn bit(self) -> u64 {
+        1 << self as u32
+    }
+}
+
+/// The fields a template may read: those named by a path segment, helper name or `lookup` key in
+/// it. Over-counting is harmless (a field is built that is not shown); missing one would render
+/// it empty, so anything unclear means every field. A bit set, since it is asked for every field
+/// of every SMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields(u64);
 
 /// Built-in helpers that read fields their parameters do not name.
 const IMPLIED: &[(&str, &[&str])] = &[
@@ -26,25 +149,27 @@ const IMPLIED: &[(&str, &[&str])] = &[
 struct Opaque;
 
 impl Fields {
-    pub const ALL: Fields = Fields(None);
+    pub const ALL: Fields = Fields(u64::MAX);
 
     pub fn of(template: &Template) -> Fields {
         let mut names = HashSet::new();
         match template_names(template, &mut names) {
-            Ok(()) => Fields(Some(names)),
+            Ok(()) => Fields(
+                Field::EVERY
+                    .iter()
+                    .filter(|field| names.contains(field.name()))
+                    .fold(0, |bits, field| bits | field.bit()),
+            ),
             Err(Opaque) => Fields::ALL,
         }
     }
 
-    pub fn wants(&self, field: &str) -> bool {
-        self.0.as_ref().is_none_or(|names| names.contains(field))
+    pub fn wants(&self, field: Field) -> bool {
+        self.0 & field.bit() != 0
     }
 
     pub fn union(&self, other: &Fields) -> Fields {
-        match (&self.0, &other.0) {
-            (Some(a), Some(b)) => Fields(Some(a.union(b).cloned().collect())),
-            _ => Fields::ALL,
-        }
+        Fields(self.0 | other.0)
     }
 }
 
@@ -145,30 +270,50 @@ mod tests {
             "{{#if (eq numAlerts 1)}}{{#with alerts.[0]}}{{upper status}} {{labels.alertname}}\
              {{/with}}{{else}}{{#each firing}}{{time startsAt \"%H\"}}{{/each}}{{/if}}",
         );
-        for name in [
-            "numAlerts",
-            "alerts",
-            "status",
-            "labels",
-            "alertname",
-            "firing",
-            "startsAt",
+        for field in [
+            Field::NumAlerts,
+            Field::Alerts,
+            Field::Status,
+            Field::Labels,
+            Field::Firing,
+            Field::StartsAt,
         ] {
-            assert!(f.wants(name), "{name}");
+            assert!(f.wants(field), "{field:?}");
         }
-        for name in ["commonLabels", "groupKey", "resolved", "now", "fingerprint"] {
-            assert!(!f.wants(name), "{name}");
+        for field in [
+            Field::CommonLabels,
+            Field::GroupKey,
+            Field::Resolved,
+            Field::Now,
+            Field::Fingerprint,
+        ] {
+            assert!(!f.wants(field), "{field:?}");
+        }
+    }
+
+    #[test]
+    fn every_field_has_its_own_name_and_bit() {
+        let names: HashSet<&str> = Field::EVERY.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), Field::EVERY.len());
+        for (index, field) in Field::EVERY.iter().enumerate() {
+            assert_eq!(*field as usize, index, "{field:?}");
+            let only = fields(&format!("{{{{{}}}}}", field.name()));
+            for other in Field::EVERY {
+                assert_eq!(only.wants(other), other == *field, "{field:?} {other:?}");
+            }
         }
     }
 
     #[test]
     fn helpers_that_read_more_than_their_parameters() {
-        assert!(fields("{{since startsAt}}").wants("now"));
-        assert!(fields("{{alertlist firing}}").wants("labels"));
-        assert!(fields("{{lookup alerts.0 \"startsAt\"}}").wants("startsAt"));
-        assert!(fields("{{@root.commonLabels.alertname}}").wants("commonLabels"));
-        assert!(fields("{{[commonLabels].[alertname]}}").wants("commonLabels"));
-        assert!(fields("{{#each alerts}}{{@index}}{{/each}} {{x a=groupKey}}").wants("groupKey"));
+        assert!(fields("{{since startsAt}}").wants(Field::Now));
+        assert!(fields("{{alertlist firing}}").wants(Field::Labels));
+        assert!(fields("{{lookup alerts.0 \"startsAt\"}}").wants(Field::StartsAt));
+        assert!(fields("{{@root.commonLabels.alertname}}").wants(Field::CommonLabels));
+        assert!(fields("{{[commonLabels].[alertname]}}").wants(Field::CommonLabels));
+        assert!(
+            fields("{{#each alerts}}{{@index}}{{/each}} {{x a=groupKey}}").wants(Field::GroupKey)
+        );
     }
 
     #[test]
