@@ -606,6 +606,12 @@ fn sipgate_config(
             "sipgate.api_url",
             format!("must be an http:// or https:// URL, got {api_url:?}"),
         );
+    } else if let Err(e) = reqwest::Url::parse(&api_url) {
+        problem(
+            problems,
+            "sipgate.api_url",
+            format!("is not a valid URL ({e}), got {api_url:?}"),
+        );
     }
     let sms_id = raw.sms_id.unwrap_or_else(|| "s0".to_string());
     let valid_sms_id = sms_id
@@ -1386,6 +1392,21 @@ server: {max_body_size: lots}
                 "server.max_body_size",
             ]
         );
+    }
+
+    #[test]
+    fn the_api_url_must_parse() {
+        for url in [
+            "ftp://api.sipgate.com/v2",
+            "https://exa mple.com/v2",
+            "http://:80/v2",
+        ] {
+            let p = load(&format!("sipgate: {{api_url: \"{url}\"}}")).unwrap_err();
+            assert_eq!(p.len(), 1, "{url}: {p:?}");
+            assert_eq!(p[0].field, "sipgate.api_url", "{url}");
+        }
+        let c = load("sipgate: {api_url: \"http://127.0.0.1:8080/v2/\"}").unwrap();
+        assert_eq!(c.sipgate.api_url, "http://127.0.0.1:8080/v2");
     }
 
     #[test]

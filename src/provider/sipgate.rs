@@ -75,7 +75,8 @@ struct SmsRequest<'a> {
 pub struct SipgateClient {
     http: reqwest::Client,
     api_url: String,
-    sms_url: String,
+    /// Parsed once: the client would otherwise parse the text for every SMS.
+    sms_url: reqwest::Url,
     sms_id: String,
 }
 
@@ -120,10 +121,12 @@ impl SipgateClient {
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
+        let sms_url = reqwest::Url::parse(&format!("{}/sessions/sms", config.api_url))
+            .map_err(|e| ClientError::Build(format!("sipgate.api_url: {e}")))?;
         Ok(SipgateClient {
             http,
             api_url: config.api_url.clone(),
-            sms_url: format!("{}/sessions/sms", config.api_url),
+            sms_url,
             sms_id: config.sms_id.clone(),
         })
     }
@@ -141,7 +144,7 @@ impl SipgateClient {
         })?;
         let response = self
             .http
-            .post(&self.sms_url)
+            .post(self.sms_url.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body)
             .send()
