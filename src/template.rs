@@ -966,6 +966,24 @@ mod tests {
     }
 
     #[test]
+    fn every_field_of_the_data_is_one_the_analysis_knows() {
+        // A field built but missing from `Field::EVERY` would never be found in a template,
+        // and every template would render it empty.
+        let now = DateTime::<Utc>::from_timestamp(1_764_064_800, 0).unwrap();
+        let sample = sample_notification(now);
+        let alerts: Vec<&Alert> = sample.alerts.iter().collect();
+        let data = MessageData::new(&sample, "r", "alice", &alerts, now, Fields::ALL);
+        let top = data.context.data().as_object().unwrap();
+        let alert = top["alerts"][0].as_object().unwrap();
+        let mut built: Vec<&str> = top.keys().chain(alert.keys()).map(String::as_str).collect();
+        built.sort_unstable();
+        built.dedup();
+        let mut known: Vec<&str> = Field::EVERY.iter().map(|f| f.name()).collect();
+        known.sort_unstable();
+        assert_eq!(built, known);
+    }
+
+    #[test]
     fn compact_durations() {
         assert_eq!(compact_duration(45), "45s");
         assert_eq!(compact_duration(720), "12m");

@@ -48,7 +48,7 @@ pub enum Field {
 }
 
 impl Field {
-    const EVERY: [Field; 34] = [
+    pub const EVERY: [Field; 34] = [
         Field::Status,
         Field::Receiver,
         Field::GroupKey,
