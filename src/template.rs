@@ -79,10 +79,34 @@ pub struct MessageData<'a> {
     /// Every alert of the recipient in this notification, in the order the SMS lists them.
     alerts: &'a [&'a Alert],
     fields: Fields,
+    /// `alerts`, `firing` and `resolved`, each built only if the template reads it.
+    lists: [AlertList; 3],
     /// Alerts the sender or the input limits already left out.
     truncated: usize,
     /// How many of `alerts` the lists in the context show.
     shown: usize,
+}
+
+/// One of `alerts`, `firing`, `resolved`: the shown alerts with the list's status. Its data in
+/// the context is kept between renders, and the data of alerts no longer shown waits in
+/// `set_aside` in case the next render shows them again, so that however often the fitting
+/// renders, each alert's data is built at most once per list.
+struct AlertList {
+    field: Field,
+    /// `None` for `alerts`, which takes every status.
+    status: Option<AlertStatus>,
+    /// Data of the members right after the shown ones, the next one last.
+    set_aside: Vec<Json>,
+}
+
+impl AlertList {
+    fn new(field: Field, status: Option<AlertStatus>) -> Self {
+        AlertList {
+            field,
+            status,
+            set_aside: Vec::new(),
+        }
+    }
 }
 
 /// A JSON object that takes only the fields a template reads; values are made only for those.
@@ -215,10 +239,22 @@ impl<'a> MessageData<'a> {
         data.put(Field::Now, || {
             Json::from(now.to_rfc3339_opts(SecondsFormat::Secs, true))
         });
+        let lists = [
+            AlertList::new(Field::Alerts, None),
+            AlertList::new(Field::Firing, Some(AlertStatus::Firing)),
+            AlertList::new(Field::Resolved, Some(AlertStatus::Resolved)),
+        ];
+        for list in &lists {
+            if fields.wants(list.field) {
+                data.map
+                    .insert(list.field.name().to_string(), Json::Array(Vec::new()));
+            }
+        }
         let mut data = MessageData {
             context: Context::from(Json::Object(data.map)),
             alerts,
             fields,
+            lists,
             truncated: usize::try_from(notification.truncated_alerts).unwrap_or(usize::MAX),
             shown: 0,
         };
@@ -237,29 +273,34 @@ impl<'a> MessageData<'a> {
         }
     }
 
-    /// The lists the template reads, each alert's data built for each list it is in: copying it
-    /// would cost as much, and the built-in templates read each alert through one list only.
+    /// The lists the template reads, for the first `count` alerts shown.
     fn build_lists(&mut self, count: usize) {
         let Json::Object(map) = self.context.data_mut() else {
             return;
         };
-        let shown = &self.alerts[..count];
-        let fields = self.fields;
-        for (field, status) in [
-            (Field::Alerts, None),
-            (Field::Firing, Some(AlertStatus::Firing)),
-            (Field::Resolved, Some(AlertStatus::Resolved)),
-        ] {
-            if fields.wants(field) {
-                let list: Vec<Json> = shown
-                    .iter()
-                    .filter(|a| status.is_none_or(|s| a.status == s))
-                    .map(|a| alert_data(a, fields))
-                    .collect();
-                map.insert(field.name().to_string(), list.into());
+        for list in &mut self.lists {
+            if !self.fields.wants(list.field) {
+                continue;
+            }
+            let Some(Json::Array(shown)) = map.get_mut(list.field.name()) else {
+                continue;
+            };
+            let status = list.status;
+            let members =
+                (self.alerts[..count].iter()).filter(move |a| status.is_none_or(|s| a.status == s));
+            let len = members.clone().count();
+            while shown.len() > len {
+                list.set_aside.extend(shown.pop());
+            }
+            for alert in members.skip(shown.len()) {
+                let data = list
+                    .set_aside
+                    .pop()
+                    .unwrap_or_else(|| alert_data(alert, self.fields));
+                shown.push(data);
             }
         }
-        if fields.wants(Field::Omitted) {
+        if self.fields.wants(Field::Omitted) {
             let omitted = (self.alerts.len() - count).saturating_add(self.truncated);
             map.insert(Field::Omitted.name().to_string(), omitted.into());
         }
@@ -743,6 +784,28 @@ mod tests {
             ),
             "RESOLVED DiskFull db1:9100 at Nov 25 10:06 CET: Disk on db1 is 95% full"
         );
+    }
+
+    #[test]
+    fn default_one_alert_leaves_out_what_it_lacks() {
+        let t = built_ins(chrono_tz::UTC);
+        let at = "2026-11-25T09:15:00Z";
+        let mut firing = fixture("firing-diskfull.json");
+        firing.alerts[0].labels.remove("instance");
+        firing.alerts[0].annotations.clear();
+        assert_eq!(
+            render(&t, "default", &firing, at),
+            "FIRING DiskFull since Nov 25 09:05 UTC"
+        );
+        let mut resolved = fixture("resolved-diskfull.json");
+        resolved.alerts[0].ends_at = None;
+        resolved.alerts[0].annotations.remove("summary");
+        assert_eq!(
+            render(&t, "default", &resolved, at),
+            "RESOLVED DiskFull db1:9100"
+        );
+        resolved.alerts[0].labels.insert("instance".to_string(), String::new());
+        assert_eq!(render(&t, "default", &resolved, at), "RESOLVED DiskFull");
     }
 
     #[test]

@@ -8,123 +8,69 @@ use std::collections::HashSet;
 use handlebars::template::{BlockParam, HelperTemplate, Parameter, Template, TemplateElement};
 use handlebars::{Path, PathSeg};
 
-/// A field of the template data: of the message (`numAlerts`) or of an alert (`startsAt`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Status,
-    Receiver,
-    GroupKey,
-    ExternalUrl,
-    Route,
-    Recipient,
-    NumFiring,
-    NumResolved,
-    NumAlerts,
-    GroupLabels,
-    CommonLabels,
-    CommonAnnotations,
-    TruncatedAlerts,
-    OrgId,
-    Title,
-    State,
-    Message,
-    Source,
-    Now,
-    Alerts,
-    Firing,
-    Resolved,
-    Omitted,
-    Labels,
-    Annotations,
-    StartsAt,
-    EndsAt,
-    GeneratorUrl,
-    Fingerprint,
-    Values,
-    ValueString,
-    SilenceUrl,
-    DashboardUrl,
-    PanelUrl,
+/// Declares `Field` with the name templates use for each, and `Field::EVERY`, from one list.
+macro_rules! fields {
+    ($($variant:ident => $name:literal,)*) => {
+        /// A field of the template data: of the message (`numAlerts`) or of an alert
+        /// (`startsAt`). Names after Alertmanager's template data where it has the field.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Field {
+            $($variant,)*
+        }
+
+        impl Field {
+            pub const EVERY: &[Field] = &[$(Field::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Field::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
+fields! {
+    Status => "status",
+    Receiver => "receiver",
+    GroupKey => "groupKey",
+    ExternalUrl => "externalURL",
+    Route => "route",
+    Recipient => "recipient",
+    NumFiring => "numFiring",
+    NumResolved => "numResolved",
+    NumAlerts => "numAlerts",
+    GroupLabels => "groupLabels",
+    CommonLabels => "commonLabels",
+    CommonAnnotations => "commonAnnotations",
+    TruncatedAlerts => "truncatedAlerts",
+    OrgId => "orgId",
+    Title => "title",
+    State => "state",
+    Message => "message",
+    Source => "source",
+    Now => "now",
+    Alerts => "alerts",
+    Firing => "firing",
+    Resolved => "resolved",
+    Omitted => "omitted",
+    Labels => "labels",
+    Annotations => "annotations",
+    StartsAt => "startsAt",
+    EndsAt => "endsAt",
+    GeneratorUrl => "generatorURL",
+    Fingerprint => "fingerprint",
+    Values => "values",
+    ValueString => "valueString",
+    SilenceUrl => "silenceURL",
+    DashboardUrl => "dashboardURL",
+    PanelUrl => "panelURL",
+}
+
+// One bit each in `Fields`.
+const _: () = assert!(Field::EVERY.len() <= 64);
+
 impl Field {
-    pub const EVERY: [Field; 34] = [
-        Field::Status,
-        Field::Receiver,
-        Field::GroupKey,
-        Field::ExternalUrl,
-        Field::Route,
-        Field::Recipient,
-        Field::NumFiring,
-        Field::NumResolved,
-        Field::NumAlerts,
-        Field::GroupLabels,
-        Field::CommonLabels,
-        Field::CommonAnnotations,
-        Field::TruncatedAlerts,
-        Field::OrgId,
-        Field::Title,
-        Field::State,
-        Field::Message,
-        Field::Source,
-        Field::Now,
-        Field::Alerts,
-        Field::Firing,
-        Field::Resolved,
-        Field::Omitted,
-        Field::Labels,
-        Field::Annotations,
-        Field::StartsAt,
-        Field::EndsAt,
-        Field::GeneratorUrl,
-        Field::Fingerprint,
-        Field::Values,
-        Field::ValueString,
-        Field::SilenceUrl,
-        Field::DashboardUrl,
-        Field::PanelUrl,
-    ];
-
-    /// The name templates use, after Alertmanager's template data where it has the field.
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::Status => "status",
-            Field::Receiver => "receiver",
-            Field::GroupKey => "groupKey",
-            Field::ExternalUrl => "externalURL",
-            Field::Route => "route",
-            Field::Recipient => "recipient",
-            Field::NumFiring => "numFiring",
-            Field::NumResolved => "numResolved",
-            Field::NumAlerts => "numAlerts",
-            Field::GroupLabels => "groupLabels",
-            Field::CommonLabels => "commonLabels",
-            Field::CommonAnnotations => "commonAnnotations",
-            Field::TruncatedAlerts => "truncatedAlerts",
-            Field::OrgId => "orgId",
-            Field::Title => "title",
-            Field::State => "state",
-            Field::Message => "message",
-            Field::Source => "source",
-            Field::Now => "now",
-            Field::Alerts => "alerts",
-            Field::Firing => "firing",
-            Field::Resolved => "resolved",
-            Field::Omitted => "omitted",
-            Field::Labels => "labels",
-            Field::Annotations => "annotations",
-            Field::StartsAt => "startsAt",
-            Field::EndsAt => "endsAt",
-            Field::GeneratorUrl => "generatorURL",
-            Field::Fingerprint => "fingerprint",
-            Field::Values => "values",
-            Field::ValueString => "valueString",
-            Field::SilenceUrl => "silenceURL",
-            Field::DashboardUrl => "dashboardURL",
-            Field::PanelUrl => "panelURL",
-        }
-    }
-
     fn bit(self) -> u64 {
         1 << self as u32
     }
@@ -298,7 +244,7 @@ mod tests {
         for (index, field) in Field::EVERY.iter().enumerate() {
             assert_eq!(*field as usize, index, "{field:?}");
             let only = fields(&format!("{{{{{}}}}}", field.name()));
-            for other in Field::EVERY {
+            for &other in Field::EVERY {
                 assert_eq!(only.wants(other), other == *field, "{field:?} {other:?}");
             }
         }

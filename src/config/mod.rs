@@ -606,12 +606,21 @@ fn sipgate_config(
             "sipgate.api_url",
             format!("must be an http:// or https:// URL, got {api_url:?}"),
         );
-    } else if let Err(e) = reqwest::Url::parse(&api_url) {
-        problem(
-            problems,
-            "sipgate.api_url",
-            format!("is not a valid URL ({e}), got {api_url:?}"),
-        );
+    } else {
+        match reqwest::Url::parse(&api_url) {
+            Err(e) => problem(
+                problems,
+                "sipgate.api_url",
+                format!("is not a valid URL ({e}), got {api_url:?}"),
+            ),
+            // The paths of the API are appended to it.
+            Ok(url) if url.query().is_some() || url.fragment().is_some() => problem(
+                problems,
+                "sipgate.api_url",
+                format!("must not have a query or fragment, got {api_url:?}"),
+            ),
+            Ok(_) => {}
+        }
     }
     let sms_id = raw.sms_id.unwrap_or_else(|| "s0".to_string());
     let valid_sms_id = sms_id
@@ -1400,6 +1409,8 @@ server: {max_body_size: lots}
             "ftp://api.sipgate.com/v2",
             "https://exa mple.com/v2",
             "http://:80/v2",
+            "https://api.sipgate.com/v2?x=1",
+            "https://api.sipgate.com/v2#v",
         ] {
             let p = load(&format!("sipgate: {{api_url: \"{url}\"}}")).unwrap_err();
             assert_eq!(p.len(), 1, "{url}: {p:?}");
