@@ -804,7 +804,9 @@ mod tests {
             render(&t, "default", &resolved, at),
             "RESOLVED DiskFull db1:9100"
         );
-        resolved.alerts[0].labels.insert("instance".to_string(), String::new());
+        resolved.alerts[0]
+            .labels
+            .insert("instance".to_string(), String::new());
         assert_eq!(render(&t, "default", &resolved, at), "RESOLVED DiskFull");
     }
 
