@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::runtime::Handle;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::{Instant, timeout_at};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -30,6 +30,10 @@ pub const PERMANENT_FAILURE_HOLDOFF: Duration = Duration::from_secs(60);
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// How soon recording a sent SMS is tried again after the store failed, doubling up to the max.
+const FIRST_SETTLE_RETRY_DELAY: Duration = Duration::from_secs(1);
+const MAX_SETTLE_RETRY_DELAY: Duration = Duration::from_secs(8);
 
 /// Why an SMS was not delivered: the provider's answer, or a rule of the delivery itself.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +73,9 @@ impl NotDelivered {
 pub struct Policy {
     /// When the caller must have its answer.
     pub deadline: Instant,
+    /// When the state store must have answered the claim: after it, the SMS goes out without
+    /// the store, while there is still time to send before `deadline`.
+    pub state_deadline: Instant,
     pub dedup_window: Duration,
     /// How long a claim holds: longer than a send with its retries and its last request.
     pub lease: Duration,
@@ -125,7 +132,7 @@ pub struct Deliverer {
 }
 
 /// How one send ended, as the background task saw it.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum SendResult {
     Delivered { sent: Sent, segments: usize },
     NotDelivered(FailureReason),
@@ -142,6 +149,18 @@ struct Holding {
     taken: Taken,
     /// Set until settled or given back.
     unsettled: Option<Deliverer>,
+}
+
+impl Holding {
+    /// What `sms` holds once the store let it through.
+    fn of(deliverer: &Deliverer, sms: &Sms, taken: Taken) -> Self {
+        Holding {
+            key: sms.key,
+            recipient: sms.recipient.clone(),
+            taken,
+            unsettled: Some(deliverer.clone()),
+        }
+    }
 }
 
 impl Drop for Holding {
@@ -232,12 +251,21 @@ impl Deliverer {
             window: policy.dedup_window,
             limits: policy.limits,
             hold: sms.quiet,
+            answer_by: policy.state_deadline,
         };
+        // Set once the store said another request is sending this SMS.
+        let mut waited = false;
         loop {
-            // Never lose a page because the store is down: send without the ledger and limits
-            // (the store logs and counts the outage). The store may have taken the claim before
-            // its answer got lost; settling or giving back that claim is harmless if it did not.
+            // Never lose a page because the store is down or too slow: send without the ledger
+            // and limits (the store logs and counts the outage). The store may have taken the
+            // claim before its answer got lost; settling or giving back that claim is harmless
+            // if it did not.
             let Ok(start) = store.begin(begin).await else {
+                if waited {
+                    // The store answered a moment ago that someone else is sending it: sending
+                    // now could duplicate it. The caller's retry asks again.
+                    return Err(self.fail(sms, FailureReason::Timeout));
+                }
                 if sms.quiet {
                     // Held back all the same; only the count for the next SMS is lost.
                     return Err(self.suppress(sms, SuppressReason::QuietHours));
@@ -251,7 +279,7 @@ impl Deliverer {
             match start {
                 Start::Claimed(taken) if sms.quiet => {
                     // A store that did not hold it back as asked: still not sent.
-                    let _ = store.give_back(sms.key, &sms.recipient, taken).await;
+                    self.give_back_later(Holding::of(self, sms, taken));
                     return Err(self.suppress(sms, SuppressReason::QuietHours));
                 }
                 Start::Claimed(taken) => return Ok(taken),
@@ -270,6 +298,7 @@ impl Deliverer {
                     if !matches!(store.wait_for(sms.key, policy.deadline).await, Ok(true)) {
                         return Err(self.fail(sms, FailureReason::Timeout));
                     }
+                    waited = true;
                 }
             }
         }
@@ -292,28 +321,29 @@ impl Deliverer {
             Ok(taken) => taken,
             Err(report) => return report,
         };
-        let holding = Holding {
-            key: sms.key,
-            recipient: sms.recipient.clone(),
-            taken,
-            unsettled: Some(self.clone()),
-        };
+        let holding = Holding::of(self, sms, taken);
         let Ok(pending) = inner.pending.clone().try_acquire_owned() else {
-            self.give_back(holding).await;
+            self.give_back_later(holding);
             return self.fail(sms, FailureReason::Overloaded);
         };
         let noted = with_held_note(&sms.text, holding.taken.held, sms.max_segments);
         if !provider.leaves_the_process() {
             // Nothing can outlive this request or a shutdown: the SMS is handled right here
-            // instead of on the sender runtime.
+            // instead of on the sender runtime; only recording it may take longer.
             let _pending = pending;
             let text = noted.as_deref().unwrap_or(&sms.text);
-            let result = self
-                .send_with_retries(provider, sms, text, policy, holding)
-                .await;
+            let result = self.send_with_retries(provider, sms, text, policy).await;
+            let deliverer = self.clone();
+            let sms_now = sms.clone();
+            inner.tasks.spawn_on(
+                async move { deliverer.record(&sms_now, holding, result, policy).await }
+                    .instrument(tracing::Span::current()),
+                &inner.runtime,
+            );
             return self.report(sms, result);
         }
-        let task = {
+        let (answer, answered) = oneshot::channel();
+        {
             let deliverer = self.clone();
             let provider = provider.clone();
             let sms = sms.clone();
@@ -321,15 +351,19 @@ impl Deliverer {
                 async move {
                     let _pending = pending;
                     let text = noted.as_deref().unwrap_or(&sms.text);
-                    deliverer
-                        .send_with_retries(&provider, &sms, text, policy, holding)
-                        .await
+                    let result = deliverer
+                        .send_with_retries(&provider, &sms, text, policy)
+                        .await;
+                    // The caller learns the outcome before the store does: recording it never
+                    // makes the answer late.
+                    let _ = answer.send(result);
+                    deliverer.record(&sms, holding, result, policy).await;
                 }
                 .instrument(tracing::Span::current()),
                 &inner.runtime,
-            )
-        };
-        match timeout_at(policy.deadline, task).await {
+            );
+        }
+        match timeout_at(policy.deadline, answered).await {
             Ok(Ok(result)) => self.report(sms, result),
             // The task died (a bug): its claim runs out with the lease, and a retry sends.
             Ok(Err(_)) => self.fail(sms, FailureReason::Network),
@@ -338,15 +372,44 @@ impl Deliverer {
         }
     }
 
-    /// Records in the store that the SMS went out. A failure is logged and counted by the
-    /// store; the SMS went out all the same.
-    async fn settle(&self, holding: &mut Holding, window: Duration) {
+    /// Tells the store how the send ended: settled as sent, or everything given back.
+    async fn record(&self, sms: &Sms, holding: Holding, result: SendResult, policy: Policy) {
+        match result {
+            SendResult::Delivered { .. } => self.settle(sms, holding, policy).await,
+            SendResult::NotDelivered(_) => self.give_back(holding).await,
+        }
+    }
+
+    /// Records in the store that the SMS went out, trying again while the store fails until
+    /// the claim's lease would have ended; past that, a retry of the notification may send it
+    /// again, which is logged. The SMS went out all the same.
+    async fn settle(&self, sms: &Sms, mut holding: Holding, policy: Policy) {
         holding.unsettled = None;
-        let _ = self
-            .inner
-            .store
-            .settle(holding.key, holding.taken.claim, Settlement::Sent, window)
-            .await;
+        let give_up = Instant::now() + policy.lease;
+        let mut delay = FIRST_SETTLE_RETRY_DELAY;
+        let store = &self.inner.store;
+        while store
+            .settle(
+                holding.key,
+                holding.taken.claim,
+                Settlement::Sent,
+                policy.dedup_window,
+            )
+            .await
+            .is_err()
+        {
+            if Instant::now() + delay >= give_up {
+                tracing::warn!(
+                    route = %sms.route,
+                    recipient = %sms.recipient,
+                    "an SMS Sipgate accepted could not be recorded in the state store; a retry \
+                     of its notification would send it again"
+                );
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_SETTLE_RETRY_DELAY);
+        }
     }
 
     /// The SMS did not go out: its claim, its rate-limit slot and the held-back count it was
@@ -358,6 +421,15 @@ impl Deliverer {
             .store
             .give_back(holding.key, &holding.recipient, holding.taken)
             .await;
+    }
+
+    /// As `give_back`, without keeping the caller waiting for the store.
+    fn give_back_later(&self, holding: Holding) {
+        let deliverer = self.clone();
+        self.inner.tasks.spawn_on(
+            async move { deliverer.give_back(holding).await },
+            &self.inner.runtime,
+        );
     }
 
     fn report(&self, sms: &Sms, result: SendResult) -> SmsReport {
@@ -383,7 +455,6 @@ impl Deliverer {
         sms: &Sms,
         text: &str,
         policy: Policy,
-        mut holding: Holding,
     ) -> SendResult {
         let inner = &self.inner;
         let deadline = policy.deadline;
@@ -413,7 +484,6 @@ impl Deliverer {
             }
             let error = match result {
                 Ok(sent) => {
-                    self.settle(&mut holding, policy.dedup_window).await;
                     let segments = crate::sms::measure(text).segments;
                     match sent {
                         Sent::Accepted => {
@@ -449,7 +519,6 @@ impl Deliverer {
             tokio::time::sleep(delay).await;
         };
         self.record_not_delivered(sms, &error, attempt);
-        self.give_back(holding).await;
         SendResult::NotDelivered(error.reason())
     }
 
@@ -580,7 +649,8 @@ mod tests {
     use crate::config::PhoneNumber;
     use crate::provider::CredentialCheck;
     use crate::ratelimit::Rate;
-    use crate::state::MemoryStore;
+    use crate::state::monitored::Monitored;
+    use crate::state::{MemoryStore, StateError};
 
     /// How the fake answers one request: after `delay`, accepted or refused with a status.
     #[derive(Debug, Clone, Copy)]
@@ -696,17 +766,136 @@ mod tests {
         }
     }
 
+    fn memory() -> MemoryStore {
+        MemoryStore::new(
+            crate::state::memory::DEFAULT_CAPACITY,
+            Arc::new(crate::clock::TokioClock::new()),
+        )
+    }
+
     fn deliverer(max_concurrency: usize) -> Deliverer {
+        on_store(Arc::new(memory()), max_concurrency)
+    }
+
+    fn on_store(store: Arc<dyn StateStore>, max_concurrency: usize) -> Deliverer {
+        let metrics = Metrics::new().unwrap();
         Deliverer::new(
-            Arc::new(MemoryStore::new(
-                crate::state::memory::DEFAULT_CAPACITY,
-                Arc::new(crate::clock::TokioClock::new()),
-            )),
+            Arc::new(Monitored::new(store, metrics.clone())),
             max_concurrency,
             100,
             Handle::current(),
-            Metrics::new().unwrap(),
+            metrics,
         )
+    }
+
+    /// A store that stops answering from `from` until `until`, as a Redis stopped with SIGSTOP
+    /// does: each operation then fails after `timeout` (the client's own timeout), or answers
+    /// once the stall is over.
+    #[derive(Debug)]
+    struct Stalled {
+        memory: MemoryStore,
+        from: Instant,
+        until: Instant,
+        timeout: Duration,
+        settles: Mutex<Vec<Instant>>,
+    }
+
+    impl Stalled {
+        fn new(from: Instant, until: Instant, timeout: Duration) -> Arc<Self> {
+            Arc::new(Stalled {
+                memory: memory(),
+                from,
+                until,
+                timeout,
+                settles: Mutex::default(),
+            })
+        }
+
+        async fn answer(&self) -> Result<(), StateError> {
+            let asked = Instant::now();
+            if asked < self.from || asked >= self.until {
+                return Ok(());
+            }
+            tokio::time::sleep_until(self.until.min(asked + self.timeout)).await;
+            if Instant::now() < self.until {
+                return Err(StateError::Unavailable("stalled".to_string()));
+            }
+            Ok(())
+        }
+    }
+
+    impl StateStore for Stalled {
+        fn name(&self) -> &'static str {
+            "stalled"
+        }
+        fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+            async move {
+                self.answer().await?;
+                self.memory.begin(request).await
+            }
+            .boxed()
+        }
+        fn settle(
+            &self,
+            key: ContentKey,
+            claim: ClaimId,
+            settlement: Settlement,
+            window: Duration,
+        ) -> BoxFuture<'_, Result<(), StateError>> {
+            async move {
+                self.settles.lock().unwrap().push(Instant::now());
+                self.answer().await?;
+                self.memory.settle(key, claim, settlement, window).await
+            }
+            .boxed()
+        }
+        fn give_back<'a>(
+            &'a self,
+            key: ContentKey,
+            recipient: &'a str,
+            taken: Taken,
+        ) -> BoxFuture<'a, Result<(), StateError>> {
+            async move {
+                self.answer().await?;
+                self.memory.give_back(key, recipient, taken).await
+            }
+            .boxed()
+        }
+        fn wait_for(
+            &self,
+            key: ContentKey,
+            until: Instant,
+        ) -> BoxFuture<'_, Result<bool, StateError>> {
+            async move {
+                self.answer().await?;
+                self.memory.wait_for(key, until).await
+            }
+            .boxed()
+        }
+        fn claim_once<'a>(
+            &'a self,
+            event: &'a str,
+            ttl: Duration,
+        ) -> BoxFuture<'a, Result<bool, StateError>> {
+            self.memory.claim_once(event, ttl)
+        }
+        fn mark<'a>(
+            &'a self,
+            name: &'a str,
+            at: crate::clock::Millis,
+            keep: crate::state::Keep,
+        ) -> BoxFuture<'a, Result<(), StateError>> {
+            self.memory.mark(name, at, keep)
+        }
+        fn marked<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> BoxFuture<'a, Result<Option<crate::clock::Millis>, StateError>> {
+            self.memory.marked(name)
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+            async move { self.answer().await }.boxed()
+        }
     }
 
     fn sms(recipient: &str, text: &str) -> Sms {
@@ -733,6 +922,7 @@ mod tests {
     fn policy(deadline: Duration) -> Policy {
         Policy {
             deadline: Instant::now() + deadline,
+            state_deadline: Instant::now() + deadline - (deadline / 2).min(Duration::from_secs(1)),
             dedup_window: Duration::from_secs(600),
             lease: deadline + Duration::from_secs(40),
             limits: Limits::default(),
@@ -1023,6 +1213,96 @@ mod tests {
         );
         let recipients: Vec<String> = fake.requests().into_iter().map(|(r, _)| r).collect();
         assert_eq!(recipients, ["alice", "bob"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_store_is_waited_for_no_longer_than_its_timeout_and_the_sms_is_recorded_later()
+     {
+        // The store's client gives up after 3 s; the store answers again after 20 s.
+        let started = Instant::now();
+        let store = Stalled::new(
+            started,
+            started + Duration::from_secs(20),
+            Duration::from_secs(3),
+        );
+        let fake = Scripted::new([]);
+        let d = on_store(store.clone(), 8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(
+            outcome(&report),
+            (Outcome::Sent, None),
+            "sent without the store"
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(3),
+            "answered when begin failed"
+        );
+        assert_eq!(fake.requests().len(), 1);
+
+        // Recording it is tried again, with growing delays, until the store answers.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let settles: Vec<u64> = store
+            .settles
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - started).as_secs())
+            .collect();
+        assert_eq!(settles, [3, 7, 12, 19]);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(
+            outcome(&report),
+            (Outcome::Suppressed, Some("duplicate")),
+            "recorded once the store answered"
+        );
+        assert_eq!(fake.requests().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_slower_than_the_deadline_allows_is_cut_off_in_time_to_send() {
+        // A client timeout longer than the deadline: the claim is given up when 1 s is left.
+        let started = Instant::now();
+        let store = Stalled::new(
+            started,
+            started + Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
+        let fake = Scripted::new([]);
+        let d = on_store(store, 8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        assert_eq!(started.elapsed(), Duration::from_secs(4));
+        assert_eq!(fake.requests().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_answer_does_not_wait_for_the_record_of_a_send() {
+        // The store answers the claim, then stalls while Sipgate takes 1 s: recording the send
+        // would take until after the deadline.
+        let started = Instant::now();
+        let store = Stalled::new(
+            started + Duration::from_millis(500),
+            started + Duration::from_secs(60),
+            Duration::from_millis(4500),
+        );
+        let fake = Scripted::new([Answer {
+            delay: Duration::from_secs(1),
+            ..OK
+        }]);
+        let d = on_store(store.clone(), 8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(1),
+            "answered with Sipgate's answer"
+        );
+        assert_eq!(
+            store.settles.lock().unwrap().len(),
+            1,
+            "recording it goes on"
+        );
     }
 
     #[test]

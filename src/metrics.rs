@@ -59,6 +59,8 @@ struct ServiceFamilies {
     sipgate_credentials_valid: IntGauge,
     state_up: IntGauge,
     state_errors: IntCounterVec,
+    state_evictable: IntGauge,
+    state_evicted_keys: IntCounter,
     oncall: IntGaugeVec,
     watchdog_last_seen: Gauge,
     watchdog_silent: IntGauge,
@@ -254,6 +256,20 @@ impl ServiceFamilies {
                 "State store operations that failed or timed out, by operation.",
                 &["operation"],
             )?,
+            state_evictable: registered(
+                r,
+                gauge(
+                    "state_evictable",
+                    "Whether the state store may evict the service's keys under memory pressure (1: a Redis maxmemory-policy other than noeviction), which makes it forget sent SMS.",
+                )?,
+            )?,
+            state_evicted_keys: registered(
+                r,
+                IntCounter::with_opts(opts(
+                    "state_evicted_keys_total",
+                    "Keys the state store's Redis evicted for memory (any keys, not only the service's) while this process watched it.",
+                ))?,
+            )?,
             oncall: registered(
                 r,
                 IntGaugeVec::new(
@@ -424,6 +440,14 @@ impl Metrics {
 
     pub fn state_up(&self, up: bool) {
         self.service.state_up.set(i64::from(up));
+    }
+
+    pub fn state_evictable(&self, evictable: bool) {
+        self.service.state_evictable.set(i64::from(evictable));
+    }
+
+    pub fn state_evicted_keys(&self, count: u64) {
+        self.service.state_evicted_keys.inc_by(count);
     }
 
     pub fn state_error(&self, operation: StateOperation) {

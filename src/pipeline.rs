@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 
 use crate::app::Live;
 use crate::compose;
@@ -52,20 +52,28 @@ pub async fn run(
     started: Instant,
     now: DateTime<Utc>,
 ) -> Report {
+    let policy = policy(live, started);
+    let mut heartbeat = None;
     if let Some(watchdog) = &live.config.watchdog {
         // Heartbeats are neither routed nor texted, nor cut by the input limits; a firing one
         // says the pipeline works.
         let beats = notification.take_alerts(|a| matches_all(&watchdog.matchers, &a.labels));
         if beats.iter().any(|a| a.status == AlertStatus::Firing) {
             let at = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-            // A store that cannot be asked is counted by it; this replica still knows.
-            let _ = deliverer
-                .store()
-                .mark(crate::watchdog::HEARTBEAT, at, Keep::Latest)
-                .await;
             metrics.watchdog_seen(at);
+            heartbeat = Some(at);
         }
     }
+    // Recorded while the SMS go out, and no longer than the store may take for them: a slow
+    // store delays no page. One that cannot be asked is counted by it; this replica still knows.
+    let record_heartbeat = async {
+        if let Some(at) = heartbeat {
+            let mark = deliverer
+                .store()
+                .mark(crate::watchdog::HEARTBEAT, at, Keep::Latest);
+            let _ = timeout_at(policy.state_deadline, mark).await;
+        }
+    };
     count_input(&mut notification, live.config.server.max_alerts, metrics);
     let plan = compose::plan(&live.config, &notification, now);
     if plan.unrouted > 0 {
@@ -76,10 +84,10 @@ pub async fn run(
             "alerts matched no route; nobody is texted about them"
         );
     }
-    let policy = policy(live, started);
-    let mut sms = deliverer
-        .deliver(&live.provider, plan.messages, policy)
-        .await;
+    let (mut sms, ()) = tokio::join!(
+        deliverer.deliver(&live.provider, plan.messages, policy),
+        record_heartbeat
+    );
     for held in &plan.held {
         metrics.sms_suppressed(&held.route, held.reason, 1);
         sms.push(SmsReport::suppressed(
@@ -112,6 +120,7 @@ pub fn policy(live: &Live, started: Instant) -> Policy {
     let delivery = &live.config.delivery;
     Policy {
         deadline: started + delivery.response_deadline,
+        state_deadline: started + delivery.state_budget(),
         dedup_window: delivery.dedup_window,
         lease: delivery.response_deadline + live.config.sipgate.timeout + LEASE_MARGIN,
         limits: delivery.rate_limit,

@@ -180,6 +180,19 @@ pub struct DeliveryConfig {
     pub rate_limit: Limits,
 }
 
+/// The part of the response deadline kept for the send itself: the state store may use the rest
+/// before an SMS goes out without it.
+pub const SEND_RESERVE: Duration = Duration::from_secs(1);
+
+impl DeliveryConfig {
+    /// How long an SMS waits for the state store's word before it goes out without it: the
+    /// response deadline less the time kept for the send (`SEND_RESERVE`, or half of a shorter
+    /// deadline), so that a stalled store never makes the answer late.
+    pub fn state_budget(&self) -> Duration {
+        self.response_deadline - SEND_RESERVE.min(self.response_deadline / 2)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub max_body_size: usize,
@@ -412,7 +425,7 @@ impl Config {
             .map(|w| watchdog::watchdog(w, &targets, templates.as_ref(), &mut problems));
         let delivery = delivery_config(raw.delivery, &mut problems);
         let server = server_config(raw.server, base, &mut problems);
-        let state = state::state_config(raw.state, base, env, &mut problems);
+        let state = state::state_config(raw.state, base, env, &delivery, &mut problems);
         for p in &mut problems {
             p.line = document::line_of(text, &p.field);
         }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{EnvLookup, Problem, Secret, parse_duration, parse_field, problem, secret_value};
+use super::{
+    DeliveryConfig, EnvLookup, Problem, Secret, parse_duration, parse_field, problem, secret_value,
+};
 
 /// Overrides `state.redis.password` and `password_file`.
 pub const ENV_REDIS_PASSWORD: &str = "ALERTMANAGER_SIPGATE_REDIS_PASSWORD";
@@ -114,6 +116,7 @@ pub(super) fn state_config(
     raw: RawState,
     base: &Path,
     env: EnvLookup<'_>,
+    delivery: &DeliveryConfig,
     problems: &mut Vec<Problem>,
 ) -> StateConfig {
     let chosen = [
@@ -153,7 +156,7 @@ pub(super) fn state_config(
         return StateConfig::File(path);
     }
     match raw.redis {
-        Some(redis) => StateConfig::Redis(redis_config(redis, base, env, problems)),
+        Some(redis) => StateConfig::Redis(redis_config(redis, base, env, delivery, problems)),
         None => StateConfig::Memory,
     }
 }
@@ -162,6 +165,7 @@ fn redis_config(
     raw: RawRedis,
     base: &Path,
     env: EnvLookup<'_>,
+    delivery: &DeliveryConfig,
     problems: &mut Vec<Problem>,
 ) -> RedisConfig {
     if let Some(url) = &raw.url {
@@ -215,11 +219,23 @@ fn redis_config(
         "state.redis.timeout",
         problems,
     );
+    let budget = delivery.state_budget();
     if timeout > Duration::from_secs(10) {
         problem(
             problems,
             "state.redis.timeout",
             "must be at most 10s: an SMS waits this long for the store before it goes out without it",
+        );
+    } else if timeout > budget {
+        problem(
+            problems,
+            "state.redis.timeout",
+            format!(
+                "must be at most {budget:?}: an SMS waits this long for the store before it goes \
+                 out without it, and the send needs the rest of delivery.response_deadline \
+                 ({:?}): 1s of it, or half of a deadline shorter than 2s",
+                delivery.response_deadline
+            ),
         );
     }
     RedisConfig {
@@ -342,6 +358,33 @@ mod tests {
                 std::env::temp_dir().join("no-such-dir").display()
             )]
         );
+    }
+
+    #[test]
+    fn the_timeout_leaves_time_to_send_inside_the_response_deadline() {
+        let yaml = |timeout: &str, deadline: &str| {
+            format!(
+                "delivery: {{response_deadline: {deadline}}}\n\
+                 state: {{redis: {{url: \"redis://r:6379/0\", timeout: {timeout}}}}}"
+            )
+        };
+        let accepted =
+            |timeout: &str, deadline: &str| load(&yaml(timeout, deadline), &|_| None).is_ok();
+        assert!(
+            accepted("4s", "5s"),
+            "the largest with the default deadline"
+        );
+        assert!(accepted("3s", "5s"));
+        assert!(accepted("500ms", "1s"), "half of a short deadline");
+        assert_eq!(
+            problems(&yaml("4001ms", "5s")),
+            [
+                "state.redis.timeout: must be at most 4s: an SMS waits this long for the store \
+                 before it goes out without it, and the send needs the rest of \
+                 delivery.response_deadline (5s): 1s of it, or half of a deadline shorter than 2s"
+            ]
+        );
+        assert_eq!(problems(&yaml("600ms", "1s")).len(), 1);
     }
 
     #[test]

@@ -203,6 +203,9 @@ pub struct Begin<'a> {
     /// Hold it back on purpose (quiet hours): count it for the recipient's next SMS and settle
     /// it as `QuietHours`, unless it was settled already.
     pub hold: bool,
+    /// When the caller stops waiting for the answer, so that the SMS still goes out inside the
+    /// response deadline (without the store); `monitored` holds every store to it.
+    pub answer_by: Instant,
 }
 
 /// What the store holds for an SMS it let through, until it is settled or given back.
@@ -230,6 +233,18 @@ pub enum Start {
     RateLimited,
     /// Held back just now as asked (`Begin::hold`): counted, and settled as `QuietHours`.
     HeldBack,
+}
+
+/// How a store that may drop keys under memory pressure (Redis's `maxmemory`) is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    /// Redis's `maxmemory-policy`.
+    pub policy: String,
+    /// Whether the policy may evict the service's keys, all of which expire: any policy but
+    /// `noeviction` while `maxmemory` is set.
+    pub evictable: bool,
+    /// Keys the server evicted since it started, any keys (`evicted_keys`).
+    pub evicted_keys: u64,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -295,8 +310,15 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         "SMS are sent without dedup and rate limits until it answers again"
     }
 
-    /// Whether the store answers, for `alertmanager_sipgate_state_up` between notifications.
+    /// Whether the store answers, and takes writes, for `alertmanager_sipgate_state_up`
+    /// between notifications.
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>>;
+
+    /// What the last ping learned about the store dropping keys under memory pressure; `None`
+    /// for a store that never does.
+    fn eviction(&self) -> Option<Eviction> {
+        None
+    }
 
     /// Writes out what is not yet durable; called once at shutdown.
     fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {

@@ -1,15 +1,18 @@
 //! Any store, watched: a failure counts in `state_errors_total`, turns `state_up` to 0 and is
 //! logged once per outage, and once more when the store answers again. The delivery rules then
-//! send without the store instead of losing the page.
+//! send without the store instead of losing the page. A store that may evict keys under memory
+//! pressure is reported too: it would forget sent SMS without failing any operation.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 
-use super::{Begin, ClaimId, ContentKey, Settlement, Start, StateError, StateStore, Taken};
+use super::{
+    Begin, ClaimId, ContentKey, Eviction, Settlement, Start, StateError, StateStore, Taken,
+};
 use crate::clock::Millis;
 use crate::metrics::{Metrics, StateOperation};
 
@@ -19,9 +22,31 @@ pub struct Monitored {
     metrics: Metrics,
     /// Set while the store fails, so that the happy path needs no lock.
     down: AtomicBool,
-    /// Since when, and which operation found it out.
-    outage: Mutex<Option<(Instant, StateOperation)>>,
+    /// Since when, which operation found it out, and what it takes to end it.
+    outage: Mutex<Option<Outage>>,
+    eviction: Mutex<Option<EvictionSeen>>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    began: Instant,
+    found_by: StateOperation,
+    proof: Proof,
+}
+
+/// What a successful operation proves about the store, weakest first. An outage ends only with
+/// a success that proves at least as much as the failure that began it, so that a store that
+/// answers reads but refuses writes (a Redis out of memory) stays down instead of flapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Proof {
+    Read,
+    Write,
+    /// The store's own health check, which writes (Redis) or reports the writes behind (file).
+    Ping,
+}
+
+/// Evictions are logged at most this often, with the count since the last line.
+const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Monitored {
     pub fn new(store: Arc<dyn StateStore>, metrics: Metrics) -> Self {
@@ -31,27 +56,36 @@ impl Monitored {
             metrics,
             down: AtomicBool::new(false),
             outage: Mutex::new(None),
+            eviction: Mutex::new(None),
         }
     }
 
     fn record<T>(
         &self,
         operation: StateOperation,
+        proof: Proof,
         result: Result<T, StateError>,
     ) -> Result<T, StateError> {
         match &result {
-            Ok(_) if self.down.load(Ordering::Acquire) => self.recovered(operation),
+            Ok(_) if self.down.load(Ordering::Acquire) => self.recovered(proof),
             Ok(_) => {}
-            Err(e) => self.failed(operation, e),
+            Err(e) => self.failed(operation, proof, e),
         }
         result
     }
 
-    fn failed(&self, operation: StateOperation, error: &StateError) {
+    fn failed(&self, operation: StateOperation, proof: Proof, error: &StateError) {
         self.metrics.state_error(operation);
         let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
-        if outage.is_none() {
-            *outage = Some((Instant::now(), operation));
+        if let Some(outage) = outage.as_mut() {
+            // A failed write during an outage a read began needs a write to end it, too.
+            outage.proof = outage.proof.max(proof);
+        } else {
+            *outage = Some(Outage {
+                began: Instant::now(),
+                found_by: operation,
+                proof,
+            });
             self.down.store(true, Ordering::Release);
             self.metrics.state_up(false);
             tracing::error!(
@@ -64,23 +98,86 @@ impl Monitored {
         }
     }
 
-    /// An outage found by a ping (the file store's writes) ends only with a ping that passes;
-    /// any other ends with any answer.
-    fn recovered(&self, operation: StateOperation) {
+    /// Ends the outage when `proof` shows at least what failed.
+    fn recovered(&self, proof: Proof) {
         let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((began, found_by)) = *outage
-            && (found_by != StateOperation::Ping || operation == StateOperation::Ping)
+        if let Some(o) = *outage
+            && proof >= o.proof
         {
             *outage = None;
             self.down.store(false, Ordering::Release);
             self.metrics.state_up(true);
             tracing::info!(
                 store = self.store.name(),
-                outage_s = began.elapsed().as_secs(),
+                found_by = o.found_by.as_str(),
+                outage_s = o.began.elapsed().as_secs(),
                 "state store answers again"
             );
         }
     }
+
+    /// Reports how the store may evict keys: a warning when it may evict the service's
+    /// (again when that changes), and the keys it evicted, logged at most every ten minutes.
+    fn watch_eviction(&self, now: Eviction) {
+        self.metrics.state_evictable(now.evictable);
+        let mut guard = self.eviction.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = guard.as_ref().is_none_or(|seen| {
+            seen.last.evictable != now.evictable || seen.last.policy != now.policy
+        });
+        if changed && now.evictable {
+            tracing::warn!(
+                store = self.store.name(),
+                maxmemory_policy = %now.policy,
+                "the state store may evict the keys of this service when it is full: it would then \
+                 forget which SMS went out and send them again; set maxmemory-policy noeviction \
+                 with enough maxmemory, or give the service a Redis of its own"
+            );
+        } else if changed && guard.is_some() {
+            tracing::info!(
+                store = self.store.name(),
+                maxmemory_policy = %now.policy,
+                "the state store no longer evicts keys"
+            );
+        }
+        let Some(seen) = guard.as_mut() else {
+            *guard = Some(EvictionSeen {
+                last: now,
+                unlogged: 0,
+                logged_at: None,
+            });
+            return;
+        };
+        // A server that restarted counts from zero again.
+        let new = now
+            .evicted_keys
+            .checked_sub(seen.last.evicted_keys)
+            .unwrap_or(now.evicted_keys);
+        self.metrics.state_evicted_keys(new);
+        seen.unlogged += new;
+        seen.last = now;
+        if seen.unlogged > 0
+            && seen
+                .logged_at
+                .is_none_or(|at| at.elapsed() >= EVICTION_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                store = self.store.name(),
+                evicted_keys = seen.unlogged,
+                maxmemory_policy = %seen.last.policy,
+                "the state store evicted keys for memory; SMS it forgot may be sent again"
+            );
+            seen.unlogged = 0;
+            seen.logged_at = Some(Instant::now());
+        }
+    }
+}
+
+/// The eviction setup seen at the last ping, and the evictions not logged yet.
+#[derive(Debug)]
+struct EvictionSeen {
+    last: Eviction,
+    unlogged: u64,
+    logged_at: Option<Instant>,
 }
 
 impl StateStore for Monitored {
@@ -90,8 +187,16 @@ impl StateStore for Monitored {
 
     fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
         async move {
-            let result = self.store.begin(request).await;
-            self.record(StateOperation::Begin, result)
+            let result = timeout_at(request.answer_by, self.store.begin(request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StateError::Unavailable(
+                        "no answer while there was time left to send inside \
+                         delivery.response_deadline"
+                            .to_string(),
+                    ))
+                });
+            self.record(StateOperation::Begin, Proof::Write, result)
         }
         .boxed()
     }
@@ -105,7 +210,7 @@ impl StateStore for Monitored {
     ) -> BoxFuture<'_, Result<(), StateError>> {
         async move {
             let result = self.store.settle(key, claim, settlement, window).await;
-            self.record(StateOperation::Settle, result)
+            self.record(StateOperation::Settle, Proof::Write, result)
         }
         .boxed()
     }
@@ -118,15 +223,18 @@ impl StateStore for Monitored {
     ) -> BoxFuture<'a, Result<(), StateError>> {
         async move {
             let result = self.store.give_back(key, recipient, taken).await;
-            self.record(StateOperation::GiveBack, result)
+            self.record(StateOperation::GiveBack, Proof::Write, result)
         }
         .boxed()
     }
 
     fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
         async move {
-            let result = self.store.wait_for(key, until).await;
-            self.record(StateOperation::Wait, result)
+            // A store that stalls must not keep the caller past `until` either.
+            let result = timeout_at(until, self.store.wait_for(key, until))
+                .await
+                .unwrap_or(Ok(false));
+            self.record(StateOperation::Wait, Proof::Read, result)
         }
         .boxed()
     }
@@ -138,7 +246,7 @@ impl StateStore for Monitored {
     ) -> BoxFuture<'a, Result<bool, StateError>> {
         async move {
             let result = self.store.claim_once(event, ttl).await;
-            self.record(StateOperation::ClaimOnce, result)
+            self.record(StateOperation::ClaimOnce, Proof::Write, result)
         }
         .boxed()
     }
@@ -151,7 +259,7 @@ impl StateStore for Monitored {
     ) -> BoxFuture<'a, Result<(), StateError>> {
         async move {
             let result = self.store.mark(name, at, keep).await;
-            self.record(StateOperation::Mark, result)
+            self.record(StateOperation::Mark, Proof::Write, result)
         }
         .boxed()
     }
@@ -159,7 +267,7 @@ impl StateStore for Monitored {
     fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
         async move {
             let result = self.store.marked(name).await;
-            self.record(StateOperation::Mark, result)
+            self.record(StateOperation::Mark, Proof::Read, result)
         }
         .boxed()
     }
@@ -167,13 +275,22 @@ impl StateStore for Monitored {
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
         async move {
             let result = self.store.ping().await;
-            self.record(StateOperation::Ping, result)
+            if result.is_ok()
+                && let Some(eviction) = self.store.eviction()
+            {
+                self.watch_eviction(eviction);
+            }
+            self.record(StateOperation::Ping, Proof::Ping, result)
         }
         .boxed()
     }
 
     fn when_down(&self) -> &'static str {
         self.store.when_down()
+    }
+
+    fn eviction(&self) -> Option<Eviction> {
+        self.store.eviction()
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {

@@ -16,7 +16,9 @@ use redis::{Client, IntoConnectionInfo, RedisConnectionInfo, RedisError, Script,
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
-use super::{Begin, ClaimId, ContentKey, Settlement, Start, StateError, StateStore, Taken};
+use super::{
+    Begin, ClaimId, ContentKey, Eviction, Settlement, Start, StateError, StateStore, Taken,
+};
 use crate::clock::{Clock, millis};
 use crate::config::RedisConfig;
 use crate::ratelimit::Reservation;
@@ -26,6 +28,9 @@ pub const HELD_BACK_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 /// How often a request that found its SMS in flight elsewhere looks again.
 const WAIT_POLL: Duration = Duration::from_millis(50);
+
+/// How long the key written by a ping lives.
+const PROBE_TTL: Duration = Duration::from_secs(60);
 
 /// Claims the SMS unless it is settled or held; holds it back when asked (quiet hours); takes
 /// its rate-limit slots unless a limit is full (then it counts as held back and is settled as
@@ -136,6 +141,8 @@ pub struct RedisStore {
     timeout: Duration,
     clock: Arc<dyn Clock>,
     scripts: Scripts,
+    /// What the last ping read from `INFO`.
+    eviction: Mutex<Option<Eviction>>,
 }
 
 struct Scripts {
@@ -175,7 +182,9 @@ impl RedisStore {
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(2)
+            // No retries inside one operation: they would hide the cause (a refused password
+            // becomes "no answer in time"); the next operation connects again.
+            .set_number_of_retries(0)
             .set_max_delay(Duration::from_secs(1));
         let connection = match &config.sentinel {
             None => {
@@ -232,6 +241,7 @@ impl RedisStore {
                 claim_once: Script::new(CLAIM_ONCE),
                 mark: Script::new(MARK),
             },
+            eviction: Mutex::new(None),
         })
     }
 
@@ -297,6 +307,13 @@ impl RedisStore {
         let (error, reconnect) = match result {
             Ok(Ok(value)) => return Ok(value),
             // The client's words: a kind and Redis's or the system's reason, never the URL.
+            Ok(Err(e)) if refused_credentials(&e) => (
+                format!(
+                    "authentication failed, check state.redis.username and state.redis.password \
+                     ({e})"
+                ),
+                false,
+            ),
             Ok(Err(e)) => (e.to_string(), lost_the_master(&e)),
             Err(_) => (
                 format!("no answer within {:?} (state.redis.timeout)", self.timeout),
@@ -321,6 +338,12 @@ fn with_credentials(mut redis: RedisConnectionInfo, config: &RedisConfig) -> Red
     redis
 }
 
+/// Whether Redis refused the configured user or password.
+fn refused_credentials(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
+}
+
 /// Whether the master may have moved: the connection failed, or the server became a replica.
 fn lost_the_master(e: &RedisError) -> bool {
     e.is_io_error()
@@ -328,6 +351,25 @@ fn lost_the_master(e: &RedisError) -> bool {
         || e.is_connection_dropped()
         || e.is_timeout()
         || e.code() == Some("READONLY")
+}
+
+/// How the server evicts keys, from the text of `INFO`; `None` when it does not say (a managed
+/// Redis may leave fields out).
+fn eviction_of(info: &str) -> Option<Eviction> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let policy = field("maxmemory_policy")?.to_string();
+    let maxmemory: u64 = field("maxmemory")?.parse().ok()?;
+    Some(Eviction {
+        evictable: policy != "noeviction" && maxmemory > 0,
+        policy,
+        evicted_keys: field("evicted_keys")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    })
 }
 
 fn limit(rate: Option<crate::ratelimit::Rate>) -> (u64, u64) {
@@ -541,13 +583,38 @@ impl StateStore for RedisStore {
         .boxed()
     }
 
+    /// Writes a short-lived probe key, since a Redis out of memory answers reads but refuses
+    /// writes; then reads `INFO` for how it evicts keys. A Redis that does not let the service
+    /// read `INFO` (an ACL, a managed offering) is still up.
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
         async move {
-            let _: String = self
-                .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            let probe = self.key("probe", "ping");
+            let now = self.clock.now();
+            let _: () = self
+                .run(|mut c| async move {
+                    redis::cmd("SET")
+                        .arg(probe)
+                        .arg(now)
+                        .arg("PX")
+                        .arg(millis(PROBE_TTL))
+                        .query_async(&mut c)
+                        .await
+                })
                 .await?;
+            let info: Result<String, _> = self
+                .run(|mut c| async move { redis::cmd("INFO").query_async(&mut c).await })
+                .await;
+            *self.eviction.lock().unwrap_or_else(|p| p.into_inner()) =
+                info.ok().as_deref().and_then(eviction_of);
             Ok(())
         }
         .boxed()
+    }
+
+    fn eviction(&self) -> Option<Eviction> {
+        self.eviction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

@@ -178,7 +178,12 @@ impl TestConfig {
 
     /// The state on `redis`, shared by every service started on this config.
     pub fn on_redis(self, redis: &Redis) -> Self {
-        self.state(serde_json::json!({"redis": {"url": redis.url(), "timeout": "500ms"}}))
+        self.on_redis_with_timeout(redis, "500ms")
+    }
+
+    /// As `on_redis`, with this `state.redis.timeout`.
+    pub fn on_redis_with_timeout(self, redis: &Redis, timeout: &str) -> Self {
+        self.state(serde_json::json!({"redis": {"url": redis.url(), "timeout": timeout}}))
     }
 
     /// The route named `name`, to change it.
@@ -910,7 +915,21 @@ impl Redis {
         Redis::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]).await
     }
 
-    async fn start_with(args: &[&str]) -> Redis {
+    /// With these extra `redis-server` arguments (e.g. `--maxmemory`).
+    pub async fn start_with(args: &[&str]) -> Redis {
+        Redis::start_for_cli(args, &[]).await
+    }
+
+    /// One that takes only clients that give `password`.
+    pub async fn start_with_password(password: &str) -> Redis {
+        Redis::start_for_cli(
+            &["--requirepass", password],
+            &["-a", password, "--no-auth-warning"],
+        )
+        .await
+    }
+
+    async fn start_for_cli(args: &[&str], cli_args: &[&str]) -> Redis {
         require("redis-server", "redis-server");
         let port = free_port();
         let mut redis = Redis {
@@ -921,7 +940,7 @@ impl Redis {
                 .chain(args)
                 .map(ToString::to_string)
                 .collect(),
-            cli_args: Vec::new(),
+            cli_args: cli_args.iter().map(ToString::to_string).collect(),
             child: None,
         };
         redis.start_again().await;
@@ -1051,6 +1070,16 @@ impl Redis {
     /// SIGKILL, as a crash or a lost node.
     pub fn kill(&mut self) {
         self.child = None;
+    }
+
+    /// SIGSTOP: the connections stay open and nothing answers, as on a stalled host.
+    pub fn pause(&self) {
+        self.child.as_ref().unwrap().signal("STOP");
+    }
+
+    /// SIGCONT after `pause`: it answers what it was asked meanwhile.
+    pub fn resume(&self) {
+        self.child.as_ref().unwrap().signal("CONT");
     }
 
     pub fn cli(&self, args: &[&str]) -> String {

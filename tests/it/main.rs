@@ -15,4 +15,5 @@ mod relay;
 mod replicas;
 mod senders;
 mod state;
+mod state_faults;
 mod watchdog;

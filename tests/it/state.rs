@@ -36,6 +36,7 @@ fn begin(key: ContentKey, recipient: &str, limits: Limits) -> Begin<'_> {
         window: WINDOW,
         limits,
         hold: false,
+        answer_by: Instant::now() + Duration::from_secs(60),
     }
 }
 
