@@ -46,6 +46,8 @@ KNOWN = {
     "alertmanager_sipgate_build_info",
     "alertmanager_sipgate_state_up",
     "alertmanager_sipgate_state_errors_total",
+    "alertmanager_sipgate_state_evictable",
+    "alertmanager_sipgate_state_evicted_keys_total",
     "alertmanager_sipgate_oncall",
     "alertmanager_sipgate_watchdog_last_seen_timestamp_seconds",
     "alertmanager_sipgate_watchdog_silent",
