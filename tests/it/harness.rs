@@ -427,6 +427,34 @@ pub struct FakeSipgate {
     answer: ResponseTemplate,
     first: Option<(u64, ResponseTemplate)>,
     credential_check: bool,
+    login_page: bool,
+}
+
+/// Where a captive portal or a wrong `api_url` sends the client, and what it finds there.
+pub const LOGIN_PATH: &str = "/login";
+const LOGIN_PAGE: &str = "<html><body><form>Login</form></body></html>";
+
+/// `302` to the login page.
+pub fn redirect_to_login() -> ResponseTemplate {
+    ResponseTemplate::new(302).insert_header("Location", LOGIN_PATH)
+}
+
+/// A login page that answers `200` to any method, as a captive portal does.
+pub async fn mount_login_page(fake: &MockServer) {
+    Mock::given(path(LOGIN_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(LOGIN_PAGE, "text/html"))
+        .mount(fake)
+        .await;
+}
+
+/// The requests the login page got: none when redirects are not followed.
+pub async fn login_page_visits(fake: &MockServer) -> usize {
+    fake.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == LOGIN_PATH)
+        .count()
 }
 
 impl FakeSipgate {
@@ -435,7 +463,16 @@ impl FakeSipgate {
             answer: ResponseTemplate::new(204),
             first: None,
             credential_check: false,
+            login_page: false,
         }
+    }
+
+    /// Every SMS is redirected (`302`) to a login page that answers `200`, as a captive portal
+    /// or a wrong `api_url` behind a web server does.
+    pub fn redirecting_to_login(mut self) -> Self {
+        self.answer = redirect_to_login();
+        self.login_page = true;
+        self
     }
 
     /// Every SMS (after any `failing_first`) gets this answer.
@@ -478,6 +515,9 @@ impl FakeSipgate {
             .with_priority(2)
             .mount(&fake)
             .await;
+        if self.login_page {
+            mount_login_page(&fake).await;
+        }
         if self.credential_check {
             Mock::given(method("GET"))
                 .and(path("/v2/authorization/userinfo"))

@@ -67,6 +67,7 @@ async fn every_failure_class_counts_under_its_reason() {
         (ResponseTemplate::new(402), "payment"),
         (ResponseTemplate::new(403), "forbidden"),
         (ResponseTemplate::new(400), "client_error"),
+        (redirect_to_login(), "redirect"),
         (ResponseTemplate::new(500), "server_error"),
         (
             ResponseTemplate::new(429).insert_header("Retry-After", "60"),
@@ -256,6 +257,32 @@ async fn a_token_that_may_not_list_extensions_only_warns() {
     assert_eq!(
         ready_after_check(&app).await,
         (200, "OK (sipgate, state: memory)\n".to_string())
+    );
+}
+
+#[tokio::test]
+async fn not_ready_when_the_api_url_redirects() {
+    let fake = sipgate_account(redirect_to_login(), extensions()).await;
+    mount_login_page(&fake).await;
+    let app = TestApp::start(&checked_config(&fake.uri(), "s0")).await;
+    let (code, text) = ready_after_check(&app).await;
+    assert_eq!(code, 503);
+    assert_eq!(
+        text,
+        format!(
+            "not ready: Sipgate refused the credentials: {}/v2/authorization/userinfo answered HTTP 302, a redirect to /login: check sipgate.api_url and any proxy on the way; Sipgate's API does not redirect\n",
+            fake.uri()
+        )
+    );
+    assert_eq!(
+        login_page_visits(&fake).await,
+        0,
+        "the redirect is not followed"
+    );
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_sipgate_credentials_valid 0\n")
     );
 }
 
