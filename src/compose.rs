@@ -191,7 +191,8 @@ impl Composer<'_> {
             ),
             Err(e) => tracing::error!(
                 route = %route.name,
-                error = %e,
+                // The error may quote a label value.
+                error = %crate::redact::phone_numbers(&e.to_string()),
                 "template failed; using the built-in template instead"
             ),
         }

@@ -170,12 +170,7 @@ impl SipgateClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
         let location = redirect_target(&response);
-        let body = read_start(response).await;
-        // Sipgate's error bodies are undocumented; should one echo the number, it is masked.
-        let body = excerpt(&body).replace(to.e164(), &to.masked()).replace(
-            to.e164().trim_start_matches('+'),
-            to.masked().trim_start_matches('+'),
-        );
+        let body = excerpt(&read_start(response).await);
         let body = match location {
             Some(location) => format!("redirect{location}; {body}"),
             None => body,
@@ -201,8 +196,15 @@ impl SipgateClient {
 
 impl SipgateClient {
     /// Asks Sipgate who the token belongs to (`GET /authorization/userinfo`), then whether that
-    /// account has the configured SMS extension (`GET /{sub}/sms`).
+    /// account has the configured SMS extension (`GET /{sub}/sms`). The answer is logged and
+    /// shown by `/-/ready`, and carries what Sipgate said: numbers in it are masked.
     pub async fn verify_credentials(&self) -> CredentialCheck {
+        self.ask_about_credentials()
+            .await
+            .map_text(|text| crate::redact::phone_numbers(&text).into_owned())
+    }
+
+    async fn ask_about_credentials(&self) -> CredentialCheck {
         let userinfo = match self
             .get_json::<Userinfo>(&format!("{}/authorization/userinfo", self.api_url))
             .await
@@ -286,7 +288,8 @@ fn classify_transport_error(e: reqwest::Error) -> SendError {
         }
         SendError::Network {
             provider: SIPGATE,
-            detail: message,
+            // The chain may quote what the other end said.
+            detail: crate::redact::phone_numbers(&message).into_owned(),
         }
     }
 }
@@ -346,7 +349,10 @@ async fn read_start(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The start of something Sipgate (or whatever answered) sent, on one line, with any phone
+/// number in it masked: error bodies are undocumented and may echo the recipient in any form.
 fn excerpt(body: &str) -> String {
+    let body = crate::redact::phone_numbers(body);
     let end = body
         .char_indices()
         .nth(BODY_EXCERPT)
@@ -393,8 +399,12 @@ mod tests {
     }
 
     #[test]
-    fn excerpts_are_bounded_and_single_line() {
+    fn excerpts_are_bounded_single_line_and_masked() {
         assert_eq!(excerpt("a\nb"), "a\\nb");
+        assert_eq!(
+            excerpt("{\"to\":\"0151 12345678\"}"),
+            "{\\\"to\\\":\\\"01** ******78\\\"}"
+        );
         assert_eq!(excerpt(&"é".repeat(1000)).chars().count(), BODY_EXCERPT);
     }
 }

@@ -383,3 +383,53 @@ async fn a_real_prometheus_scrapes_the_service() {
     assert_eq!(up, "1", "target up");
     assert_eq!(sent, "2", "SMS to alice and bob, as Prometheus sees them");
 }
+
+/// The ways Sipgate (or anything in between) might echo alice's number in an error body.
+const ALICE_WRITTEN: [&str; 7] = [
+    "+4915112345678",
+    "015112345678",
+    "+49 151 12345678",
+    "0049 15112345678",
+    "(0151) 123-45678",
+    "0151/12345678",
+    "+49.151.12345678",
+];
+
+#[tokio::test]
+async fn numbers_echoed_by_sipgate_never_reach_the_log_in_clear() {
+    let echo = format!(
+        r#"{{"error":"invalid recipient","tried":["{}"]}}"#,
+        ALICE_WRITTEN.join(r#"",""#)
+    );
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(400).set_body_string(echo))
+        .start()
+        .await;
+    let service = Service::start(&fault_config(&fake.uri())).await;
+
+    let (code, body) = service
+        .post_alerts(fixture("firing-highlatency.json"))
+        .await;
+    assert_eq!(code, 502);
+    assert_eq!(body["sms"][0]["reason"], "client_error");
+
+    let log = eventually(Duration::from_secs(10), "the failure is logged", || {
+        let log = service.log();
+        async move { log.contains("SMS not delivered").then_some(log) }
+    })
+    .await;
+    assert!(
+        log.contains("invalid recipient"),
+        "the body is logged:\n{log}"
+    );
+    assert!(
+        log.contains("01********78"),
+        "masked, still recognisable:\n{log}"
+    );
+    for written in ALICE_WRITTEN {
+        assert!(!log.contains(written), "{written} in clear:\n{log}");
+    }
+    for digits in ["12345678", "15112345678", "5112345"] {
+        assert!(!log.contains(digits), "{digits} in clear:\n{log}");
+    }
+}
