@@ -344,6 +344,22 @@ pub fn diskfull(n: usize) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
+/// `payload` (an Alertmanager notification) with NUL, BEL, ESC, DEL, a tab, CR LF and the C1
+/// characters NEL (U+0085) and CSI (U+009B) in its first alert's alertname, instance and summary,
+/// as exporters may put them there.
+pub fn with_control_characters(payload: &[u8]) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    let alert = &mut body["alerts"][0];
+    alert["labels"]["alertname"] = "Disk\u{0}Full".into();
+    alert["labels"]["instance"] = "db1\u{7}:9100".into();
+    alert["annotations"]["summary"] =
+        "Disk\u{1b}[31m on db1\u{85} is\u{9b} 95%\tfull\r\nnow\u{7f}".into();
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// The summary of `with_control_characters` as it is sent.
+pub const SUMMARY_WITHOUT_CONTROL_CHARACTERS: &str = "Disk[31m on db1 is 95% full\nnow";
+
 /// What the fake Sipgate received on `POST /v2/sessions/sms`, as (recipient, message) in order of
 /// recipient, after checking method, path, headers and the exact body shape of every request.
 pub async fn sent_sms(fake: &MockServer) -> Vec<(String, String)> {
