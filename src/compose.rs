@@ -178,11 +178,17 @@ impl Composer<'_> {
     }
 
     /// The route's template, or the built-in one when it fails; `shown` names the alerts of the
-    /// last resort text.
+    /// last resort text. Without control characters, before anything is measured, so that the
+    /// budget counts what is sent and a text of control characters only counts as empty.
     fn render(&self, data: &MessageData, shown: &[&Alert]) -> String {
         let route = self.delivery.route;
         let templates = &self.config.templates;
-        match templates.render(&route.template, data) {
+        let render = |name: &str| {
+            templates
+                .render(name, data)
+                .map(sms::without_control_characters)
+        };
+        match render(&route.template) {
             Ok(text) if !text.trim().is_empty() => return trimmed(text),
             Ok(_) => tracing::error!(
                 route = %route.name,
@@ -191,13 +197,14 @@ impl Composer<'_> {
             ),
             Err(e) => tracing::error!(
                 route = %route.name,
-                error = %e,
+                // The error may quote a label value.
+                error = %crate::redact::phone_numbers(&e.to_string()),
                 "template failed; using the built-in template instead"
             ),
         }
-        match templates.render(template::FALLBACK, data) {
+        match render(template::FALLBACK) {
             Ok(text) if !text.trim().is_empty() => trimmed(text),
-            _ => last_resort(shown),
+            _ => sms::without_control_characters(last_resort(shown)),
         }
     }
 }

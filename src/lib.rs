@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod provider;
 pub mod ratelimit;
+pub mod redact;
 pub mod routing;
 pub mod server;
 pub mod shifts;

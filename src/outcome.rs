@@ -72,6 +72,10 @@ pub enum FailureReason {
     Forbidden,
     /// The request itself was refused.
     ClientError,
+    /// The address answered with a redirect (3xx): not Sipgate's API, whose SMS endpoint never
+    /// redirects, but a wrong `api_url`, a proxy or a captive portal in between. Following it
+    /// could turn a login page's `200` into an SMS counted as sent.
+    Redirect,
     ServerError,
     RateLimited,
     Timeout,
@@ -81,11 +85,12 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 9] = [
+    pub const ALL: [FailureReason; 10] = [
         FailureReason::Auth,
         FailureReason::Payment,
         FailureReason::Forbidden,
         FailureReason::ClientError,
+        FailureReason::Redirect,
         FailureReason::ServerError,
         FailureReason::RateLimited,
         FailureReason::Timeout,
@@ -99,6 +104,7 @@ impl FailureReason {
             FailureReason::Payment => "payment",
             FailureReason::Forbidden => "forbidden",
             FailureReason::ClientError => "client_error",
+            FailureReason::Redirect => "redirect",
             FailureReason::ServerError => "server_error",
             FailureReason::RateLimited => "rate_limited",
             FailureReason::Timeout => "timeout",
@@ -107,7 +113,8 @@ impl FailureReason {
         }
     }
 
-    /// Retrying cannot help until an operator acts (token, balance, booking, a bug).
+    /// Retrying cannot help until an operator acts (token, balance, booking, the address, a
+    /// bug).
     pub fn is_permanent(self) -> bool {
         matches!(
             self,
@@ -115,6 +122,7 @@ impl FailureReason {
                 | FailureReason::Payment
                 | FailureReason::Forbidden
                 | FailureReason::ClientError
+                | FailureReason::Redirect
         )
     }
 }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::redact;
+
 /// Label and annotation sets: sorted, so that rendering and fingerprints are deterministic.
 pub type Labels = BTreeMap<String, String>;
 
@@ -317,14 +319,16 @@ fn deserialize_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Payload
     serde_json::from_slice(body).map_err(|e| {
         let mut de = serde_json::Deserializer::from_slice(body);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            // The error quotes the sender's values; it is logged and answered, so numbers in it
+            // are masked.
             Err(located) => PayloadError::Invalid {
-                path: located.path().to_string(),
-                message: located.inner().to_string(),
+                path: redact::phone_numbers(&located.path().to_string()).into_owned(),
+                message: redact::phone_numbers(&located.inner().to_string()).into_owned(),
             },
             // Only trailing content after a valid document gets here.
             Ok(_) => PayloadError::Invalid {
                 path: ".".to_string(),
-                message: e.to_string(),
+                message: redact::phone_numbers(&e.to_string()).into_owned(),
             },
         }
     })
@@ -394,6 +398,17 @@ mod tests {
         include_bytes!("../tests/fixtures/alertmanager-0.25/firing-diskfull.json");
     const RESOLVED: &[u8] =
         include_bytes!("../tests/fixtures/alertmanager-0.25/resolved-diskfull.json");
+
+    #[test]
+    fn a_number_quoted_by_a_parse_error_is_masked() {
+        let body =
+            br#"{"status":"firing","alerts":[{"status":"firing","labels":{"to":4915112345678}}]}"#;
+        let error = parse_alertmanager(body).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid payload at `alerts[0].labels.to`: invalid type: integer `49*********78`, expected a string at line 1 column 76"
+        );
+    }
     const PROMETHEUS: &[u8] =
         include_bytes!("../tests/fixtures/alertmanager-0.25/firing-prometheus-rule.json");
 

@@ -79,7 +79,7 @@ pub async fn run(
     if plan.unrouted > 0 {
         metrics.sms_suppressed("", SuppressReason::NoRoute, plan.unrouted);
         tracing::warn!(
-            group_key = %notification.group_key,
+            group_key = %crate::redact::phone_numbers(&notification.group_key),
             alerts = plan.unrouted,
             "alerts matched no route; nobody is texted about them"
         );
@@ -103,8 +103,8 @@ pub async fn run(
     let failed = report.failed();
     tracing::info!(
         source = notification.source.as_str(),
-        receiver = %notification.receiver,
-        group_key = %notification.group_key,
+        receiver = %crate::redact::phone_numbers(&notification.receiver),
+        group_key = %crate::redact::phone_numbers(&notification.group_key),
         alerts = notification.alerts.len(),
         sms = report.sms.len(),
         failed,

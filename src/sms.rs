@@ -458,6 +458,31 @@ fn cut(text: &str, max_segments: usize, marker: &str, allow_ws_end: bool) -> Opt
     Some(out)
 }
 
+/// The text as it is sent: labels carry whatever exporters put in them, and a control
+/// character in an SMS is shown as a box, dropped, or ends the text on some phones. C0 and C1
+/// control characters and DEL go; `\n` stays, `\r\n` and a lone `\r` become `\n`, a tab a
+/// space. `text` itself comes back when there is nothing to change.
+pub fn without_control_characters(text: String) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return text;
+    }
+    let mut sent = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                sent.push('\n');
+            }
+            '\t' => sent.push(' '),
+            // Unicode's control characters: C0, DEL and C1.
+            c if c.is_control() && c != '\n' => {}
+            c => sent.push(c),
+        }
+    }
+    sent
+}
+
 /// Replaces characters that would force UCS-2 by GSM-7 look-alikes, so that an
 /// alert costs a third of the segments. Text that already is GSM-7 is returned
 /// borrowed. Characters without a look-alike (emoji, CJK, …) become "?"; one "?"
@@ -708,6 +733,39 @@ mod tests {
 
     fn rep(s: &str, n: usize) -> String {
         s.repeat(n)
+    }
+
+    #[test]
+    fn control_characters_are_dropped_and_line_ends_kept() {
+        for (raw, sent) in [
+            ("a\u{0}b\u{7}c\u{1b}[31md\u{7f}e", "abc[31mde"),
+            ("NEL\u{85} CSI\u{9b}1m end\u{9f}", "NEL CSI1m end"),
+            (
+                "line 1\r\nline 2\rline 3\nline 4",
+                "line 1\nline 2\nline 3\nline 4",
+            ),
+            ("a\tb", "a b"),
+            ("form\u{c}feed, vertical\u{b}tab", "formfeed, verticaltab"),
+            ("\u{0}\u{1}\u{1f}", ""),
+        ] {
+            assert_eq!(without_control_characters(raw.to_string()), sent, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn text_without_control_characters_is_kept_as_it_is() {
+        for text in [
+            "FIRING DiskFull\nA1 host1",
+            "Größe 😱 – ok",
+            "\u{a0}\u{2028}",
+            "",
+        ] {
+            let kept = text.to_string();
+            let pointer = kept.as_ptr();
+            let sent = without_control_characters(kept);
+            assert_eq!(sent, text);
+            assert_eq!(sent.as_ptr(), pointer, "not copied: {text:?}");
+        }
     }
 
     fn segs(text: &str) -> usize {

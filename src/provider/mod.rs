@@ -135,3 +135,15 @@ pub enum CredentialCheck {
     /// The service could not be asked (network, 5xx): try again later.
     Unknown(String),
 }
+
+impl CredentialCheck {
+    /// The same answer with its text changed by `change`.
+    pub fn map_text(self, change: impl FnOnce(String) -> String) -> Self {
+        match self {
+            CredentialCheck::Valid => CredentialCheck::Valid,
+            CredentialCheck::Unverifiable(text) => CredentialCheck::Unverifiable(change(text)),
+            CredentialCheck::Rejected(text) => CredentialCheck::Rejected(change(text)),
+            CredentialCheck::Unknown(text) => CredentialCheck::Unknown(change(text)),
+        }
+    }
+}

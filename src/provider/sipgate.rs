@@ -4,7 +4,9 @@ use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use base64::Engine;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER,
+};
 use serde::{Deserialize, Serialize};
 
 use futures_util::future::{BoxFuture, FutureExt};
@@ -25,6 +27,7 @@ fn reason_for_status(status: u16) -> FailureReason {
         403 => FailureReason::Forbidden,
         408 => FailureReason::Timeout,
         429 => FailureReason::RateLimited,
+        300..=399 => FailureReason::Redirect,
         500.. => FailureReason::ServerError,
         _ => FailureReason::ClientError,
     }
@@ -42,6 +45,9 @@ pub fn operator_hint(reason: FailureReason) -> &'static str {
         }
         FailureReason::ClientError => {
             "Sipgate rejected the request: check sipgate.api_url; the message may be empty or the number invalid"
+        }
+        FailureReason::Redirect => {
+            "the address answered with a redirect, not as Sipgate's API does: check sipgate.api_url (https, ending in /v2) and any proxy or captive portal on the way"
         }
         FailureReason::ServerError => "Sipgate had a server error; the caller will retry",
         FailureReason::RateLimited => "Sipgate is rate limiting; the caller will retry",
@@ -117,6 +123,9 @@ impl SipgateClient {
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("alertmanager-sipgate/", env!("CARGO_PKG_VERSION")))
+            // A redirect is never Sipgate's answer: followed, a login page's 200 would count as a
+            // sent SMS. It is a failure that names api_url instead.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
@@ -160,12 +169,12 @@ impl SipgateClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-        let body = read_start(response).await;
-        // Sipgate's error bodies are undocumented; should one echo the number, it is masked.
-        let body = excerpt(&body).replace(to.e164(), &to.masked()).replace(
-            to.e164().trim_start_matches('+'),
-            to.masked().trim_start_matches('+'),
-        );
+        let location = redirect_target(&response);
+        let body = excerpt(&read_start(response).await);
+        let body = match location {
+            Some(location) => format!("redirect{location}; {body}"),
+            None => body,
+        };
         let reason = reason_for_status(status.as_u16());
         Err(SendError::Rejected {
             provider: SIPGATE,
@@ -173,8 +182,13 @@ impl SipgateClient {
             reason,
             hint: operator_hint(reason),
             retry_after,
-            // Token (401), balance (402), extension or scope (403), wrong api_url (404).
-            account_wide: (401..=404).contains(&status.as_u16()),
+            // Token (401), balance (402), extension or scope (403), wrong api_url (404). A
+            // redirect (3xx) concerns the address, not this SMS: every SMS would get it, and
+            // retrying cannot help until someone fixes api_url or the proxy. The hold-off keeps
+            // us from sending the token to that address again meanwhile; the caller keeps the
+            // notification (502) and /-/ready says why.
+            account_wide: (401..=404).contains(&status.as_u16())
+                || reason == FailureReason::Redirect,
             body,
         })
     }
@@ -182,8 +196,15 @@ impl SipgateClient {
 
 impl SipgateClient {
     /// Asks Sipgate who the token belongs to (`GET /authorization/userinfo`), then whether that
-    /// account has the configured SMS extension (`GET /{sub}/sms`).
+    /// account has the configured SMS extension (`GET /{sub}/sms`). The answer is logged and
+    /// shown by `/-/ready`, and carries what Sipgate said: numbers in it are masked.
     pub async fn verify_credentials(&self) -> CredentialCheck {
+        self.ask_about_credentials()
+            .await
+            .map_text(|text| crate::redact::phone_numbers(&text).into_owned())
+    }
+
+    async fn ask_about_credentials(&self) -> CredentialCheck {
         let userinfo = match self
             .get_json::<Userinfo>(&format!("{}/authorization/userinfo", self.api_url))
             .await
@@ -233,6 +254,10 @@ impl SipgateClient {
             200..=299 => response.json::<T>().await.map_err(|e| {
                 CredentialCheck::Unknown(format!("unexpected answer from {url}: {e}"))
             }),
+            status @ 300..=399 => Err(CredentialCheck::Rejected(format!(
+                "{url} answered HTTP {status}, a redirect{}: check sipgate.api_url and any proxy on the way; Sipgate's API does not redirect",
+                redirect_target(&response).unwrap_or_default()
+            ))),
             401 => Err(CredentialCheck::Rejected(
                 operator_hint(FailureReason::Auth).to_string(),
             )),
@@ -263,7 +288,8 @@ fn classify_transport_error(e: reqwest::Error) -> SendError {
         }
         SendError::Network {
             provider: SIPGATE,
-            detail: message,
+            // The chain may quote what the other end said.
+            detail: crate::redact::phone_numbers(&message).into_owned(),
         }
     }
 }
@@ -298,6 +324,18 @@ impl SmsProvider for SipgateClient {
     }
 }
 
+/// ` to LOCATION` for a redirect that names where it leads, bounded and on one line.
+fn redirect_target(response: &reqwest::Response) -> Option<String> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response.headers().get(LOCATION)?;
+    Some(format!(
+        " to {}",
+        excerpt(&String::from_utf8_lossy(location.as_bytes()))
+    ))
+}
+
 /// The first few KiB of a body, however much the server sends.
 async fn read_start(mut response: reqwest::Response) -> String {
     let mut bytes = Vec::new();
@@ -311,7 +349,10 @@ async fn read_start(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The start of something Sipgate (or whatever answered) sent, on one line, with any phone
+/// number in it masked: error bodies are undocumented and may echo the recipient in any form.
 fn excerpt(body: &str) -> String {
+    let body = crate::redact::phone_numbers(body);
     let end = body
         .char_indices()
         .nth(BODY_EXCERPT)
@@ -330,11 +371,15 @@ mod tests {
         assert_eq!(reason_for_status(403), FailureReason::Forbidden);
         assert_eq!(reason_for_status(404), FailureReason::ClientError);
         assert_eq!(reason_for_status(415), FailureReason::ClientError);
+        for redirect in [301, 302, 303, 307, 308] {
+            assert_eq!(reason_for_status(redirect), FailureReason::Redirect);
+        }
         assert_eq!(reason_for_status(408), FailureReason::Timeout);
         assert_eq!(reason_for_status(429), FailureReason::RateLimited);
         assert_eq!(reason_for_status(500), FailureReason::ServerError);
         assert_eq!(reason_for_status(503), FailureReason::ServerError);
         assert!(FailureReason::Auth.is_permanent());
+        assert!(FailureReason::Redirect.is_permanent());
         assert!(!FailureReason::RateLimited.is_permanent());
         assert!(!FailureReason::ServerError.is_permanent());
     }
@@ -354,8 +399,12 @@ mod tests {
     }
 
     #[test]
-    fn excerpts_are_bounded_and_single_line() {
+    fn excerpts_are_bounded_single_line_and_masked() {
         assert_eq!(excerpt("a\nb"), "a\\nb");
+        assert_eq!(
+            excerpt("{\"to\":\"0151 12345678\"}"),
+            "{\\\"to\\\":\\\"01** ******78\\\"}"
+        );
         assert_eq!(excerpt(&"é".repeat(1000)).chars().count(), BODY_EXCERPT);
     }
 }

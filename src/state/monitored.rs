@@ -91,7 +91,8 @@ impl Monitored {
             tracing::error!(
                 store = self.store.name(),
                 operation = operation.as_str(),
-                error = %error,
+                // A remote store's error may quote what it was sent or holds.
+                error = %crate::redact::phone_numbers(&error.to_string()),
                 effect = self.store.when_down(),
                 "state store unavailable"
             );

@@ -207,7 +207,35 @@ async fn template_syntax_newlines_and_nuls_in_labels_are_just_text() {
     assert_eq!(status, 200);
     assert_eq!(
         sent_text(&fake).await,
-        vec!["FIRING {{#each x}}boom{{/each}}@a\nb\u{0}c}}".to_string()]
+        vec!["FIRING {{#each x}}boom{{/each}}@a\nbc}}".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn control_characters_in_labels_never_reach_sipgate() {
+    let fake = FakeSipgate::new().start().await;
+    let app = TestApp::with_fake(&fake).await;
+
+    let payload = with_control_characters(&fixture("firing-diskfull.json"));
+    let (status, body) = app.post_alerts(payload).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sms"][0]["segments"], 1);
+    let mut bodies: Vec<String> = fake
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.body).unwrap())
+        .collect();
+    bodies.sort();
+    let message =
+        r#"FIRING DiskFull db1:9100 since Nov 25 09:05 UTC: Disk[31m on db1 is 95% full\nnow"#;
+    assert_eq!(
+        bodies,
+        [ALICE, BOB].map(|number| format!(
+            r#"{{"smsId":"s0","recipient":"{number}","message":"{message}"}}"#
+        ))
     );
 }
 

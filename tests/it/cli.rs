@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::harness::{example, example_service_dir};
+use crate::harness::{
+    SUMMARY_WITHOUT_CONTROL_CHARACTERS, example, example_service_dir, with_control_characters,
+};
 
 fn command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
@@ -265,6 +267,28 @@ fn render_reads_the_payload_from_standard_input() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), RENDERED_FIRING);
+}
+
+#[test]
+fn render_shows_the_text_without_control_characters_as_it_is_sent() {
+    let dir = example_service_dir(None);
+    let mut child = command(&["render", &example_config(&dir), AT, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let payload = with_control_characters(&std::fs::read(example("payloads/firing.json")).unwrap());
+    child.stdin.take().unwrap().write_all(&payload).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "route: critical  recipient: bob  encoding: GSM-7  characters: 80  segments: 1\n\
+             FIRING DiskFull db1:9100 since Nov 25 10:05 CET: {SUMMARY_WITHOUT_CONTROL_CHARACTERS}\n\n"
+        )
+    );
 }
 
 #[test]

@@ -171,6 +171,49 @@ async fn account_errors_are_not_retried_and_start_a_hold_off() {
 }
 
 #[tokio::test]
+async fn a_redirect_to_a_login_page_is_a_failed_sms_not_a_sent_one() {
+    let fake = FakeSipgate::new().redirecting_to_login().start().await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
+
+    let (code, body) = app.post_alerts(warning()).await;
+
+    assert_eq!(code, 502, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "failed", "unrouted_alerts": 0, "sms": [
+            {"route": "warnings", "recipient": "alice", "outcome": "failed", "reason": "redirect", "segments": 1}]})
+    );
+    assert_eq!(requests_per_recipient(&fake).await, alice(1), "no retry");
+    assert_eq!(
+        login_page_visits(&fake).await,
+        0,
+        "the redirect is not followed"
+    );
+    let metrics = app.metrics.render();
+    assert!(
+        metrics.contains(
+            "alertmanager_sipgate_sms_sent_total{recipient=\"alice\",route=\"warnings\"} 0\n"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "alertmanager_sipgate_sms_failed_total{reason=\"redirect\",route=\"warnings\"} 1\n"
+        ),
+        "{metrics}"
+    );
+
+    // Every SMS would be redirected the same way: the next one fails fast.
+    let (code, body) = app.post_alerts(fixture("firing-diskfull.json")).await;
+    assert_eq!(code, 502);
+    assert_eq!(body["sms"][0]["reason"], "redirect");
+    assert_eq!(requests_per_recipient(&fake).await, alice(1), "hold-off");
+    let (ready, text) = app.get("/-/ready").await;
+    assert_eq!(ready, 503);
+    assert!(text.contains("sipgate.api_url"), "{text}");
+}
+
+#[tokio::test]
 async fn a_rejected_message_fails_alone_without_a_hold_off() {
     let fake = MockServer::start().await;
     Mock::given(method("POST"))

@@ -349,6 +349,22 @@ pub fn diskfull(n: usize) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
+/// `payload` (an Alertmanager notification) with NUL, BEL, ESC, DEL, a tab, CR LF and the C1
+/// characters NEL (U+0085) and CSI (U+009B) in its first alert's alertname, instance and summary,
+/// as exporters may put them there.
+pub fn with_control_characters(payload: &[u8]) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    let alert = &mut body["alerts"][0];
+    alert["labels"]["alertname"] = "Disk\u{0}Full".into();
+    alert["labels"]["instance"] = "db1\u{7}:9100".into();
+    alert["annotations"]["summary"] =
+        "Disk\u{1b}[31m on db1\u{85} is\u{9b} 95%\tfull\r\nnow\u{7f}".into();
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// The summary of `with_control_characters` as it is sent.
+pub const SUMMARY_WITHOUT_CONTROL_CHARACTERS: &str = "Disk[31m on db1 is 95% full\nnow";
+
 /// What the fake Sipgate received on `POST /v2/sessions/sms`, as (recipient, message) in order of
 /// recipient, after checking method, path, headers and the exact body shape of every request.
 pub async fn sent_sms(fake: &MockServer) -> Vec<(String, String)> {
@@ -432,6 +448,34 @@ pub struct FakeSipgate {
     answer: ResponseTemplate,
     first: Option<(u64, ResponseTemplate)>,
     credential_check: bool,
+    login_page: bool,
+}
+
+/// Where a captive portal or a wrong `api_url` sends the client, and what it finds there.
+pub const LOGIN_PATH: &str = "/login";
+const LOGIN_PAGE: &str = "<html><body><form>Login</form></body></html>";
+
+/// `302` to the login page.
+pub fn redirect_to_login() -> ResponseTemplate {
+    ResponseTemplate::new(302).insert_header("Location", LOGIN_PATH)
+}
+
+/// A login page that answers `200` to any method, as a captive portal does.
+pub async fn mount_login_page(fake: &MockServer) {
+    Mock::given(path(LOGIN_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(LOGIN_PAGE, "text/html"))
+        .mount(fake)
+        .await;
+}
+
+/// The requests the login page got: none when redirects are not followed.
+pub async fn login_page_visits(fake: &MockServer) -> usize {
+    fake.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == LOGIN_PATH)
+        .count()
 }
 
 impl FakeSipgate {
@@ -440,7 +484,16 @@ impl FakeSipgate {
             answer: ResponseTemplate::new(204),
             first: None,
             credential_check: false,
+            login_page: false,
         }
+    }
+
+    /// Every SMS is redirected (`302`) to a login page that answers `200`, as a captive portal
+    /// or a wrong `api_url` behind a web server does.
+    pub fn redirecting_to_login(mut self) -> Self {
+        self.answer = redirect_to_login();
+        self.login_page = true;
+        self
     }
 
     /// Every SMS (after any `failing_first`) gets this answer.
@@ -483,6 +536,9 @@ impl FakeSipgate {
             .with_priority(2)
             .mount(&fake)
             .await;
+        if self.login_page {
+            mount_login_page(&fake).await;
+        }
         if self.credential_check {
             Mock::given(method("GET"))
                 .and(path("/v2/authorization/userinfo"))

@@ -67,6 +67,7 @@ async fn every_failure_class_counts_under_its_reason() {
         (ResponseTemplate::new(402), "payment"),
         (ResponseTemplate::new(403), "forbidden"),
         (ResponseTemplate::new(400), "client_error"),
+        (redirect_to_login(), "redirect"),
         (ResponseTemplate::new(500), "server_error"),
         (
             ResponseTemplate::new(429).insert_header("Retry-After", "60"),
@@ -260,6 +261,32 @@ async fn a_token_that_may_not_list_extensions_only_warns() {
 }
 
 #[tokio::test]
+async fn not_ready_when_the_api_url_redirects() {
+    let fake = sipgate_account(redirect_to_login(), extensions()).await;
+    mount_login_page(&fake).await;
+    let app = TestApp::start(&checked_config(&fake.uri(), "s0")).await;
+    let (code, text) = ready_after_check(&app).await;
+    assert_eq!(code, 503);
+    assert_eq!(
+        text,
+        format!(
+            "not ready: Sipgate refused the credentials: {}/v2/authorization/userinfo answered HTTP 302, a redirect to /login: check sipgate.api_url and any proxy on the way; Sipgate's API does not redirect\n",
+            fake.uri()
+        )
+    );
+    assert_eq!(
+        login_page_visits(&fake).await,
+        0,
+        "the redirect is not followed"
+    );
+    assert!(
+        app.metrics
+            .render()
+            .contains("alertmanager_sipgate_sipgate_credentials_valid 0\n")
+    );
+}
+
+#[tokio::test]
 async fn not_ready_while_sipgate_cannot_be_asked() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
@@ -355,4 +382,54 @@ async fn a_real_prometheus_scrapes_the_service() {
     .await;
     assert_eq!(up, "1", "target up");
     assert_eq!(sent, "2", "SMS to alice and bob, as Prometheus sees them");
+}
+
+/// The ways Sipgate (or anything in between) might echo alice's number in an error body.
+const ALICE_WRITTEN: [&str; 7] = [
+    "+4915112345678",
+    "015112345678",
+    "+49 151 12345678",
+    "0049 15112345678",
+    "(0151) 123-45678",
+    "0151/12345678",
+    "+49.151.12345678",
+];
+
+#[tokio::test]
+async fn numbers_echoed_by_sipgate_never_reach_the_log_in_clear() {
+    let echo = format!(
+        r#"{{"error":"invalid recipient","tried":["{}"]}}"#,
+        ALICE_WRITTEN.join(r#"",""#)
+    );
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(400).set_body_string(echo))
+        .start()
+        .await;
+    let service = Service::start(&fault_config(&fake.uri())).await;
+
+    let (code, body) = service
+        .post_alerts(fixture("firing-highlatency.json"))
+        .await;
+    assert_eq!(code, 502);
+    assert_eq!(body["sms"][0]["reason"], "client_error");
+
+    let log = eventually(Duration::from_secs(10), "the failure is logged", || {
+        let log = service.log();
+        async move { log.contains("SMS not delivered").then_some(log) }
+    })
+    .await;
+    assert!(
+        log.contains("invalid recipient"),
+        "the body is logged:\n{log}"
+    );
+    assert!(
+        log.contains("01********78"),
+        "masked, still recognisable:\n{log}"
+    );
+    for written in ALICE_WRITTEN {
+        assert!(!log.contains(written), "{written} in clear:\n{log}");
+    }
+    for digits in ["12345678", "15112345678", "5112345"] {
+        assert!(!log.contains(digits), "{digits} in clear:\n{log}");
+    }
 }

@@ -110,7 +110,7 @@ async fn a_failing_send_is_logged_with_its_reason_and_without_secrets() {
         "{log}"
     );
     assert!(
-        log.contains("sipgate_body=\"bad token for +49151******78\""),
+        log.contains("sipgate_body=\"bad token for +49*********78\""),
         "{log}"
     );
     assert!(!log.contains(ALICE), "full number in the log:\n{log}");
@@ -148,7 +148,8 @@ async fn label_values_cannot_forge_log_lines() {
         "the value is logged, escaped:\n{log}"
     );
     assert!(
-        log.contains(r#"group_key="x\nts=2026-01-01T00:00:00Z level=error message=forged""#),
+        // The date is masked as any run of 7 or more digits is (redact).
+        log.contains(r#"group_key="x\nts=20**-**-01T00:00:00Z level=error message=forged""#),
         "{log}"
     );
     for line in log.lines() {
