@@ -135,3 +135,18 @@ pub enum CredentialCheck {
     /// The service could not be asked (network, 5xx): try again later.
     Unknown(String),
 }
+
+impl CredentialCheck {
+    /// Whether the service answered: everything but `Unknown`.
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, CredentialCheck::Unknown(_))
+    }
+
+    /// Whether SMS can go out as far as this answer tells.
+    pub fn allows_sending(&self) -> bool {
+        matches!(
+            self,
+            CredentialCheck::Valid | CredentialCheck::Unverifiable(_)
+        )
+    }
+}

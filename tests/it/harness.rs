@@ -500,6 +500,35 @@ impl FakeSipgate {
     }
 }
 
+/// From now on, the next `times` credential checks at a fake made `with_credential_check` (all
+/// when `None`) get `answer` on their first request, as when Sipgate fails during a reload.
+pub async fn credential_check_answers(
+    fake: &MockServer,
+    times: Option<u64>,
+    answer: ResponseTemplate,
+) {
+    let mock = Mock::given(method("GET"))
+        .and(path("/v2/authorization/userinfo"))
+        .respond_with(answer)
+        .with_priority(1);
+    match times {
+        Some(times) => mock.up_to_n_times(times),
+        None => mock,
+    }
+    .mount(fake)
+    .await;
+}
+
+/// How many credential checks the fake Sipgate has received so far.
+pub async fn credential_checks(fake: &MockServer) -> usize {
+    fake.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v2/authorization/userinfo")
+        .count()
+}
+
 /// Answers `status` (or `template`) to the first `times` SMS, then 204.
 pub async fn failing_then_ok(
     status: u16,
