@@ -130,6 +130,8 @@ pub struct AppState {
     pub shift_notices: crate::shifts::Notices,
     /// This replica's view of a silence of the alerting pipeline.
     pub watchdog: crate::watchdog::Watch,
+    /// Keeps a flood of refused requests from flooding the log.
+    pub refusal_log: crate::server::RefusalLog,
 }
 
 impl AppState {
@@ -151,6 +153,7 @@ impl AppState {
             reloaded: tokio::sync::Notify::new(),
             shift_notices: Default::default(),
             watchdog: Default::default(),
+            refusal_log: Default::default(),
         }
     }
 

@@ -246,6 +246,52 @@ async fn inbound_auth_accepts_the_right_basic_and_bearer_credentials() {
 }
 
 #[tokio::test]
+async fn a_flood_of_refused_requests_is_counted_in_full_but_logged_in_a_few_lines() {
+    let fake = FakeSipgate::new().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, auth_config(&fake.uri(), dir.path())).unwrap();
+    let service = Service::start_with(&config, &[], &[]).await;
+    let http = reqwest::Client::new();
+    for n in 0..500 {
+        let mut request = http
+            .post(format!("{}/alerts", service.url))
+            .body(fixture("firing-diskfull.json"));
+        if n % 2 == 0 {
+            request = request.header("Authorization", "Bearer wrong");
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401);
+    }
+
+    metrics_with(
+        &service.url,
+        r#"alertmanager_sipgate_requests_total{code="401",endpoint="/alerts"} 500"#,
+    )
+    .await;
+    let log = service.log();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("request refused"))
+        .collect();
+    assert!(
+        (1..=2).contains(&refused.len()),
+        "{} lines:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    assert!(
+        refused[0].contains(" scheme=bearer refused_since_last_line=1 schemes_tried=bearer "),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        !log.contains("t0ken") && !log.contains("s3cret"),
+        "no credentials in the log"
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_reload_that_changes_the_state_store_is_refused() {
     let fake = FakeSipgate::new().start().await;
     let app = TestApp::start(&TestConfig::new(&fake.uri()).yaml()).await;
