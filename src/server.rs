@@ -337,10 +337,23 @@ async fn oncall(
     }))
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+async fn metrics(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let live = state.current();
+    if live
+        .config
+        .server
+        .auth
+        .as_ref()
+        .is_some_and(|auth| auth.protect_metrics)
+    {
+        authorize(&state, &live, &request)?;
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
 }
 
 async fn healthy() -> HttpResponse {

@@ -702,12 +702,18 @@ pub async fn wait_until_ok(url: &str, limit: Duration, what: &str) {
 
 /// The service's metrics page at `url`, now.
 pub async fn metrics(url: &str) -> String {
-    reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    metrics_as(url, None).await
+}
+
+/// As `metrics`, with these Basic credentials, for a service with `protect_metrics`.
+pub async fn metrics_as(url: &str, basic: Option<(&str, &str)>) -> String {
+    let mut request = reqwest::Client::new().get(format!("{url}/metrics"));
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "/metrics");
+    response.text().await.unwrap()
 }
 
 /// The service's metrics page at `url` once `line` is on it.
