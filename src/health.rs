@@ -83,15 +83,9 @@ async fn check_until_answered(
         if last.as_ref() != Some(&check) {
             log_check(&check, status.verdict(), retry);
         }
-        match &check {
-            CredentialCheck::Valid | CredentialCheck::Unverifiable(_) => {
-                metrics.credentials_valid(true);
-            }
-            CredentialCheck::Rejected(_) => metrics.credentials_valid(false),
-            CredentialCheck::Unknown(_) => {}
-        }
         credentials.set(status);
         if check.is_definite() {
+            metrics.credentials_valid(check.allows_sending());
             return;
         }
         last = Some(check);
@@ -189,11 +183,7 @@ pub fn readiness(state: &AppState) -> Result<String, String> {
                 CredentialCheck::Rejected(refused) => Err(format!(
                     "Sipgate refused the credentials: {refused}; {note}"
                 )),
-                _ => Ok(format!(
-                    "{}; {note}; Sipgate {} them before",
-                    mode(),
-                    verdict_word(&verdict)
-                )),
+                _ => Ok(format!("{}; {note}; Sipgate accepted them before", mode())),
             }
         }
     }
