@@ -16,11 +16,43 @@ use crate::provider::{self, CredentialCheck, SmsProvider};
 pub enum CredentialStatus {
     /// Dry-run, or `sipgate.check_credentials: false`.
     NotChecked,
-    Checking,
+    /// No definite answer for this config yet. `verdict` is the last definite one, which after a
+    /// reload may be the previous config's: it stands until Sipgate answers for this one, so
+    /// that neither a reload nor a failed check makes a ready service unready by itself.
+    /// `unknown` is why the last try got no answer.
+    Checking {
+        verdict: Option<CredentialCheck>,
+        unknown: Option<String>,
+    },
+    /// A definite answer (never `Unknown`).
     Checked(CredentialCheck),
 }
 
-/// The credential status of one loaded config; a reload starts from `Checking` again.
+impl CredentialStatus {
+    /// The last definite answer, of this config or the one before.
+    pub fn verdict(&self) -> Option<&CredentialCheck> {
+        match self {
+            CredentialStatus::NotChecked => None,
+            CredentialStatus::Checking { verdict, .. } => verdict.as_ref(),
+            CredentialStatus::Checked(check) => Some(check),
+        }
+    }
+
+    /// The status after `check`: a definite answer replaces the verdict, an `Unknown` one is
+    /// only noted beside it.
+    pub fn answered(&self, check: CredentialCheck) -> CredentialStatus {
+        match check {
+            CredentialCheck::Unknown(why) => CredentialStatus::Checking {
+                verdict: self.verdict().cloned(),
+                unknown: Some(why),
+            },
+            definite => CredentialStatus::Checked(definite),
+        }
+    }
+}
+
+/// The credential status of one loaded config; a reload starts from `Checking` with the
+/// previous config's verdict.
 #[derive(Debug)]
 pub struct Credentials(Mutex<CredentialStatus>);
 
@@ -28,7 +60,10 @@ impl Credentials {
     /// `check`: the provider has credentials and the config asks for them to be checked.
     pub fn new(check: bool) -> Self {
         Credentials(Mutex::new(if check {
-            CredentialStatus::Checking
+            CredentialStatus::Checking {
+                verdict: None,
+                unknown: None,
+            }
         } else {
             CredentialStatus::NotChecked
         }))
@@ -40,6 +75,19 @@ impl Credentials {
 
     pub(crate) fn set(&self, status: CredentialStatus) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    /// Takes over the verdict of the config this one replaces, while its own check runs.
+    ///
+    /// Always, also when the token or api_url changed: a reload changes neither the network
+    /// nor Sipgate, wrong new credentials get a definite refusal from the first check, and
+    /// credentials are usually rotated on every replica at once, so starting from "checking"
+    /// would take them all out of the load balancer together.
+    fn carry_over(&self, previous: &Credentials) {
+        let mut status = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let CredentialStatus::Checking { verdict, .. } = &mut *status {
+            *verdict = previous.status().verdict().cloned();
+        }
     }
 }
 
@@ -82,6 +130,8 @@ pub struct AppState {
     pub shift_notices: crate::shifts::Notices,
     /// This replica's view of a silence of the alerting pipeline.
     pub watchdog: crate::watchdog::Watch,
+    /// Keeps a flood of refused requests from flooding the log.
+    pub refusal_log: crate::server::RefusalLog,
 }
 
 impl AppState {
@@ -103,6 +153,7 @@ impl AppState {
             reloaded: tokio::sync::Notify::new(),
             shift_notices: Default::default(),
             watchdog: Default::default(),
+            refusal_log: Default::default(),
         }
     }
 
@@ -132,7 +183,10 @@ impl AppState {
             }
         });
         let live = match loaded {
-            Ok(live) => Arc::new(live),
+            Ok(live) => {
+                live.credentials.carry_over(&old.credentials);
+                Arc::new(live)
+            }
             Err(e) => {
                 self.metrics.config_loaded(false);
                 tracing::error!(error = %e, "config reload failed; keeping the running config");

@@ -112,6 +112,7 @@ mod tests {
         InboundAuth {
             basic: Some(("alertmanager".into(), Secret::from("s3cret"))),
             bearer: Some(Secret::from("t0ken")),
+            protect_metrics: false,
         }
     }
 

@@ -1,16 +1,34 @@
 //! Readiness: whether the service can send SMS right now. It cannot while Sipgate refuses the
 //! configured token or SMS extension, during a hold-off after Sipgate refused an SMS, or before
-//! the credentials were checked.
+//! Sipgate first answered the credential check. A check that gets no answer (a lost connection,
+//! a 5xx) changes nothing: the last definite answer stands, also across a reload.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::{AppState, CredentialStatus, Live};
-use crate::provider::CredentialCheck;
+use crate::app::{AppState, CredentialStatus, Credentials, Live};
+use crate::metrics::Metrics;
+use crate::provider::{CredentialCheck, SmsProvider};
 use crate::state::StateStore;
 
-/// How often to ask again while Sipgate cannot be reached.
+/// How long to wait before asking again after the first, second and third try in a row that
+/// got no answer: one lost connection is the usual cause, so ask again soon.
+const QUICK_RECHECKS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
+/// How often to ask again after that, while Sipgate cannot be reached.
 const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The pause after the `failures`-th try in a row (from 0) that got no answer.
+fn recheck_delay(failures: usize) -> Duration {
+    QUICK_RECHECKS
+        .get(failures)
+        .copied()
+        .unwrap_or(RECHECK_INTERVAL)
+}
 
 /// How often the state store is asked whether it answers, between notifications.
 pub const STATE_PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,57 +50,84 @@ pub fn reload_and_check(state: &Arc<AppState>) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks the credentials of `live`, and again every 30 s while Sipgate cannot be asked, until
-/// the answer is definite or another config replaced this one. Each new answer is logged once
-/// with what to fix.
+/// Checks the credentials of `live` until the answer is definite or another config replaced
+/// this one.
 pub async fn watch_credentials(state: Arc<AppState>, live: Arc<Live>) {
-    if live.credentials.status() == CredentialStatus::NotChecked {
+    let still_current = || Arc::ptr_eq(&state.current(), &live);
+    check_until_answered(
+        live.provider.as_ref(),
+        &live.credentials,
+        &state.metrics,
+        still_current,
+    )
+    .await;
+}
+
+/// Asks `provider` about its credentials, and again after 1 s, 2 s, 4 s and then every 30 s
+/// while it cannot be asked, for as long as `still_current`. Each new answer is logged once
+/// with what to fix.
+async fn check_until_answered(
+    provider: &dyn SmsProvider,
+    credentials: &Credentials,
+    metrics: &Metrics,
+    still_current: impl Fn() -> bool,
+) {
+    if credentials.status() == CredentialStatus::NotChecked {
         return;
     }
     let mut last: Option<CredentialCheck> = None;
-    loop {
-        let check = live.provider.check_credentials().await;
+    for failures in 0.. {
+        let check = provider.check_credentials().await;
+        let status = credentials.status().answered(check.clone());
+        let retry = recheck_delay(failures);
         if last.as_ref() != Some(&check) {
-            log_check(&check);
+            log_check(&check, status.verdict(), retry);
         }
-        match &check {
-            CredentialCheck::Valid | CredentialCheck::Unverifiable(_) => {
-                state.metrics.credentials_valid(true);
-            }
-            CredentialCheck::Rejected(_) => state.metrics.credentials_valid(false),
-            CredentialCheck::Unknown(_) => {}
-        }
-        let retry = matches!(check, CredentialCheck::Unknown(_));
-        live.credentials
-            .set(CredentialStatus::Checked(check.clone()));
-        last = Some(check);
-        if !retry {
+        credentials.set(status);
+        if check.is_definite() {
+            metrics.credentials_valid(check.allows_sending());
             return;
         }
-        tokio::time::sleep(RECHECK_INTERVAL).await;
-        if !Arc::ptr_eq(&state.current(), &live) {
+        last = Some(check);
+        tokio::time::sleep(retry).await;
+        if !still_current() {
             return;
         }
     }
 }
 
-fn log_check(check: &CredentialCheck) {
-    match check {
-        CredentialCheck::Valid => {
+fn log_check(check: &CredentialCheck, verdict: Option<&CredentialCheck>, retry: Duration) {
+    match (check, verdict) {
+        (CredentialCheck::Valid, _) => {
             tracing::info!("Sipgate accepted the token and the SMS extension")
         }
-        CredentialCheck::Unverifiable(why) => {
+        (CredentialCheck::Unverifiable(why), _) => {
             tracing::warn!(problem = %why, "Sipgate credentials only partly verified")
         }
-        CredentialCheck::Rejected(why) => tracing::error!(
+        (CredentialCheck::Rejected(why), _) => tracing::error!(
             problem = %why,
             "Sipgate refused the credentials; no SMS can be sent until the config is fixed"
         ),
-        CredentialCheck::Unknown(why) => tracing::warn!(
+        (CredentialCheck::Unknown(why), None) => tracing::warn!(
             problem = %why,
-            retry_s = RECHECK_INTERVAL.as_secs(),
+            retry_s = retry.as_secs(),
             "cannot verify the Sipgate credentials yet"
         ),
+        (CredentialCheck::Unknown(why), Some(verdict)) => tracing::warn!(
+            problem = %why,
+            retry_s = retry.as_secs(),
+            last_answer = verdict_word(verdict),
+            "cannot verify the Sipgate credentials; the last answer stands"
+        ),
+    }
+}
+
+/// A definite answer in one word, for the log and `/-/ready`.
+fn verdict_word(verdict: &CredentialCheck) -> &'static str {
+    if verdict.allows_sending() {
+        "accepted"
+    } else {
+        "refused"
     }
 }
 
@@ -97,15 +142,8 @@ pub fn readiness(state: &AppState) -> Result<String, String> {
         ));
     }
     let live = state.current();
-    match live.credentials.status() {
-        CredentialStatus::Checking => Err("checking the Sipgate credentials".to_string()),
-        CredentialStatus::Checked(CredentialCheck::Rejected(why)) => {
-            Err(format!("Sipgate refused the credentials: {why}"))
-        }
-        CredentialStatus::Checked(CredentialCheck::Unknown(why)) => {
-            Err(format!("cannot verify the Sipgate credentials: {why}"))
-        }
-        CredentialStatus::Checked(_) | CredentialStatus::NotChecked => Ok(format!(
+    let mode = || {
+        format!(
             "{}, state: {}",
             if live.is_dry_run() {
                 "dry-run"
@@ -113,6 +151,169 @@ pub fn readiness(state: &AppState) -> Result<String, String> {
                 "sipgate"
             },
             state.deliverer.store().name()
-        )),
+        )
+    };
+    match live.credentials.status() {
+        CredentialStatus::NotChecked => Ok(mode()),
+        CredentialStatus::Checked(check) => match check {
+            CredentialCheck::Rejected(why) => {
+                Err(format!("Sipgate refused the credentials: {why}"))
+            }
+            _ => Ok(mode()),
+        },
+        CredentialStatus::Checking {
+            verdict: None,
+            unknown: None,
+        } => Err("checking the Sipgate credentials".to_string()),
+        // Before the first definite answer, as at the first start: a new replica that cannot
+        // reach Sipgate does not take over from working ones.
+        CredentialStatus::Checking {
+            verdict: None,
+            unknown: Some(why),
+        } => Err(format!("cannot verify the Sipgate credentials: {why}")),
+        CredentialStatus::Checking {
+            verdict: Some(verdict),
+            unknown,
+        } => {
+            let note = match &unknown {
+                None => "checking the reloaded credentials".to_string(),
+                Some(why) => format!("cannot verify the Sipgate credentials: {why}"),
+            };
+            match verdict {
+                CredentialCheck::Rejected(refused) => Err(format!(
+                    "Sipgate refused the credentials: {refused}; {note}"
+                )),
+                _ => Ok(format!("{}; {note}; Sipgate accepted them before", mode())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+
+    use crate::compose::Sms;
+    use crate::outcome::FailureReason;
+    use crate::provider::{SendError, Sent};
+
+    /// Answers the credential checks from a script and notes when each was asked.
+    #[derive(Debug)]
+    struct Scripted {
+        answers: Mutex<VecDeque<CredentialCheck>>,
+        asked_at: Mutex<Vec<Duration>>,
+        started: tokio::time::Instant,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<CredentialCheck>) -> Self {
+            Scripted {
+                answers: Mutex::new(answers.into()),
+                asked_at: Mutex::new(Vec::new()),
+                started: tokio::time::Instant::now(),
+            }
+        }
+
+        fn asked_at_s(&self) -> Vec<u64> {
+            self.asked_at
+                .lock()
+                .unwrap()
+                .iter()
+                .map(Duration::as_secs)
+                .collect()
+        }
+    }
+
+    impl SmsProvider for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn leaves_the_process(&self) -> bool {
+            true
+        }
+        fn send<'a>(&'a self, _: &'a Sms, _: &'a str) -> BoxFuture<'a, Result<Sent, SendError>> {
+            async { Ok(Sent::Accepted) }.boxed()
+        }
+        fn has_credentials(&self) -> bool {
+            true
+        }
+        fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
+            self.asked_at.lock().unwrap().push(self.started.elapsed());
+            let answer = self.answers.lock().unwrap().pop_front();
+            async move { answer.expect("asked more often than scripted") }.boxed()
+        }
+        fn operator_hint(&self, _: FailureReason) -> &'static str {
+            ""
+        }
+    }
+
+    fn unknown() -> CredentialCheck {
+        CredentialCheck::Unknown("connection reset".to_string())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_without_answer_is_retried_after_1_2_4_and_then_every_30_seconds() {
+        let provider = Scripted::new(vec![
+            unknown(),
+            unknown(),
+            unknown(),
+            unknown(),
+            unknown(),
+            CredentialCheck::Valid,
+        ]);
+        let credentials = Credentials::new(true);
+        let metrics = Metrics::new().unwrap();
+        check_until_answered(&provider, &credentials, &metrics, || true).await;
+        assert_eq!(provider.asked_at_s(), vec![0, 1, 3, 7, 37, 67]);
+        assert_eq!(
+            credentials.status(),
+            CredentialStatus::Checked(CredentialCheck::Valid)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_answer_keeps_the_last_verdict_and_a_refusal_replaces_it() {
+        let provider = Scripted::new(vec![unknown(), CredentialCheck::Rejected("401".into())]);
+        let credentials = Credentials::new(true);
+        credentials.set(CredentialStatus::Checking {
+            verdict: Some(CredentialCheck::Valid),
+            unknown: None,
+        });
+        let metrics = Metrics::new().unwrap();
+        let watched = check_until_answered(&provider, &credentials, &metrics, || true);
+        tokio::pin!(watched);
+        // Only the first try has been answered half a second in.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), &mut watched)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            credentials.status(),
+            CredentialStatus::Checking {
+                verdict: Some(CredentialCheck::Valid),
+                unknown: Some("connection reset".to_string()),
+            }
+        );
+        watched.await;
+        assert_eq!(provider.asked_at_s(), vec![0, 1]);
+        assert_eq!(
+            credentials.status(),
+            CredentialStatus::Checked(CredentialCheck::Rejected("401".into()))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replaced_config_stops_being_checked() {
+        let provider = Scripted::new(vec![unknown()]);
+        let credentials = Credentials::new(true);
+        let metrics = Metrics::new().unwrap();
+        check_until_answered(&provider, &credentials, &metrics, || false).await;
+        assert_eq!(provider.asked_at_s(), vec![0]);
     }
 }

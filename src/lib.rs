@@ -8,6 +8,7 @@ pub mod compose;
 pub mod config;
 pub mod delivery;
 pub mod health;
+pub mod log_sampler;
 pub mod matcher;
 pub mod metrics;
 pub mod oncall;

@@ -20,6 +20,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 use crate::app::{AppState, Live};
 use crate::auth;
 use crate::health;
+use crate::log_sampler::LogSampler;
 use crate::outcome::SmsReport;
 use crate::payload::{self, PayloadError};
 use crate::pipeline;
@@ -247,7 +248,7 @@ async fn handle_notification(
 ) -> Result<HttpResponse, ApiError> {
     let started = tokio::time::Instant::now();
     let live = state.current();
-    authorize(&live, &request)?;
+    authorize(&state, &live, &request)?;
     // A client that trickles its body in (slow loris) gets until the response deadline.
     let body = tokio::time::timeout(
         live.config.delivery.response_deadline,
@@ -263,7 +264,7 @@ async fn handle_notification(
         }
     };
     if notification.source == payload::Source::Grafana {
-        check_grafana_signature(&live, &request, &body)?;
+        check_grafana_signature(&state, &live, &request, &body)?;
     }
     drop(body);
     let report = pipeline::run(
@@ -309,7 +310,7 @@ async fn oncall(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.current();
-    authorize(&live, &request)?;
+    authorize(&state, &live, &request)?;
     let query = web::Query::<OnCallQuery>::from_query(request.query_string())
         .map_err(|e| ApiError::BadQuery(e.to_string()))?
         .into_inner();
@@ -336,18 +337,50 @@ async fn oncall(
     }))
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+async fn metrics(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let live = state.current();
+    if live
+        .config
+        .server
+        .auth
+        .as_ref()
+        .is_some_and(|auth| auth.protect_metrics)
+    {
+        authorize(&state, &live, &request)?;
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
 }
 
 async fn healthy() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("OK\n")
 }
 
+/// How often a flood of refused requests may write a log line.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One log line per interval for each kind of refused request; requests_total counts them all.
+#[derive(Debug)]
+pub struct RefusalLog {
+    credentials: LogSampler,
+    grafana_signature: LogSampler,
+}
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        RefusalLog {
+            credentials: LogSampler::new(REFUSAL_LOG_INTERVAL),
+            grafana_signature: LogSampler::new(REFUSAL_LOG_INTERVAL),
+        }
+    }
+}
+
 /// Checks the caller's credentials when the config asks for them.
-fn authorize(live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
+fn authorize(state: &AppState, live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
     let Some(required) = &live.config.server.auth else {
         return Ok(());
     };
@@ -355,23 +388,30 @@ fn authorize(live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION);
     if auth::accepts(required, raw.and_then(|v| v.to_str().ok())) {
-        Ok(())
-    } else {
+        return Ok(());
+    }
+    let scheme = auth::scheme_tried(raw.map(|v| v.as_bytes()));
+    let log = &state.refusal_log.credentials;
+    if let Some(sample) = log.record(std::time::Instant::now(), scheme) {
         // A refused Alertmanager notification is not retried (4xx): this line and
         // requests_total{code="401"} are how an operator learns that pages are being lost.
         tracing::warn!(
             peer = %request.peer_addr().map_or_else(String::new, |a| a.ip().to_string()),
             path = request.path(),
-            scheme = auth::scheme_tried(raw.map(|v| v.as_bytes())),
+            scheme,
+            refused_since_last_line = sample.count,
+            schemes_tried = %sample.kinds,
+            at_most_one_line_per_s = log.interval().as_secs(),
             "request refused: missing or wrong credentials; Alertmanager does not retry this, the notification is lost"
         );
-        Err(ApiError::Unauthorized {
-            challenges: auth::challenges(required),
-        })
     }
+    Err(ApiError::Unauthorized {
+        challenges: auth::challenges(required),
+    })
 }
 
 fn check_grafana_signature(
+    state: &AppState,
     live: &Live,
     request: &HttpRequest,
     body: &[u8],
@@ -383,20 +423,30 @@ fn check_grafana_signature(
     let timestamp = hmac.timestamp_header.as_deref().and_then(header);
     let signature = header("x-grafana-alerting-signature").unwrap_or("");
     if auth::grafana_signature_ok(hmac.secret.expose_secret(), timestamp, body, signature) {
-        Ok(())
+        return Ok(());
+    }
+    let kind = if signature.trim().is_empty() {
+        "missing"
     } else {
+        "wrong"
+    };
+    let log = &state.refusal_log.grafana_signature;
+    if let Some(sample) = log.record(std::time::Instant::now(), kind) {
         tracing::warn!(
+            refused_since_last_line = sample.count,
+            signatures = %sample.kinds,
+            at_most_one_line_per_s = log.interval().as_secs(),
             "Grafana notification refused: missing or wrong X-Grafana-Alerting-Signature"
         );
-        Err(ApiError::BadSignature)
     }
+    Err(ApiError::BadSignature)
 }
 
 async fn reload(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state.current(), &request)?;
+    authorize(&state, &state.current(), &request)?;
     let state = state.into_inner();
     Ok(match health::reload_and_check(&state) {
         Ok(()) => HttpResponse::Ok()

@@ -198,7 +198,8 @@ pub struct ServerConfig {
     pub max_body_size: usize,
     /// Alerts kept per notification; the rest show as `+N more`.
     pub max_alerts: usize,
-    /// Credentials callers must present on `/alerts` and `/-/reload`; none when absent.
+    /// Credentials callers must present on `/alerts`, `/healthchecks`, `/api/v1/oncall`,
+    /// `/-/reload` and, if asked for, `/metrics`; none when absent.
     pub auth: Option<InboundAuth>,
     /// When set, Grafana notifications must carry a valid `X-Grafana-Alerting-Signature`.
     pub grafana_hmac: Option<GrafanaHmac>,
@@ -217,6 +218,9 @@ pub struct GrafanaHmac {
 pub struct InboundAuth {
     pub basic: Option<(String, Secret)>,
     pub bearer: Option<Secret>,
+    /// `/metrics` needs the credentials too: it names who is on call. Off by default, so that
+    /// existing scrapes keep working; the health endpoints stay open for probes either way.
+    pub protect_metrics: bool,
 }
 
 #[derive(Debug)]
@@ -341,6 +345,8 @@ struct RawServer {
 struct RawAuth {
     basic: Option<RawBasicAuth>,
     bearer: Option<RawBearerAuth>,
+    #[serde(default)]
+    protect_metrics: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -1089,6 +1095,7 @@ fn server_config(raw: RawServer, base: &Path, problems: &mut Vec<Problem>) -> Se
                     problems,
                 )
             }),
+            protect_metrics: auth.protect_metrics,
         }
     });
     let max_alerts = raw.max_alerts.unwrap_or(1000);
@@ -1431,6 +1438,23 @@ server: {max_body_size: lots}
         }
         let c = load("sipgate: {api_url: \"http://127.0.0.1:8080/v2/\"}").unwrap();
         assert_eq!(c.sipgate.api_url, "http://127.0.0.1:8080/v2");
+    }
+
+    #[test]
+    fn metrics_are_protected_only_when_asked_for_and_only_with_credentials() {
+        let server = |auth: &str| load(&format!("server: {{auth: {auth}}}"));
+        let open = server("{bearer: {token: t0ken}}").unwrap();
+        assert!(!open.server.auth.unwrap().protect_metrics);
+        let protected = server("{bearer: {token: t0ken}, protect_metrics: true}").unwrap();
+        assert!(protected.server.auth.unwrap().protect_metrics);
+        assert_eq!(
+            fields("server: {auth: {protect_metrics: true}}"),
+            ["server.auth"]
+        );
+        assert_eq!(
+            fields("server: {auth: {bearer: {token: t0ken}, protect_metrics: yes please}}"),
+            ["server.auth.protect_metrics"]
+        );
     }
 
     #[test]

@@ -146,4 +146,17 @@ impl CredentialCheck {
             CredentialCheck::Unknown(text) => CredentialCheck::Unknown(change(text)),
         }
     }
+
+    /// Whether the service answered: everything but `Unknown`.
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, CredentialCheck::Unknown(_))
+    }
+
+    /// Whether SMS can go out as far as this answer tells.
+    pub fn allows_sending(&self) -> bool {
+        matches!(
+            self,
+            CredentialCheck::Valid | CredentialCheck::Unverifiable(_)
+        )
+    }
 }

@@ -132,14 +132,22 @@ async fn the_example_configs_work_together_as_copied() {
     let text = "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full";
     let expected = format!(r#"{{"smsId":"s0","recipient":"{number}","message":"{text}"}}"#);
     assert_eq!(sms, [expected], "log:\n{}", service.log());
-    let metrics = metrics(&service.url).await;
+    // The example protects /metrics with the credentials Alertmanager has.
+    assert_eq!(
+        reqwest::get(format!("{}/metrics", service.url))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let metrics = metrics_as(&service.url, Some(("alertmanager", EXAMPLE_SECRET))).await;
     assert!(
         metrics
             .contains("alertmanager_sipgate_requests_total{code=\"200\",endpoint=\"/alerts\"} 1\n"),
         "{metrics}"
     );
     assert!(
-        !metrics.contains("code=\"401\""),
+        !metrics.contains("code=\"401\",endpoint=\"/alerts\""),
         "Alertmanager's credentials were refused:\n{metrics}"
     );
 }

@@ -561,6 +561,35 @@ impl FakeSipgate {
     }
 }
 
+/// From now on, the next `times` credential checks at a fake made `with_credential_check` (all
+/// when `None`) get `answer` on their first request, as when Sipgate fails during a reload.
+pub async fn credential_check_answers(
+    fake: &MockServer,
+    times: Option<u64>,
+    answer: ResponseTemplate,
+) {
+    let mock = Mock::given(method("GET"))
+        .and(path("/v2/authorization/userinfo"))
+        .respond_with(answer)
+        .with_priority(1);
+    match times {
+        Some(times) => mock.up_to_n_times(times),
+        None => mock,
+    }
+    .mount(fake)
+    .await;
+}
+
+/// How many credential checks the fake Sipgate has received so far.
+pub async fn credential_checks(fake: &MockServer) -> usize {
+    fake.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v2/authorization/userinfo")
+        .count()
+}
+
 /// Answers `status` (or `template`) to the first `times` SMS, then 204.
 pub async fn failing_then_ok(
     status: u16,
@@ -734,12 +763,18 @@ pub async fn wait_until_ok(url: &str, limit: Duration, what: &str) {
 
 /// The service's metrics page at `url`, now.
 pub async fn metrics(url: &str) -> String {
-    reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    metrics_as(url, None).await
+}
+
+/// As `metrics`, with these Basic credentials, for a service with `protect_metrics`.
+pub async fn metrics_as(url: &str, basic: Option<(&str, &str)>) -> String {
+    let mut request = reqwest::Client::new().get(format!("{url}/metrics"));
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "/metrics");
+    response.text().await.unwrap()
 }
 
 /// The service's metrics page at `url` once `line` is on it.

@@ -300,6 +300,100 @@ async fn not_ready_while_sipgate_cannot_be_asked() {
     );
 }
 
+/// The real binary with the credential check on, ready on the fake's first answer.
+async fn checked_service(fake: &MockServer) -> Service {
+    let mut config = TestConfig::faults(&fake.uri());
+    config.sipgate.check_credentials = true;
+    let service = Service::start(&config.yaml()).await;
+    wait_until_ok(
+        &format!("{}/-/ready", service.url),
+        Duration::from_secs(10),
+        "the service",
+    )
+    .await;
+    service
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn reload_service(service: &Service) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/-/reload", service.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_is_retried_soon() {
+    let fake = FakeSipgate::new().with_credential_check().start().await;
+    let service = checked_service(&fake).await;
+    assert_eq!(credential_checks(&fake).await, 1);
+
+    credential_check_answers(&fake, Some(1), ResponseTemplate::new(503)).await;
+    reload_service(&service).await;
+    let ready = format!("{}/-/ready", service.url);
+    let answers = std::cell::RefCell::new(Vec::new());
+    // The retry comes after 1 s; the next after a failure used to come after 30 s.
+    eventually(
+        Duration::from_secs(10),
+        "the failed check is retried",
+        || {
+            let ready = ready.clone();
+            let (answers, fake) = (&answers, &fake);
+            async move {
+                let answer = get(&ready).await;
+                answers.borrow_mut().push(answer);
+                (credential_checks(fake).await == 3).then_some(())
+            }
+        },
+    )
+    .await;
+    let answers = answers.into_inner();
+    assert_eq!(
+        get(&ready).await,
+        (200, "OK (sipgate, state: memory)\n".to_string())
+    );
+    assert!(
+        answers.iter().all(|(code, _)| *code == 200),
+        "ready throughout: {answers:?}"
+    );
+    let unknown = format!(
+        "OK (sipgate, state: memory; cannot verify the Sipgate credentials: Sipgate answered \
+         HTTP 503 to {}/v2/authorization/userinfo; Sipgate accepted them before)\n",
+        fake.uri()
+    );
+    assert!(
+        answers.iter().any(|(_, body)| *body == unknown),
+        "the answer says why: {answers:?}"
+    );
+    assert!(
+        service
+            .log()
+            .contains("cannot verify the Sipgate credentials; the last answer stands"),
+        "{}",
+        service.log()
+    );
+
+    // A definite refusal still makes it unready.
+    credential_check_answers(&fake, None, ResponseTemplate::new(401)).await;
+    reload_service(&service).await;
+    let (code, body) = eventually(Duration::from_secs(10), "the refusal counts", || {
+        let ready = ready.clone();
+        async move { Some(get(&ready).await).filter(|(code, _)| *code == 503) }
+    })
+    .await;
+    assert_eq!(code, 503);
+    assert!(
+        body.starts_with("not ready: Sipgate refused the credentials: "),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs promtool: apt-get install prometheus"]
 async fn promtool_finds_nothing_to_complain_about() {

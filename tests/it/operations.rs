@@ -246,6 +246,105 @@ async fn inbound_auth_accepts_the_right_basic_and_bearer_credentials() {
 }
 
 #[tokio::test]
+async fn protected_metrics_need_the_same_credentials_and_the_health_endpoints_stay_open() {
+    let fake = failing_then_ok(204, 0, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: serde_json::Value =
+        yaml_serde::from_str(&auth_config(&fake.uri(), dir.path())).unwrap();
+    config["server"]["auth"]["protect_metrics"] = true.into();
+    let app = TestApp::start(&yaml_serde::to_string(&config).unwrap()).await;
+
+    let get = |path: &str, authorization: Option<&str>| {
+        let mut request = app.http.get(format!("{}{path}", app.url));
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let challenges = response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .count();
+            (status, challenges, response.text().await.unwrap())
+        }
+    };
+    for authorization in [None, Some("Bearer wrong")] {
+        let (status, challenges, body) = get("/metrics", authorization).await;
+        assert_eq!((status, challenges), (401, 2), "{authorization:?}");
+        assert_eq!(
+            body,
+            r#"{"status":"error","error":"missing or wrong credentials"}"#
+        );
+        assert_eq!(
+            get("/api/v1/oncall", authorization).await.0,
+            401,
+            "names of who is on call"
+        );
+    }
+    for authorization in ["Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==", "Bearer t0ken"] {
+        let (status, _, body) = get("/metrics", Some(authorization)).await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains(
+                "alertmanager_sipgate_requests_total{code=\"401\",endpoint=\"/metrics\"} 2\n"
+            ),
+            "{body}"
+        );
+    }
+    for open in ["/-/healthy", "/-/ready"] {
+        assert_eq!(get(open, None).await.0, 200, "{open} stays open for probes");
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_requests_is_counted_in_full_but_logged_in_a_few_lines() {
+    let fake = FakeSipgate::new().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, auth_config(&fake.uri(), dir.path())).unwrap();
+    let service = Service::start_with(&config, &[], &[]).await;
+    let http = reqwest::Client::new();
+    for n in 0..500 {
+        let mut request = http
+            .post(format!("{}/alerts", service.url))
+            .body(fixture("firing-diskfull.json"));
+        if n % 2 == 0 {
+            request = request.header("Authorization", "Bearer wrong");
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401);
+    }
+
+    metrics_with(
+        &service.url,
+        r#"alertmanager_sipgate_requests_total{code="401",endpoint="/alerts"} 500"#,
+    )
+    .await;
+    let log = service.log();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("request refused"))
+        .collect();
+    assert!(
+        (1..=2).contains(&refused.len()),
+        "{} lines:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    assert!(
+        refused[0].contains(" scheme=bearer refused_since_last_line=1 schemes_tried=bearer "),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        !log.contains("t0ken") && !log.contains("s3cret"),
+        "no credentials in the log"
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_reload_that_changes_the_state_store_is_refused() {
     let fake = FakeSipgate::new().start().await;
     let app = TestApp::start(&TestConfig::new(&fake.uri()).yaml()).await;
