@@ -253,8 +253,8 @@ fn oncall_prints_who_is_on_call_and_the_next_handoffs() {
     );
 }
 
-#[test]
-fn render_reads_the_payload_from_standard_input() {
+/// `render` of the example config at `AT`, with `payload` on standard input.
+fn render_from_standard_input(payload: &[u8]) -> Output {
     let dir = example_service_dir(None);
     let mut child = command(&["render", &example_config(&dir), AT, "-"])
         .stdin(Stdio::piped())
@@ -262,25 +262,21 @@ fn render_reads_the_payload_from_standard_input() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let payload = std::fs::read(example("payloads/firing.json")).unwrap();
-    child.stdin.take().unwrap().write_all(&payload).unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(payload).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn render_reads_the_payload_from_standard_input() {
+    let out = render_from_standard_input(&std::fs::read(example("payloads/firing.json")).unwrap());
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), RENDERED_FIRING);
 }
 
 #[test]
 fn render_shows_the_text_without_control_characters_as_it_is_sent() {
-    let dir = example_service_dir(None);
-    let mut child = command(&["render", &example_config(&dir), AT, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let payload = with_control_characters(&std::fs::read(example("payloads/firing.json")).unwrap());
-    child.stdin.take().unwrap().write_all(&payload).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = render_from_standard_input(&payload);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),

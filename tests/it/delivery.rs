@@ -185,7 +185,7 @@ async fn a_redirect_to_a_login_page_is_a_failed_sms_not_a_sent_one() {
     );
     assert_eq!(requests_per_recipient(&fake).await, alice(1), "no retry");
     assert_eq!(
-        login_page_visits(&fake).await,
+        requests_to(&fake, LOGIN_PATH).await,
         0,
         "the redirect is not followed"
     );

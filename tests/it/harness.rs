@@ -468,13 +468,13 @@ pub async fn mount_login_page(fake: &MockServer) {
         .await;
 }
 
-/// The requests the login page got: none when redirects are not followed.
-pub async fn login_page_visits(fake: &MockServer) -> usize {
+/// How many requests the fake Sipgate has received at `path` so far.
+pub async fn requests_to(fake: &MockServer, path: &str) -> usize {
     fake.received_requests()
         .await
         .unwrap()
         .iter()
-        .filter(|r| r.url.path() == LOGIN_PATH)
+        .filter(|r| r.url.path() == path)
         .count()
 }
 
@@ -582,12 +582,7 @@ pub async fn credential_check_answers(
 
 /// How many credential checks the fake Sipgate has received so far.
 pub async fn credential_checks(fake: &MockServer) -> usize {
-    fake.received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/v2/authorization/userinfo")
-        .count()
+    requests_to(fake, "/v2/authorization/userinfo").await
 }
 
 /// Answers `status` (or `template`) to the first `times` SMS, then 204.

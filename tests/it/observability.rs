@@ -275,7 +275,7 @@ async fn not_ready_when_the_api_url_redirects() {
         )
     );
     assert_eq!(
-        login_page_visits(&fake).await,
+        requests_to(&fake, LOGIN_PATH).await,
         0,
         "the redirect is not followed"
     );
