@@ -349,14 +349,15 @@ impl Deliverer {
             let sms = sms.clone();
             inner.tasks.spawn_on(
                 async move {
-                    let _pending = pending;
                     let text = noted.as_deref().unwrap_or(&sms.text);
                     let result = deliverer
                         .send_with_retries(&provider, &sms, text, policy)
                         .await;
                     // The caller learns the outcome before the store does: recording it never
-                    // makes the answer late.
+                    // makes the answer late, and a store that is down never holds a pending
+                    // slot that the next SMS needs.
                     let _ = answer.send(result);
+                    drop(pending);
                     deliverer.record(&sms, holding, result, policy).await;
                 }
                 .instrument(tracing::Span::current()),
@@ -774,15 +775,22 @@ mod tests {
     }
 
     fn deliverer(max_concurrency: usize) -> Deliverer {
-        on_store(Arc::new(memory()), max_concurrency)
+        let metrics = Metrics::new().unwrap();
+        Deliverer::new(
+            Arc::new(Monitored::new(Arc::new(memory()), metrics.clone())),
+            max_concurrency,
+            100,
+            Handle::current(),
+            metrics,
+        )
     }
 
-    fn on_store(store: Arc<dyn StateStore>, max_concurrency: usize) -> Deliverer {
+    fn on_store(store: Arc<dyn StateStore>, max_pending: usize) -> Deliverer {
         let metrics = Metrics::new().unwrap();
         Deliverer::new(
             Arc::new(Monitored::new(store, metrics.clone())),
-            max_concurrency,
-            100,
+            8,
+            max_pending,
             Handle::current(),
             metrics,
         )
@@ -1226,7 +1234,7 @@ mod tests {
             Duration::from_secs(3),
         );
         let fake = Scripted::new([]);
-        let d = on_store(store.clone(), 8);
+        let d = on_store(store.clone(), 100);
         let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
         assert_eq!(
             outcome(&report),
@@ -1269,7 +1277,7 @@ mod tests {
             Duration::from_secs(10),
         );
         let fake = Scripted::new([]);
-        let d = on_store(store, 8);
+        let d = on_store(store, 100);
         let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
         assert_eq!(outcome(&report), (Outcome::Sent, None));
         assert_eq!(started.elapsed(), Duration::from_secs(4));
@@ -1290,7 +1298,7 @@ mod tests {
             delay: Duration::from_secs(1),
             ..OK
         }]);
-        let d = on_store(store.clone(), 8);
+        let d = on_store(store.clone(), 100);
         let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
         assert_eq!(outcome(&report), (Outcome::Sent, None));
         assert_eq!(
@@ -1303,6 +1311,28 @@ mod tests {
             1,
             "recording it goes on"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recording_a_send_holds_no_pending_slot() {
+        // One pending slot; the store stalls after the first claim, so recording the first SMS
+        // takes seconds: the second SMS must still get the slot.
+        let started = Instant::now();
+        let store = Stalled::new(
+            started + Duration::from_millis(100),
+            started + Duration::from_secs(60),
+            Duration::from_secs(3),
+        );
+        let fake = Scripted::new([Answer {
+            delay: Duration::from_millis(200),
+            ..OK
+        }]);
+        let d = on_store(store, 1);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        let report = send(&d, &fake, sms("bob", "B"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None), "not overloaded");
+        assert_eq!(fake.requests().len(), 2);
     }
 
     #[test]
