@@ -169,7 +169,10 @@ impl FileStore {
                                 *file = File::Open(db);
                                 self.written()
                             }
-                            Err(e) => self.failed(Some(e)),
+                            Err(e) => {
+                                close(db).await;
+                                self.failed(Some(e))
+                            }
                         };
                     }
                     Ok(Err(e)) => return self.failed(Some(e.message)),
@@ -188,7 +191,7 @@ impl FileStore {
                 *file = File::Lost {
                     retry_at: Instant::now(),
                 };
-                drop(db);
+                close(db).await;
                 self.failed(Some(e))
             }
         }
@@ -242,6 +245,12 @@ impl FileStore {
         }
         Err(StateError::Unavailable(error))
     }
+}
+
+/// Closes a database that failed, off the async threads (dropping it tries to write), so that
+/// the file is free to be opened again.
+async fn close(db: Arc<Database>) {
+    let _ = tokio::task::spawn_blocking(move || drop(db)).await;
 }
 
 /// Opens or creates the database; the error says what to do about it.
