@@ -222,7 +222,7 @@ fn main() -> ExitCode {
             init_logging(cli.log_level, cli.log_format);
             // The service reports through its log, once; nothing more on stderr.
             return match serve(&cli) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(code) => code,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "cannot serve");
                     ExitCode::FAILURE
@@ -361,7 +361,8 @@ fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow::Result<()
     Ok(())
 }
 
-fn serve(cli: &Cli) -> anyhow::Result<()> {
+/// Serves until a signal; fails (exit 1) also when the state could not be saved at the stop.
+fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     let metrics = Metrics::new()?;
     let config = Config::load(&cli.config.path)?;
     metrics.config_loaded(true);
@@ -434,12 +435,21 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     sends.spawn(watchdog::follow(state.clone()));
     let served = actix_web::rt::System::new().block_on(serve_until_signal(state, listener, grace));
     // After the sends in flight settled: what the file store has not written yet goes out now.
-    if let Err(e) = sends.block_on(store.close()) {
-        tracing::error!(error = %e, "cannot write the state store at shutdown");
+    let saved = sends.block_on(store.close());
+    if let Err(e) = &saved {
+        tracing::error!(
+            error = %e,
+            "the state was not saved at shutdown: the next start forgets what changed since the \
+             last write (SMS sent, rate limits), and may send those SMS again"
+        );
     }
     served?;
     sends.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
+    Ok(if saved.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Serves until SIGTERM or SIGINT, then lets the requests and the SMS sends in flight finish

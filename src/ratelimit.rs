@@ -147,6 +147,15 @@ impl RateLimiter {
         (log, self.held.get(recipient).copied().unwrap_or(0))
     }
 
+    /// Every recipient with slots or a held-back count, to persist them all.
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        let held = self
+            .held
+            .keys()
+            .filter(|name| !self.per_recipient.contains_key(*name));
+        self.per_recipient.keys().chain(held).map(String::as_str)
+    }
+
     /// The slots of the total limit, to persist them.
     pub fn total(&self) -> Vec<Reservation> {
         self.total.iter().copied().collect()

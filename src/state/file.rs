@@ -38,42 +38,87 @@ const ONCE: TableDefinition<&str, u64> = TableDefinition::new("once");
 /// Mark (a heartbeat) -> its latest time in Unix ms.
 const MARKS: TableDefinition<&str, u64> = TableDefinition::new("marks");
 
+/// How often a database closed by a failed write is opened again, while that fails too.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 #[error("state file {path}: {message}")]
 pub struct FileError {
     pub path: PathBuf,
     pub message: String,
+    pub kind: FileErrorKind,
+}
+
+/// Why the file could not be opened, for what the service does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileErrorKind {
+    /// Another process has it open: that one is the instance that serves with it.
+    InUse,
+    /// The owner, mode or a read-only mount keeps this process from writing it.
+    Permission,
+    /// Not a state file of this service, or damaged; it must be left as it is.
+    Damaged,
+    /// Anything else the operating system refused.
+    Other,
 }
 
 #[derive(Debug)]
 pub struct FileStore {
     memory: MemoryStore,
-    db: Arc<Database>,
     path: PathBuf,
-    /// One write at a time, in order.
-    writing: tokio::sync::Mutex<()>,
-    /// Why the last write failed, until one succeeds.
-    last_error: Mutex<Option<String>>,
+    /// The database, one write at a time, in order.
+    file: tokio::sync::Mutex<File>,
+    /// Why writing fails, as the outage's first failure said it (the cause, where later
+    /// attempts may only say that one failed before), until a write succeeds.
+    outage: Mutex<Option<String>>,
+}
+
+#[derive(Debug)]
+enum File {
+    /// Holds what the memory store held at the last write, but for what changed since.
+    Open(Arc<Database>),
+    /// A write failed and the database was closed: redb refuses every write after an I/O
+    /// error, and the failed transaction may have lost earlier changes. It is opened again
+    /// and written whole, not before `retry_at`.
+    Lost { retry_at: Instant },
+    /// It could not be opened at start: left as it is until a restart, the state kept in
+    /// memory only.
+    Unopened,
 }
 
 impl FileStore {
     /// Opens or creates the file and loads what it holds. Blocking; call it before serving.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<FileStore, FileError> {
-        let fail = |message: String| FileError {
+        let db = open_database(path)?;
+        let snapshot = load(&db).map_err(|(kind, why)| FileError {
             path: path.to_path_buf(),
-            message,
-        };
-        let db = Database::create(path).map_err(|e| fail(open_error(&e)))?;
-        let snapshot = load(&db).map_err(fail)?;
+            message: match kind {
+                FileErrorKind::Damaged => damaged(&why),
+                _ => format!("cannot read it ({why})"),
+            },
+            kind,
+        })?;
         let memory = MemoryStore::persisted(DEFAULT_CAPACITY, clock);
         memory.restore(snapshot);
         Ok(FileStore {
             memory,
-            db: Arc::new(db),
             path: path.to_path_buf(),
-            writing: tokio::sync::Mutex::new(()),
-            last_error: Mutex::new(None),
+            file: tokio::sync::Mutex::new(File::Open(Arc::new(db))),
+            outage: Mutex::new(None),
         })
+    }
+
+    /// The store of a file that could not be opened (`error`): the state lives in memory
+    /// only, the file is never touched, and `ping` fails with `error` until a restart.
+    pub fn unopened(error: &FileError, clock: Arc<dyn Clock>) -> FileStore {
+        FileStore {
+            memory: MemoryStore::new(DEFAULT_CAPACITY, clock),
+            path: error.path.clone(),
+            file: tokio::sync::Mutex::new(File::Unopened),
+            outage: Mutex::new(Some(format!(
+                "{error}; until a restart opens it, the state is kept in memory only"
+            ))),
+        }
     }
 
     /// Writes what changed every `FLUSH_INTERVAL`, on `runtime`, for as long as the store lives.
@@ -86,98 +131,221 @@ impl FileStore {
                 tick.tick().await;
                 let Some(store) = store.upgrade() else { return };
                 // A failure is kept for `ping` to report, and written again next time.
-                let _ = store.flush().await;
+                let _ = store.write(false).await;
             }
         });
     }
 
-    /// Writes what changed since the last write, in one transaction. What a failed write held
-    /// is marked as changed again, so that the next one writes its values of then.
+    /// Writes what changed since the last write, in one transaction; after a failed write,
+    /// opens the database again and writes everything. What a failed write held is marked as
+    /// changed again, so that the next one writes its values of then.
     pub async fn flush(&self) -> Result<(), StateError> {
-        let _one_at_a_time = self.writing.lock().await;
+        self.write(true).await
+    }
+
+    /// As `flush`; a database lost to a failed write is opened again only when `retry_at`
+    /// passed, unless `now` (at shutdown).
+    async fn write(&self, now: bool) -> Result<(), StateError> {
+        let mut file = self.file.lock().await;
+        let db = match &*file {
+            File::Open(db) => db.clone(),
+            File::Unopened => return self.failed(None),
+            File::Lost { retry_at } if !now && Instant::now() < *retry_at => {
+                // Everything is written once the database is back; the changes need no keeping.
+                let _ = self.memory.snapshot();
+                return self.failed(None);
+            }
+            File::Lost { .. } => {
+                *file = File::Lost {
+                    retry_at: Instant::now() + REOPEN_INTERVAL,
+                };
+                let path = self.path.clone();
+                match tokio::task::spawn_blocking(move || open_database(&path)).await {
+                    Ok(Ok(db)) => {
+                        let db = Arc::new(db);
+                        let whole = self.memory.whole();
+                        return match self.commit(&db, whole, true).await {
+                            Ok(()) => {
+                                *file = File::Open(db);
+                                self.written()
+                            }
+                            Err(e) => {
+                                close(db).await;
+                                self.failed(Some(e))
+                            }
+                        };
+                    }
+                    Ok(Err(e)) => return self.failed(Some(e.message)),
+                    Err(e) => return self.failed(Some(format!("the open did not finish: {e}"))),
+                }
+            }
+        };
         let snapshot = self.memory.snapshot();
         if snapshot.is_empty() {
-            return self.written(None);
+            return self.written();
         }
-        let db = self.db.clone();
+        match self.commit(&db, snapshot, false).await {
+            Ok(()) => self.written(),
+            Err(e) => {
+                // Closed here, so that the file is opened again for the next write.
+                *file = File::Lost {
+                    retry_at: Instant::now(),
+                };
+                close(db).await;
+                self.failed(Some(e))
+            }
+        }
+    }
+
+    /// Writes `snapshot` in one transaction, `whole` replacing what the file held. What a
+    /// failed write held is marked as changed again.
+    async fn commit(
+        &self,
+        db: &Arc<Database>,
+        snapshot: Snapshot,
+        whole: bool,
+    ) -> Result<(), String> {
+        let db = db.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let result = write(&db, &snapshot);
+            let result = write(&db, &snapshot, whole);
             (snapshot, result)
         })
         .await;
         match written {
-            Ok((_, Ok(()))) => self.written(None),
+            Ok((_, Ok(()))) => Ok(()),
             Ok((snapshot, Err(e))) => {
                 self.memory.unwritten(&snapshot);
-                self.written(Some(e))
+                Err(e)
             }
-            // Only a bug gets here (a panic in the database); the changes of this write are
-            // lost for the file, not for the running service.
-            Err(e) => self.written(Some(format!("the write did not finish: {e}"))),
+            // Only a bug gets here (a panic in the database); the database is written whole
+            // once it opens again.
+            Err(e) => Err(format!("the write did not finish: {e}")),
         }
     }
 
-    /// Records how the last write went, for `ping`.
-    fn written(&self, error: Option<String>) -> Result<(), StateError> {
-        let error = error.map(|e| format!("cannot write {}: {e}", self.path.display()));
-        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-        if error.is_none() && last.is_none() {
-            return Ok(());
+    /// A write succeeded: the outage, if any, is over.
+    fn written(&self) -> Result<(), StateError> {
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        *outage = None;
+        Ok(())
+    }
+
+    /// A write failed with `error` (`None`: not tried, the outage goes on). The outage keeps
+    /// its first error for `ping`; the caller gets this one.
+    fn failed(&self, error: Option<String>) -> Result<(), StateError> {
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        let error = match error {
+            Some(e) => format!("cannot write {}: {e}", self.path.display()),
+            None => outage
+                .clone()
+                .unwrap_or_else(|| format!("cannot write {}", self.path.display())),
+        };
+        if outage.is_none() {
+            *outage = Some(error.clone());
         }
-        *last = error.clone();
-        error.map_or(Ok(()), |e| Err(StateError::Unavailable(e)))
+        Err(StateError::Unavailable(error))
     }
 }
 
-fn open_error(e: &redb::DatabaseError) -> String {
+/// Closes a database that failed, off the async threads (dropping it tries to write), so that
+/// the file is free to be opened again.
+async fn close(db: Arc<Database>) {
+    let _ = tokio::task::spawn_blocking(move || drop(db)).await;
+}
+
+/// Opens or creates the database; the error says what to do about it.
+fn open_database(path: &Path) -> Result<Database, FileError> {
+    Database::create(path).map_err(|e| {
+        let kind = error_kind(&e);
+        let message = match kind {
+            FileErrorKind::InUse => "is in use by another process; the file backend is for one \
+                                     instance (use state.redis for several replicas)"
+                .to_string(),
+            FileErrorKind::Permission => format!(
+                "no permission to write it ({}): fix the owner or mode of the file, its folder \
+                 or the mount",
+                io_cause(&e)
+            ),
+            FileErrorKind::Damaged => damaged(&e.to_string()),
+            FileErrorKind::Other => format!("cannot open it ({e})"),
+        };
+        FileError {
+            path: path.to_path_buf(),
+            message,
+            kind,
+        }
+    })
+}
+
+fn error_kind(e: &redb::DatabaseError) -> FileErrorKind {
+    use redb::{DatabaseError, StorageError};
     match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => {
-            "is in use by another process; the file backend is for one instance (use state.redis \
-             for several replicas)"
-                .to_string()
-        }
-        other => format!(
-            "cannot open it ({other}); it is not a state file of this service, or it is damaged: \
-             move it away to start with an empty state"
-        ),
+        DatabaseError::DatabaseAlreadyOpen => FileErrorKind::InUse,
+        DatabaseError::Storage(StorageError::Io(io)) => match io.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                FileErrorKind::Permission
+            }
+            // A header that does not parse, or a file shorter than its header says.
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+                FileErrorKind::Damaged
+            }
+            _ => FileErrorKind::Other,
+        },
+        DatabaseError::Storage(StorageError::Corrupted(_))
+        | DatabaseError::UpgradeRequired(_)
+        | DatabaseError::RepairAborted => FileErrorKind::Damaged,
+        _ => FileErrorKind::Other,
     }
 }
 
-fn load(db: &Database) -> Result<Snapshot, String> {
-    let damaged = |e: &dyn std::fmt::Display| format!("cannot read it ({e})");
+/// The operating system's words, without redb's "I/O error: " before them.
+fn io_cause(e: &redb::DatabaseError) -> String {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn damaged(why: &str) -> String {
+    format!(
+        "damaged or not a state file of this service ({why}); it is left as it is: move it away \
+         to start afresh"
+    )
+}
+
+/// What the file holds; an error says whether the file or the disk failed.
+fn load(db: &Database) -> Result<Snapshot, (FileErrorKind, String)> {
+    let damaged = |e: &dyn std::fmt::Display| (FileErrorKind::Damaged, e.to_string());
     {
         // Creates the tables of a new file, and records its layout.
-        let txn = db.begin_write().map_err(|e| damaged(&e))?;
+        let txn = db.begin_write().map_err(read_error)?;
         {
-            let mut meta = txn.open_table(META).map_err(|e| damaged(&e))?;
-            let format = meta
-                .get("format")
-                .map_err(|e| damaged(&e))?
-                .map(|v| v.value());
+            let mut meta = txn.open_table(META).map_err(read_error)?;
+            let format = meta.get("format").map_err(read_error)?.map(|v| v.value());
             match format {
                 None => {
-                    meta.insert("format", FORMAT).map_err(|e| damaged(&e))?;
+                    meta.insert("format", FORMAT).map_err(read_error)?;
                 }
                 Some(FORMAT) => {}
                 Some(other) => {
-                    return Err(format!(
+                    return Err(damaged(&format_args!(
                         "has layout {other}, this release reads layout {FORMAT}"
-                    ));
+                    )));
                 }
             }
-            txn.open_table(LEDGER).map_err(|e| damaged(&e))?;
-            txn.open_table(RECIPIENTS).map_err(|e| damaged(&e))?;
-            txn.open_table(TOTAL).map_err(|e| damaged(&e))?;
-            txn.open_table(ONCE).map_err(|e| damaged(&e))?;
-            txn.open_table(MARKS).map_err(|e| damaged(&e))?;
+            txn.open_table(LEDGER).map_err(read_error)?;
+            txn.open_table(RECIPIENTS).map_err(read_error)?;
+            txn.open_table(TOTAL).map_err(read_error)?;
+            txn.open_table(ONCE).map_err(read_error)?;
+            txn.open_table(MARKS).map_err(read_error)?;
         }
-        txn.commit().map_err(|e| damaged(&e))?;
+        txn.commit().map_err(read_error)?;
     }
-    let txn = db.begin_read().map_err(|e| damaged(&e))?;
+    let txn = db.begin_read().map_err(read_error)?;
     let mut snapshot = Snapshot::default();
-    let ledger = txn.open_table(LEDGER).map_err(|e| damaged(&e))?;
-    for entry in ledger.iter().map_err(|e| damaged(&e))? {
-        let (key, value) = entry.map_err(|e| damaged(&e))?;
+    let ledger = txn.open_table(LEDGER).map_err(read_error)?;
+    for entry in ledger.iter().map_err(read_error)? {
+        let (key, value) = entry.map_err(read_error)?;
         let (kind, until) = value.value();
         let settlement = match kind {
             0 => Settlement::Sent,
@@ -190,9 +358,9 @@ fn load(db: &Database) -> Result<Snapshot, String> {
             Some((settlement, until)),
         ));
     }
-    let recipients = txn.open_table(RECIPIENTS).map_err(|e| damaged(&e))?;
-    for entry in recipients.iter().map_err(|e| damaged(&e))? {
-        let (name, value) = entry.map_err(|e| damaged(&e))?;
+    let recipients = txn.open_table(RECIPIENTS).map_err(read_error)?;
+    for entry in recipients.iter().map_err(read_error)? {
+        let (name, value) = entry.map_err(read_error)?;
         let bytes = value.value();
         let (held, slots) = bytes
             .split_first_chunk::<8>()
@@ -202,28 +370,52 @@ fn load(db: &Database) -> Result<Snapshot, String> {
             .recipients
             .push((name.value().to_string(), log, u64::from_be_bytes(*held)));
     }
-    let total = txn.open_table(TOTAL).map_err(|e| damaged(&e))?;
-    if let Some(value) = total.get(()).map_err(|e| damaged(&e))? {
+    let total = txn.open_table(TOTAL).map_err(read_error)?;
+    if let Some(value) = total.get(()).map_err(read_error)? {
         let log = decode_slots(value.value()).ok_or_else(|| damaged(&"bad total entry"))?;
         snapshot.total = Some(log);
     }
-    let once = txn.open_table(ONCE).map_err(|e| damaged(&e))?;
-    for entry in once.iter().map_err(|e| damaged(&e))? {
-        let (event, until) = entry.map_err(|e| damaged(&e))?;
+    let once = txn.open_table(ONCE).map_err(read_error)?;
+    for entry in once.iter().map_err(read_error)? {
+        let (event, until) = entry.map_err(read_error)?;
         snapshot
             .once
             .push((event.value().to_string(), Some(until.value())));
     }
-    let marks = txn.open_table(MARKS).map_err(|e| damaged(&e))?;
-    for entry in marks.iter().map_err(|e| damaged(&e))? {
-        let (name, at) = entry.map_err(|e| damaged(&e))?;
+    let marks = txn.open_table(MARKS).map_err(read_error)?;
+    for entry in marks.iter().map_err(read_error)? {
+        let (name, at) = entry.map_err(read_error)?;
         snapshot.marks.push((name.value().to_string(), at.value()));
     }
     Ok(snapshot)
 }
 
-fn write(db: &Database, snapshot: &Snapshot) -> Result<(), String> {
+/// A failure of the disk is not a damaged file.
+fn read_error(e: impl Into<redb::Error>) -> (FileErrorKind, String) {
+    let e: redb::Error = e.into();
+    let kind = match &e {
+        redb::Error::Io(_) | redb::Error::PreviousIo => FileErrorKind::Other,
+        _ => FileErrorKind::Damaged,
+    };
+    (kind, e.to_string())
+}
+
+/// Writes `snapshot` in one transaction; `whole` empties the tables first, for a snapshot of
+/// everything (`MemoryStore::whole`).
+fn write(db: &Database, snapshot: &Snapshot, whole: bool) -> Result<(), String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
+    if whole {
+        let emptied = [
+            txn.delete_table(LEDGER),
+            txn.delete_table(RECIPIENTS),
+            txn.delete_table(TOTAL),
+            txn.delete_table(ONCE),
+            txn.delete_table(MARKS),
+        ];
+        for result in emptied {
+            result.map_err(|e| e.to_string())?;
+        }
+    }
     {
         let mut ledger = txn.open_table(LEDGER).map_err(|e| e.to_string())?;
         let mut recipients = txn.open_table(RECIPIENTS).map_err(|e| e.to_string())?;
@@ -359,16 +551,17 @@ impl StateStore for FileStore {
          now would forget it"
     }
 
-    /// Fails while the file cannot be written.
+    /// Fails while the file cannot be written, with the outage's first error.
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
         let error = self
-            .last_error
+            .outage
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         std::future::ready(error.map_or(Ok(()), |e| Err(StateError::Unavailable(e)))).boxed()
     }
 
+    /// Writes what is not written yet, opening the database again if a write lost it.
     fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {
         self.flush().boxed()
     }

@@ -150,6 +150,51 @@ impl MemoryStore {
         }
     }
 
+    /// Everything there is to persist, for a file written anew: settled SMS, rate-limit slots,
+    /// held-back counts, once-only events and marks. What changed so far is in it, so it counts
+    /// as persisted.
+    pub fn whole(&self) -> Snapshot {
+        let mut inner = self.inner();
+        let Inner {
+            ledger,
+            limiter,
+            once,
+            marks,
+            changes,
+        } = &mut *inner;
+        if let Some(changes) = changes.as_mut() {
+            *changes = Changes::default();
+        }
+        if let Some(changed) = ledger.changed.as_mut() {
+            changed.clear();
+        }
+        let settled = ledger
+            .entries
+            .iter()
+            .filter_map(|(key, entry)| match entry {
+                Entry::Settled { until, settlement } => Some((*key, Some((*settlement, *until)))),
+                Entry::InFlight { .. } => None,
+            })
+            .collect();
+        let recipients = limiter
+            .recipients()
+            .map(|name| {
+                let (log, held) = limiter.recipient(name);
+                (name.to_string(), log, held)
+            })
+            .collect();
+        Snapshot {
+            settled,
+            recipients,
+            total: Some(limiter.total()),
+            once: once
+                .iter()
+                .map(|(event, until)| (event.clone(), Some(*until)))
+                .collect(),
+            marks: marks.iter().map(|(name, at)| (name.clone(), *at)).collect(),
+        }
+    }
+
     /// Marks what `snapshot` held as changed again, after writing it failed: the next snapshot
     /// takes the values of that moment.
     pub fn unwritten(&self, snapshot: &Snapshot) {
@@ -664,6 +709,62 @@ mod tests {
         assert_eq!(
             ledger.claim(key(1), ClaimId(3), t0 + millis(WINDOW), LEASE),
             Claim::Claimed(ClaimId(3))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_whole_state_holds_also_what_earlier_snapshots_took() {
+        use crate::clock::ManualClock;
+        use crate::ratelimit::{Limits, Rate};
+        let t0: Millis = 1_000_000;
+        let store = MemoryStore::persisted(10, Arc::new(ManualClock::at(t0)));
+        let limits = Limits {
+            per_recipient: Some(Rate::parse("5/h").unwrap()),
+            total: Some(Rate::parse("50/h").unwrap()),
+        };
+        for n in 1..=2u8 {
+            let begin = Begin {
+                key: key(n),
+                claim: ClaimId(u64::from(n)),
+                recipient: "alice",
+                lease: LEASE,
+                window: WINDOW,
+                limits,
+                hold: false,
+            };
+            let Start::Claimed(taken) = store.begin(begin).await.unwrap() else {
+                panic!("not claimed")
+            };
+            store
+                .settle(key(n), taken.claim, Settlement::Sent, WINDOW)
+                .await
+                .unwrap();
+            // The write of the first one went through, before the one that failed.
+            let _ = store.snapshot();
+        }
+        assert!(store.claim_once("shift:primary:1", WINDOW).await.unwrap());
+        store.mark("watchdog", t0 - 5, Keep::Latest).await.unwrap();
+
+        let mut whole = store.whole();
+        whole.settled.sort_by_key(|(key, _)| *key.as_bytes());
+        let until = t0 + millis(WINDOW);
+        let slots: Vec<Reservation> = (1..=2).map(|id| Reservation { at: t0, id }).collect();
+        assert_eq!(
+            whole,
+            Snapshot {
+                settled: vec![
+                    (key(1), Some((Settlement::Sent, until))),
+                    (key(2), Some((Settlement::Sent, until))),
+                ],
+                recipients: vec![("alice".to_string(), slots.clone(), 0)],
+                total: Some(slots),
+                once: vec![("shift:primary:1".to_string(), Some(until))],
+                marks: vec![("watchdog".to_string(), t0 - 5)],
+            }
+        );
+        assert!(
+            store.snapshot().is_empty(),
+            "what the whole state held counts as written"
         );
     }
 

@@ -67,11 +67,17 @@ pub fn open(
 ) -> Result<Arc<dyn StateStore>, OpenError> {
     let store: Arc<dyn StateStore> = match config {
         StateConfig::Memory => Arc::new(MemoryStore::new(memory::DEFAULT_CAPACITY, clock)),
-        StateConfig::File(path) => {
-            let store = Arc::new(FileStore::open(path, clock)?);
-            store.write_behind(runtime);
-            store
-        }
+        StateConfig::File(path) => match FileStore::open(path, clock.clone()) {
+            Ok(store) => {
+                let store = Arc::new(store);
+                store.write_behind(runtime);
+                store
+            }
+            // Another instance serves with this file.
+            Err(e) if e.kind == file::FileErrorKind::InUse => return Err(e.into()),
+            // The pager goes on without the file: the first ping reports it, `state_up` stays 0.
+            Err(e) => Arc::new(FileStore::unopened(&e, clock)),
+        },
         StateConfig::Redis(redis) => Arc::new(RedisStore::new(redis, clock)?),
     };
     Ok(Arc::new(monitored::Monitored::new(store, metrics)))

@@ -6,6 +6,7 @@ mod alertmanager;
 mod bad_input;
 mod cli;
 mod delivery;
+mod disk_faults;
 mod observability;
 mod oncall;
 mod operations;

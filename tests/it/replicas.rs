@@ -218,33 +218,9 @@ fn run_to_exit(config: &std::path::Path) -> (Option<i32>, String) {
 }
 
 #[tokio::test]
-async fn a_damaged_or_unreachable_state_file_stops_the_start_with_its_path() {
+async fn a_state_file_in_a_missing_folder_stops_the_start_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
-    let state = dir.path().join("state.redb");
-    std::fs::write(
-        &config,
-        TestConfig::new("http://127.0.0.1:9")
-            .state(json!({"file": "state.redb"}))
-            .yaml(),
-    )
-    .unwrap();
-    std::fs::write(&state, vec![0x5a; 4096]).unwrap();
-    let (code, stderr) = run_to_exit(&config);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "error=\"state file {}: cannot open it (",
-            state.display()
-        )),
-        "{stderr}"
-    );
-    assert_eq!(
-        std::fs::read(&state).unwrap(),
-        vec![0x5a; 4096],
-        "no silent reset"
-    );
-
     std::fs::write(
         &config,
         TestConfig::new("http://127.0.0.1:9")
@@ -258,6 +234,31 @@ async fn a_damaged_or_unreachable_state_file_stops_the_start_with_its_path() {
         stderr.contains(&format!(
             "state.file: the directory {} does not exist",
             dir.path().join("gone").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_state_file_in_use_by_a_running_instance_stops_the_second_one() {
+    let fake = FakeSipgate::new().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        TestConfig::new(&fake.uri())
+            .state(json!({"file": "state.redb"}))
+            .yaml(),
+    )
+    .unwrap();
+    let _first = Service::start_with(&config, &[], &[]).await;
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error=\"state file {}: is in use by another process; the file backend is for one \
+             instance (use state.redis for several replicas)\"",
+            dir.path().join("state.redb").display()
         )),
         "{stderr}"
     );

@@ -419,13 +419,18 @@ async fn a_damaged_state_file_is_refused_with_its_path() {
     )
     .unwrap();
     let clock = Arc::new(ManualClock::at(T0));
-    let error = FileStore::open(&path, clock).unwrap_err().to_string();
+    let error = FileStore::open(&path, clock).unwrap_err();
+    assert_eq!(error.kind, state::file::FileErrorKind::Damaged);
+    let error = error.to_string();
     assert!(
-        error.starts_with(&format!("state file {}: cannot open it (", path.display())),
+        error.starts_with(&format!(
+            "state file {}: damaged or not a state file of this service (",
+            path.display()
+        )),
         "{error}"
     );
     assert!(
-        error.ends_with("move it away to start with an empty state"),
+        error.ends_with("; it is left as it is: move it away to start afresh"),
         "{error}"
     );
     let content = std::fs::read(&path).unwrap();
