@@ -731,6 +731,7 @@ mod tests {
                 window: WINDOW,
                 limits,
                 hold: false,
+                answer_by: Instant::now() + Duration::from_secs(60),
             };
             let Start::Claimed(taken) = store.begin(begin).await.unwrap() else {
                 panic!("not claimed")
