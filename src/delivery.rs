@@ -14,10 +14,12 @@ use futures_util::future::join_all;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::compose::{Sms, fit};
+use crate::log_sampler::LogSampler;
 use crate::metrics::Metrics;
 use crate::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
 use crate::provider::{SendError, Sent, SmsProvider};
@@ -34,6 +36,9 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// How soon recording a sent SMS is tried again after the store failed, doubling up to the max.
 const FIRST_SETTLE_RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_SETTLE_RETRY_DELAY: Duration = Duration::from_secs(8);
+
+/// SMS sent but not recorded are logged at most this often, with their number.
+const UNRECORDED_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why an SMS was not delivered: the provider's answer, or a rule of the delivery itself.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +101,15 @@ struct Inner {
     requests: Arc<Semaphore>,
     /// SMS being sent or waiting to be, so that memory stays bounded under a storm.
     pending: Arc<Semaphore>,
+    /// The sends, which a shutdown waits for.
     tasks: TaskTracker,
+    /// Telling the store how sends ended, when that outlives the send: tried again while the
+    /// store fails, at most `pending`'s size at once, and once more at shutdown.
+    records: TaskTracker,
+    retrying: Arc<Semaphore>,
+    stop_retrying: CancellationToken,
+    /// SMS sent but not recorded: one line per interval for all of them.
+    unrecorded: LogSampler,
     runtime: Handle,
     metrics: Metrics,
 }
@@ -147,6 +160,8 @@ struct Holding {
     key: ContentKey,
     recipient: String,
     taken: Taken,
+    /// When the store let it through: its lease counts from here.
+    claimed_at: Instant,
     /// Set until settled or given back.
     unsettled: Option<Deliverer>,
 }
@@ -158,6 +173,7 @@ impl Holding {
             key: sms.key,
             recipient: sms.recipient.clone(),
             taken,
+            claimed_at: Instant::now(),
             unsettled: Some(deliverer.clone()),
         }
     }
@@ -170,10 +186,10 @@ impl Drop for Holding {
                 key: self.key,
                 recipient: std::mem::take(&mut self.recipient),
                 taken: self.taken,
+                claimed_at: self.claimed_at,
                 unsettled: None,
             };
-            let runtime = deliverer.inner.runtime.clone();
-            runtime.spawn(async move { deliverer.give_back(holding).await });
+            deliverer.give_back_later(holding);
         }
     }
 }
@@ -194,6 +210,10 @@ impl Deliverer {
                 requests: Arc::new(Semaphore::new(max_concurrency.max(1))),
                 pending: Arc::new(Semaphore::new(max_pending.max(1))),
                 tasks: TaskTracker::new(),
+                records: TaskTracker::new(),
+                retrying: Arc::new(Semaphore::new(max_pending.max(1))),
+                stop_retrying: CancellationToken::new(),
+                unrecorded: LogSampler::new(UNRECORDED_LOG_INTERVAL),
                 runtime,
                 metrics,
             }),
@@ -232,10 +252,16 @@ impl Deliverer {
         .await
     }
 
-    /// Stops taking new sends and waits until `until` for those in flight.
+    /// Stops taking new sends and waits until `until` for those in flight; then what could not
+    /// be recorded yet gets one last try. True when every send ended.
     pub async fn shutdown(&self, until: Instant) -> bool {
-        self.inner.tasks.close();
-        timeout_at(until, self.inner.tasks.wait()).await.is_ok()
+        let inner = &self.inner;
+        inner.tasks.close();
+        let sent = timeout_at(until, inner.tasks.wait()).await.is_ok();
+        inner.stop_retrying.cancel();
+        inner.records.close();
+        let _ = timeout_at(until, inner.records.wait()).await;
+        sent
     }
 
     /// The store's word on `sms`: what it holds for it, or the report when it is not to be sent
@@ -243,7 +269,7 @@ impl Deliverer {
     async fn begin(&self, sms: &Sms, policy: Policy) -> Result<Taken, SmsReport> {
         let store = &self.inner.store;
         let claim = ClaimId::random();
-        let begin = Begin {
+        let mut begin = Begin {
             key: sms.key,
             claim,
             recipient: &sms.recipient,
@@ -299,6 +325,9 @@ impl Deliverer {
                         return Err(self.fail(sms, FailureReason::Timeout));
                     }
                     waited = true;
+                    // It will not be sent without the store's word now, so the store may take
+                    // until the response deadline to give it.
+                    begin.answer_by = policy.deadline;
                 }
             }
         }
@@ -335,7 +364,7 @@ impl Deliverer {
             let result = self.send_with_retries(provider, sms, text, policy).await;
             let deliverer = self.clone();
             let sms_now = sms.clone();
-            inner.tasks.spawn_on(
+            inner.records.spawn_on(
                 async move { deliverer.record(&sms_now, holding, result, policy).await }
                     .instrument(tracing::Span::current()),
                 &inner.runtime,
@@ -381,15 +410,49 @@ impl Deliverer {
         }
     }
 
-    /// Records in the store that the SMS went out, trying again while the store fails until
-    /// the claim's lease would have ended; past that, a retry of the notification may send it
-    /// again, which is logged. The SMS went out all the same.
+    /// Records in the store that the SMS went out. When the store fails, it is tried again in
+    /// the background with growing delays while the claim's lease lasts (a retry of the
+    /// notification is a duplicate only once it is recorded), and once more at shutdown. The SMS
+    /// went out all the same.
     async fn settle(&self, sms: &Sms, mut holding: Holding, policy: Policy) {
         holding.unsettled = None;
-        let give_up = Instant::now() + policy.lease;
-        let mut delay = FIRST_SETTLE_RETRY_DELAY;
-        let store = &self.inner.store;
-        while store
+        if self.settle_once(&holding, policy).await {
+            return;
+        }
+        let inner = &self.inner;
+        let Ok(retrying) = inner.retrying.clone().try_acquire_owned() else {
+            return self.unrecorded(sms);
+        };
+        let deliverer = self.clone();
+        let sms = sms.clone();
+        inner.records.spawn_on(
+            async move {
+                let _retrying = retrying;
+                let give_up = holding.claimed_at + policy.lease;
+                let mut delay = FIRST_SETTLE_RETRY_DELAY;
+                loop {
+                    let stop = &deliverer.inner.stop_retrying;
+                    if stop.is_cancelled() || Instant::now() + delay >= give_up {
+                        return deliverer.unrecorded(&sms);
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stop.cancelled() => {}
+                    }
+                    if deliverer.settle_once(&holding, policy).await {
+                        return;
+                    }
+                    delay = (delay * 2).min(MAX_SETTLE_RETRY_DELAY);
+                }
+            }
+            .instrument(tracing::Span::current()),
+            &inner.runtime,
+        );
+    }
+
+    async fn settle_once(&self, holding: &Holding, policy: Policy) -> bool {
+        self.inner
+            .store
             .settle(
                 holding.key,
                 holding.taken.claim,
@@ -397,19 +460,25 @@ impl Deliverer {
                 policy.dedup_window,
             )
             .await
-            .is_err()
+            .is_ok()
+    }
+
+    /// An SMS went out that the store does not know of: a retry of its notification would send
+    /// it again. Logged once per interval for all of them.
+    fn unrecorded(&self, sms: &Sms) {
+        if let Some(sample) = self
+            .inner
+            .unrecorded
+            .record(std::time::Instant::now(), "sent")
         {
-            if Instant::now() + delay >= give_up {
-                tracing::warn!(
-                    route = %sms.route,
-                    recipient = %sms.recipient,
-                    "an SMS Sipgate accepted could not be recorded in the state store; a retry \
-                     of its notification would send it again"
-                );
-                return;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_SETTLE_RETRY_DELAY);
+            tracing::warn!(
+                route = %sms.route,
+                recipient = %sms.recipient,
+                unrecorded_since_last_line = sample.count,
+                at_most_one_line_per_s = self.inner.unrecorded.interval().as_secs(),
+                "SMS Sipgate accepted could not be recorded in the state store; a retry of their \
+                 notifications would send them again"
+            );
         }
     }
 
@@ -427,7 +496,7 @@ impl Deliverer {
     /// As `give_back`, without keeping the caller waiting for the store.
     fn give_back_later(&self, holding: Holding) {
         let deliverer = self.clone();
-        self.inner.tasks.spawn_on(
+        self.inner.records.spawn_on(
             async move { deliverer.give_back(holding).await },
             &self.inner.runtime,
         );
@@ -1333,6 +1402,123 @@ mod tests {
         let report = send(&d, &fake, sms("bob", "B"), policy(Duration::from_secs(5))).await;
         assert_eq!(outcome(&report), (Outcome::Sent, None), "not overloaded");
         assert_eq!(fake.requests().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recording_is_given_up_when_the_lease_ends_and_at_shutdown() {
+        // The store never answers again: recording is tried with growing delays until the
+        // claim's lease (45 s from the claim at 3 s) would have ended.
+        let started = Instant::now();
+        let store = Stalled::new(
+            started,
+            started + Duration::from_secs(1000),
+            Duration::from_secs(3),
+        );
+        let fake = Scripted::new([]);
+        let d = on_store(store.clone(), 100);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        let settles = |store: &Stalled, started: Instant| -> Vec<u64> {
+            let settles = store.settles.lock().unwrap();
+            settles.iter().map(|t| (*t - started).as_secs()).collect()
+        };
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert_eq!(settles(&store, started), [3, 7, 12, 19, 30, 41]);
+        assert!(d.shutdown(Instant::now()).await);
+
+        // A shutdown ends the waiting: one last try, then the process may go.
+        let started = Instant::now();
+        let store = Stalled::new(
+            started,
+            started + Duration::from_secs(1000),
+            Duration::from_secs(3),
+        );
+        let d = on_store(store.clone(), 100);
+        send(&d, &fake, sms("alice", "B"), policy(Duration::from_secs(5))).await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert!(d.shutdown(Instant::now() + Duration::from_secs(35)).await);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(14),
+            "the last try's 3 s"
+        );
+        assert_eq!(settles(&store, started), [3, 7, 11]);
+    }
+
+    /// A store that says someone else is sending the SMS, then stops answering.
+    #[derive(Debug, Default)]
+    struct InFlightThenDown {
+        asked: Mutex<u32>,
+    }
+
+    impl StateStore for InFlightThenDown {
+        fn name(&self) -> &'static str {
+            "in flight, then down"
+        }
+        fn begin<'a>(&'a self, _: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+            let mut asked = self.asked.lock().unwrap();
+            *asked += 1;
+            let answer = if *asked == 1 {
+                Ok(Start::InFlight)
+            } else {
+                Err(StateError::Unavailable("down".to_string()))
+            };
+            std::future::ready(answer).boxed()
+        }
+        fn settle(
+            &self,
+            _: ContentKey,
+            _: ClaimId,
+            _: Settlement,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<(), StateError>> {
+            std::future::ready(Ok(())).boxed()
+        }
+        fn give_back<'a>(
+            &'a self,
+            _: ContentKey,
+            _: &'a str,
+            _: Taken,
+        ) -> BoxFuture<'a, Result<(), StateError>> {
+            std::future::ready(Ok(())).boxed()
+        }
+        fn wait_for(&self, _: ContentKey, _: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
+            std::future::ready(Ok(true)).boxed()
+        }
+        fn claim_once<'a>(
+            &'a self,
+            _: &'a str,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<bool, StateError>> {
+            std::future::ready(Ok(true)).boxed()
+        }
+        fn mark<'a>(
+            &'a self,
+            _: &'a str,
+            _: crate::clock::Millis,
+            _: crate::state::Keep,
+        ) -> BoxFuture<'a, Result<(), StateError>> {
+            std::future::ready(Ok(())).boxed()
+        }
+        fn marked<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<crate::clock::Millis>, StateError>> {
+            std::future::ready(Ok(None)).boxed()
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+            std::future::ready(Ok(())).boxed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_sms_another_request_was_sending_is_not_sent_when_the_store_then_fails() {
+        // Sending it now could text it twice; the caller's retry asks again.
+        let fake = Scripted::new([]);
+        let d = on_store(Arc::new(InFlightThenDown::default()), 100);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("timeout")));
+        assert!(fake.requests().is_empty());
     }
 
     #[test]

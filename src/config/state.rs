@@ -220,7 +220,7 @@ fn redis_config(
         problems,
     );
     let budget = delivery.state_budget();
-    if timeout > Duration::from_secs(10) {
+    if timeout > Duration::from_secs(10) && budget >= Duration::from_secs(10) {
         problem(
             problems,
             "state.redis.timeout",
@@ -348,7 +348,9 @@ mod tests {
             [
                 "state.redis.sentinel.master: missing: the name the sentinels know the master by",
                 "state.redis.sentinel.urls: missing: at least one sentinel, e.g. redis://sentinel-1:26379",
-                "state.redis.timeout: must be at most 10s: an SMS waits this long for the store before it goes out without it",
+                "state.redis.timeout: must be at most 4s: an SMS waits this long for the store \
+                 before it goes out without it, and the send needs the rest of \
+                 delivery.response_deadline (5s): 1s of it, or half of a deadline shorter than 2s",
             ]
         );
         assert_eq!(
@@ -385,6 +387,14 @@ mod tests {
             ]
         );
         assert_eq!(problems(&yaml("600ms", "1s")).len(), 1);
+        assert_eq!(
+            problems(&yaml("11s", "60s")),
+            [
+                "state.redis.timeout: must be at most 10s: an SMS waits this long for the store \
+                 before it goes out without it"
+            ],
+            "a long deadline leaves the store no more than 10s"
+        );
     }
 
     #[test]

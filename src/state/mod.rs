@@ -251,6 +251,8 @@ pub struct Eviction {
     pub evictable: bool,
     /// Keys the server evicted since it started, any keys (`evicted_keys`).
     pub evicted_keys: u64,
+    /// Which server counted them (`run_id`): a restart or a failover starts another count.
+    pub server: String,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

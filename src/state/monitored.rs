@@ -133,7 +133,7 @@ impl Monitored {
                  forget which SMS went out and send them again; set maxmemory-policy noeviction \
                  with enough maxmemory, or give the service a Redis of its own"
             );
-        } else if changed && guard.is_some() {
+        } else if changed && guard.as_ref().is_some_and(|seen| seen.last.evictable) {
             tracing::info!(
                 store = self.store.name(),
                 maxmemory_policy = %now.policy,
@@ -148,11 +148,13 @@ impl Monitored {
             });
             return;
         };
-        // A server that restarted counts from zero again.
-        let new = now
-            .evicted_keys
-            .checked_sub(seen.last.evicted_keys)
-            .unwrap_or(now.evicted_keys);
+        // Another server (a restart, a failover) has a count of its own: it is the start of a
+        // new count, not evictions seen.
+        let new = if now.server == seen.last.server {
+            now.evicted_keys.saturating_sub(seen.last.evicted_keys)
+        } else {
+            0
+        };
         self.metrics.state_evicted_keys(new);
         seen.unlogged += new;
         seen.last = now;
@@ -188,16 +190,19 @@ impl StateStore for Monitored {
 
     fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
         async move {
-            let result = timeout_at(request.answer_by, self.store.begin(request))
-                .await
-                .unwrap_or_else(|_| {
+            match timeout_at(request.answer_by, self.store.begin(request)).await {
+                Ok(result) => self.record(StateOperation::Begin, Proof::Write, result),
+                // Our time ran out, not necessarily the store's (its own timeout fits in the
+                // budget): counted, but an outage is for the store's own answers to tell.
+                Err(_) => {
+                    self.metrics.state_error(StateOperation::Begin);
                     Err(StateError::Unavailable(
                         "no answer while there was time left to send inside \
                          delivery.response_deadline"
                             .to_string(),
                     ))
-                });
-            self.record(StateOperation::Begin, Proof::Write, result)
+                }
+            }
         }
         .boxed()
     }
@@ -231,11 +236,12 @@ impl StateStore for Monitored {
 
     fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
         async move {
-            // A store that stalls must not keep the caller past `until` either.
-            let result = timeout_at(until, self.store.wait_for(key, until))
-                .await
-                .unwrap_or(Ok(false));
-            self.record(StateOperation::Wait, Proof::Read, result)
+            // A store that stalls must not keep the caller past `until` either; running out of
+            // time proves nothing about the store.
+            match timeout_at(until, self.store.wait_for(key, until)).await {
+                Ok(result) => self.record(StateOperation::Wait, Proof::Read, result),
+                Err(_) => Ok(false),
+            }
         }
         .boxed()
     }
@@ -296,5 +302,153 @@ impl StateStore for Monitored {
 
     fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {
         self.store.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::state::{Keep, MemoryStore};
+
+    /// A memory store whose reads, writes and pings fail while told to.
+    #[derive(Debug)]
+    struct Failing {
+        memory: MemoryStore,
+        reads: AtomicBool,
+        writes: AtomicBool,
+        pings: AtomicBool,
+    }
+
+    impl Failing {
+        fn answer(&self, fails: &AtomicBool) -> Result<(), StateError> {
+            if fails.load(Ordering::Relaxed) {
+                return Err(StateError::Unavailable("told to fail".to_string()));
+            }
+            Ok(())
+        }
+    }
+
+    impl StateStore for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+            async move {
+                self.answer(&self.writes)?;
+                self.memory.begin(request).await
+            }
+            .boxed()
+        }
+        fn settle(
+            &self,
+            key: ContentKey,
+            claim: ClaimId,
+            settlement: Settlement,
+            window: Duration,
+        ) -> BoxFuture<'_, Result<(), StateError>> {
+            self.memory.settle(key, claim, settlement, window)
+        }
+        fn give_back<'a>(
+            &'a self,
+            key: ContentKey,
+            recipient: &'a str,
+            taken: Taken,
+        ) -> BoxFuture<'a, Result<(), StateError>> {
+            self.memory.give_back(key, recipient, taken)
+        }
+        fn wait_for(
+            &self,
+            key: ContentKey,
+            until: Instant,
+        ) -> BoxFuture<'_, Result<bool, StateError>> {
+            self.memory.wait_for(key, until)
+        }
+        fn claim_once<'a>(
+            &'a self,
+            event: &'a str,
+            ttl: Duration,
+        ) -> BoxFuture<'a, Result<bool, StateError>> {
+            self.memory.claim_once(event, ttl)
+        }
+        fn mark<'a>(
+            &'a self,
+            name: &'a str,
+            at: Millis,
+            keep: Keep,
+        ) -> BoxFuture<'a, Result<(), StateError>> {
+            async move {
+                self.answer(&self.writes)?;
+                self.memory.mark(name, at, keep).await
+            }
+            .boxed()
+        }
+        fn marked<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
+            async move {
+                self.answer(&self.reads)?;
+                self.memory.marked(name).await
+            }
+            .boxed()
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+            std::future::ready(self.answer(&self.pings)).boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_ends_only_with_a_success_that_proves_as_much_as_the_failure() {
+        let failing = Arc::new(Failing {
+            memory: MemoryStore::new(10, Arc::new(crate::clock::TokioClock::new())),
+            reads: AtomicBool::new(false),
+            writes: AtomicBool::new(false),
+            pings: AtomicBool::new(false),
+        });
+        let store = Monitored::new(failing.clone(), Metrics::new().unwrap());
+        let up = || !store.down.load(Ordering::Acquire);
+        let set = |flag: &AtomicBool, fails: bool| flag.store(fails, Ordering::Relaxed);
+
+        // Writes refused (a Redis out of memory): reads do not end it, a write does.
+        set(&failing.writes, true);
+        assert!(store.mark("m", 1, Keep::Latest).await.is_err());
+        assert!(!up());
+        assert!(store.marked("m").await.is_ok());
+        assert!(!up(), "a read proves nothing about writes");
+        set(&failing.writes, false);
+        assert!(store.mark("m", 2, Keep::Latest).await.is_ok());
+        assert!(up());
+
+        // A failed read ends with a read, or anything stronger.
+        set(&failing.reads, true);
+        assert!(store.marked("m").await.is_err());
+        assert!(!up());
+        set(&failing.reads, false);
+        assert!(store.mark("m", 3, Keep::Latest).await.is_ok());
+        assert!(up(), "a write proves reads too");
+
+        // A failed write after a failed read needs a write.
+        set(&failing.reads, true);
+        set(&failing.writes, true);
+        assert!(store.marked("m").await.is_err());
+        assert!(store.mark("m", 4, Keep::Latest).await.is_err());
+        set(&failing.reads, false);
+        assert!(store.marked("m").await.is_ok());
+        assert!(!up());
+
+        // A ping, which writes (Redis) or reports the writes behind (file), ends any outage,
+        // and only a ping ends one a ping found.
+        set(&failing.writes, false);
+        assert!(store.ping().await.is_ok());
+        assert!(up());
+        set(&failing.pings, true);
+        assert!(store.ping().await.is_err());
+        assert!(store.mark("m", 5, Keep::Latest).await.is_ok());
+        assert!(!up(), "the writes behind may still fail");
+        set(&failing.pings, false);
+        assert!(store.ping().await.is_ok());
+        assert!(up());
     }
 }

@@ -153,11 +153,19 @@ struct Scripts {
     mark: Script,
 }
 
-/// Where the commands go. A plain connection manager reconnects by itself; behind Sentinel the
-/// master can move, so a connection that fails is dropped and the master asked for again.
+/// Where the commands go. A plain connection manager reconnects by itself after a lost
+/// connection, but keeps a connection that Redis refused (a wrong password), so that one is
+/// dropped and made anew; behind Sentinel the master can move, so a connection that fails is
+/// dropped and the master asked for again.
 enum Connection {
-    Direct(ConnectionManager),
+    Direct(Box<Direct>),
     Sentinel(Box<ViaSentinel>),
+}
+
+struct Direct {
+    client: Client,
+    current: Mutex<Option<ConnectionManager>>,
+    config: ConnectionManagerConfig,
 }
 
 struct ViaSentinel {
@@ -195,9 +203,14 @@ impl RedisStore {
                 let redis = with_credentials(info.redis_settings().clone(), config);
                 let client = Client::open(info.set_redis_settings(redis))
                     .map_err(|e| RedisSetupError(format!("url: {e}")))?;
-                let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
-                    .map_err(|e| RedisSetupError(e.to_string()))?;
-                Connection::Direct(manager)
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+                        .map_err(|e| RedisSetupError(e.to_string()))?;
+                Connection::Direct(Box::new(Direct {
+                    client,
+                    current: Mutex::new(Some(manager)),
+                    config: manager_config,
+                }))
             }
             Some(sentinel) => {
                 let master = match config.url.as_deref() {
@@ -264,7 +277,18 @@ impl RedisStore {
 
     async fn manager(&self) -> Result<ConnectionManager, RedisError> {
         match &self.connection {
-            Connection::Direct(manager) => Ok(manager.clone()),
+            Connection::Direct(direct) => {
+                let mut current = direct.current.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(manager) = current.as_ref() {
+                    return Ok(manager.clone());
+                }
+                let manager = ConnectionManager::new_lazy_with_config(
+                    direct.client.clone(),
+                    direct.config.clone(),
+                )?;
+                *current = Some(manager.clone());
+                Ok(manager)
+            }
             Connection::Sentinel(via) => {
                 if let Some(manager) = via
                     .current
@@ -307,13 +331,19 @@ impl RedisStore {
         let (error, reconnect) = match result {
             Ok(Ok(value)) => return Ok(value),
             // The client's words: a kind and Redis's or the system's reason, never the URL.
-            Ok(Err(e)) if refused_credentials(&e) => (
-                format!(
-                    "authentication failed, check state.redis.username and state.redis.password \
-                     ({e})"
-                ),
-                false,
-            ),
+            Ok(Err(e)) if refused_credentials(&e) => {
+                // The manager would keep the refused connection: the next call connects anew.
+                if let Connection::Direct(direct) = &self.connection {
+                    *direct.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                (
+                    format!(
+                        "authentication failed, check state.redis.username and \
+                         state.redis.password ({e})"
+                    ),
+                    true,
+                )
+            }
             Ok(Err(e)) => (e.to_string(), lost_the_master(&e)),
             Err(_) => (
                 format!("no answer within {:?} (state.redis.timeout)", self.timeout),
@@ -369,6 +399,7 @@ fn eviction_of(info: &str) -> Option<Eviction> {
         evicted_keys: field("evicted_keys")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
+        server: field("run_id").unwrap_or_default().to_string(),
     })
 }
 
