@@ -358,17 +358,17 @@ impl Deliverer {
         let noted = with_held_note(&sms.text, holding.taken.held, sms.max_segments);
         if !provider.leaves_the_process() {
             // Nothing can outlive this request or a shutdown: the SMS is handled right here
-            // instead of on the sender runtime; only recording it may take longer.
+            // instead of on the sender runtime; only recording it may go on after the answer.
             let _pending = pending;
             let text = noted.as_deref().unwrap_or(&sms.text);
             let result = self.send_with_retries(provider, sms, text, policy).await;
-            let deliverer = self.clone();
-            let sms_now = sms.clone();
-            inner.records.spawn_on(
-                async move { deliverer.record(&sms_now, holding, result, policy).await }
-                    .instrument(tracing::Span::current()),
-                &inner.runtime,
-            );
+            match result {
+                SendResult::Delivered { .. } => {
+                    self.settle(sms, holding, policy, policy.state_deadline)
+                        .await;
+                }
+                SendResult::NotDelivered(_) => self.give_back_later(holding),
+            }
             return self.report(sms, result);
         }
         let (answer, answered) = oneshot::channel();
@@ -387,7 +387,13 @@ impl Deliverer {
                     // slot that the next SMS needs.
                     let _ = answer.send(result);
                     drop(pending);
-                    deliverer.record(&sms, holding, result, policy).await;
+                    match result {
+                        SendResult::Delivered { .. } => {
+                            let lease_end = holding.claimed_at + policy.lease;
+                            deliverer.settle(&sms, holding, policy, lease_end).await;
+                        }
+                        SendResult::NotDelivered(_) => deliverer.give_back(holding).await,
+                    }
                 }
                 .instrument(tracing::Span::current()),
                 &inner.runtime,
@@ -402,21 +408,20 @@ impl Deliverer {
         }
     }
 
-    /// Tells the store how the send ended: settled as sent, or everything given back.
-    async fn record(&self, sms: &Sms, holding: Holding, result: SendResult, policy: Policy) {
-        match result {
-            SendResult::Delivered { .. } => self.settle(sms, holding, policy).await,
-            SendResult::NotDelivered(_) => self.give_back(holding).await,
-        }
-    }
-
-    /// Records in the store that the SMS went out. When the store fails, it is tried again in
-    /// the background with growing delays while the claim's lease lasts (a retry of the
-    /// notification is a duplicate only once it is recorded), and once more at shutdown. The SMS
-    /// went out all the same.
-    async fn settle(&self, sms: &Sms, mut holding: Holding, policy: Policy) {
+    /// Records in the store that the SMS went out, waiting for the first try until
+    /// `first_try_until`. When the store fails or is slower, it is tried again in the
+    /// background with growing delays while the claim's lease lasts (a retry of the notification
+    /// is a duplicate only once it is recorded), and once more at shutdown. The SMS went out all
+    /// the same.
+    async fn settle(
+        &self,
+        sms: &Sms,
+        mut holding: Holding,
+        policy: Policy,
+        first_try_until: Instant,
+    ) {
         holding.unsettled = None;
-        if self.settle_once(&holding, policy).await {
+        if let Ok(true) = timeout_at(first_try_until, self.settle_once(&holding, policy)).await {
             return;
         }
         let inner = &self.inner;
@@ -1380,6 +1385,27 @@ mod tests {
             1,
             "recording it goes on"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_store_keeps_no_dry_run_answer_past_the_deadline() {
+        // Sends handled in the request itself (dry-run): recording waits no longer than the
+        // store's share of the deadline, then goes on in the background.
+        let started = Instant::now();
+        let store = Stalled::new(
+            started,
+            started + Duration::from_secs(20),
+            Duration::from_secs(3),
+        );
+        let fake = Scripted::inline([]);
+        let d = on_store(store, 100);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        assert_eq!(started.elapsed(), Duration::from_secs(4));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Suppressed, Some("duplicate")));
+        assert_eq!(fake.requests().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
