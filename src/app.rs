@@ -131,7 +131,7 @@ pub struct AppState {
     /// This replica's view of a silence of the alerting pipeline.
     pub watchdog: crate::watchdog::Watch,
     /// Keeps a flood of refused requests from flooding the log.
-    pub refusal_log: crate::server::RefusalLog,
+    pub refusal_log: crate::auth::RefusalLog,
 }
 
 impl AppState {

@@ -3,7 +3,10 @@
 use base64::Engine;
 use secrecy::ExposeSecret;
 
+use std::time::Duration;
+
 use crate::config::InboundAuth;
+use crate::log_sampler::LogSampler;
 
 /// Whether the `Authorization` header value carries credentials that `auth` accepts.
 pub fn accepts(auth: &InboundAuth, header: Option<&str>) -> bool {
@@ -101,6 +104,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
     Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
+}
+
+/// How often a flood of refused requests may write a log line.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One log line per interval for each kind of refused request; requests_total counts them all.
+#[derive(Debug)]
+pub struct RefusalLog {
+    pub(crate) credentials: LogSampler,
+    pub(crate) grafana_signature: LogSampler,
+}
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        RefusalLog {
+            credentials: LogSampler::new(REFUSAL_LOG_INTERVAL),
+            grafana_signature: LogSampler::new(REFUSAL_LOG_INTERVAL),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 use crate::app::{AppState, Live};
 use crate::auth;
 use crate::health;
-use crate::log_sampler::LogSampler;
 use crate::outcome::SmsReport;
 use crate::payload::{self, PayloadError};
 use crate::pipeline;
@@ -358,25 +357,6 @@ async fn metrics(
 
 async fn healthy() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("OK\n")
-}
-
-/// How often a flood of refused requests may write a log line.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// One log line per interval for each kind of refused request; requests_total counts them all.
-#[derive(Debug)]
-pub struct RefusalLog {
-    credentials: LogSampler,
-    grafana_signature: LogSampler,
-}
-
-impl Default for RefusalLog {
-    fn default() -> Self {
-        RefusalLog {
-            credentials: LogSampler::new(REFUSAL_LOG_INTERVAL),
-            grafana_signature: LogSampler::new(REFUSAL_LOG_INTERVAL),
-        }
-    }
 }
 
 /// Checks the caller's credentials when the config asks for them.
