@@ -151,48 +151,31 @@ impl MemoryStore {
     }
 
     /// Everything there is to persist, for a file written anew: settled SMS, rate-limit slots,
-    /// held-back counts, once-only events and marks. What changed so far is in it, so it counts
-    /// as persisted.
+    /// held-back counts, once-only events and marks, taken as `snapshot` takes what changed.
     pub fn whole(&self) -> Snapshot {
-        let mut inner = self.inner();
-        let Inner {
-            ledger,
-            limiter,
-            once,
-            marks,
-            changes,
-        } = &mut *inner;
-        if let Some(changes) = changes.as_mut() {
-            *changes = Changes::default();
+        {
+            let mut inner = self.inner();
+            let Inner {
+                ledger,
+                limiter,
+                once,
+                marks,
+                changes,
+            } = &mut *inner;
+            let keys: Vec<ContentKey> = ledger.entries.keys().copied().collect();
+            for key in keys {
+                ledger.touch(key);
+            }
+            if let Some(changes) = changes.as_mut() {
+                changes
+                    .recipients
+                    .extend(limiter.recipients().map(str::to_string));
+                changes.total = true;
+                changes.once.extend(once.keys().cloned());
+                changes.marks.extend(marks.keys().cloned());
+            }
         }
-        if let Some(changed) = ledger.changed.as_mut() {
-            changed.clear();
-        }
-        let settled = ledger
-            .entries
-            .iter()
-            .filter_map(|(key, entry)| match entry {
-                Entry::Settled { until, settlement } => Some((*key, Some((*settlement, *until)))),
-                Entry::InFlight { .. } => None,
-            })
-            .collect();
-        let recipients = limiter
-            .recipients()
-            .map(|name| {
-                let (log, held) = limiter.recipient(name);
-                (name.to_string(), log, held)
-            })
-            .collect();
-        Snapshot {
-            settled,
-            recipients,
-            total: Some(limiter.total()),
-            once: once
-                .iter()
-                .map(|(event, until)| (event.clone(), Some(*until)))
-                .collect(),
-            marks: marks.iter().map(|(name, at)| (name.clone(), *at)).collect(),
-        }
+        self.snapshot()
     }
 
     /// Marks what `snapshot` held as changed again, after writing it failed: the next snapshot
