@@ -32,7 +32,7 @@ fn diskfull_alert() -> serde_json::Value {
 }
 
 #[tokio::test]
-#[ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"]
+#[ignore = "needs prometheus-alertmanager (apt-get install prometheus-alertmanager); run with: cargo test -- --include-ignored"]
 async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
     const FAILURES: usize = 12;
     let fake = failing_then_ok(503, FAILURES as u64, None).await;
@@ -75,7 +75,7 @@ async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
 /// URL's port (Alertmanager), Sipgate's `api_url`, the token and the listen port (service) differ
 /// from the files in the repository.
 #[tokio::test]
-#[ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"]
+#[ignore = "needs prometheus-alertmanager (apt-get install prometheus-alertmanager); run with: cargo test -- --include-ignored"]
 async fn the_example_configs_work_together_as_copied() {
     let fake = FakeSipgate::new().with_credential_check().start().await;
     let api_url = format!("{}/v2", fake.uri());
@@ -156,7 +156,7 @@ async fn the_example_configs_work_together_as_copied() {
 /// on one Redis. Sipgate fails the first attempts, so the first peer's notification fails and
 /// the second peer delivers too: the shared ledger still lets exactly one SMS per recipient out.
 #[tokio::test]
-#[ignore = "needs prometheus-alertmanager and redis-server: apt-get install prometheus-alertmanager redis-server"]
+#[ignore = "needs prometheus-alertmanager and redis-server (apt-get install prometheus-alertmanager redis-server); run with: cargo test -- --include-ignored"]
 async fn an_alertmanager_ha_pair_on_two_replicas_sends_one_sms_each() {
     const FAILURES: usize = 30;
     let redis = Redis::start().await;

@@ -41,7 +41,7 @@ fn lines_with<'a>(log: &'a str, text: &str) -> Vec<&'a str> {
 }
 
 #[tokio::test]
-#[ignore = "needs root for mount: run the tests as root (CI does)"]
+#[ignore = "needs root for mount (CI runs as root); run with: cargo test -- --include-ignored"]
 async fn after_a_full_disk_the_state_is_written_whole_again_and_remembered_across_a_restart() {
     let disk = Tmpfs::mount("2m");
     let fake = FakeSipgate::new().start().await;
@@ -96,7 +96,7 @@ async fn after_a_full_disk_the_state_is_written_whole_again_and_remembered_acros
 }
 
 #[tokio::test]
-#[ignore = "needs root for mount: run the tests as root (CI does)"]
+#[ignore = "needs root for mount (CI runs as root); run with: cargo test -- --include-ignored"]
 async fn a_stop_that_cannot_save_the_state_says_so_and_exits_non_zero() {
     let disk = Tmpfs::mount("2m");
     let fake = FakeSipgate::new().start().await;
@@ -167,7 +167,7 @@ async fn sends_without_the_file(state: &Path, problem: &str) -> String {
 }
 
 #[tokio::test]
-#[ignore = "needs root for mount: run the tests as root (CI does)"]
+#[ignore = "needs root for mount (CI runs as root); run with: cargo test -- --include-ignored"]
 async fn an_unwritable_state_file_is_reported_and_the_service_sends_without_it() {
     let disk = Tmpfs::mount("4m");
     let state = disk.path().join("state.redb");

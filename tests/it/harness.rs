@@ -600,9 +600,9 @@ pub async fn failing_then_ok(
         .await
 }
 
-/// For tests marked `#[ignore = "needs PROGRAM: apt-get install PACKAGE"]`: they run only when
-/// asked for (`cargo test -- --include-ignored`, as CI does), and then a missing program is a
-/// failure, never a silent pass.
+/// For tests marked `#[ignore = "needs PROGRAM (apt-get install PACKAGE); run with: ..."]`: they
+/// run only when asked for (`cargo test -- --include-ignored`, as CI does), and then a missing
+/// program is a failure, never a silent pass.
 pub fn require(program: &str, package: &str) {
     // `--version`, or `version` as openssl has it.
     let answers = |arg: &str| {
@@ -1315,7 +1315,7 @@ impl Prometheus {
     }
 }
 
-/// For tests marked `#[ignore = "needs root for mount: ..."]`: fails, never passes silently,
+/// For tests marked `#[ignore = "needs root for mount (...); run with: ..."]`: fails, never passes silently,
 /// when the tests do not run as root.
 pub fn require_root() {
     let uid = Command::new("id").arg("-u").output().unwrap();

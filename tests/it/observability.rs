@@ -395,7 +395,7 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
 }
 
 #[tokio::test]
-#[ignore = "needs promtool: apt-get install prometheus"]
+#[ignore = "needs promtool (apt-get install prometheus); run with: cargo test -- --include-ignored"]
 async fn promtool_finds_nothing_to_complain_about() {
     require("promtool", "prometheus");
     let fake = failing_then_ok(500, 1, None).await;
@@ -428,7 +428,7 @@ async fn promtool_finds_nothing_to_complain_about() {
 }
 
 #[tokio::test]
-#[ignore = "needs prometheus: apt-get install prometheus"]
+#[ignore = "needs prometheus (apt-get install prometheus); run with: cargo test -- --include-ignored"]
 async fn a_real_prometheus_scrapes_the_service() {
     require("prometheus", "prometheus");
     let fake = failing_then_ok(204, 0, None).await;

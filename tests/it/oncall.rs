@@ -265,7 +265,7 @@ async fn the_gauge_follows_a_handoff() {
 
 /// Two replicas on one Redis both see the handoff; one notice goes out.
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_shift_notice_goes_out_once_from_two_replicas() {
     let redis = Redis::start().await;
     let fake = FakeSipgate::new().start().await;

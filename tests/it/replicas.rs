@@ -21,7 +21,7 @@ async fn two_replicas(config: &TestConfig) -> (Service, Service) {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn the_same_notification_posted_to_two_replicas_at_once_is_sent_once() {
     let redis = Redis::start().await;
     let fake = FakeSipgate::new()
@@ -55,7 +55,7 @@ async fn the_same_notification_posted_to_two_replicas_at_once_is_sent_once() {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_replica_that_finds_the_sms_in_flight_elsewhere_never_sends_it_again() {
     let redis = Redis::start().await;
     let fake = FakeSipgate::new()
@@ -85,7 +85,7 @@ async fn a_replica_that_finds_the_sms_in_flight_elsewhere_never_sends_it_again()
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_rate_limit_holds_across_replicas() {
     let redis = Redis::start().await;
     let fake = FakeSipgate::new().start().await;
@@ -111,7 +111,7 @@ async fn a_rate_limit_holds_across_replicas() {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_replica_killed_mid_send_leaves_the_sms_to_the_other_after_the_lease() {
     let redis = Redis::start().await;
     let fake = FakeSipgate::new()
@@ -265,7 +265,7 @@ async fn a_state_file_in_use_by_a_running_instance_stops_the_second_one() {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn with_redis_down_sms_still_go_out_and_dedup_returns_with_it() {
     let mut redis = Redis::start().await;
     let fake = FakeSipgate::new().start().await;
@@ -323,7 +323,7 @@ async fn with_redis_down_sms_still_go_out_and_dedup_returns_with_it() {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server and redis-sentinel: apt-get install redis-server redis-sentinel"]
+#[ignore = "needs redis-server and redis-sentinel (apt-get install redis-server redis-sentinel); run with: cargo test -- --include-ignored"]
 async fn a_sentinel_failover_under_traffic_loses_no_sms() {
     let mut master = Redis::start().await;
     let replica = Redis::replica_of(&master).await;
@@ -369,7 +369,7 @@ async fn a_sentinel_failover_under_traffic_loses_no_sms() {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server and openssl: apt-get install redis-server openssl"]
+#[ignore = "needs redis-server and openssl (apt-get install redis-server openssl); run with: cargo test -- --include-ignored"]
 async fn the_state_can_live_in_a_redis_that_speaks_only_tls() {
     let redis = Redis::start_tls().await;
     let fake = FakeSipgate::new().start().await;

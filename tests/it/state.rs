@@ -283,7 +283,7 @@ fn redis_config(redis: &Redis) -> RedisConfig {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn the_redis_store_keeps_the_contract() {
     let redis = Redis::start().await;
     let clock = Arc::new(ManualClock::at(T0));
@@ -309,7 +309,7 @@ async fn the_redis_store_keeps_the_contract() {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn an_sms_costs_two_redis_round_trips() {
     let redis = Redis::start().await;
     let clock = Arc::new(ManualClock::at(T0));

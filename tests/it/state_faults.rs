@@ -64,19 +64,19 @@ async fn a_stalled_redis_costs_no_page_and_no_duplicate(timeout: &str) {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_stalled_redis_with_the_default_timeout_costs_no_page_and_no_duplicate() {
     a_stalled_redis_costs_no_page_and_no_duplicate("500ms").await;
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_stalled_redis_with_a_3s_timeout_costs_no_page_and_no_duplicate() {
     a_stalled_redis_costs_no_page_and_no_duplicate("3s").await;
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_stalled_redis_with_the_largest_timeout_accepted_costs_no_page_and_no_duplicate() {
     // The default response deadline is 5 s, and the send keeps 1 s of it.
     a_stalled_redis_costs_no_page_and_no_duplicate("4s").await;
@@ -143,20 +143,20 @@ async fn an_evicting_redis_is_reported(policy: &str) {
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_redis_that_evicts_any_key_is_reported() {
     an_evicting_redis_is_reported("allkeys-lru").await;
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_redis_that_evicts_expiring_keys_is_reported() {
     // Every key of the service expires, so volatile-* policies evict them too.
     an_evicting_redis_is_reported("volatile-ttl").await;
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_full_redis_that_refuses_writes_is_one_outage_until_it_takes_writes_again() {
     let redis =
         Redis::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]).await;
@@ -211,7 +211,7 @@ async fn a_full_redis_that_refuses_writes_is_one_outage_until_it_takes_writes_ag
 }
 
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_wrong_redis_password_is_reported_as_such() {
     let redis = Redis::start_with_password("the-right-one").await;
     let fake = FakeSipgate::new().start().await;

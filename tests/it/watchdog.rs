@@ -186,7 +186,7 @@ async fn the_watchdog_section_is_checked() {
 
 /// Two replicas on one Redis: a heartbeat at A keeps B quiet, and one of them sends the alarm.
 #[tokio::test]
-#[ignore = "needs redis-server: apt-get install redis-server"]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn two_replicas_share_the_heartbeat_and_send_one_alarm() {
     let redis = Redis::start().await;
     let fake = FakeSipgate::new().start().await;
@@ -215,7 +215,7 @@ async fn two_replicas_share_the_heartbeat_and_send_one_alarm() {
 /// service (the real binary, 10 s timeout). No SMS while it flows; Alertmanager killed -> one
 /// "silent" SMS; Alertmanager back -> one "back" SMS.
 #[tokio::test]
-#[ignore = "needs prometheus and prometheus-alertmanager: apt-get install prometheus prometheus-alertmanager"]
+#[ignore = "needs prometheus and prometheus-alertmanager (apt-get install prometheus prometheus-alertmanager); run with: cargo test -- --include-ignored"]
 async fn a_dead_alertmanager_pages_once_and_its_return_once_more() {
     let fake = FakeSipgate::new().start().await;
     // The service starts last, when Alertmanager and Prometheus run: its silence counts from then.
