@@ -46,7 +46,7 @@ STARTUP_PORT=$((BASE_PORT + 3))
 # One route, one recipient; a 1 ms dedup window so that every request takes the whole path
 # instead of being answered from the ledger as a duplicate.
 cat >"$W/dry-run.yml" <<YAML
-recipients: {alice: "+4915112345678"}
+recipients: {alice: "+4915228817386"}
 routes: [{name: load, to: [alice]}]
 delivery: {dedup_window: 1ms}
 YAML
@@ -110,7 +110,7 @@ sipgate:
   api_url: http://127.0.0.1:$FAKE_PORT/v2
   token_id: token-AB12CD
   token: 00000000-1111-4222-8333-444444444444
-recipients: {alice: "+4915112345678"}
+recipients: {alice: "+4915228817386"}
 routes: [{name: load, to: [alice]}]
 delivery: {dedup_window: 1ms}
 state: $state

@@ -58,7 +58,7 @@ fn config(api_url: &str) -> Config {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
     let path = dir.path().join("config.yml");
     let yaml = format!(
-        "sipgate:\n  api_url: {api_url}\n  token_id: token-AB12CD\n  token: 00000000-1111-4222-8333-444444444444\n  check_credentials: false\nrecipients: {{alice: \"+4915112345678\"}}\nroutes: [{{name: load, to: [alice]}}]\n"
+        "sipgate:\n  api_url: {api_url}\n  token_id: token-AB12CD\n  token: 00000000-1111-4222-8333-444444444444\n  check_credentials: false\nrecipients: {{alice: \"+4915228817386\"}}\nroutes: [{{name: load, to: [alice]}}]\n"
     );
     std::fs::write(&path, yaml).unwrap_or_else(|e| fail(e));
     Config::load_with_env(&path, &|_| None).unwrap_or_else(|e| fail(e))

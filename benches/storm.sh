@@ -35,7 +35,7 @@ sipgate:
   token_id: token-AB12CD
   token: 00000000-1111-4222-8333-444444444444
 recipients:
-  alice: "+4915112345678"
+  alice: "+4915228817386"
 routes:
   - name: storm
     to: [alice]

@@ -257,7 +257,7 @@ mod tests {
 
     fn config(route_extra: &str) -> Config {
         let yaml = format!(
-            "recipients: {{alice: \"+4915112345678\"}}\nroutes:\n  - name: r\n    to: [alice]\n{route_extra}"
+            "recipients: {{alice: \"+4915228817386\"}}\nroutes:\n  - name: r\n    to: [alice]\n{route_extra}"
         );
         Config::from_yaml(&yaml, Path::new("t.yml"), Path::new("."), &|_| None).unwrap()
     }

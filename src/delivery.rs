@@ -992,7 +992,7 @@ mod tests {
         Sms {
             route: "critical".to_string(),
             recipient: recipient.to_string(),
-            number: PhoneNumber::parse("+4915112345678").unwrap(),
+            number: PhoneNumber::parse("+4915228817386").unwrap(),
             text: text.to_string(),
             size: crate::sms::measure(text),
             max_segments: 1,

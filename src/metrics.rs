@@ -565,7 +565,7 @@ mod tests {
 
     #[test]
     fn a_reload_removes_the_series_of_what_it_removed() {
-        let book = "recipients: {alice: \"+4915112345678\", bob: \"+4917098765432\"}\n";
+        let book = "recipients: {alice: \"+4915228817386\", bob: \"+4915254599371\"}\n";
         let before = routes(&format!(
             "{book}routes: [{{name: a, to: [alice, bob]}}, {{name: b, to: [bob]}}]"
         ));

@@ -16,8 +16,8 @@ use libfuzzer_sys::fuzz_target;
 /// `severity="page"` alerts that also go on to the default route for `bob`.
 const CONFIG: &str = r#"
 recipients:
-  alice: "+4915112345678"
-  bob: "+4917098765432"
+  alice: "+4915228817386"
+  bob: "+4915254599371"
 routes:
   - name: pager
     matchers: ['severity="page"']

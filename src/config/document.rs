@@ -17,7 +17,7 @@ const MAX_PROBLEMS: usize = 50;
 
 /// Deserializes `text` into `T`. On failure, every structural problem of the file is returned.
 ///
-/// A file that reads is read exactly as YAML text always is (`+4915112345678` and `12345678`
+/// A file that reads is read exactly as YAML text always is (`+4915228817386` and `12345678`
 /// are strings where the field is one). One that does not is read again and again: each attempt
 /// names one problem, the offending node is then taken out of the document (a key removed, a
 /// list entry emptied), and the rest is read again, so later problems are still found but
@@ -414,7 +414,7 @@ impl<'de> Visitor<'de> for Here {
 }
 
 /// The text of the phone-book entries `names` as written, for numbers that YAML would read as
-/// integers (`+4915112345678` unquoted loses its `+`). Only scalar entries may be named.
+/// integers (`+4915228817386` unquoted loses its `+`). Only scalar entries may be named.
 pub fn recipient_texts(text: &str, names: &[&str]) -> BTreeMap<String, String> {
     if names.is_empty() {
         return BTreeMap::new();
@@ -501,7 +501,7 @@ mod tests {
             "invalid type: string, expected usize"
         );
         assert_eq!(
-            without_value("invalid type: integer `4915112345678`, expected a string"),
+            without_value("invalid type: integer `4915228817386`, expected a string"),
             "invalid type: integer, expected a string"
         );
         assert_eq!(
@@ -518,7 +518,7 @@ mod tests {
 sipgate:
   sms_id: s0
 recipients:
-  alice.smith: \"+4915112345678\"
+  alice.smith: \"+4915228817386\"
 routes:
   - name: a
     to: [alice.smith]

@@ -87,14 +87,14 @@ impl PhoneNumber {
             .filter(|c| !matches!(c, ' ' | '-' | '.' | '/'))
             .collect();
         let digits = compact.strip_prefix('+').ok_or_else(|| {
-            "must be in international E.164 format starting with + and the country code, e.g. \"+4915112345678\"".to_string()
+            "must be in international E.164 format starting with + and the country code, e.g. \"+4915228817386\"".to_string()
         })?;
         let valid = (7..=15).contains(&digits.len())
             && digits.chars().all(|c| c.is_ascii_digit())
             && !digits.starts_with('0');
         if !valid {
             return Err(
-                "must be + followed by 7 to 15 digits (country code first, no leading 0), e.g. \"+4915112345678\""
+                "must be + followed by 7 to 15 digits (country code first, no leading 0), e.g. \"+4915228817386\""
                     .to_string(),
             );
         }
@@ -1188,7 +1188,7 @@ mod tests {
 
     const GOOD: &str = r#"
 sipgate: {token_id: token-AB12CD, token: secret-token, sms_id: s1, timeout: 10s}
-recipients: {alice: "+49 151 1234 5678", bob: "+4917098765432"}
+recipients: {alice: "+49 152 2881 7386", bob: "+4915254599371"}
 groups: {oncall: [alice, bob]}
 routes:
   - name: critical
@@ -1210,7 +1210,7 @@ routes:
         let creds = c.sipgate.credentials.as_ref().unwrap();
         assert_eq!(creds.token_id, "token-AB12CD");
         assert_eq!(creds.token.expose_secret(), "secret-token");
-        assert_eq!(c.recipients["alice"].e164(), "+4915112345678");
+        assert_eq!(c.recipients["alice"].e164(), "+4915228817386");
         assert_eq!(c.routes[0].recipients, vec!["alice", "bob"]);
         assert_eq!(c.routes[0].max_segments, 3);
         assert_eq!(c.routes[0].template, "default");
@@ -1323,10 +1323,10 @@ delivery:
     #[test]
     fn plain_scalars_are_strings_where_the_field_is_one() {
         let c = load(
-            "recipients: {alice: +4915112345678}\nsipgate: {token_id: 12345678, token: 87654321, sms_id: s0}\n",
+            "recipients: {alice: +4915228817386}\nsipgate: {token_id: 12345678, token: 87654321, sms_id: s0}\n",
         )
         .unwrap();
-        assert_eq!(c.recipients["alice"].e164(), "+4915112345678");
+        assert_eq!(c.recipients["alice"].e164(), "+4915228817386");
         assert_eq!(
             c.sipgate.credentials.unwrap().token.expose_secret(),
             "87654321"
@@ -1388,7 +1388,7 @@ delivery:
     fn every_problem_is_reported_with_its_field() {
         let yaml = r#"
 sipgate: {token_id: token-AB12CD, sms_id: x0, timeout: soon}
-recipients: {alice: "015112345678", bob: "+4917098765432"}
+recipients: {alice: "015228817386", bob: "+4915254599371"}
 groups: {oncall: [alice, carol]}
 routes:
   - name: a
@@ -1465,9 +1465,9 @@ server: {max_body_size: lots}
 
     #[test]
     fn phone_numbers_are_masked_when_shown() {
-        let n = PhoneNumber::parse("+4915112345678").unwrap();
-        assert_eq!(n.to_string(), "+49151******78");
-        assert_eq!(format!("{n:?}"), "PhoneNumber(+49151******78)");
+        let n = PhoneNumber::parse("+4915228817386").unwrap();
+        assert_eq!(n.to_string(), "+49152******86");
+        assert_eq!(format!("{n:?}"), "PhoneNumber(+49152******86)");
         assert!(PhoneNumber::parse("+49").is_err());
         assert!(PhoneNumber::parse("+0049151").is_err());
         assert!(PhoneNumber::parse("+49151abc45678").is_err());

@@ -16,7 +16,7 @@ use crate::timeinterval::{RawTimeInterval, TimeInterval};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum RawRecipient {
     Number(String),
-    /// A number YAML read as an integer (`+4915112345678` unquoted): its text is read again
+    /// A number YAML read as an integer (`+4915228817386` unquoted): its text is read again
     /// from the document, so that the `+` and every digit stay as written.
     Unquoted,
     Person {
@@ -384,7 +384,7 @@ mod tests {
             .collect()
     }
 
-    const BOOK: &str = "recipients: {alice: \"+4915112345678\", bob: {number: \"+4917098765432\", quiet_hours: [nights]}}\n\
+    const BOOK: &str = "recipients: {alice: \"+4915228817386\", bob: {number: \"+4915254599371\", quiet_hours: [nights]}}\n\
         time_intervals: [{name: nights, time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}]}]}]\n";
 
     #[test]
@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(config.routes[0].may_page, ["alice", "bob"]);
         assert!(config.routes[0].ignore_quiet_hours);
         assert_eq!(config.quiet_hours["bob"], ["nights"]);
-        assert_eq!(config.recipients["bob"].e164(), "+4917098765432");
+        assert_eq!(config.recipients["bob"].e164(), "+4915254599371");
     }
 
     #[test]
@@ -433,7 +433,7 @@ mod tests {
     fn unknown_time_intervals_are_named_where_they_are_used() {
         assert_eq!(
             problems(
-                "recipients: {alice: {number: \"+4915112345678\", quiet_hours: [weekends]}}\n\
+                "recipients: {alice: {number: \"+4915228817386\", quiet_hours: [weekends]}}\n\
                  routes: [{name: r, to: [alice], mute_time_intervals: [holidays]}]"
             ),
             [
@@ -452,14 +452,14 @@ mod tests {
     #[test]
     fn an_unquoted_number_keeps_its_plus_in_both_forms() {
         let config =
-            load("recipients: {alice: +4915112345678, bob: {number: +4917098765432}}").unwrap();
-        assert_eq!(config.recipients["alice"].e164(), "+4915112345678");
-        assert_eq!(config.recipients["bob"].e164(), "+4917098765432");
+            load("recipients: {alice: +4915228817386, bob: {number: +4915254599371}}").unwrap();
+        assert_eq!(config.recipients["alice"].e164(), "+4915228817386");
+        assert_eq!(config.recipients["bob"].e164(), "+4915254599371");
         // Without the +, YAML's integer is refused as before: it is no E.164 number.
         assert_eq!(
-            problems("recipients: {alice: 4915112345678}"),
+            problems("recipients: {alice: 4915228817386}"),
             [
-                "recipients.alice: invalid phone number: must be in international E.164 format starting with + and the country code, e.g. \"+4915112345678\""
+                "recipients.alice: invalid phone number: must be in international E.164 format starting with + and the country code, e.g. \"+4915228817386\""
             ]
         );
     }

@@ -388,13 +388,13 @@ mod tests {
     fn request_body_has_exactly_the_three_fields_in_order() {
         let body = serde_json::to_string(&SmsRequest {
             sms_id: "s0",
-            recipient: "+4915112345678",
+            recipient: "+4915228817386",
             message: "a & \"b\"",
         })
         .unwrap();
         assert_eq!(
             body,
-            r#"{"smsId":"s0","recipient":"+4915112345678","message":"a & \"b\""}"#
+            r#"{"smsId":"s0","recipient":"+4915228817386","message":"a & \"b\""}"#
         );
     }
 

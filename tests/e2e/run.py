@@ -20,7 +20,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "tests", "e2e")
 BERLIN_TIME = r"[A-Z][a-z]{2} \d{2} \d{2}:\d{2} CET"
-ALICE, BOB = "+4915112345678", "+4917098765432"
+ALICE, BOB = "+4915228817386", "+4915254599371"
 # base64("token-E2E001:00000000-1111-4222-8333-444444444444")
 SIPGATE_AUTH = "Basic dG9rZW4tRTJFMDAxOjAwMDAwMDAwLTExMTEtNDIyMi04MzMzLTQ0NDQ0NDQ0NDQ0NA=="
 

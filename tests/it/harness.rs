@@ -25,8 +25,8 @@ pub const TOKEN: &str = "00000000-1111-4222-8333-444444444444";
 /// `Basic base64("token-AB12CD:00000000-1111-4222-8333-444444444444")`, computed outside the code.
 pub const AUTHORIZATION: &str =
     "Basic dG9rZW4tQUIxMkNEOjAwMDAwMDAwLTExMTEtNDIyMi04MzMzLTQ0NDQ0NDQ0NDQ0NA==";
-pub const ALICE: &str = "+4915112345678";
-pub const BOB: &str = "+4917098765432";
+pub const ALICE: &str = "+4915228817386";
+pub const BOB: &str = "+4915254599371";
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

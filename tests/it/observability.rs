@@ -480,7 +480,7 @@ async fn a_real_prometheus_scrapes_the_service() {
 
 /// The ways Sipgate (or anything in between) might echo alice's number in an error body.
 const ALICE_WRITTEN: [&str; 7] = [
-    "+4915112345678",
+    "+4915228817386",
     "015112345678",
     "+49 151 12345678",
     "0049 15112345678",

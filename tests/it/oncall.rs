@@ -206,7 +206,7 @@ async fn the_oncall_endpoint_names_who_and_until_when_behind_the_same_credential
             }],
         })
     );
-    assert!(!body.contains("4915112345678") && !body.contains("4917098765432"));
+    assert!(!body.contains("4915228817386") && !body.contains("4915254599371"));
 
     let bad = app
         .http

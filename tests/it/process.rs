@@ -57,7 +57,7 @@ async fn sigterm_waits_for_the_request_and_its_sms() {
     );
     let log = service.log();
     assert!(log.contains("signal=SIGTERM"), "{log}");
-    assert!(log.contains("message=sms route=warnings recipient=alice number=+49151******78 segments=1 outcome=sent"), "{log}");
+    assert!(log.contains("message=sms route=warnings recipient=alice number=+49152******86 segments=1 outcome=sent"), "{log}");
     assert!(log.contains("all SMS in flight finished"), "{log}");
 }
 
@@ -106,11 +106,11 @@ async fn a_failing_send_is_logged_with_its_reason_and_without_secrets() {
     assert!(log.contains("reason=auth"), "{log}");
     assert!(log.contains("operator action needed"), "{log}");
     assert!(
-        log.contains("message=sms route=warnings recipient=alice number=+49151******78 segments=1 outcome=failed reason=auth"),
+        log.contains("message=sms route=warnings recipient=alice number=+49152******86 segments=1 outcome=failed reason=auth"),
         "{log}"
     );
     assert!(
-        log.contains("sipgate_body=\"bad token for +49*********78\""),
+        log.contains("sipgate_body=\"bad token for +49*********86\""),
         "{log}"
     );
     assert!(!log.contains(ALICE), "full number in the log:\n{log}");

@@ -311,7 +311,7 @@ static CONFIGS: LazyLock<Vec<Config>> = LazyLock::new(|| {
         for extra in ["", "    template: compact\n    gsm_only: true\n"] {
             let path = dir.path().join(format!("config-{}.yml", configs.len()));
             let yaml = format!(
-                "recipients: {{alice: \"+4915112345678\"}}\n\
+                "recipients: {{alice: \"+4915228817386\"}}\n\
                  routes:\n  - name: r\n    to: [alice]\n    max_segments: {max_segments}\n{extra}"
             );
             std::fs::write(&path, yaml).expect("write config");
