@@ -58,8 +58,12 @@ pub const WATCHDOG_BACK: &str = "watchdog_back";
 pub struct WatchdogData {
     /// How long the silence lasted, or has lasted: `12m`, `1h 5m`.
     pub silent_for: String,
-    /// The last heartbeat before the silence, in `templates.time_zone`: `Nov 25 14:03 CET`.
+    /// The last heartbeat before the silence, in `templates.time_zone`: `Nov 25 14:03 CET`; when
+    /// none ever came, the time the service started watching.
     pub last_heartbeat: String,
+    /// Whether any heartbeat came before the silence. When none did, the likelier cause is a
+    /// Watchdog alert that is not routed here at all rather than a pipeline that went down.
+    pub heartbeat_seen: bool,
 }
 
 #[derive(Debug)]

@@ -116,20 +116,30 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
         if matches!(store.claim_once(&attempt, ALARM_RETRY).await, Ok(false)) {
             return;
         }
-        let silent_for = Duration::from_millis(now_ms.saturating_sub(since));
-        let event = format!("watchdog:silent:{since}");
-        if send(
-            state,
-            &live,
-            watchdog,
-            WATCHDOG_SILENT,
-            &event,
+        let alarm = Alarm {
+            template: WATCHDOG_SILENT,
+            event: format!("watchdog:silent:{since}"),
             since,
-            silent_for,
-            now,
-        )
-        .await
-        {
+            silent_for: Duration::from_millis(now_ms.saturating_sub(since)),
+            heartbeat_seen: last_beat.is_some(),
+        };
+        let texted = short_duration(alarm.silent_for);
+        if alarm.heartbeat_seen {
+            tracing::error!(
+                silent_for = %texted,
+                "the alerting pipeline is silent: no Watchdog heartbeat for longer than \
+                 watchdog.timeout; Prometheus, Alertmanager or the network between them may be \
+                 down, so other alerts may not reach anyone either; paging watchdog.to"
+            );
+        } else {
+            tracing::error!(
+                silent_for = %texted,
+                "no Watchdog heartbeat has come since the service started: check that Prometheus \
+                 fires the always-firing Watchdog alert and that Alertmanager routes it to this \
+                 service (watchdog.matchers); paging watchdog.to"
+            );
+        }
+        if send(state, &live, watchdog, &alarm, now).await {
             state
                 .watchdog
                 .0
@@ -142,18 +152,20 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
         // A heartbeat after a silence that was alarmed: the all-clear, once.
         let event = format!("watchdog:back:{silence}");
         if !matches!(store.claim_once(&event, CLAIM_TTL).await, Ok(false)) {
-            let lasted = Duration::from_millis(since.saturating_sub(silence));
-            send(
-                state,
-                &live,
-                watchdog,
-                WATCHDOG_BACK,
-                &event,
-                silence,
-                lasted,
-                now,
-            )
-            .await;
+            // A silence counted from the start had no heartbeat before it.
+            let from_start = matches!(store.marked(STARTED).await, Ok(Some(s)) if s == silence);
+            let alarm = Alarm {
+                template: WATCHDOG_BACK,
+                event,
+                since: silence,
+                silent_for: Duration::from_millis(since.saturating_sub(silence)),
+                heartbeat_seen: !from_start,
+            };
+            tracing::info!(
+                silent_for = %short_duration(alarm.silent_for),
+                "the alerting pipeline is back: Watchdog heartbeats arrive again"
+            );
+            send(state, &live, watchdog, &alarm, now).await;
         }
         // Whatever became of the all-clear, this silence is over; the claim keeps it once.
         state
@@ -169,29 +181,39 @@ fn ms_of(d: Duration) -> Millis {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// One of the watchdog's two SMS: the pipeline is silent, or it is back.
+struct Alarm {
+    template: &'static str,
+    /// What the ledger keys it by, so that each is sent once.
+    event: String,
+    /// The start of the silence: the last heartbeat, or the start of watching.
+    since: Millis,
+    silent_for: Duration,
+    heartbeat_seen: bool,
+}
+
 /// Sends the watchdog's SMS to whoever `watchdog.to` names now; true when every one was
 /// accepted or held back on purpose.
-#[allow(clippy::too_many_arguments)]
 async fn send(
     state: &AppState,
     live: &Live,
     watchdog: &Watchdog,
-    template: &str,
-    event: &str,
-    since: Millis,
-    silent_for: Duration,
+    alarm: &Alarm,
     now: DateTime<Utc>,
 ) -> bool {
     let config = &live.config;
-    let last_heartbeat = DateTime::from_timestamp_millis(i64::try_from(since).unwrap_or(0))
+    let last_heartbeat = DateTime::from_timestamp_millis(i64::try_from(alarm.since).unwrap_or(0))
         .unwrap_or_default()
         .with_timezone(&config.templates.time_zone())
         .format("%b %d %H:%M %Z")
         .to_string();
     let data = WatchdogData {
-        silent_for: short_duration(silent_for),
+        silent_for: short_duration(alarm.silent_for),
         last_heartbeat,
+        heartbeat_seen: alarm.heartbeat_seen,
     };
+    let template = alarm.template;
+    let event = alarm.event.as_str();
     let text = match config.templates.render_watchdog(template, &data) {
         Ok(text) => text,
         Err(e) => {

@@ -68,16 +68,25 @@ pub(super) fn watchdog(
         let sample = WatchdogData {
             silent_for: "1h 5m".to_string(),
             last_heartbeat: "Nov 25 14:03 CET".to_string(),
+            heartbeat_seen: true,
+        };
+        let never_seen = WatchdogData {
+            heartbeat_seen: false,
+            ..sample.clone()
         };
         for name in [WATCHDOG_SILENT, WATCHDOG_BACK] {
-            match templates.render_watchdog(name, &sample) {
-                Ok(text) if text.trim().is_empty() => problem(
-                    problems,
-                    format!("templates ({name})"),
-                    "renders to empty text; an SMS must say something",
-                ),
-                Ok(_) => {}
-                Err(e) => problem(problems, format!("templates ({name})"), e.to_string()),
+            // Both cases of the text, each problem once.
+            let trouble = [&sample, &never_seen].into_iter().find_map(|data| {
+                match templates.render_watchdog(name, data) {
+                    Ok(text) if text.trim().is_empty() => {
+                        Some("renders to empty text; an SMS must say something".to_string())
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                }
+            });
+            if let Some(message) = trouble {
+                problem(problems, format!("templates ({name})"), message);
             }
         }
     }

@@ -76,6 +76,7 @@ async fn a_silence_pages_once_and_its_end_once_more() {
     app.clock.set(at("2026-01-12T08:00:00Z"));
     app.post_alerts(heartbeat()).await;
     let started = millis(at("2026-01-12T07:00:00Z"));
+    let log = CapturedLog::start();
 
     watchdog::tick(&app.state, at("2026-01-12T08:10:00Z"), started).await;
     assert!(
@@ -96,6 +97,22 @@ async fn a_silence_pages_once_and_its_end_once_more() {
         app.metrics
             .render()
             .contains("alertmanager_sipgate_watchdog_silent 1\n")
+    );
+    assert_eq!(
+        log.text().matches("level=error").count(),
+        1,
+        "one alarm, logged once:\n{}",
+        log.text()
+    );
+    assert!(
+        log.text().contains(
+            "level=error target=alertmanager_sipgate::watchdog message=\"the \
+             alerting pipeline is silent: no Watchdog heartbeat for longer than watchdog.timeout; \
+             Prometheus, Alertmanager or the network between them may be down, so other alerts \
+             may not reach anyone either; paging watchdog.to\" silent_for=10m"
+        ),
+        "{}",
+        log.text()
     );
 
     // Alertmanager is back at 08:25.
@@ -119,21 +136,53 @@ async fn a_silence_pages_once_and_its_end_once_more() {
 }
 
 #[tokio::test]
-async fn without_any_heartbeat_the_silence_counts_from_the_start() {
+async fn without_any_heartbeat_the_silence_counts_from_the_start_and_says_so() {
     let fake = FakeSipgate::new().start().await;
     let app = TestApp::start(&watchdog_config(&fake.uri(), "30s").yaml()).await;
+    let log = CapturedLog::start();
     let started = millis(at("2026-01-12T08:00:00Z"));
     watchdog::tick(&app.state, at("2026-01-12T08:00:30Z"), started).await;
     assert!(sent_sms(&fake).await.is_empty());
+    assert!(!log.text().contains("level=error"), "{}", log.text());
     watchdog::tick(&app.state, at("2026-01-12T08:00:31Z"), started).await;
-    let sms = sent_sms(&fake).await;
-    assert_eq!(sms.len(), 1);
+    let silent = "ALERTING PIPELINE SILENT for 31s: no Watchdog heartbeat ever came (watching since \
+                  Jan 12 08:00 UTC). Check that Alertmanager routes it here.";
+    assert_eq!(
+        sent_sms(&fake).await,
+        [(ALICE.to_string(), silent.to_string())]
+    );
+    assert!(silent.len() <= 160, "one GSM-7 segment");
     assert!(
-        sms[0].1.starts_with(
-            "ALERTING PIPELINE SILENT for 31s: no Watchdog heartbeat since Jan 12 08:00 UTC."
+        log.text().contains(
+            "level=error target=alertmanager_sipgate::watchdog message=\"no \
+             Watchdog heartbeat has come since the service started: check that Prometheus fires \
+             the always-firing Watchdog alert and that Alertmanager routes it to this service \
+             (watchdog.matchers); paging watchdog.to\" silent_for=31s"
         ),
         "{}",
-        sms[0].1
+        log.text()
+    );
+
+    // The first heartbeat ever ends it.
+    app.clock.set(at("2026-01-12T08:05:00Z"));
+    app.post_alerts(heartbeat()).await;
+    watchdog::tick(&app.state, at("2026-01-12T08:05:01Z"), started).await;
+    let back = "ALERTING PIPELINE BACK: the first Watchdog heartbeat came after 5m without any \
+                (since Jan 12 08:00 UTC).";
+    assert_eq!(
+        sent_sms(&fake).await,
+        [
+            (ALICE.to_string(), back.to_string()),
+            (ALICE.to_string(), silent.to_string())
+        ]
+    );
+    assert!(
+        log.text().contains(
+            "level=info target=alertmanager_sipgate::watchdog message=\"the \
+             alerting pipeline is back: Watchdog heartbeats arrive again\" silent_for=5m"
+        ),
+        "{}",
+        log.text()
     );
 }
 
@@ -291,4 +340,24 @@ async fn a_dead_alertmanager_pages_once_and_its_return_once_more() {
         "{sms:?}"
     );
     metrics_with(&service.url, "alertmanager_sipgate_watchdog_silent 0\n").await;
+}
+
+/// The quick start runs the example config with no Prometheus or Alertmanager in front: nothing in
+/// it may page by itself there, or a new user's first SMS is a false alarm.
+#[test]
+fn the_example_config_pages_nobody_on_its_own() {
+    let dir = example_service_dir(None);
+    let config = alertmanager_sipgate::config::Config::load_with_env(
+        &dir.path().join("config.yml"),
+        &|_| None,
+    )
+    .unwrap();
+    assert!(
+        config.watchdog.is_none(),
+        "the example's watchdog would page 10 minutes after the quick start"
+    );
+    assert!(
+        config.schedules.values().all(|s| !s.notify_shift_start),
+        "the example would text at the next handoff"
+    );
 }
