@@ -30,6 +30,7 @@ const ENVIRONMENT: &str = "\
 Environment:
   SIPGATE_TOKEN_ID  Sipgate token id; overrides sipgate.token_id in the config file
   SIPGATE_TOKEN     Sipgate personal access token; overrides sipgate.token and sipgate.token_file
+  SIPGATE_API_URL   Sipgate API base URL (a fake or a proxy); overrides sipgate.api_url
 
 Without a Sipgate token the service runs in dry-run mode: every SMS is logged, none is sent.";
 

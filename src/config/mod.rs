@@ -25,6 +25,8 @@ use crate::template::Templates;
 pub const DEFAULT_API_URL: &str = "https://api.sipgate.com/v2";
 pub const ENV_TOKEN_ID: &str = "SIPGATE_TOKEN_ID";
 pub const ENV_TOKEN: &str = "SIPGATE_TOKEN";
+/// Points the service at another Sipgate URL (a fake, a proxy) without editing the config.
+pub const ENV_API_URL: &str = "SIPGATE_API_URL";
 
 /// A config problem and where it is, e.g. `routes[1].matchers[0]`, line 12.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,7 +375,8 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 impl Config {
-    /// Reads and validates the file, with `SIPGATE_TOKEN_ID` / `SIPGATE_TOKEN` from the environment.
+    /// Reads and validates the file, with `SIPGATE_TOKEN_ID`, `SIPGATE_TOKEN` and `SIPGATE_API_URL`
+    /// from the environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Self::load_with_env(path, &process_env)
     }
@@ -614,28 +617,32 @@ fn sipgate_config(
     env: EnvLookup<'_>,
     problems: &mut Vec<Problem>,
 ) -> SipgateConfig {
-    let api_url = raw
-        .api_url
-        .unwrap_or_else(|| DEFAULT_API_URL.to_string())
-        .trim_end_matches('/')
-        .to_string();
+    // The environment wins over the file, as for the token; a problem names where the URL came from.
+    let (api_url, field) = match env(ENV_API_URL).filter(|url| !url.trim().is_empty()) {
+        Some(url) => (url, format!("${ENV_API_URL}")),
+        None => (
+            raw.api_url.unwrap_or_else(|| DEFAULT_API_URL.to_string()),
+            "sipgate.api_url".to_string(),
+        ),
+    };
+    let api_url = api_url.trim().trim_end_matches('/').to_string();
     if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
         problem(
             problems,
-            "sipgate.api_url",
+            &field,
             format!("must be an http:// or https:// URL, got {api_url:?}"),
         );
     } else {
         match reqwest::Url::parse(&api_url) {
             Err(e) => problem(
                 problems,
-                "sipgate.api_url",
+                &field,
                 format!("is not a valid URL ({e}), got {api_url:?}"),
             ),
             // The paths of the API are appended to it.
             Ok(url) if url.query().is_some() || url.fragment().is_some() => problem(
                 problems,
-                "sipgate.api_url",
+                &field,
                 format!("must not have a query or fragment, got {api_url:?}"),
             ),
             Ok(_) => {}
@@ -1240,6 +1247,41 @@ routes:
         let creds = c.sipgate.credentials.unwrap();
         assert_eq!(creds.token.expose_secret(), "from-env");
         assert_eq!(creds.token_id, "token-ENV123");
+    }
+
+    #[test]
+    fn env_points_at_another_sipgate_url() {
+        let fake = |url: &'static str| move |k: &str| (k == ENV_API_URL).then(|| url.to_string());
+        let yaml = "sipgate: {api_url: \"https://proxy.example/v2\"}";
+        let from = |env: &dyn Fn(&str) -> Option<String>, yaml: &str| {
+            Config::from_yaml(yaml, Path::new("t.yml"), Path::new("."), env)
+        };
+        let c = from(&fake("http://127.0.0.1:8080/v2/"), yaml).unwrap();
+        assert_eq!(c.sipgate.api_url, "http://127.0.0.1:8080/v2");
+        assert_eq!(
+            from(&no_env, yaml).unwrap().sipgate.api_url,
+            "https://proxy.example/v2"
+        );
+        assert_eq!(
+            from(&fake(""), yaml).unwrap().sipgate.api_url,
+            "https://proxy.example/v2"
+        );
+        assert_eq!(
+            from(&fake("http://127.0.0.1:8080"), "")
+                .unwrap()
+                .sipgate
+                .api_url,
+            "http://127.0.0.1:8080"
+        );
+        let problems = from(&fake("127.0.0.1:8080"), yaml).unwrap_err();
+        assert_eq!(
+            problems,
+            [Problem {
+                field: "$SIPGATE_API_URL".to_string(),
+                message: "must be an http:// or https:// URL, got \"127.0.0.1:8080\"".to_string(),
+                line: None,
+            }]
+        );
     }
 
     #[test]

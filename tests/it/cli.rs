@@ -14,6 +14,7 @@ fn command(args: &[&str]) -> Command {
         .args(args)
         .env_remove("SIPGATE_TOKEN")
         .env_remove("SIPGATE_TOKEN_ID")
+        .env_remove("SIPGATE_API_URL")
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     command
 }
@@ -318,7 +319,7 @@ fn help_shows_prometheus_style_flags_and_no_secrets() {
     ] {
         assert!(help.contains(flag), "{flag} missing in:\n{help}");
     }
-    for variable in ["SIPGATE_TOKEN_ID", "SIPGATE_TOKEN"] {
+    for variable in ["SIPGATE_TOKEN_ID", "SIPGATE_TOKEN", "SIPGATE_API_URL"] {
         assert!(help.contains(variable), "{variable} missing in:\n{help}");
     }
     let out = run(&["--version"]);

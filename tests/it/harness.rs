@@ -373,6 +373,8 @@ pub async fn sent_sms(fake: &MockServer) -> Vec<(String, String)> {
         .await
         .unwrap()
         .into_iter()
+        // The credential check's requests are the only GETs; the rest must be SMS.
+        .filter(|r| r.method.as_str() != "GET")
         .map(|r| {
             assert_eq!(r.method.as_str(), "POST");
             assert_eq!(r.url.path(), "/v2/sessions/sms");
@@ -581,8 +583,11 @@ pub async fn credential_check_answers(
 }
 
 /// How many credential checks the fake Sipgate has received so far.
+/// Where the service checks its Sipgate credentials (`GET`), apart from the SMS it sends.
+pub const CREDENTIAL_CHECK_PATH: &str = "/v2/authorization/userinfo";
+
 pub async fn credential_checks(fake: &MockServer) -> usize {
-    requests_to(fake, "/v2/authorization/userinfo").await
+    requests_to(fake, CREDENTIAL_CHECK_PATH).await
 }
 
 /// Answers `status` (or `template`) to the first `times` SMS, then 204.
@@ -897,6 +902,7 @@ impl Service {
             .args(args)
             .env_remove("SIPGATE_TOKEN")
             .env_remove("SIPGATE_TOKEN_ID")
+            .env_remove("SIPGATE_API_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());

@@ -320,3 +320,39 @@ async fn an_open_port_without_auth_is_warned_about_once() {
     local.child.wait_for_exit(Duration::from_secs(15)).await;
     assert!(!local.log().contains("inbound authentication is off"));
 }
+
+/// `SIPGATE_API_URL` points the example config, unedited, at a fake or a proxy, as the README's
+/// "Trying it without Sipgate" does.
+#[tokio::test]
+async fn sipgate_api_url_in_the_environment_points_the_unedited_example_elsewhere() {
+    let fake = FakeSipgate::new().with_credential_check().start().await;
+    let dir = example_service_dir(None);
+    let config = dir.path().join("config.yml");
+    let api_url = format!("{}/v2", fake.uri());
+    let service = Service::start_with(
+        &config,
+        &[],
+        &[
+            ("SIPGATE_TOKEN_ID", TOKEN_ID),
+            ("SIPGATE_TOKEN", TOKEN),
+            ("SIPGATE_API_URL", &api_url),
+        ],
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/alerts", service.url))
+        .basic_auth("alertmanager", Some(EXAMPLE_SECRET))
+        .body(std::fs::read(example("payloads/firing.json")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "log:\n{}", service.log());
+    let loaded = alertmanager_sipgate::config::Config::load_with_env(&config, &|_| None).unwrap();
+    let on_call = loaded.schedules["primary"].who(chrono::Utc::now());
+    let text = "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full";
+    assert_eq!(
+        sent_sms(&fake).await,
+        [(loaded.recipients[on_call].e164().to_string(), text.to_string())]
+    );
+    assert_eq!(credential_checks(&fake).await, 1);
+}
