@@ -1,14 +1,14 @@
 # alertmanager-sipgate container image.
 #
 #   docker build --build-arg REVISION="$(git rev-parse --short HEAD)" -t alertmanager-sipgate .
-#   docker run -p 9716:9716 -e SIPGATE_TOKEN_ID -e SIPGATE_TOKEN \
-#     -v "$PWD/examples/config.yml:/etc/alertmanager-sipgate/config.yml:ro" \
-#     -v "$PWD/examples/templates:/etc/alertmanager-sipgate/templates:ro" \
-#     alertmanager-sipgate
+#   docker run -p 9716:9716 --read-only --user "$(id -u):$(id -g)" -e SIPGATE_TOKEN_ID -e SIPGATE_TOKEN \
+#     -v "$PWD/examples:/etc/alertmanager-sipgate:ro" alertmanager-sipgate
 #
 # Mount the config file at /etc/alertmanager-sipgate/config.yml; relative paths in it
-# (templates.dir, *_file) resolve against that folder, so mount templates beside it.
-# Without Sipgate credentials the service runs in dry-run mode and sends nothing.
+# (templates.dir, *_file) resolve against that folder, so mount its templates and secret files
+# (the example's sms-password, made by the README's quick start) beside it. The image runs as
+# user 65532; `--user` runs it as the owner of the files instead, so that a secret readable by
+# its owner only stays so. Without Sipgate credentials the service runs in dry-run mode.
 
 # The builder and the runtime base are build arguments so that a machine without access to an
 # image registry can pass stand-ins (examples/image-check.sh does); the defaults are the official
