@@ -320,3 +320,39 @@ async fn an_open_port_without_auth_is_warned_about_once() {
     local.child.wait_for_exit(Duration::from_secs(15)).await;
     assert!(!local.log().contains("inbound authentication is off"));
 }
+
+/// Sipgate's error body is logged as the text it is, on one line and masked, and escaped once by
+/// the log format: a quote in it reads `\"` in logfmt and in JSON, never `\\\"`.
+#[tokio::test]
+async fn a_sipgate_error_body_is_escaped_once_by_the_log_format() {
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(400).set_body_string("{\"to\":\"0152 28817386\"}\r\n"))
+        .start()
+        .await;
+
+    let mut logfmt = Service::start(&fault_config(&fake.uri())).await;
+    assert_eq!(post(&logfmt.url).await.unwrap(), 502);
+    let log = logfmt.stop_and_read_log().await;
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sipgate_body="))
+        .collect();
+    assert_eq!(logged.len(), 1, "{log}");
+    assert!(
+        logged[0].contains(r#" sipgate_body="{\"to\":\"01** ******86\"}" "#),
+        "{log}"
+    );
+
+    let mut json =
+        Service::start_with_flags(&fault_config(&fake.uri()), &["--log.format=json"]).await;
+    assert_eq!(post(&json.url).await.unwrap(), 502);
+    let log = json.stop_and_read_log().await;
+    let logged: Vec<&str> = log.lines().filter(|l| l.contains("sipgate_body")).collect();
+    assert_eq!(logged.len(), 1, "{log}");
+    assert!(
+        logged[0].contains(r#""sipgate_body":"{\"to\":\"01** ******86\"}""#),
+        "{log}"
+    );
+    let line: serde_json::Value = serde_json::from_str(logged[0]).unwrap();
+    assert_eq!(line["sipgate_body"], r#"{"to":"01** ******86"}"#);
+}
