@@ -356,3 +356,73 @@ async fn a_sipgate_error_body_is_escaped_once_by_the_log_format() {
     let line: serde_json::Value = serde_json::from_str(logged[0]).unwrap();
     assert_eq!(line["sipgate_body"], r#"{"to":"01** ******86"}"#);
 }
+
+/// Only a refused notification is lost. A refused reload, scrape or on-call query says what it
+/// means instead, and each kind is sampled on its own, so that a scraper with old credentials
+/// cannot hide a lost page behind its own refusals.
+#[tokio::test]
+async fn each_kind_of_refused_request_says_what_the_refusal_means() {
+    let fake = slow_sipgate(Duration::ZERO).await;
+    let yaml = TestConfig::new(&fake.uri())
+        .server(serde_json::json!({"auth": {
+            "basic": {"username": "alertmanager", "password": "right-secret"},
+            "protect_metrics": true
+        }}))
+        .yaml();
+    let mut service = Service::start(&yaml).await;
+    let http = reqwest::Client::new();
+    let url = &service.url;
+    for request in [
+        http.get(format!("{url}/metrics")),
+        http.post(format!("{url}/-/reload")),
+        http.get(format!("{url}/api/v1/oncall")),
+        http.post(format!("{url}/alerts"))
+            .body(fixture("firing-diskfull.json")),
+        // The second notification within the interval: counted, not logged again.
+        http.post(format!("{url}/healthchecks"))
+            .body(r#"{"status":"down","name":"backup"}"#),
+        http.get(format!("{url}/metrics")),
+    ] {
+        assert_eq!(request.send().await.unwrap().status(), 401);
+    }
+    let log = service.stop_and_read_log().await;
+
+    let refused: Vec<(&str, &str)> = log
+        .lines()
+        .filter(|l| l.contains("request refused"))
+        .map(|l| {
+            let path = l.split(" path=").nth(1).unwrap().split(' ').next().unwrap();
+            let message = l
+                .split("message=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            (path, message)
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (
+                "/metrics",
+                "request refused: missing or wrong credentials; the scrape gets no metrics"
+            ),
+            (
+                "/-/reload",
+                "request refused: missing or wrong credentials; the config was not reloaded"
+            ),
+            (
+                "/api/v1/oncall",
+                "request refused: missing or wrong credentials; the on-call query gets no answer"
+            ),
+            (
+                "/alerts",
+                "request refused: missing or wrong credentials; Alertmanager does not retry this, the notification is lost"
+            ),
+        ],
+        "{log}"
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
+}
