@@ -109,17 +109,69 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// How often a flood of refused requests may write a log line.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// What a request behind `server.auth` was for. Only a refused notification loses a page, so
+/// each kind says what its refusal means and is logged on its own: a scraper with old
+/// credentials must not crowd the line about a lost notification out of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    /// A webhook that goes through the pipeline (`/alerts`, `/healthchecks`).
+    Notification,
+    Reload,
+    Metrics,
+    OnCall,
+}
+
+impl Guarded {
+    /// The log line of a refusal: what was wrong, and what it means for the caller.
+    pub fn refusal_message(self) -> &'static str {
+        match self {
+            // Alertmanager does not retry a 4xx: this line and requests_total{code="401"} are
+            // how an operator learns that pages are being lost.
+            Guarded::Notification => {
+                "request refused: missing or wrong credentials; Alertmanager does not retry this, the notification is lost"
+            }
+            Guarded::Reload => {
+                "request refused: missing or wrong credentials; the config was not reloaded"
+            }
+            Guarded::Metrics => {
+                "request refused: missing or wrong credentials; the scrape gets no metrics"
+            }
+            Guarded::OnCall => {
+                "request refused: missing or wrong credentials; the on-call query gets no answer"
+            }
+        }
+    }
+}
+
 /// One log line per interval for each kind of refused request; requests_total counts them all.
 #[derive(Debug)]
 pub struct RefusalLog {
-    pub(crate) credentials: LogSampler,
+    notifications: LogSampler,
+    reloads: LogSampler,
+    metrics: LogSampler,
+    oncall: LogSampler,
     pub(crate) grafana_signature: LogSampler,
+}
+
+impl RefusalLog {
+    /// The sampler of requests of `kind` refused for their credentials.
+    pub(crate) fn credentials(&self, kind: Guarded) -> &LogSampler {
+        match kind {
+            Guarded::Notification => &self.notifications,
+            Guarded::Reload => &self.reloads,
+            Guarded::Metrics => &self.metrics,
+            Guarded::OnCall => &self.oncall,
+        }
+    }
 }
 
 impl Default for RefusalLog {
     fn default() -> Self {
         RefusalLog {
-            credentials: LogSampler::new(REFUSAL_LOG_INTERVAL),
+            notifications: LogSampler::new(REFUSAL_LOG_INTERVAL),
+            reloads: LogSampler::new(REFUSAL_LOG_INTERVAL),
+            metrics: LogSampler::new(REFUSAL_LOG_INTERVAL),
+            oncall: LogSampler::new(REFUSAL_LOG_INTERVAL),
             grafana_signature: LogSampler::new(REFUSAL_LOG_INTERVAL),
         }
     }

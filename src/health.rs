@@ -97,6 +97,7 @@ async fn check_until_answered(
 }
 
 fn log_check(check: &CredentialCheck, verdict: Option<&CredentialCheck>, retry: Duration) {
+    // `problem` is a whole sentence of its own; the message only says what follows from it.
     match (check, verdict) {
         (CredentialCheck::Valid, _) => {
             tracing::info!("Sipgate accepted the token and the SMS extension")
@@ -106,23 +107,23 @@ fn log_check(check: &CredentialCheck, verdict: Option<&CredentialCheck>, retry: 
         }
         (CredentialCheck::Rejected(why), _) => tracing::error!(
             problem = %why,
-            "Sipgate refused the credentials; no SMS can be sent until the config is fixed"
+            "Sipgate credential check failed; no SMS can be sent until the config is fixed"
         ),
         (CredentialCheck::Unknown(why), None) => tracing::warn!(
             problem = %why,
             retry_s = retry.as_secs(),
-            "cannot verify the Sipgate credentials yet"
+            "the Sipgate credentials are not verified yet; asking again"
         ),
         (CredentialCheck::Unknown(why), Some(verdict)) => tracing::warn!(
             problem = %why,
             retry_s = retry.as_secs(),
             last_answer = verdict_word(verdict),
-            "cannot verify the Sipgate credentials; the last answer stands"
+            "the reloaded Sipgate credentials are not verified yet; the last answer stands"
         ),
     }
 }
 
-/// A definite answer in one word, for the log and `/-/ready`.
+/// A definite answer in one word, for the log.
 fn verdict_word(verdict: &CredentialCheck) -> &'static str {
     if verdict.allows_sending() {
         "accepted"
@@ -133,15 +134,17 @@ fn verdict_word(verdict: &CredentialCheck) -> &'static str {
 
 /// `Ok` with a short status, or `Err` with the reason the service is not ready.
 pub fn readiness(state: &AppState) -> Result<String, String> {
+    let live = state.current();
     if let Some((reason, left)) = state.deliverer.holdoff() {
+        // The hint names the problem; "refused" around it would only say it twice. The reason
+        // is the one the answers and sms_failed_total carry.
         return Err(format!(
-            "Sipgate refused an SMS ({}): {}; SMS fail fast for {}s more",
-            reason.as_str(),
-            state.current().provider.operator_hint(reason),
-            left.as_secs() + 1
+            "{}; SMS fail fast for {}s more (reason {})",
+            live.provider.operator_hint(reason),
+            left.as_secs() + 1,
+            reason.as_str()
         ));
     }
-    let live = state.current();
     let mode = || {
         format!(
             "{}, state: {}",
@@ -153,14 +156,20 @@ pub fn readiness(state: &AppState) -> Result<String, String> {
             state.deliverer.store().name()
         )
     };
-    match live.credentials.status() {
+    credentials_readiness(live.credentials.status(), mode)
+}
+
+/// What the credential status means for readiness. Each answer of the provider is a sentence of
+/// its own (who refused what, and what to check), so it is shown as it is; only what this status
+/// adds (a check still running, one that got no answer) is said around it.
+fn credentials_readiness(
+    status: CredentialStatus,
+    mode: impl FnOnce() -> String,
+) -> Result<String, String> {
+    match status {
         CredentialStatus::NotChecked => Ok(mode()),
-        CredentialStatus::Checked(check) => match check {
-            CredentialCheck::Rejected(why) => {
-                Err(format!("Sipgate refused the credentials: {why}"))
-            }
-            _ => Ok(mode()),
-        },
+        CredentialStatus::Checked(CredentialCheck::Rejected(why)) => Err(why),
+        CredentialStatus::Checked(_) => Ok(mode()),
         CredentialStatus::Checking {
             verdict: None,
             unknown: None,
@@ -170,19 +179,20 @@ pub fn readiness(state: &AppState) -> Result<String, String> {
         CredentialStatus::Checking {
             verdict: None,
             unknown: Some(why),
-        } => Err(format!("cannot verify the Sipgate credentials: {why}")),
+        } => Err(format!(
+            "the Sipgate credentials are not verified yet: {why}"
+        )),
+        // After a reload: the previous config's verdict stands until this one's is known.
         CredentialStatus::Checking {
             verdict: Some(verdict),
             unknown,
         } => {
-            let note = match &unknown {
+            let note = match unknown {
                 None => "checking the reloaded credentials".to_string(),
-                Some(why) => format!("cannot verify the Sipgate credentials: {why}"),
+                Some(why) => format!("the reloaded credentials are not verified yet: {why}"),
             };
             match verdict {
-                CredentialCheck::Rejected(refused) => Err(format!(
-                    "Sipgate refused the credentials: {refused}; {note}"
-                )),
+                CredentialCheck::Rejected(refused) => Err(format!("{refused}; {note}")),
                 _ => Ok(format!("{}; {note}; Sipgate accepted them before", mode())),
             }
         }
@@ -305,6 +315,58 @@ mod tests {
         assert_eq!(
             credentials.status(),
             CredentialStatus::Checked(CredentialCheck::Rejected("401".into()))
+        );
+    }
+
+    /// Every answer says each thing once: the provider's sentence as it is, and only what the
+    /// status adds around it.
+    #[test]
+    fn each_readiness_answer_says_each_problem_once() {
+        let refused = crate::provider::sipgate::operator_hint(FailureReason::Auth);
+        let rejected = || CredentialCheck::Rejected(refused.to_string());
+        let no_answer = || Some("Sipgate answered HTTP 503 to /userinfo".to_string());
+        let checking = |verdict, unknown| CredentialStatus::Checking { verdict, unknown };
+        let mode = || "sipgate, state: memory".to_string();
+        let answer = |status| credentials_readiness(status, mode);
+
+        assert_eq!(answer(CredentialStatus::NotChecked), Ok(mode()));
+        assert_eq!(
+            answer(CredentialStatus::Checked(CredentialCheck::Valid)),
+            Ok(mode())
+        );
+        assert_eq!(
+            answer(CredentialStatus::Checked(rejected())),
+            Err(refused.to_string())
+        );
+        assert_eq!(
+            refused,
+            "Sipgate rejected the credentials: check sipgate.token_id and the token (personal access token, not the account password)"
+        );
+        assert_eq!(
+            answer(checking(None, None)),
+            Err("checking the Sipgate credentials".to_string())
+        );
+        assert_eq!(
+            answer(checking(None, no_answer())),
+            Err("the Sipgate credentials are not verified yet: Sipgate answered HTTP 503 to /userinfo".to_string())
+        );
+        assert_eq!(
+            answer(checking(Some(CredentialCheck::Valid), None)),
+            Ok("sipgate, state: memory; checking the reloaded credentials; Sipgate accepted them before".to_string())
+        );
+        assert_eq!(
+            answer(checking(Some(CredentialCheck::Valid), no_answer())),
+            Ok("sipgate, state: memory; the reloaded credentials are not verified yet: Sipgate answered HTTP 503 to /userinfo; Sipgate accepted them before".to_string())
+        );
+        assert_eq!(
+            answer(checking(Some(rejected()), None)),
+            Err(format!("{refused}; checking the reloaded credentials"))
+        );
+        assert_eq!(
+            answer(checking(Some(rejected()), no_answer())),
+            Err(format!(
+                "{refused}; the reloaded credentials are not verified yet: Sipgate answered HTTP 503 to /userinfo"
+            ))
         );
     }
 

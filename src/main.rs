@@ -18,12 +18,13 @@ use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
+use alertmanager_sipgate::oncall::ShowYear;
 use alertmanager_sipgate::outcome::SuppressReason;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::server;
 use alertmanager_sipgate::state;
 use alertmanager_sipgate::{health, probe, shifts, watchdog};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 
 /// What `--help` says about the environment. Values are never shown: they are secrets.
 const ENVIRONMENT: &str = "\
@@ -89,16 +90,17 @@ struct At {
     /// The time to look at instead of now (RFC 3339, e.g. 2026-12-06T03:00:00+01:00): who is
     /// on call then, which routes are muted, who is in quiet hours.
     #[arg(long = "at", value_name = "TIME", value_parser = parse_at)]
-    at: Option<DateTime<Utc>>,
+    at: Option<DateTime<FixedOffset>>,
 }
 
 impl At {
     fn or_now(&self) -> DateTime<Utc> {
-        self.at.unwrap_or_else(Utc::now)
+        self.at.map_or_else(Utc::now, |at| at.with_timezone(&Utc))
     }
 }
 
-fn parse_at(text: &str) -> Result<DateTime<Utc>, String> {
+/// Keeps the offset it was given, so that output echoes the time as the user wrote it.
+fn parse_at(text: &str) -> Result<DateTime<FixedOffset>, String> {
     alertmanager_sipgate::oncall::parse_at(text)
 }
 
@@ -263,8 +265,9 @@ fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
     if config.dry_run() {
         println!("no Sipgate credentials: the service would run in dry-run mode and send nothing");
     }
-    if let Some(when) = at.at {
-        println!("at {}:", when.to_rfc3339());
+    if let Some(given) = at.at {
+        println!("at {}:", given.to_rfc3339());
+        let when = given.with_timezone(&Utc);
         for route in &config.routes {
             let state = if config.muted_at(route, when) {
                 "muted".to_string()
@@ -293,21 +296,22 @@ fn oncall(path: &Path, at: DateTime<Utc>, next: usize) -> anyhow::Result<()> {
     if config.schedules.is_empty() {
         println!("{}: no schedules", path.display());
     }
+    let year = ShowYear::OutsideYearOf(at);
     for schedule in config.schedules.values() {
         let view = schedule.view(at, next);
         println!("{} ({})", view.schedule, view.time_zone);
         println!(
             "  on call: {:<12} since {}  until {}",
             view.on_call,
-            schedule.local(Some(view.since)),
-            schedule.local(view.until)
+            schedule.local(Some(view.since), year),
+            schedule.local(view.until, year)
         );
         for handoff in &view.next {
             println!(
                 "  then:    {:<12} from  {}  until {}",
                 handoff.who,
-                schedule.local(Some(handoff.at)),
-                schedule.local(handoff.until)
+                schedule.local(Some(handoff.at), year),
+                schedule.local(handoff.until, year)
             );
         }
     }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, FixedOffset, LocalResult, Months, NaiveDateTime, Offset, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -41,12 +43,12 @@ pub struct Shift<'a> {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// An instant as `--at` and `?at=` take it: RFC 3339, years 1970 to 9999.
-pub fn parse_at(text: &str) -> Result<DateTime<Utc>, String> {
+/// An instant as `--at` takes it: RFC 3339, years 1970 to 9999, in the offset it was written
+/// with (for showing it; decisions take it as UTC).
+pub fn parse_at(text: &str) -> Result<DateTime<FixedOffset>, String> {
     let at = DateTime::parse_from_rfc3339(text)
-        .map_err(|e| format!("{e}; use RFC 3339, e.g. 2026-12-06T03:00:00+01:00"))?
-        .with_timezone(&Utc);
-    if !(1970..=9999).contains(&chrono::Datelike::year(&at)) {
+        .map_err(|e| format!("{e}; use RFC 3339, e.g. 2026-12-06T03:00:00+01:00"))?;
+    if !(1970..=9999).contains(&at.with_timezone(&Utc).year()) {
         return Err("must be in the years 1970 to 9999".to_string());
     }
     Ok(at)
@@ -71,6 +73,18 @@ pub struct HandoffView {
     pub at: DateTime<Utc>,
     pub who: String,
     pub until: Option<DateTime<Utc>>,
+}
+
+/// When a local time shown to people names its year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShowYear {
+    /// When it is not the year of this instant, the one looked at: a list of handoffs seen from
+    /// December shows those in January with their year.
+    OutsideYearOf(DateTime<Utc>),
+    /// Only when it is not within the year after this instant: an SMS sent on 28 December that
+    /// says "until Mon 04 Jan 09:00" can only mean the coming January, and stays five
+    /// characters shorter.
+    FromAYearAfter(DateTime<Utc>),
 }
 
 /// How far the search for the next change of person looks, in boundaries; beyond it a shift
@@ -255,17 +269,33 @@ impl Schedule {
         }
     }
 
-    /// `instant` in the schedule's time zone, as people read it: `Mon 12 Jan 09:00`, or
-    /// `further notice` for a shift without end.
-    pub fn local(&self, instant: Option<DateTime<Utc>>) -> String {
-        instant.map_or_else(
-            || "further notice".to_string(),
-            |t| {
-                t.with_timezone(&self.time_zone)
-                    .format("%a %d %b %H:%M")
-                    .to_string()
-            },
-        )
+    /// `instant` in the schedule's time zone, as people read it: `Mon 12 Jan 09:00`, with the
+    /// year where `year` asks for it (`Mon 04 Jan 2027 09:00`), or `further notice` for a shift
+    /// without end.
+    pub fn local(&self, instant: Option<DateTime<Utc>>, year: ShowYear) -> String {
+        let Some(instant) = instant else {
+            return "further notice".to_string();
+        };
+        let local = instant.with_timezone(&self.time_zone);
+        let with_year = match year {
+            ShowYear::OutsideYearOf(reference) => {
+                local.year() != reference.with_timezone(&self.time_zone).year()
+            }
+            ShowYear::FromAYearAfter(reference) => {
+                let a_year_later = reference
+                    .with_timezone(&self.time_zone)
+                    .naive_local()
+                    .checked_add_months(Months::new(12));
+                instant < reference
+                    || a_year_later.is_some_and(|later| local.naive_local() >= later)
+            }
+        };
+        let format = if with_year {
+            "%a %d %b %Y %H:%M"
+        } else {
+            "%a %d %b %H:%M"
+        };
+        local.format(format).to_string()
     }
 
     /// Everyone this schedule can page.
@@ -493,12 +523,52 @@ mod tests {
         let shifts = s.shifts(utc("2026-06-01T12:00:00Z"), 5);
         assert_eq!(shifts.len(), 1);
         assert_eq!((shifts[0].who, shifts[0].until), ("alice", None));
-        assert_eq!(s.local(None), "further notice");
+        let now = utc("2026-06-01T12:00:00Z");
+        for year in [ShowYear::OutsideYearOf(now), ShowYear::FromAYearAfter(now)] {
+            assert_eq!(s.local(None, year), "further notice");
+        }
         // The longest shift the config takes, far into the future: no overflow.
         s.members = vec!["alice".into(), "bob".into()];
         s.shift = MAX_SHIFT;
         let far = s.shifts(utc("9999-12-01T00:00:00Z"), 100);
         assert!(!far.is_empty());
+    }
+
+    #[test]
+    fn a_list_names_the_year_of_dates_outside_the_year_looked_at() {
+        let s = weekly();
+        // Sunday 20 December 2026, 12:00 in Berlin.
+        let year = ShowYear::OutsideYearOf(utc("2026-12-20T11:00:00Z"));
+        let show = |t: &str| s.local(Some(utc(t)), year);
+        assert_eq!(show("2026-12-28T08:00:00Z"), "Mon 28 Dec 09:00");
+        assert_eq!(show("2027-01-04T08:00:00Z"), "Mon 04 Jan 2027 09:00");
+        assert_eq!(show("2025-12-29T08:00:00Z"), "Mon 29 Dec 2025 09:00");
+        // The year in Berlin decides: 23:30 UTC on New Year's Eve is already next year there.
+        assert_eq!(show("2026-12-31T23:30:00Z"), "Fri 01 Jan 2027 00:30");
+        let new_year = ShowYear::OutsideYearOf(utc("2026-12-31T23:30:00Z"));
+        assert_eq!(
+            s.local(Some(utc("2027-01-04T08:00:00Z")), new_year),
+            "Mon 04 Jan 09:00"
+        );
+    }
+
+    #[test]
+    fn an_sms_names_the_year_only_of_dates_a_year_or_more_ahead() {
+        let s = weekly();
+        // A shift notice sent on Monday 28 December 2026, 09:00 in Berlin.
+        let year = ShowYear::FromAYearAfter(utc("2026-12-28T08:00:00Z"));
+        let show = |t: &str| s.local(Some(utc(t)), year);
+        assert_eq!(show("2027-01-04T08:00:00Z"), "Mon 04 Jan 09:00");
+        assert_eq!(show("2027-12-27T08:00:00Z"), "Mon 27 Dec 09:00");
+        assert_eq!(show("2027-12-28T08:00:00Z"), "Tue 28 Dec 2027 09:00");
+        // Never the case for a shift's end, but not misread as next year if it were.
+        assert_eq!(show("2026-12-21T08:00:00Z"), "Mon 21 Dec 2026 09:00");
+        // Near the end of the calendar nothing overflows.
+        let last = ShowYear::FromAYearAfter(utc("9999-06-01T00:00:00Z"));
+        assert_eq!(
+            s.local(Some(utc("9999-12-01T00:00:00Z")), last),
+            "Wed 01 Dec 01:00"
+        );
     }
 
     #[test]

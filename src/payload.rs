@@ -180,7 +180,8 @@ struct WebhookAlert {
     extras: AlertExtras,
 }
 
-/// Go's zero `time.Time` marks "not set"; anything before year 2 is treated as that.
+/// Go's zero `time.Time` (`0001-01-01T00:00:00Z`, as Alertmanager and Grafana send it) marks "not
+/// set"; anything before year 2 is treated as that, so that templates see no time at all.
 fn real_time(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     t.filter(|t| t.year() > 1)
 }
@@ -361,16 +362,8 @@ pub fn parse_healthchecks(body: &[u8]) -> Result<Notification, PayloadError> {
         status,
         labels: labels.clone(),
         annotations: annotations.clone(),
-        starts_at: if status == AlertStatus::Firing {
-            hc.now
-        } else {
-            None
-        },
-        ends_at: if status == AlertStatus::Resolved {
-            hc.now
-        } else {
-            None
-        },
+        starts_at: real_time(hc.now).filter(|_| status == AlertStatus::Firing),
+        ends_at: real_time(hc.now).filter(|_| status == AlertStatus::Resolved),
         generator_url: String::new(),
         fingerprint: identity.clone(),
         extras: AlertExtras::default(),

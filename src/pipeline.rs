@@ -13,7 +13,7 @@ use crate::delivery::{Deliverer, Policy};
 use crate::matcher::matches_all;
 use crate::metrics::{Metrics, Truncated};
 use crate::outcome::{Outcome, SmsReport, SuppressReason};
-use crate::payload::{AlertStatus, Notification};
+use crate::payload::{Alert, AlertStatus, Notification};
 use crate::state::Keep;
 
 /// How much longer than the longest send (retries until the deadline, then one last request)
@@ -53,17 +53,20 @@ pub async fn run(
     now: DateTime<Utc>,
 ) -> Report {
     let policy = policy(live, started);
-    let mut heartbeat = None;
-    if let Some(watchdog) = &live.config.watchdog {
-        // Heartbeats are neither routed nor texted, nor cut by the input limits; a firing one
-        // says the pipeline works.
-        let beats = notification.take_alerts(|a| matches_all(&watchdog.matchers, &a.labels));
-        if beats.iter().any(|a| a.status == AlertStatus::Firing) {
+    // Heartbeats are neither routed nor texted, nor cut by the input limits; a firing one says
+    // the pipeline works.
+    let beats = match &live.config.watchdog {
+        Some(watchdog) => notification.take_alerts(|a| matches_all(&watchdog.matchers, &a.labels)),
+        None => Vec::new(),
+    };
+    let heartbeat = beats
+        .iter()
+        .any(|a| a.status == AlertStatus::Firing)
+        .then(|| {
             let at = u64::try_from(now.timestamp_millis()).unwrap_or(0);
             metrics.watchdog_seen(at);
-            heartbeat = Some(at);
-        }
-    }
+            at
+        });
     // Recorded while the SMS go out, and no longer than the store may take for them: a slow
     // store delays no page. One that cannot be asked is counted by it; this replica still knows.
     let record_heartbeat = async {
@@ -100,12 +103,18 @@ pub async fn run(
         sms,
         unrouted_alerts: plan.unrouted,
     };
+    if notification.alerts.is_empty() && !beats.is_empty() {
+        log_heartbeats_only(&beats, started);
+        return report;
+    }
     let failed = report.failed();
     tracing::info!(
         source = notification.source.as_str(),
         receiver = %crate::redact::phone_numbers(&notification.receiver),
         group_key = %crate::redact::phone_numbers(&notification.group_key),
         alerts = notification.alerts.len(),
+        // Only when there were any: most notifications carry none.
+        heartbeats = (!beats.is_empty()).then_some(beats.len()),
         sms = report.sms.len(),
         failed,
         outcome = if failed == 0 { "success" } else { "failed" },
@@ -113,6 +122,23 @@ pub async fn run(
         "notification handled"
     );
     report
+}
+
+/// The one line about a notification that carried only the watchdog's alerts. Alertmanager
+/// sends the heartbeat every `repeat_interval`, often every minute: at info it would bury the
+/// lines about SMS, and the watchdog's own gauge and SMS already tell when heartbeats stop. A
+/// resolved one alone is no heartbeat, and says so where the operator looks.
+fn log_heartbeats_only(beats: &[Alert], started: Instant) {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    if beats.iter().any(|a| a.status == AlertStatus::Firing) {
+        tracing::debug!(heartbeats = beats.len(), duration_ms, "heartbeat received");
+    } else {
+        tracing::info!(
+            heartbeats = beats.len(),
+            duration_ms,
+            "heartbeat alert resolved: that is no heartbeat; the watchdog pages when none comes within watchdog.timeout"
+        );
+    }
 }
 
 /// The delivery rules of `live`'s config for SMS planned at `started`.

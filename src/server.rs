@@ -18,7 +18,7 @@ use tracing::Instrument;
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 use crate::app::{AppState, Live};
-use crate::auth;
+use crate::auth::{self, Guarded};
 use crate::health;
 use crate::outcome::SmsReport;
 use crate::payload::{self, PayloadError};
@@ -247,7 +247,7 @@ async fn handle_notification(
 ) -> Result<HttpResponse, ApiError> {
     let started = tokio::time::Instant::now();
     let live = state.current();
-    authorize(&state, &live, &request)?;
+    authorize(&state, &live, &request, Guarded::Notification)?;
     // A client that trickles its body in (slow loris) gets until the response deadline.
     let body = tokio::time::timeout(
         live.config.delivery.response_deadline,
@@ -309,7 +309,7 @@ async fn oncall(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.current();
-    authorize(&state, &live, &request)?;
+    authorize(&state, &live, &request, Guarded::OnCall)?;
     let query = web::Query::<OnCallQuery>::from_query(request.query_string())
         .map_err(|e| ApiError::BadQuery(e.to_string()))?
         .into_inner();
@@ -348,7 +348,7 @@ async fn metrics(
         .as_ref()
         .is_some_and(|auth| auth.protect_metrics)
     {
-        authorize(&state, &live, &request)?;
+        authorize(&state, &live, &request, Guarded::Metrics)?;
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -359,8 +359,14 @@ async fn healthy() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("OK\n")
 }
 
-/// Checks the caller's credentials when the config asks for them.
-fn authorize(state: &AppState, live: &Live, request: &HttpRequest) -> Result<(), ApiError> {
+/// Checks the caller's credentials when the config asks for them; a refusal is logged as what
+/// it means for a request of `kind`.
+fn authorize(
+    state: &AppState,
+    live: &Live,
+    request: &HttpRequest,
+    kind: Guarded,
+) -> Result<(), ApiError> {
     let Some(required) = &live.config.server.auth else {
         return Ok(());
     };
@@ -371,10 +377,8 @@ fn authorize(state: &AppState, live: &Live, request: &HttpRequest) -> Result<(),
         return Ok(());
     }
     let scheme = auth::scheme_tried(raw.map(|v| v.as_bytes()));
-    let log = &state.refusal_log.credentials;
+    let log = state.refusal_log.credentials(kind);
     if let Some(sample) = log.record(std::time::Instant::now(), scheme) {
-        // A refused Alertmanager notification is not retried (4xx): this line and
-        // requests_total{code="401"} are how an operator learns that pages are being lost.
         tracing::warn!(
             peer = %request.peer_addr().map_or_else(String::new, |a| a.ip().to_string()),
             path = request.path(),
@@ -382,7 +386,8 @@ fn authorize(state: &AppState, live: &Live, request: &HttpRequest) -> Result<(),
             refused_since_last_line = sample.count,
             schemes_tried = %sample.kinds,
             at_most_one_line_per_s = log.interval().as_secs(),
-            "request refused: missing or wrong credentials; Alertmanager does not retry this, the notification is lost"
+            "{}",
+            kind.refusal_message()
         );
     }
     Err(ApiError::Unauthorized {
@@ -426,7 +431,7 @@ async fn reload(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &state.current(), &request)?;
+    authorize(&state, &state.current(), &request, Guarded::Reload)?;
     let state = state.into_inner();
     Ok(match health::reload_and_check(&state) {
         Ok(()) => HttpResponse::Ok()

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::app::{AppState, Live};
 use crate::compose::Sms;
 use crate::delivery::Policy;
-use crate::oncall::{Schedule, Shift};
+use crate::oncall::{Schedule, Shift, ShowYear};
 use crate::pipeline;
 use crate::ratelimit::Limits;
 use crate::state::ContentKey;
@@ -72,13 +72,19 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
         }
         let since = (now - shift.from).to_std().unwrap_or(Duration::MAX);
         if schedule.notify_shift_start && since < NOTICE_GRACE {
-            notify(state, &live, schedule, &shift).await;
+            notify(state, &live, schedule, &shift, now).await;
         }
     }
     next
 }
 
-async fn notify(state: &AppState, live: &Live, schedule: &Schedule, shift: &Shift<'_>) {
+async fn notify(
+    state: &AppState,
+    live: &Live,
+    schedule: &Schedule,
+    shift: &Shift<'_>,
+    now: DateTime<Utc>,
+) {
     let event = format!(
         "shift:{}:{}:{}",
         schedule.name,
@@ -103,7 +109,7 @@ async fn notify(state: &AppState, live: &Live, schedule: &Schedule, shift: &Shif
     let text = format!(
         "You are on call for {} until {}",
         schedule.name,
-        schedule.local(shift.until)
+        schedule.local(shift.until, ShowYear::FromAYearAfter(now))
     );
     let sms = Sms {
         route: format!("schedule:{}", schedule.name),

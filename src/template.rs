@@ -815,6 +815,34 @@ mod tests {
     }
 
     #[test]
+    fn default_says_no_since_for_an_alert_without_start_time() {
+        let t = built_ins(chrono_tz::UTC);
+        let at = "2026-11-25T09:15:00Z";
+        let mut firing = fixture("firing-diskfull.json");
+        firing.alerts[0].starts_at = None;
+        assert_eq!(
+            render(&t, "default", &firing, at),
+            "FIRING DiskFull db1:9100: Disk on db1 is 95% full"
+        );
+        firing.alerts[0].annotations.clear();
+        assert_eq!(
+            render(&t, "default", &firing, at),
+            "FIRING DiskFull db1:9100"
+        );
+        let mut two = fixture("firing-diskfull.json");
+        let mut second = two.alerts[0].clone();
+        second.labels.insert("instance".into(), "db2:9100".into());
+        second.starts_at = None;
+        two.alerts.push(second);
+        assert_eq!(
+            render(&t, "default", &two, at),
+            "FIRING 2\n\
+             DiskFull db1:9100 since Nov 25 09:05 UTC: Disk on db1 is 95% full\n\
+             DiskFull db2:9100: Disk on db1 is 95% full"
+        );
+    }
+
+    #[test]
     fn default_lists_several_alerts() {
         let mut n = fixture("firing-diskfull.json");
         let mut second = n.alerts[0].clone();

@@ -197,11 +197,12 @@ impl SipgateClient {
 impl SipgateClient {
     /// Asks Sipgate who the token belongs to (`GET /authorization/userinfo`), then whether that
     /// account has the configured SMS extension (`GET /{sub}/sms`). The answer is logged and
-    /// shown by `/-/ready`, and carries what Sipgate said: numbers in it are masked.
+    /// shown by `/-/ready`, and carries what Sipgate said: numbers in it are masked, and it
+    /// stays on one line.
     pub async fn verify_credentials(&self) -> CredentialCheck {
         self.ask_about_credentials()
             .await
-            .map_text(|text| crate::redact::phone_numbers(&text).into_owned())
+            .map_text(|text| masked_line(&text))
     }
 
     async fn ask_about_credentials(&self) -> CredentialCheck {
@@ -229,7 +230,7 @@ impl SipgateClient {
         } else {
             let known: Vec<&str> = extensions.items.iter().map(|e| e.id.as_str()).collect();
             CredentialCheck::Rejected(format!(
-                "the account has no SMS extension {:?} (sipgate.sms_id); it has: {}",
+                "the token's Sipgate account has no SMS extension {:?} (sipgate.sms_id); it has: {}",
                 self.sms_id,
                 if known.is_empty() {
                     "none".to_string()
@@ -289,7 +290,7 @@ fn classify_transport_error(e: reqwest::Error) -> SendError {
         SendError::Network {
             provider: SIPGATE,
             // The chain may quote what the other end said.
-            detail: crate::redact::phone_numbers(&message).into_owned(),
+            detail: masked_line(&message),
         }
     }
 }
@@ -349,15 +350,46 @@ async fn read_start(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// The start of something Sipgate (or whatever answered) sent, on one line, with any phone
-/// number in it masked: error bodies are undocumented and may echo the recipient in any form.
+/// The start of something Sipgate (or whatever answered) sent, as plain text on one line, with
+/// any phone number in it masked: error bodies are undocumented and may echo the recipient in any
+/// form. Not escaped: the log format escapes what it writes, and `/-/ready` answers plain text.
 fn excerpt(body: &str) -> String {
-    let body = crate::redact::phone_numbers(body);
-    let end = body
-        .char_indices()
-        .nth(BODY_EXCERPT)
-        .map_or(body.len(), |(i, _)| i);
-    body[..end].escape_debug().to_string()
+    let text = masked_line(body);
+    match text.char_indices().nth(BODY_EXCERPT) {
+        None => text,
+        Some(_) => {
+            let keep = text
+                .char_indices()
+                .nth(BODY_EXCERPT - "...".len())
+                .map_or(text.len(), |(i, _)| i);
+            format!("{}...", &text[..keep])
+        }
+    }
+}
+
+/// `text` on one line with its phone numbers masked. The line first, so that a number broken
+/// across lines is masked as one.
+fn masked_line(text: &str) -> String {
+    crate::redact::phone_numbers(&one_line(text)).into_owned()
+}
+
+/// `text` on one line: each run of control characters (line breaks, tabs, escape sequences'
+/// ESC, C1) becomes one space, and none is left at either end.
+fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    let mut in_run = false;
+    for c in text.chars() {
+        if c.is_control() {
+            in_run = true;
+        } else {
+            if in_run && !line.is_empty() {
+                line.push(' ');
+            }
+            in_run = false;
+            line.push(c);
+        }
+    }
+    line
 }
 
 #[cfg(test)]
@@ -398,13 +430,24 @@ mod tests {
         );
     }
 
+    /// The plain text: the log format escapes it, once.
     #[test]
-    fn excerpts_are_bounded_single_line_and_masked() {
-        assert_eq!(excerpt("a\nb"), "a\\nb");
+    fn excerpts_are_plain_text_on_one_line_masked_and_bounded() {
         assert_eq!(
-            excerpt("{\"to\":\"0151 12345678\"}"),
-            "{\\\"to\\\":\\\"01** ******78\\\"}"
+            excerpt("{\"to\":\"0151 12345678\"}\r\n"),
+            r#"{"to":"01** ******78"}"#
         );
-        assert_eq!(excerpt(&"é".repeat(1000)).chars().count(), BODY_EXCERPT);
+        assert_eq!(excerpt("a\nb"), "a b");
+        assert_eq!(
+            excerpt("\tinvalid\r\n\r\n  recipient\u{1b}[31m\u{85}\u{0}"),
+            "invalid   recipient [31m"
+        );
+        assert_eq!(excerpt("Empfänger ungültig"), "Empfänger ungültig");
+        // A number broken across lines is still one number.
+        assert_eq!(excerpt("to 0152\r\n28817386"), "to 01** ******86");
+        let long = excerpt(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), BODY_EXCERPT);
+        assert!(long.ends_with("é..."), "{long}");
+        assert_eq!(excerpt(&"é".repeat(BODY_EXCERPT)), "é".repeat(BODY_EXCERPT));
     }
 }

@@ -227,7 +227,7 @@ fn render_at_a_given_time_shows_who_is_paged_and_what_is_muted() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).ends_with(
-            "at 2026-11-25T02:00:00+00:00:\n  route critical: texts bob\n  route warnings: muted\n"
+            "at 2026-11-25T03:00:00+01:00:\n  route critical: texts bob\n  route warnings: muted\n"
         ),
         "{}",
         text(&out.stdout)
@@ -250,8 +250,61 @@ fn oncall_prints_who_is_on_call_and_the_next_handoffs() {
          \x20 on call: carol        since Mon 21 Dec 09:00  until Thu 24 Dec 00:00\n\
          \x20 then:    alice        from  Thu 24 Dec 00:00  until Sun 27 Dec 00:00\n\
          \x20 then:    carol        from  Sun 27 Dec 00:00  until Mon 28 Dec 09:00\n\
-         \x20 then:    alice        from  Mon 28 Dec 09:00  until Mon 04 Jan 09:00\n"
+         \x20 then:    alice        from  Mon 28 Dec 09:00  until Mon 04 Jan 2027 09:00\n"
     );
+}
+
+#[test]
+fn oncall_names_the_year_of_dates_in_another_year_than_the_one_looked_at() {
+    let dir = example_service_dir(None);
+    let oncall = |at: &str| {
+        let out = run(&["oncall", &example_config(&dir), at, "--next=5"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        oncall("--at=2026-12-20T12:00:00+01:00"),
+        "primary (Europe/Berlin)\n\
+         \x20 on call: bob          since Mon 14 Dec 09:00  until Mon 21 Dec 09:00\n\
+         \x20 then:    carol        from  Mon 21 Dec 09:00  until Thu 24 Dec 00:00\n\
+         \x20 then:    alice        from  Thu 24 Dec 00:00  until Sun 27 Dec 00:00\n\
+         \x20 then:    carol        from  Sun 27 Dec 00:00  until Mon 28 Dec 09:00\n\
+         \x20 then:    alice        from  Mon 28 Dec 09:00  until Mon 04 Jan 2027 09:00\n\
+         \x20 then:    bob          from  Mon 04 Jan 2027 09:00  until Mon 11 Jan 2027 09:00\n"
+    );
+    // Looked at from January, December is the other year.
+    assert_eq!(
+        oncall("--at=2027-01-02T12:00:00+01:00"),
+        "primary (Europe/Berlin)\n\
+         \x20 on call: alice        since Mon 28 Dec 2026 09:00  until Mon 04 Jan 09:00\n\
+         \x20 then:    bob          from  Mon 04 Jan 09:00  until Mon 11 Jan 09:00\n\
+         \x20 then:    carol        from  Mon 11 Jan 09:00  until Mon 18 Jan 09:00\n\
+         \x20 then:    alice        from  Mon 18 Jan 09:00  until Mon 25 Jan 09:00\n\
+         \x20 then:    bob          from  Mon 25 Jan 09:00  until Mon 01 Feb 09:00\n\
+         \x20 then:    carol        from  Mon 01 Feb 09:00  until Mon 08 Feb 09:00\n"
+    );
+}
+
+#[test]
+fn check_config_echoes_the_time_looked_at_in_the_offset_it_was_given() {
+    let dir = example_service_dir(None);
+    // One instant, Sunday 03:00 in Berlin, in three offsets: each is echoed as given, and the
+    // instant decides.
+    for at in [
+        "2026-12-06T03:00:00+01:00",
+        "2026-12-06T02:00:00+00:00",
+        "2026-12-05T21:00:00-05:00",
+    ] {
+        let out = run(&["check-config", &example_config(&dir), &format!("--at={at}")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.ends_with(&format!(
+                "at {at}:\n  route critical: texts carol\n  route warnings: muted\n"
+            )),
+            "{stdout}"
+        );
+    }
 }
 
 /// `render` of the example config at `AT`, with `payload` on standard input.

@@ -273,6 +273,14 @@ impl TestApp {
     pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
         post_alerts(&self.http, &self.url, body).await
     }
+
+    /// Posts a Healthchecks.io webhook body to `/healthchecks`; its status and JSON answer.
+    pub async fn post_healthchecks(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        post_notification(&self.http, &self.url, "/healthchecks", body).await
+    }
 }
 
 /// Each SMS of a notification's answer as `recipient outcome [reason]`.
@@ -323,8 +331,19 @@ pub async fn post_alerts(
     url: &str,
     body: impl Into<reqwest::Body>,
 ) -> (u16, serde_json::Value) {
+    post_notification(http, url, "/alerts", body).await
+}
+
+/// Posts a notification to `path` (`/alerts`, `/healthchecks`) of the service at `url`; its
+/// status and JSON answer.
+pub async fn post_notification(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
     let response = http
-        .post(format!("{url}/alerts"))
+        .post(format!("{url}{path}"))
         .header("Content-Type", "application/json")
         .body(body)
         .send()
@@ -862,12 +881,24 @@ pub struct Service {
 impl Service {
     /// Writes `yaml` to a config file of its own and runs the service on it.
     pub async fn start(yaml: &str) -> Service {
+        Service::start_with_flags(yaml, &[]).await
+    }
+
+    /// As `start`, with these extra flags (e.g. `--log.format=json`).
+    pub async fn start_with_flags(yaml: &str, args: &[&str]) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yml");
         std::fs::write(&config, yaml).unwrap();
-        let mut service = Service::start_with(&config, &[], &[]).await;
+        let mut service = Service::start_with(&config, args, &[]).await;
         service._dir = Some(dir);
         service
+    }
+
+    /// Stops it as a service manager does (SIGTERM), and returns everything it logged.
+    pub async fn stop_and_read_log(&mut self) -> String {
+        self.child.terminate();
+        self.child.wait_for_exit(Duration::from_secs(15)).await;
+        self.log()
     }
 
     /// Runs the service on a config file that stays where it is, with these extra flags and

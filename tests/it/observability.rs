@@ -230,7 +230,10 @@ async fn not_ready_when_sipgate_refuses_the_token() {
     let app = TestApp::start(&checked_config(&fake.uri(), "s0")).await;
     let (code, text) = ready_after_check(&app).await;
     assert_eq!(code, 503);
-    assert!(text.contains("not ready: Sipgate refused the credentials: Sipgate rejected the credentials: check sipgate.token_id"), "{text}");
+    assert_eq!(
+        text,
+        "not ready: Sipgate rejected the credentials: check sipgate.token_id and the token (personal access token, not the account password)\n"
+    );
     assert!(
         app.metrics
             .render()
@@ -246,7 +249,7 @@ async fn not_ready_when_the_account_lacks_the_extension() {
     assert_eq!(code, 503);
     assert_eq!(
         text,
-        "not ready: Sipgate refused the credentials: the account has no SMS extension \"s7\" (sipgate.sms_id); it has: s0, s1\n"
+        "not ready: the token's Sipgate account has no SMS extension \"s7\" (sipgate.sms_id); it has: s0, s1\n"
     );
 }
 
@@ -270,7 +273,7 @@ async fn not_ready_when_the_api_url_redirects() {
     assert_eq!(
         text,
         format!(
-            "not ready: Sipgate refused the credentials: {}/v2/authorization/userinfo answered HTTP 302, a redirect to /login: check sipgate.api_url and any proxy on the way; Sipgate's API does not redirect\n",
+            "not ready: {}/v2/authorization/userinfo answered HTTP 302, a redirect to /login: check sipgate.api_url and any proxy on the way; Sipgate's API does not redirect\n",
             fake.uri()
         )
     );
@@ -295,9 +298,34 @@ async fn not_ready_while_sipgate_cannot_be_asked() {
     let (code, text) = ready_after_check(&app).await;
     assert_eq!(code, 503);
     assert!(
-        text.starts_with("not ready: cannot verify the Sipgate credentials: cannot reach Sipgate"),
+        text.starts_with(
+            "not ready: the Sipgate credentials are not verified yet: cannot reach Sipgate: "
+        ),
         "{text}"
     );
+}
+
+/// After Sipgate refused an SMS, `/-/ready` says once what is wrong and for how long SMS fail
+/// fast, in the words the log uses for it.
+#[tokio::test]
+async fn during_a_hold_off_ready_says_what_to_fix() {
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(401))
+        .start()
+        .await;
+    let app = TestApp::start(&fault_config(&fake.uri())).await;
+    let (status, _) = app.post_alerts(fixture("firing-highlatency.json")).await;
+    assert_eq!(status, 502);
+    let (code, text) = app.get("/-/ready").await;
+    assert_eq!(code, 503);
+    let left = text
+        .strip_prefix(
+            "not ready: Sipgate rejected the credentials: check sipgate.token_id and the token \
+             (personal access token, not the account password); SMS fail fast for ",
+        )
+        .and_then(|rest| rest.strip_suffix("s more (reason auth)\n"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!((1..=60).contains(&left.parse::<u64>().unwrap()), "{text}");
 }
 
 /// The real binary with the credential check on, ready on the fake's first answer.
@@ -363,8 +391,8 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
         "ready throughout: {answers:?}"
     );
     let unknown = format!(
-        "OK (sipgate, state: memory; cannot verify the Sipgate credentials: Sipgate answered \
-         HTTP 503 to {}/v2/authorization/userinfo; Sipgate accepted them before)\n",
+        "OK (sipgate, state: memory; the reloaded credentials are not verified yet: Sipgate \
+         answered HTTP 503 to {}/v2/authorization/userinfo; Sipgate accepted them before)\n",
         fake.uri()
     );
     assert!(
@@ -372,9 +400,9 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
         "the answer says why: {answers:?}"
     );
     assert!(
-        service
-            .log()
-            .contains("cannot verify the Sipgate credentials; the last answer stands"),
+        service.log().contains(
+            "the reloaded Sipgate credentials are not verified yet; the last answer stands"
+        ),
         "{}",
         service.log()
     );
@@ -388,9 +416,10 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
     })
     .await;
     assert_eq!(code, 503);
-    assert!(
-        body.starts_with("not ready: Sipgate refused the credentials: "),
-        "{body}"
+    assert_eq!(
+        body,
+        "not ready: Sipgate rejected the credentials: check sipgate.token_id and the token \
+         (personal access token, not the account password)\n"
     );
 }
 

@@ -263,6 +263,24 @@ async fn the_gauge_follows_a_handoff() {
     );
 }
 
+/// A shift notice names the end of the shift without its year while that is within a year:
+/// sent on 28 December, "until Mon 04 Jan" can only mean the coming January.
+#[tokio::test]
+async fn a_shift_notice_across_the_new_year_does_not_grow_by_the_year() {
+    let fake = FakeSipgate::new().start().await;
+    let mut config = on_call_config(&fake.uri());
+    config.schedules.get_mut("primary").unwrap()["notify_shift_start"] = true.into();
+    let app = TestApp::start(&config.yaml()).await;
+    shifts::tick(&app.state, at("2026-12-28T08:00:00Z")).await;
+    assert_eq!(
+        sent_sms(&fake).await,
+        [(
+            BOB.to_string(),
+            "You are on call for primary until Mon 04 Jan 09:00".to_string()
+        )]
+    );
+}
+
 /// Two replicas on one Redis both see the handoff; one notice goes out.
 #[tokio::test]
 #[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]

@@ -322,7 +322,7 @@ async fn an_open_port_without_auth_is_warned_about_once() {
 }
 
 /// `SIPGATE_API_URL` points the example config, unedited, at a fake or a proxy, as the README's
-/// "Trying it without Sipgate" does.
+/// "Trying it against a fake Sipgate" does.
 #[tokio::test]
 async fn sipgate_api_url_in_the_environment_points_the_unedited_example_elsewhere() {
     let fake = FakeSipgate::new().with_credential_check().start().await;
@@ -352,7 +352,116 @@ async fn sipgate_api_url_in_the_environment_points_the_unedited_example_elsewher
     let text = "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full";
     assert_eq!(
         sent_sms(&fake).await,
-        [(loaded.recipients[on_call].e164().to_string(), text.to_string())]
+        [(
+            loaded.recipients[on_call].e164().to_string(),
+            text.to_string()
+        )]
     );
     assert_eq!(credential_checks(&fake).await, 1);
+}
+
+/// Sipgate's error body is logged as the text it is, on one line and masked, and escaped once by
+/// the log format: a quote in it reads `\"` in logfmt and in JSON, never `\\\"`.
+#[tokio::test]
+async fn a_sipgate_error_body_is_escaped_once_by_the_log_format() {
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(400).set_body_string("{\"to\":\"0152 28817386\"}\r\n"))
+        .start()
+        .await;
+
+    let mut logfmt = Service::start(&fault_config(&fake.uri())).await;
+    assert_eq!(post(&logfmt.url).await.unwrap(), 502);
+    let log = logfmt.stop_and_read_log().await;
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sipgate_body="))
+        .collect();
+    assert_eq!(logged.len(), 1, "{log}");
+    assert!(
+        logged[0].contains(r#" sipgate_body="{\"to\":\"01** ******86\"}" "#),
+        "{log}"
+    );
+
+    let mut json =
+        Service::start_with_flags(&fault_config(&fake.uri()), &["--log.format=json"]).await;
+    assert_eq!(post(&json.url).await.unwrap(), 502);
+    let log = json.stop_and_read_log().await;
+    let logged: Vec<&str> = log.lines().filter(|l| l.contains("sipgate_body")).collect();
+    assert_eq!(logged.len(), 1, "{log}");
+    assert!(
+        logged[0].contains(r#""sipgate_body":"{\"to\":\"01** ******86\"}""#),
+        "{log}"
+    );
+    let line: serde_json::Value = serde_json::from_str(logged[0]).unwrap();
+    assert_eq!(line["sipgate_body"], r#"{"to":"01** ******86"}"#);
+}
+
+/// Only a refused notification is lost. A refused reload, scrape or on-call query says what it
+/// means instead, and each kind is sampled on its own, so that a scraper with old credentials
+/// cannot hide a lost page behind its own refusals.
+#[tokio::test]
+async fn each_kind_of_refused_request_says_what_the_refusal_means() {
+    let fake = slow_sipgate(Duration::ZERO).await;
+    let yaml = TestConfig::new(&fake.uri())
+        .server(serde_json::json!({"auth": {
+            "basic": {"username": "alertmanager", "password": "right-secret"},
+            "protect_metrics": true
+        }}))
+        .yaml();
+    let mut service = Service::start(&yaml).await;
+    let http = reqwest::Client::new();
+    let url = &service.url;
+    for request in [
+        http.get(format!("{url}/metrics")),
+        http.post(format!("{url}/-/reload")),
+        http.get(format!("{url}/api/v1/oncall")),
+        http.post(format!("{url}/alerts"))
+            .body(fixture("firing-diskfull.json")),
+        // The second notification within the interval: counted, not logged again.
+        http.post(format!("{url}/healthchecks"))
+            .body(r#"{"status":"down","name":"backup"}"#),
+        http.get(format!("{url}/metrics")),
+    ] {
+        assert_eq!(request.send().await.unwrap().status(), 401);
+    }
+    let log = service.stop_and_read_log().await;
+
+    let refused: Vec<(&str, &str)> = log
+        .lines()
+        .filter(|l| l.contains("request refused"))
+        .map(|l| {
+            let path = l.split(" path=").nth(1).unwrap().split(' ').next().unwrap();
+            let message = l
+                .split("message=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            (path, message)
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (
+                "/metrics",
+                "request refused: missing or wrong credentials; the scrape gets no metrics"
+            ),
+            (
+                "/-/reload",
+                "request refused: missing or wrong credentials; the config was not reloaded"
+            ),
+            (
+                "/api/v1/oncall",
+                "request refused: missing or wrong credentials; the on-call query gets no answer"
+            ),
+            (
+                "/alerts",
+                "request refused: missing or wrong credentials; Alertmanager does not retry this, the notification is lost"
+            ),
+        ],
+        "{log}"
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
 }

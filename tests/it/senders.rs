@@ -175,6 +175,66 @@ async fn grafana_firing_and_resolved_with_null_values_are_routed_and_rendered() 
     );
 }
 
+/// Grafana (and a sender that leaves the field out) may give no start time: the zero time
+/// `0001-01-01T00:00:00Z`. The SMS then says nothing about since when, and a resolved alert
+/// without an end time nothing about when, instead of ending in a bare "since".
+#[tokio::test]
+async fn alerts_without_start_or_end_time_say_neither_since_nor_at() {
+    let (app, fake, _dir) = start(None).await;
+    let zero_start = String::from_utf8(grafana("firing.json")).unwrap().replace(
+        "\"startsAt\":\"2024-05-14T10:41:27+02:00\"",
+        "\"startsAt\":\"0001-01-01T00:00:00Z\"",
+    );
+    assert!(zero_start.contains("\"startsAt\":\"0001-01-01T00:00:00Z\""));
+    let (code, body) = app.post_alerts(zero_start).await;
+    assert_eq!(code, 200, "{body}");
+    let zero_end = String::from_utf8(grafana("resolved-null-values.json"))
+        .unwrap()
+        .replace(
+            "\"endsAt\":\"2024-05-14T10:56:27+02:00\"",
+            "\"endsAt\":\"0001-01-01T00:00:00Z\"",
+        );
+    assert!(zero_end.contains("\"endsAt\":\"0001-01-01T00:00:00Z\""));
+    let (code, body) = app.post_alerts(zero_end).await;
+    assert_eq!(code, 200, "{body}");
+    // Two alerts, one without a start time (left out of the payload): the list form.
+    let mut two: serde_json::Value =
+        serde_json::from_slice(&fixture("firing-diskfull.json")).unwrap();
+    let mut second = two["alerts"][0].clone();
+    second["labels"]["instance"] = "db2:9100".into();
+    second["fingerprint"] = "00000000000000d2".into();
+    second.as_object_mut().unwrap().remove("startsAt");
+    two["alerts"].as_array_mut().unwrap().push(second);
+    let (code, body) = app.post_alerts(two.to_string()).await;
+    assert_eq!(code, 200, "{body}");
+    // A Healthchecks.io body without `now`.
+    let (code, body) = app
+        .post_healthchecks(r#"{"status": "down", "name": "backup", "tags": "prod", "check": {"desc": "pg_dump to S3"}}"#)
+        .await;
+    assert_eq!(code, 200, "{body}");
+
+    let firing = "FIRING HighCPU web-1: CPU above 95% on web-1";
+    let resolved = "RESOLVED HighCPU web-1: CPU above 95% on web-1";
+    let list = "FIRING 2\n\
+                DiskFull db1:9100 since Nov 25 09:05 UTC: Disk on db1 is 95% full\n\
+                DiskFull db2:9100: Disk on db1 is 95% full";
+    assert_eq!(
+        sent_sms(&fake).await,
+        vec![
+            (ALICE.to_string(), list.to_string()),
+            (ALICE.to_string(), firing.to_string()),
+            (
+                ALICE.to_string(),
+                "FIRING backup: pg_dump to S3".to_string()
+            ),
+            (ALICE.to_string(), resolved.to_string()),
+            (BOB.to_string(), list.to_string()),
+            (BOB.to_string(), firing.to_string()),
+            (BOB.to_string(), resolved.to_string()),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn grafana_fields_are_there_for_templates_and_put_works() {
     let (app, fake, _dir) = start(None).await;

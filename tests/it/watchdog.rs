@@ -69,6 +69,46 @@ async fn heartbeats_are_neither_routed_nor_texted() {
     assert!(sent_sms(&fake).await.is_empty());
 }
 
+/// Alertmanager sends the heartbeat every minute or so: it is one debug line that says what it
+/// is, not a notification of no alerts. Beside other alerts, the notification's line counts those.
+#[tokio::test]
+async fn a_heartbeat_is_logged_as_a_heartbeat_and_not_as_a_notification_without_alerts() {
+    let fake = FakeSipgate::new().start().await;
+    let yaml = watchdog_config(&fake.uri(), "10m").yaml();
+    let mut service = Service::start_with_flags(&yaml, &["--log.level=debug"]).await;
+    let (status, _) = service.post_alerts(heartbeat()).await;
+    assert_eq!(status, 200);
+    let mut mixed: serde_json::Value =
+        serde_json::from_slice(&fixture("firing-diskfull.json")).unwrap();
+    let beat: serde_json::Value = serde_json::from_slice(&heartbeat()).unwrap();
+    mixed["alerts"]
+        .as_array_mut()
+        .unwrap()
+        .push(beat["alerts"][0].clone());
+    let (status, _) = service.post_alerts(mixed.to_string()).await;
+    assert_eq!(status, 200);
+    let log = service.stop_and_read_log().await;
+
+    let about_notifications: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("message=\"heartbeat received\"") || l.contains("notification handled")
+        })
+        .collect();
+    assert_eq!(about_notifications.len(), 2, "{log}");
+    assert!(
+        about_notifications[0].contains(" level=debug ")
+            && about_notifications[0].contains(" heartbeats=1 "),
+        "{log}"
+    );
+    assert!(
+        about_notifications[1].contains("message=\"notification handled\"")
+            && about_notifications[1].contains(" alerts=1 heartbeats=1 sms=2 "),
+        "{log}"
+    );
+    assert!(!log.contains("alerts=0"), "{log}");
+}
+
 #[tokio::test]
 async fn a_silence_pages_once_and_its_end_once_more() {
     let fake = FakeSipgate::new().start().await;
