@@ -38,9 +38,9 @@ pub fn deserialize_all<T: DeserializeOwned + Default>(text: &str) -> Result<T, V
         Err(e) => {
             return Err(vec![Problem {
                 field: "(document)".to_string(),
-                // libyaml's message already says where, often at two places.
+                // libyaml's message says where, often at two places; the first is the line.
                 message: e.to_string(),
-                line: None,
+                line: e.location().map(|at| at.line()),
             }]);
         }
     };
