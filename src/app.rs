@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::delivery::Deliverer;
 use crate::metrics::Metrics;
 use crate::provider::sipgate::ClientError;
@@ -116,6 +116,32 @@ impl Live {
     }
 }
 
+/// Why a reload kept the running config.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(ConfigError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ReloadError {
+    /// One line for the failure and, for a config with problems, one line for each of them:
+    /// escaped into a single field, a list of problems is a wall of `\n`.
+    fn log(&self) {
+        const FAILED: &str = "config reload failed; keeping the running config";
+        match self {
+            ReloadError::Config(ConfigError::Invalid { path, problems }) => {
+                tracing::error!(config = %path.display(), problems = problems.len(), "{FAILED}");
+                for problem in problems {
+                    tracing::error!(config = %path.display(), %problem, "config problem");
+                }
+            }
+            other => tracing::error!(error = %other, "{FAILED}"),
+        }
+    }
+}
+
 pub struct AppState {
     live: ArcSwap<Live>,
     /// Whose time decides who is on call, what is muted and who is in quiet hours.
@@ -169,17 +195,19 @@ impl AppState {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.current();
         let loaded = Config::load(&old.config.path)
-            .map_err(|e| e.to_string())
-            .and_then(|config| Live::new(config, self.force_dry_run).map_err(|e| e.to_string()));
+            .map_err(ReloadError::Config)
+            .and_then(|config| {
+                Live::new(config, self.force_dry_run).map_err(|e| ReloadError::Other(e.to_string()))
+            });
         let loaded = loaded.and_then(|live| {
             match live.config.state.changed_from(&old.config.state) {
                 None => Ok(live),
-                Some(field) => Err(format!(
+                Some(field) => Err(ReloadError::Other(format!(
                     "{field}: the state store changed ({} before, {} now); it is opened once, at \
                  start: restart to apply it",
                     old.config.state.backend(),
                     live.config.state.backend()
-                )),
+                ))),
             }
         });
         let live = match loaded {
@@ -189,8 +217,8 @@ impl AppState {
             }
             Err(e) => {
                 self.metrics.config_loaded(false);
-                tracing::error!(error = %e, "config reload failed; keeping the running config");
-                return Err(e);
+                e.log();
+                return Err(e.to_string());
             }
         };
         let (old_delivery, new_delivery) = (&old.config.delivery, &live.config.delivery);

@@ -232,7 +232,11 @@ fn last_resort(alerts: &[&Alert]) -> String {
         .iter()
         .map(|a| a.labels.get("alertname").map_or("alert", String::as_str))
         .collect();
-    format!("{} alert(s): {}", alerts.len(), names.join(", "))
+    format!(
+        "{}: {}",
+        crate::plural::counted(alerts.len(), "alert", "alerts"),
+        names.join(", ")
+    )
 }
 
 /// Cuts the text to the budget, ending with a marker that keeps the text's own encoding.
@@ -436,6 +440,8 @@ mod tests {
     #[test]
     fn last_resort_names_the_alerts() {
         let a = alert(1, AlertStatus::Firing, "");
-        assert_eq!(last_resort(&[&a]), "1 alert(s): A1");
+        assert_eq!(last_resort(&[&a]), "1 alert: A1");
+        let b = alert(2, AlertStatus::Resolved, "");
+        assert_eq!(last_resort(&[&a, &b]), "2 alerts: A1, A2");
     }
 }

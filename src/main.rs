@@ -15,12 +15,13 @@ use tracing_subscriber::prelude::*;
 use alertmanager_sipgate::app::{AppState, Live};
 use alertmanager_sipgate::clock::SystemClock;
 use alertmanager_sipgate::compose;
-use alertmanager_sipgate::config::Config;
+use alertmanager_sipgate::config::{Config, ConfigError};
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::oncall::ShowYear;
 use alertmanager_sipgate::outcome::SuppressReason;
 use alertmanager_sipgate::payload;
+use alertmanager_sipgate::plural::counted;
 use alertmanager_sipgate::server;
 use alertmanager_sipgate::state;
 use alertmanager_sipgate::{health, probe, shifts, watchdog};
@@ -223,11 +224,15 @@ fn main() -> ExitCode {
         }
         None => {
             init_logging(cli.log_level, cli.log_format);
-            // The service reports through its log, once; nothing more on stderr.
+            // The service reports through its log, once; a config it cannot start on is also
+            // listed as `check-config` lists it.
             return match serve(&cli) {
                 Ok(code) => code,
                 Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "cannot serve");
+                    match e.downcast_ref::<ConfigError>() {
+                        Some(config) => refuse_config(config),
+                        None => tracing::error!(error = format!("{e:#}"), "cannot serve"),
+                    }
                     ExitCode::FAILURE
                 }
             };
@@ -242,13 +247,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// A config the service cannot start on: each problem on a line of its own, as `check-config`
+/// prints them, and one log line that says so without repeating them escaped.
+fn refuse_config(error: &ConfigError) {
+    eprintln!("error: {error}");
+    match error {
+        ConfigError::Invalid { path, problems } => tracing::error!(
+            config = %path.display(),
+            "cannot start: {} in the config file",
+            counted(problems.len(), "problem", "problems")
+        ),
+        ConfigError::Read { path, .. } => tracing::error!(
+            config = %path.display(),
+            "cannot start: the config file cannot be read"
+        ),
+    }
+}
+
 fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     println!(
-        "{}: OK ({} recipients, {} routes, schedules: {}, templates: {}, state: {})",
+        "{}: OK ({}, {}, schedules: {}, templates: {}, state: {})",
         path.display(),
-        config.recipients.len(),
-        config.routes.len(),
+        counted(config.recipients.len(), "recipient", "recipients"),
+        counted(config.routes.len(), "route", "routes"),
         if config.schedules.is_empty() {
             "none".to_string()
         } else {
@@ -356,8 +378,8 @@ fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow::Result<()
     }
     if plan.unrouted > 0 {
         println!(
-            "{} alert(s) match no route and would not be sent",
-            plan.unrouted
+            "{} would not be sent: no route matches",
+            counted(plan.unrouted, "alert", "alerts")
         );
     }
     if plan.messages.is_empty() && plan.held.is_empty() && plan.unrouted == 0 {

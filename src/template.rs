@@ -39,11 +39,44 @@ pub enum TemplateError {
     Render { name: String, message: String },
 }
 
-/// A template file that could not be read or compiled.
+/// A template file that could not be read or compiled: `templates/short.hbs line 3: the block
+/// {{#if}} opened on line 2 is never closed; close it with {{/if}}`.
 #[derive(Debug)]
 pub struct TemplateFileError {
     pub file: String,
+    /// The line of the file, from 1, when the problem is on one.
+    pub line: Option<usize>,
     pub message: String,
+}
+
+impl std::fmt::Display for TemplateFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} line {line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl TemplateFileError {
+    /// A file as a whole: unreadable, or named so that it cannot be a template.
+    fn of_file(file: String, message: String) -> Self {
+        TemplateFileError {
+            file,
+            line: None,
+            message,
+        }
+    }
+
+    /// Handlebars refused `source`, the text of `file`.
+    fn refused(file: String, source: &str, error: &handlebars::TemplateError) -> Self {
+        let problem = crate::template_syntax::explain(source, error);
+        TemplateFileError {
+            file,
+            line: problem.line,
+            message: problem.message,
+        }
+    }
 }
 
 /// The built-in template used when a route's own template fails or renders nothing.
@@ -328,19 +361,17 @@ impl Templates {
         let mut errors = Vec::new();
         for (name, text) in BUILT_INS {
             if let Err(e) = registry.register_template_string(name, text) {
-                errors.push(TemplateFileError {
-                    file: format!("built-in {name}"),
-                    message: e.to_string(),
-                });
+                errors.push(TemplateFileError::refused(
+                    format!("built-in {name}"),
+                    text,
+                    &e,
+                ));
             }
         }
         if let Some(dir) = dir
             && let Err(e) = load_dir(&mut registry, dir, &mut errors)
         {
-            errors.push(TemplateFileError {
-                file: dir.display().to_string(),
-                message: e,
-            });
+            errors.push(TemplateFileError::of_file(dir.display().to_string(), e));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -410,7 +441,7 @@ impl Templates {
         let mut text = Vec::with_capacity(256);
         self.registry
             .render_with_context_to_write(name, &data.context, &mut text)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(render_failure(name, &e)))?;
         String::from_utf8(text).map_err(|e| failed(e.to_string()))
     }
 
@@ -426,7 +457,7 @@ impl Templates {
         };
         self.registry
             .render(name, data)
-            .map_err(|e| failed(e.to_string()))
+            .map_err(|e| failed(render_failure(name, &e)))
     }
 
     /// Renders `name` against a sample notification, so that helper misuse shows at load time.
@@ -460,6 +491,28 @@ impl Templates {
     }
 }
 
+/// Why a render of `name` failed, in the words of the template's author: `line 2: unknown helper
+/// {{shout}}` rather than handlebars' `Error rendering "t" line 2, col 1: Helper not found shout`.
+fn render_failure(name: &str, error: &RenderError) -> String {
+    let reason = match error.reason() {
+        RenderErrorReason::HelperNotFound(name) => format!("unknown helper {{{{{name}}}}}"),
+        RenderErrorReason::ParamNotFoundForIndex(helper, index) => {
+            format!("{{{{{helper}}}}} is missing its parameter {}", index + 1)
+        }
+        RenderErrorReason::PartialNotFound(name) | RenderErrorReason::TemplateNotFound(name) => {
+            format!("unknown template {name:?}")
+        }
+        other => other.to_string(),
+    };
+    match (error.line_no, error.template_name.as_deref()) {
+        (Some(line), Some(other)) if other != name => {
+            format!("template {other:?} line {line}: {reason}")
+        }
+        (Some(line), _) => format!("line {line}: {reason}"),
+        (None, _) => reason,
+    }
+}
+
 fn load_dir(
     registry: &mut Handlebars<'static>,
     dir: &Path,
@@ -475,22 +528,22 @@ fn load_dir(
     for path in files {
         let file = path.display().to_string();
         let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
-            errors.push(TemplateFileError {
+            errors.push(TemplateFileError::of_file(
                 file,
-                message: "file name is not valid UTF-8".to_string(),
-            });
+                "file name is not valid UTF-8".to_string(),
+            ));
             continue;
         };
-        let name = name.to_string();
-        let result = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|text| {
-                registry
-                    .register_template_string(&name, text)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(message) = result {
-            errors.push(TemplateFileError { file, message });
+        match std::fs::read_to_string(&path) {
+            Err(e) => errors.push(TemplateFileError::of_file(
+                file,
+                format!("cannot read: {e}"),
+            )),
+            Ok(text) => {
+                if let Err(e) = registry.register_template_string(name, &text) {
+                    errors.push(TemplateFileError::refused(file, &text, &e));
+                }
+            }
         }
     }
     Ok(())
@@ -899,7 +952,14 @@ mod tests {
         std::fs::write(dir.path().join("bad.hbs"), "{{#if status}}unclosed").unwrap();
         let errors = Templates::load(Some(dir.path()), chrono_tz::UTC).unwrap_err();
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].file.ends_with("bad.hbs"));
+        assert_eq!(
+            errors[0].to_string(),
+            format!(
+                "{} line 1: the block {{{{#if}}}} opened on line 1 is never closed; close it \
+                 with {{{{/if}}}}",
+                dir.path().join("bad.hbs").display()
+            )
+        );
     }
 
     #[test]
@@ -914,6 +974,45 @@ mod tests {
         assert!(t.test_render("empty").is_err());
         assert!(t.test_render("default").is_ok());
         assert!(t.test_render("compact").is_ok());
+    }
+
+    #[test]
+    fn render_errors_say_the_line_and_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("shout", "{{status}}\n{{shout commonLabels.alertname}}"),
+            ("each", "{{#each alerts}}\n{{#each}}x{{/each}}{{/each}}"),
+            ("partial", "{{> nothere}}"),
+            ("outer", "{{status}}\n{{> inner}}"),
+            ("inner", "\n\n{{shout status}}"),
+            ("time", "{{status}}\n\n{{time status}}"),
+        ] {
+            std::fs::write(dir.path().join(format!("{name}.hbs")), text).unwrap();
+        }
+        let t = Templates::load(Some(dir.path()), chrono_tz::UTC).unwrap();
+        let failure = |name: &str| t.test_render(name).unwrap_err().to_string();
+        assert_eq!(
+            failure("shout"),
+            "template \"shout\" failed to render: line 2: unknown helper {{shout}}"
+        );
+        assert_eq!(
+            failure("each"),
+            "template \"each\" failed to render: line 2: {{each}} is missing its parameter 1"
+        );
+        assert_eq!(
+            failure("partial"),
+            "template \"partial\" failed to render: line 1: unknown template \"nothere\""
+        );
+        assert_eq!(
+            failure("outer"),
+            "template \"outer\" failed to render: template \"inner\" line 3: unknown helper \
+             {{shout}}"
+        );
+        assert_eq!(
+            failure("time"),
+            "template \"time\" failed to render: line 3: \"firing\" is not an RFC 3339 time: \
+             premature end of input"
+        );
     }
 
     /// Renders an inline template against the DiskFull capture.

@@ -135,38 +135,96 @@ fn clock_time(text: &str) -> Result<u32, String> {
     Ok(hours * 60 + minutes)
 }
 
+/// A value of an interval that Alertmanager refuses: where it is in the interval
+/// (`times[1].end_time`, `weekdays[2]`, `location`) and Alertmanager's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct IntervalError {
+    pub field: String,
+    pub message: String,
+}
+
+/// The problems of one interval, each pushed with its place.
+struct Problems(Vec<IntervalError>);
+
+impl Problems {
+    fn push(&mut self, field: String, message: String) {
+        self.0.push(IntervalError { field, message });
+    }
+
+    /// Each entry of the list `field` read by `parse`; the list when every entry reads.
+    fn each<T>(
+        &mut self,
+        field: &str,
+        values: &Option<Vec<String>>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        let values = values.as_ref()?;
+        let mut parsed = Vec::with_capacity(values.len());
+        for (i, value) in values.iter().enumerate() {
+            match parse(value) {
+                Ok(v) => parsed.push(v),
+                Err(message) => self.push(format!("{field}[{i}]"), message),
+            }
+        }
+        Some(parsed)
+    }
+}
+
+/// `times[i]`: minutes of the day, start inclusive, end exclusive.
+fn time_range(i: usize, range: &RawTimeRange, problems: &mut Problems) -> Option<(u32, u32)> {
+    let at = format!("times[{i}]");
+    let missing = match (range.start_time.is_empty(), range.end_time.is_empty()) {
+        (true, true) => Some(at.clone()),
+        (true, false) => Some(format!("{at}.start_time")),
+        (false, true) => Some(format!("{at}.end_time")),
+        (false, false) => None,
+    };
+    if let Some(field) = missing {
+        problems.push(
+            field,
+            "both start and end times must be provided".to_string(),
+        );
+        return None;
+    }
+    let (start, end) = (clock_time(&range.start_time), clock_time(&range.end_time));
+    if let Err(e) = &start {
+        problems.push(format!("{at}.start_time"), e.clone());
+    }
+    if let Err(e) = &end {
+        problems.push(format!("{at}.end_time"), e.clone());
+    }
+    let (start, end) = (start.ok()?, end.ok()?);
+    if start >= end {
+        problems.push(
+            at,
+            "start time cannot be equal or greater than end time".to_string(),
+        );
+        return None;
+    }
+    Some((start, end))
+}
+
 impl TimeInterval {
-    /// Checks an interval as Alertmanager does, with its error messages.
-    pub fn parse(raw: &RawTimeInterval) -> Result<TimeInterval, String> {
-        let times = raw
-            .times
-            .as_ref()
-            .map(|times| {
-                times
-                    .iter()
-                    .map(|t| {
-                        if t.start_time.is_empty() || t.end_time.is_empty() {
-                            return Err("both start and end times must be provided".to_string());
-                        }
-                        let (start, end) = (clock_time(&t.start_time)?, clock_time(&t.end_time)?);
-                        if start >= end {
-                            return Err(
-                                "start time cannot be equal or greater than end time".to_string()
-                            );
-                        }
-                        Ok((start, end))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        let weekdays = each(&raw.weekdays, |text| {
+    /// Checks an interval as Alertmanager does, with its error messages; every value it
+    /// refuses is named, not only the first.
+    pub fn parse(raw: &RawTimeInterval) -> Result<TimeInterval, Vec<IntervalError>> {
+        let mut problems = Problems(Vec::new());
+        let times = raw.times.as_ref().map(|times| {
+            times
+                .iter()
+                .enumerate()
+                .filter_map(|(i, range)| time_range(i, range, &mut problems))
+                .collect()
+        });
+        let weekdays = problems.each("weekdays", &raw.weekdays, |text| {
             let (begin, end) = range(text, weekday)?;
             if begin > end {
                 return Err("start day cannot be before end day".to_string());
             }
             Ok((begin, end))
-        })?;
-        let days_of_month = each(&raw.days_of_month, |text| {
+        });
+        let days_of_month = problems.each("days_of_month", &raw.days_of_month, |text| {
             let (begin, end) = range(text, number::<i32>)?;
             for day in [begin, end] {
                 if day == 0 || !(-31..=31).contains(&day) {
@@ -184,8 +242,8 @@ impl TimeInterval {
                 return Err(format!("end day {end} is always before start day {begin}"));
             }
             Ok((begin, end))
-        })?;
-        let months = each(&raw.months, |text| {
+        });
+        let months = problems.each("months", &raw.months, |text| {
             let (begin, end) = range(text, month)?;
             if begin > end {
                 return Err(format!(
@@ -195,30 +253,36 @@ impl TimeInterval {
                 ));
             }
             Ok((begin, end))
-        })?;
-        let years = each(&raw.years, |text| {
+        });
+        let years = problems.each("years", &raw.years, |text| {
             let (begin, end) = range(text, number::<i64>)?;
             if begin > end {
                 return Err(format!("end year {end} is before start year {begin}"));
             }
             Ok((begin, end))
-        })?;
-        let location = raw
-            .location
-            .as_deref()
-            .map(|name| match name {
-                // Go reads "" as UTC; "Local" is the host's zone, which a config shared by
-                // replicas must not depend on.
-                "" => Ok(Tz::UTC),
-                "Local" => Err(
+        });
+        let location = raw.location.as_deref().and_then(|name| match name {
+            // Go reads "" as UTC; "Local" is the host's zone, which a config shared by
+            // replicas must not depend on.
+            "" => Some(Tz::UTC),
+            "Local" => {
+                problems.push(
+                    "location".to_string(),
                     "location Local is the host's time zone; name it, e.g. Europe/Berlin"
                         .to_string(),
-                ),
-                _ => name
-                    .parse::<Tz>()
-                    .map_err(|_| format!("unknown time zone {name}")),
-            })
-            .transpose()?;
+                );
+                None
+            }
+            _ => name
+                .parse::<Tz>()
+                .map_err(|_| {
+                    problems.push("location".to_string(), format!("unknown time zone {name}"))
+                })
+                .ok(),
+        });
+        if !problems.0.is_empty() {
+            return Err(problems.0);
+        }
         Ok(TimeInterval {
             times,
             weekdays,
@@ -264,16 +328,6 @@ impl TimeInterval {
     }
 }
 
-fn each<T>(
-    values: &Option<Vec<String>>,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Option<Vec<T>>, String> {
-    values
-        .as_ref()
-        .map(|v| v.iter().map(|s| parse(s)).collect())
-        .transpose()
-}
-
 fn days_in_month(year: i32, month: u32) -> u32 {
     let (next_year, next_month) = if month == 12 {
         (year + 1, 1)
@@ -303,9 +357,18 @@ mod tests {
             .with_timezone(&Utc)
     }
 
+    /// The intervals of `yaml`, or every problem of the first that has any, as `field: message`
+    /// joined by `; `.
     fn parse_yaml(yaml: &str) -> Result<Vec<TimeInterval>, String> {
         let raw: Vec<RawTimeInterval> = yaml_serde::from_str(yaml).map_err(|e| e.to_string())?;
-        raw.iter().map(TimeInterval::parse).collect()
+        raw.iter()
+            .map(|r| {
+                TimeInterval::parse(r).map_err(|errors| {
+                    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    errors.join("; ")
+                })
+            })
+            .collect()
     }
 
     fn interval(yaml: &str) -> TimeInterval {
@@ -491,24 +554,40 @@ mod tests {
         for (start, end) in [("17:31", "17:31"), ("09:30", "07:41"), ("24:00", "17:41")] {
             assert_eq!(
                 times(start, end),
-                Err("start time cannot be equal or greater than end time".to_string())
+                Err("times[0]: start time cannot be equal or greater than end time".to_string())
             );
         }
         assert_eq!(
             times("12:30", "24:01"),
-            Err("couldn't parse timestamp 24:01, invalid format".to_string())
+            Err("times[0].end_time: couldn't parse timestamp 24:01, invalid format".to_string())
         );
         assert_eq!(
             times("01:99", "23:59"),
-            Err("couldn't parse timestamp 01:99, invalid format".to_string())
+            Err("times[0].start_time: couldn't parse timestamp 01:99, invalid format".to_string())
         );
         assert_eq!(
             times("00:00", "99:99"),
-            Err("couldn't parse timestamp 99:99, invalid format".to_string())
+            Err("times[0].end_time: couldn't parse timestamp 99:99, invalid format".to_string())
+        );
+        assert_eq!(
+            times("1:00", "99:99"),
+            Err(
+                "times[0].start_time: couldn't parse timestamp 1:00, invalid format; \
+                 times[0].end_time: couldn't parse timestamp 99:99, invalid format"
+                    .to_string()
+            )
         );
         assert_eq!(
             parse_yaml("- times: [{start_time: '14:03'}]"),
-            Err("both start and end times must be provided".to_string())
+            Err("times[0].end_time: both start and end times must be provided".to_string())
+        );
+        assert_eq!(
+            parse_yaml("- times: [{start_time: '14:03', end_time: '15:00'}, {end_time: '14:03'}]"),
+            Err("times[1].start_time: both start and end times must be provided".to_string())
+        );
+        assert_eq!(
+            parse_yaml("- times: [{}]"),
+            Err("times[0]: both start and end times must be provided".to_string())
         );
     }
 
@@ -517,43 +596,69 @@ mod tests {
         for (yaml, error) in [
             (
                 "- weekdays: ['friday:monday']",
-                "start day cannot be before end day",
+                "weekdays[0]: start day cannot be before end day",
             ),
             (
                 "- weekdays: ['blurgsday:flurgsday']",
-                "blurgsday is not a valid weekday",
+                "weekdays[0]: blurgsday is not a valid weekday",
             ),
-            ("- weekdays: ['1:3']", "1 is not a valid weekday"),
-            ("- weekdays: ['-2:-1']", "-2 is not a valid weekday"),
+            (
+                "- weekdays: ['1:3']",
+                "weekdays[0]: 1 is not a valid weekday",
+            ),
+            (
+                "- weekdays: [monday, '-2:-1']",
+                "weekdays[1]: -2 is not a valid weekday",
+            ),
             (
                 "- days_of_month: ['0']",
-                "0 is not a valid day of the month: out of range",
+                "days_of_month[0]: 0 is not a valid day of the month: out of range",
             ),
             (
                 "- days_of_month: ['-50:-20']",
-                "-50 is not a valid day of the month: out of range",
+                "days_of_month[0]: -50 is not a valid day of the month: out of range",
             ),
             (
                 "- days_of_month: ['1:50']",
-                "50 is not a valid day of the month: out of range",
+                "days_of_month[0]: 50 is not a valid day of the month: out of range",
             ),
             (
                 "- days_of_month: ['-15:5']",
-                "end day must be negative if start day is negative",
+                "days_of_month[0]: end day must be negative if start day is negative",
             ),
             (
                 "- days_of_month: ['10:-25']",
-                "end day -25 is always before start day 10",
+                "days_of_month[0]: end day -25 is always before start day 10",
             ),
-            ("- months: ['martius:june']", "martius is not a valid month"),
-            ("- months: ['march:junius']", "junius is not a valid month"),
+            (
+                "- months: ['martius:june']",
+                "months[0]: martius is not a valid month",
+            ),
+            (
+                "- months: ['march:junius']",
+                "months[0]: junius is not a valid month",
+            ),
             (
                 "- months: ['december:january']",
-                "end month january is before start month december",
+                "months[0]: end month january is before start month december",
             ),
             (
-                "- years: ['2022:2020']",
-                "end year 2020 is before start year 2022",
+                "- years: ['2019', '2022:2020']",
+                "years[1]: end year 2020 is before start year 2022",
+            ),
+            (
+                "- location: Mars/Olympus",
+                "location: unknown time zone Mars/Olympus",
+            ),
+            (
+                "- location: Local",
+                "location: location Local is the host's time zone; name it, e.g. Europe/Berlin",
+            ),
+            (
+                "- {weekdays: [someday], months: [13:1], location: Nowhere}",
+                "weekdays[0]: someday is not a valid weekday; \
+                 months[0]: end month january is before start month ; \
+                 location: unknown time zone Nowhere",
             ),
         ] {
             assert_eq!(parse_yaml(yaml), Err(error.to_string()), "{yaml}");

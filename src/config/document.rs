@@ -38,9 +38,9 @@ pub fn deserialize_all<T: DeserializeOwned + Default>(text: &str) -> Result<T, V
         Err(e) => {
             return Err(vec![Problem {
                 field: "(document)".to_string(),
-                // libyaml's message already says where, often at two places.
+                // libyaml's message says where, often at two places; the first is the line.
                 message: e.to_string(),
-                line: None,
+                line: e.location().map(|at| at.line()),
             }]);
         }
     };
@@ -51,7 +51,7 @@ pub fn deserialize_all<T: DeserializeOwned + Default>(text: &str) -> Result<T, V
         let again = problems.iter().any(|p| p.field == field);
         if !again {
             problems.push(Problem {
-                line: line_of(text, &field),
+                line: None,
                 field,
                 message: failure.message,
             });
@@ -78,7 +78,35 @@ pub fn deserialize_all<T: DeserializeOwned + Default>(text: &str) -> Result<T, V
             Err(next) => failure = next,
         }
     }
+    locate(text, &mut problems);
     Err(problems)
+}
+
+/// Gives each problem the line of its field and puts them in the order of the file, so that
+/// they read top to bottom beside it; those of no line come last, in the order found.
+pub fn locate(text: &str, problems: &mut [Problem]) {
+    for problem in problems.iter_mut() {
+        problem.line = line_of_nearest(text, &problem.field);
+    }
+    problems.sort_by_key(|p| (p.line.is_none(), p.line));
+}
+
+/// The line of `field` or, when it is not written (a missing field), of the nearest node
+/// around it that is: the mapping that lacks it.
+fn line_of_nearest(text: &str, field: &str) -> Option<usize> {
+    let mut field = field;
+    loop {
+        if let Some(line) = line_of(text, field) {
+            return Some(line);
+        }
+        field = parent(field)?;
+    }
+}
+
+/// `routes[0].name` is in `routes[0]`, which is in `routes`, which is in nothing.
+fn parent(field: &str) -> Option<&str> {
+    let cut = field.rfind(['.', '['])?;
+    Some(&field[..cut]).filter(|p| !p.is_empty())
 }
 
 /// Where one attempt to read the document failed, and why.
@@ -539,5 +567,52 @@ routes:
         assert_eq!(line_of(TEXT, "routes[0].to[0]"), Some(7));
         assert_eq!(line_of(TEXT, "routes[2]"), None);
         assert_eq!(line_of(TEXT, "server.auth"), None);
+    }
+
+    #[test]
+    fn a_field_not_written_has_the_line_of_what_lacks_it() {
+        assert_eq!(line_of_nearest(TEXT, "routes[1].to[1]"), Some(11));
+        assert_eq!(line_of_nearest(TEXT, "routes[0].matchers"), Some(6));
+        assert_eq!(line_of_nearest(TEXT, "routes[1].to[5]"), Some(9));
+        assert_eq!(line_of_nearest(TEXT, "sipgate.token"), Some(1));
+        assert_eq!(
+            line_of_nearest(TEXT, "recipients.alice.smith.quiet_hours[0]"),
+            Some(4)
+        );
+        assert_eq!(line_of_nearest(TEXT, "server.auth"), None);
+        assert_eq!(line_of_nearest(TEXT, "(document)"), None);
+    }
+
+    #[test]
+    fn problems_are_put_in_the_order_of_the_file() {
+        let problem = |field: &str| Problem {
+            field: field.to_string(),
+            message: String::new(),
+            line: None,
+        };
+        let mut problems = [
+            problem("server.auth"),
+            problem("routes[1].to[1]"),
+            problem("sipgate.token"),
+            problem("(document)"),
+            problem("routes[0].name"),
+            problem("sipgate.sms_id"),
+        ];
+        locate(TEXT, &mut problems);
+        let got: Vec<(&str, Option<usize>)> = problems
+            .iter()
+            .map(|p| (p.field.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sipgate.token", Some(1)),
+                ("sipgate.sms_id", Some(2)),
+                ("routes[0].name", Some(6)),
+                ("routes[1].to[1]", Some(11)),
+                ("server.auth", None),
+                ("(document)", None),
+            ]
+        );
     }
 }

@@ -420,11 +420,13 @@ impl Config {
             .copied()
             .chain(raw.groups.keys().map(String::as_str))
             .collect();
+        let schedule_names: HashSet<String> = raw.schedules.keys().cloned().collect();
         let schedules = oncall::schedules(raw.schedules, &names, &taken, &mut problems);
         let templates = templates(&raw.templates, base, &mut problems);
         let targets = Targets {
             names: &names,
             groups: &groups,
+            schedule_names: &schedule_names,
             schedules: &schedules,
             time_intervals: &time_intervals,
         };
@@ -432,12 +434,20 @@ impl Config {
         let watchdog = raw
             .watchdog
             .map(|w| watchdog::watchdog(w, &targets, templates.as_ref(), &mut problems));
+        // Alertmanager refuses a config without a route too: a service that texts nobody is a
+        // mistake, not a quiet night. A watchdog pages somebody when alerting itself goes silent.
+        if routes.is_empty() && watchdog.is_none() {
+            problem(
+                &mut problems,
+                "routes",
+                "no route, so no alert would page anybody; add one, e.g. \
+                 routes: [{name: all, to: [alice]}] with alice under recipients",
+            );
+        }
         let delivery = delivery_config(raw.delivery, &mut problems);
         let server = server_config(raw.server, base, &mut problems);
         let state = state::state_config(raw.state, base, env, &delivery, &mut problems);
-        for p in &mut problems {
-            p.line = document::line_of(text, &p.field);
-        }
+        document::locate(text, &mut problems);
         match templates {
             Some(templates) if problems.is_empty() => Ok(Config {
                 path: path.to_path_buf(),
@@ -830,7 +840,7 @@ fn templates(raw: &RawTemplates, base: &Path, problems: &mut Vec<Problem>) -> Op
         Ok(t) => Some(t),
         Err(errors) => {
             for e in errors {
-                problem(problems, format!("templates.dir ({})", e.file), e.message);
+                problem(problems, "templates.dir", e.to_string());
             }
             None
         }
@@ -841,6 +851,10 @@ fn templates(raw: &RawTemplates, base: &Path, problems: &mut Vec<Problem>) -> Op
 struct Targets<'a> {
     names: &'a HashSet<&'a str>,
     groups: &'a BTreeMap<String, Vec<String>>,
+    /// Every schedule declared, also those with problems: a route that names one is not blamed
+    /// for them a second time.
+    schedule_names: &'a HashSet<String>,
+    /// The schedules without problems.
     schedules: &'a BTreeMap<String, crate::oncall::Schedule>,
     time_intervals: &'a BTreeMap<String, Vec<crate::timeinterval::TimeInterval>>,
 }
@@ -955,7 +969,7 @@ fn route_recipients(
             vec![name.clone()]
         } else if let Some(members) = targets.groups.get(name) {
             members.clone()
-        } else if targets.schedules.contains_key(name) {
+        } else if targets.schedule_names.contains(name) {
             if !schedules.contains(name) {
                 schedules.push(name.clone());
             }
@@ -1185,6 +1199,10 @@ mod tests {
         Config::from_yaml(yaml, Path::new("test.yml"), Path::new("."), &no_env)
     }
 
+    /// A phone book and a route: what a config needs to page somebody, for tests of the rest.
+    const PAGES_ALICE: &str =
+        "recipients: {alice: \"+4915228817386\"}\nroutes: [{name: r, to: [alice]}]\n";
+
     fn fields(yaml: &str) -> Vec<String> {
         load(yaml)
             .expect_err("config should be rejected")
@@ -1229,11 +1247,38 @@ routes:
     }
 
     #[test]
-    fn empty_config_is_a_dry_run_with_defaults() {
-        let c = load("").unwrap();
+    fn a_phone_book_and_a_route_are_a_dry_run_with_defaults() {
+        let c = load(PAGES_ALICE).unwrap();
         assert!(c.dry_run());
         assert_eq!(c.delivery.response_deadline, Duration::from_secs(5));
         assert_eq!(c.server.max_body_size, 1 << 20);
+    }
+
+    #[test]
+    fn a_config_that_pages_nobody_is_refused() {
+        let no_route = "routes: no route, so no alert would page anybody; add one, e.g. routes: \
+                        [{name: all, to: [alice]}] with alice under recipients";
+        let listed = |yaml: &str| -> Vec<String> {
+            load(yaml)
+                .expect_err("config should be rejected")
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(listed(""), [no_route]);
+        assert_eq!(listed("# nothing yet\n"), [no_route]);
+        assert_eq!(
+            listed("recipients: {alice: \"+4915228817386\"}\nroutes: []\n"),
+            [format!("line 2: {no_route}")]
+        );
+        // The watchdog pages somebody when the alerting pipeline goes silent.
+        let watchdog = load(
+            "recipients: {alice: \"+4915228817386\"}\n\
+             watchdog: {matchers: ['alertname=\"Watchdog\"'], to: [alice]}\n",
+        )
+        .unwrap();
+        assert!(watchdog.routes.is_empty());
+        assert_eq!(watchdog.watchdog.unwrap().route.recipients, ["alice"]);
     }
 
     #[test]
@@ -1254,7 +1299,8 @@ routes:
         let fake = |url: &'static str| move |k: &str| (k == ENV_API_URL).then(|| url.to_string());
         let yaml = "sipgate: {api_url: \"https://proxy.example/v2\"}";
         let from = |env: &dyn Fn(&str) -> Option<String>, yaml: &str| {
-            Config::from_yaml(yaml, Path::new("t.yml"), Path::new("."), env)
+            let yaml = format!("{yaml}\n{PAGES_ALICE}");
+            Config::from_yaml(&yaml, Path::new("t.yml"), Path::new("."), env)
         };
         let c = from(&fake("http://127.0.0.1:8080/v2/"), yaml).unwrap();
         assert_eq!(c.sipgate.api_url, "http://127.0.0.1:8080/v2");
@@ -1289,7 +1335,7 @@ routes:
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tok"), "file-token\n").unwrap();
         let c = Config::from_yaml(
-            "sipgate: {token_id: token-AB12CD, token_file: tok}",
+            &format!("sipgate: {{token_id: token-AB12CD, token_file: tok}}\n{PAGES_ALICE}"),
             Path::new("x.yml"),
             dir.path(),
             &no_env,
@@ -1365,7 +1411,7 @@ delivery:
     #[test]
     fn plain_scalars_are_strings_where_the_field_is_one() {
         let c = load(
-            "recipients: {alice: +4915228817386}\nsipgate: {token_id: 12345678, token: 87654321, sms_id: s0}\n",
+            "recipients: {alice: +4915228817386}\nsipgate: {token_id: 12345678, token: 87654321, sms_id: s0}\nroutes: [{name: r, to: [alice]}]\n",
         )
         .unwrap();
         assert_eq!(c.recipients["alice"].e164(), "+4915228817386");
@@ -1392,17 +1438,22 @@ delivery:
     }
 
     #[test]
-    fn a_yaml_syntax_error_is_one_problem() {
+    fn a_yaml_syntax_error_is_one_problem_at_its_line() {
         let p = load("routes:\n  - name: a\n   to: [x]\n").unwrap_err();
         assert_eq!(p.len(), 1, "{p:?}");
-        assert_eq!(p[0].field, "(document)");
-        assert!(p[0].message.contains("line 3"), "{}", p[0].message);
+        assert_eq!(
+            p[0].to_string(),
+            "line 3: (document): did not find expected '-' indicator at line 3 column 4, while \
+             parsing a block collection at line 2 column 3"
+        );
     }
 
     #[test]
     fn an_unreadable_token_file_is_one_problem() {
-        let p =
-            load("sipgate: {token_id: token-AB12CD, token_file: /nonexistent/token}").unwrap_err();
+        let p = load(&format!(
+            "sipgate: {{token_id: token-AB12CD, token_file: /nonexistent/token}}\n{PAGES_ALICE}"
+        ))
+        .unwrap_err();
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].field, "sipgate.token_file");
         assert_eq!(p[0].line, Some(1));
@@ -1414,14 +1465,45 @@ delivery:
     }
 
     #[test]
-    fn a_route_without_name_or_recipients_says_so() {
+    fn a_route_without_name_or_recipients_says_so_at_the_route() {
         let p = load("routes:\n  - matchers: ['a=\"b\"']\n").unwrap_err();
         let got: Vec<String> = p.iter().map(ToString::to_string).collect();
         assert_eq!(
             got,
             vec![
-                "routes[0].name: missing: every route needs a name",
-                "routes[0].to: a route needs at least one recipient, group or schedule",
+                "line 2: routes[0].name: missing: every route needs a name",
+                "line 2: routes[0].to: a route needs at least one recipient, group or schedule",
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_are_listed_in_the_order_of_the_file() {
+        let yaml = "\
+routes:
+  - name: a
+    to: [oncall, carol]
+    max_segments: 0
+groups:
+  oncall: [alice, dave]
+recipients:
+  alice: \"0151 7654329\"
+sipgate:
+  timeout: soon
+";
+        let env = |name: &str| (name == ENV_TOKEN).then(|| "t0ken".to_string());
+        let p = Config::from_yaml(yaml, Path::new("t.yml"), Path::new("."), &env).unwrap_err();
+        let got: Vec<(&str, Option<usize>)> =
+            p.iter().map(|p| (p.field.as_str(), p.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("routes[0].to[1]", Some(3)),
+                ("routes[0].max_segments", Some(4)),
+                ("groups.oncall[1]", Some(6)),
+                ("recipients.alice", Some(8)),
+                ("sipgate.token_id", Some(9)),
+                ("sipgate.timeout", Some(10)),
             ]
         );
     }
@@ -1474,27 +1556,29 @@ server: {max_body_size: lots}
             "https://api.sipgate.com/v2?x=1",
             "https://api.sipgate.com/v2#v",
         ] {
-            let p = load(&format!("sipgate: {{api_url: \"{url}\"}}")).unwrap_err();
+            let p = load(&format!("sipgate: {{api_url: \"{url}\"}}\n{PAGES_ALICE}")).unwrap_err();
             assert_eq!(p.len(), 1, "{url}: {p:?}");
             assert_eq!(p[0].field, "sipgate.api_url", "{url}");
         }
-        let c = load("sipgate: {api_url: \"http://127.0.0.1:8080/v2/\"}").unwrap();
+        let c = load(&format!(
+            "sipgate: {{api_url: \"http://127.0.0.1:8080/v2/\"}}\n{PAGES_ALICE}"
+        ))
+        .unwrap();
         assert_eq!(c.sipgate.api_url, "http://127.0.0.1:8080/v2");
     }
 
     #[test]
     fn metrics_are_protected_only_when_asked_for_and_only_with_credentials() {
-        let server = |auth: &str| load(&format!("server: {{auth: {auth}}}"));
-        let open = server("{bearer: {token: t0ken}}").unwrap();
+        let server = |auth: &str| format!("server: {{auth: {auth}}}\n{PAGES_ALICE}");
+        let open = load(&server("{bearer: {token: t0ken}}")).unwrap();
         assert!(!open.server.auth.unwrap().protect_metrics);
-        let protected = server("{bearer: {token: t0ken}, protect_metrics: true}").unwrap();
+        let protected = load(&server("{bearer: {token: t0ken}, protect_metrics: true}")).unwrap();
         assert!(protected.server.auth.unwrap().protect_metrics);
+        assert_eq!(fields(&server("{protect_metrics: true}")), ["server.auth"]);
         assert_eq!(
-            fields("server: {auth: {protect_metrics: true}}"),
-            ["server.auth"]
-        );
-        assert_eq!(
-            fields("server: {auth: {bearer: {token: t0ken}, protect_metrics: yes please}}"),
+            fields(&server(
+                "{bearer: {token: t0ken}, protect_metrics: yes please}"
+            )),
             ["server.auth.protect_metrics"]
         );
     }

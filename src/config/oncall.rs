@@ -340,7 +340,12 @@ pub(super) fn time_intervals(
         for (j, raw) in named.time_intervals.iter().enumerate() {
             match TimeInterval::parse(raw) {
                 Ok(interval) => intervals.push(interval),
-                Err(e) => problem(problems, format!("{at}.time_intervals[{j}]"), e),
+                Err(errors) => {
+                    for e in errors {
+                        let field = format!("{at}.time_intervals[{j}].{}", e.field);
+                        problem(problems, field, e.message);
+                    }
+                }
             }
         }
         out.insert(named.name, intervals);
@@ -384,6 +389,9 @@ mod tests {
             .collect()
     }
 
+    /// A route to alice, so that a config pages somebody.
+    const ROUTE: &str = "routes: [{name: r, to: [alice]}]\n";
+
     const BOOK: &str = "recipients: {alice: \"+4915228817386\", bob: {number: \"+4915254599371\", quiet_hours: [nights]}}\n\
         time_intervals: [{name: nights, time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}]}]}]\n";
 
@@ -408,7 +416,7 @@ mod tests {
     fn each_mistake_in_a_schedule_names_its_field() {
         assert_eq!(
             problems(&format!(
-                "{BOOK}schedules: {{primary: {{rotation: {{members: [alice, mallory], shift: 30m, start: '2026-01-05 09:00'}}, overrides: [{{from: '2026-12-27T00:00', to: '2026-12-24T00:00', who: eve}}]}}}}"
+                "{BOOK}{ROUTE}schedules: {{primary: {{rotation: {{members: [alice, mallory], shift: 30m, start: '2026-01-05 09:00'}}, overrides: [{{from: '2026-12-27T00:00', to: '2026-12-24T00:00', who: eve}}]}}}}"
             )),
             [
                 "schedules.primary.rotation.members[1]: unknown recipient \"mallory\"; members are names from recipients",
@@ -420,7 +428,7 @@ mod tests {
         );
         assert_eq!(
             problems(&format!(
-                "{BOOK}schedules: {{alice: {{rotation: {{members: [], shift: 1d, start: '2026-01-05T09:00'}}}}}}"
+                "{BOOK}{ROUTE}schedules: {{alice: {{rotation: {{members: [], shift: 1d, start: '2026-01-05T09:00'}}}}}}"
             )),
             [
                 "schedules.alice: a recipient or group has the same name; recipients, groups and schedules share one namespace",
@@ -442,22 +450,25 @@ mod tests {
             ]
         );
         assert_eq!(
-            problems(
-                "time_intervals: [{name: x, time_intervals: [{weekdays: ['friday:monday']}]}]"
-            ),
-            ["time_intervals[0].time_intervals[0]: start day cannot be before end day"]
+            problems(&format!(
+                "recipients: {{alice: \"+4915228817386\"}}\n{ROUTE}\
+                 time_intervals: [{{name: x, time_intervals: [{{weekdays: ['friday:monday']}}]}}]"
+            )),
+            ["time_intervals[0].time_intervals[0].weekdays[0]: start day cannot be before end day"]
         );
     }
 
     #[test]
     fn an_unquoted_number_keeps_its_plus_in_both_forms() {
-        let config =
-            load("recipients: {alice: +4915228817386, bob: {number: +4915254599371}}").unwrap();
+        let config = load(&format!(
+            "recipients: {{alice: +4915228817386, bob: {{number: +4915254599371}}}}\n{ROUTE}"
+        ))
+        .unwrap();
         assert_eq!(config.recipients["alice"].e164(), "+4915228817386");
         assert_eq!(config.recipients["bob"].e164(), "+4915254599371");
         // Without the +, YAML's integer is refused as before: it is no E.164 number.
         assert_eq!(
-            problems("recipients: {alice: 4915228817386}"),
+            problems(&format!("recipients: {{alice: 4915228817386}}\n{ROUTE}")),
             [
                 "recipients.alice: invalid phone number: must be in international E.164 format starting with + and the country code, e.g. \"+4915228817386\""
             ]

@@ -281,9 +281,14 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// `yaml` with a phone book and a route, so that the config pages somebody and only its
+    /// other sections are under test.
     fn load(yaml: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
         let base = std::env::temp_dir();
-        Config::from_yaml(yaml, &base.join("test.yml"), &base, env)
+        let yaml = format!(
+            "{yaml}\nrecipients: {{alice: \"+4915228817386\"}}\nroutes: [{{name: r, to: [alice]}}]\n"
+        );
+        Config::from_yaml(&yaml, &base.join("test.yml"), &base, env)
     }
 
     fn problems(yaml: &str) -> Vec<String> {

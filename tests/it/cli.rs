@@ -3,9 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use crate::harness::{
-    SUMMARY_WITHOUT_CONTROL_CHARACTERS, example, example_service_dir, with_control_characters,
+    FakeSipgate, SUMMARY_WITHOUT_CONTROL_CHARACTERS, Service, TestConfig, example,
+    example_service_dir, with_control_characters,
 };
 
 fn command(args: &[&str]) -> Command {
@@ -101,28 +103,6 @@ fn check_config_reports_every_structural_problem_once() {
 }
 
 #[test]
-fn serve_reports_a_bad_config_once_and_exits() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, "routes:\n  - name: a\n    to: [nobody]\n").unwrap();
-    let out = run(&[
-        &format!("--config.file={}", config.display()),
-        "--web.listen-address=127.0.0.1:0",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(" level=error "), "{stderr}");
-    assert_eq!(
-        stderr
-            .matches("routes[0].to[0]: unknown recipient, group or schedule")
-            .count(),
-        1,
-        "{stderr}"
-    );
-}
-
-#[test]
 fn check_config_names_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("templates")).unwrap();
@@ -159,7 +139,8 @@ templates:
         "routes[0].matchers[1]: invalid matcher \"team=~\\\"(\\\"\": bad regex".to_string(),
         "routes[0].to[1]: unknown recipient, group or schedule \"carol\"".to_string(),
         format!(
-            "templates.dir ({})",
+            "line 9: templates.dir: {} line 1: the block {{{{#each}}}} opened on line 1 is never \
+             closed; close it with {{{{/each}}}}",
             Path::new(dir.path()).join("templates/broken.hbs").display()
         ),
     ] {
@@ -410,4 +391,455 @@ fn subcommand_help_lists_only_its_own_flags() {
     // Flags of the service itself belong to it, not before a subcommand.
     let out = run(&["--log.level=debug", "check-config"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+// Config problems as the operator meets them: in `check-config`, at start and on reload.
+
+/// Writes `yaml` as `config.yml` into `dir`; its path.
+fn write_config(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
+/// `check-config` of `config`, with these environment variables.
+fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
+    command(&[
+        "check-config",
+        &format!("--config.file={}", config.display()),
+    ])
+    .envs(env.iter().copied())
+    .output()
+    .unwrap()
+}
+
+/// What `check-config` prints for `problems` of `config`.
+fn listing(config: &Path, problems: &[&str]) -> String {
+    let mut out = format!("error: invalid config file {}:\n", config.display());
+    for problem in problems {
+        out.push_str(&format!("  {problem}\n"));
+    }
+    out
+}
+
+#[test]
+fn check_config_lists_problems_in_the_order_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        "\
+routes:
+  - name: critical
+    to: [oncall, carol]
+groups:
+  oncall: [alice, dave]
+recipients:
+  alice: \"0151 7654329\"
+delivery:
+  dedup_window: 30d
+server:
+  max_body_size: lots
+",
+    );
+    // A token without a token id: a problem of no line of the file, listed last.
+    let out = check_config(&config, &[("SIPGATE_TOKEN", "t0ken")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        listing(
+            &config,
+            &[
+                "line 3: routes[0].to[1]: unknown recipient, group or schedule \"carol\"",
+                "line 5: groups.oncall[1]: unknown recipient \"dave\"; groups list names from recipients",
+                "line 7: recipients.alice: invalid phone number: must be in international E.164 \
+                 format starting with + and the country code, e.g. \"+4915228817386\"",
+                "line 9: delivery.dedup_window: must be at most 7days, got 30days",
+                "line 11: server.max_body_size: invalid size \"lots\"; use e.g. \"1MiB\", \"512KiB\"",
+                "sipgate.token_id: a token is set but no token_id: set token_id or $SIPGATE_TOKEN_ID",
+            ]
+        )
+    );
+}
+
+#[test]
+fn check_config_names_the_line_of_the_mapping_that_lacks_a_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        "\
+recipients:
+  alice: \"+4915228817386\"
+schedules:
+  primary:
+    time_zone: Europe/Berlin
+    rotation:
+      members: [alice]
+time_intervals:
+  - time_intervals: [{weekdays: [saturday]}]
+routes:
+  - matchers: ['severity=\"critical\"']
+    to: [primary]
+  - name: rest
+sipgate:
+  token_id: token-AB12CD
+",
+    );
+    let out = check_config(&config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    // The route to the broken schedule is not blamed for it.
+    assert_eq!(
+        text(&out.stderr),
+        listing(
+            &config,
+            &[
+                "line 6: schedules.primary.rotation.shift: missing: e.g. 1w, 1d, 12h",
+                "line 6: schedules.primary.rotation.start: missing: the first handoff, e.g. \
+                 \"2026-01-05T09:00\"",
+                "line 9: time_intervals[0].name: missing: every time interval needs a name",
+                "line 11: routes[0].name: missing: every route needs a name",
+                "line 13: routes[1].to: a route needs at least one recipient, group or schedule",
+                "line 14: sipgate.token: token_id is set but no token: set token, token_file or \
+                 $SIPGATE_TOKEN",
+            ]
+        )
+    );
+}
+
+#[test]
+fn check_config_explains_template_syntax_errors_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    for (file, text) in [
+        (
+            "short.hbs",
+            "{{status}}\n{{#if commonLabels.team}}\nteam {{commonLabels.team}}\n",
+        ),
+        (
+            "nested.hbs",
+            "{{#each alerts}}\n{{#if labels.instance}}{{labels.instance}}\n{{/each}}\n",
+        ),
+        ("typo.hbs", "FIRING {{commonLabels.alertname}\n"),
+        (
+            "param.hbs",
+            "{{status}}\n{{truncate commonAnnotations.summary max=}}\n",
+        ),
+        ("stray.hbs", "{{status}}{{/if}}\n"),
+    ] {
+        std::fs::write(templates.join(file), text).unwrap();
+    }
+    let config = write_config(
+        &dir,
+        "\
+recipients: {alice: \"+4915228817386\"}
+routes: [{name: all, to: [alice]}]
+templates:
+  dir: templates
+",
+    );
+    let out = check_config(&config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let file = |name: &str| templates.join(name).display().to_string();
+    assert_eq!(
+        text(&out.stderr),
+        listing(
+            &config,
+            &[
+                &format!(
+                    "line 4: templates.dir: {} line 3: the block {{{{#if}}}} opened on line 2 \
+                     is closed by {{{{/each}}}}; close it with {{{{/if}}}} first",
+                    file("nested.hbs")
+                ),
+                &format!(
+                    "line 4: templates.dir: {} line 2: {{{{truncate commonAnnotations.summary \
+                     max=}}}} is not a valid expression (column 42)",
+                    file("param.hbs")
+                ),
+                &format!(
+                    "line 4: templates.dir: {} line 3: the block {{{{#if}}}} opened on line 2 \
+                     is never closed; close it with {{{{/if}}}}",
+                    file("short.hbs")
+                ),
+                &format!(
+                    "line 4: templates.dir: {} line 1: {{{{/if}}}} closes a block that was \
+                     never opened",
+                    file("stray.hbs")
+                ),
+                &format!(
+                    "line 4: templates.dir: {} line 1: the expression \
+                     {{{{commonLabels.alertname}} is never closed with }}}}",
+                    file("typo.hbs")
+                ),
+            ]
+        )
+    );
+}
+
+#[test]
+fn check_config_names_the_field_and_line_of_each_bad_time_interval_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        "\
+recipients: {alice: \"+4915228817386\"}
+routes: [{name: all, to: [alice], mute_time_intervals: [offhours]}]
+time_intervals:
+  - name: offhours
+    time_intervals:
+      - times:
+          - start_time: '00:00'
+            end_time: '08:00'
+          - start_time: '18:00'
+            end_time: '24:30'
+          - start_time: '12:00'
+            end_time: '11:00'
+          - start_time: 'noon'
+            end_time: '13:00'
+        weekdays:
+          - monday
+          - someday
+        days_of_month: ['1:5', '0']
+        months:
+          - january:march
+          - december:january
+        years: ['2026:2025']
+        location: Mars/Olympus
+      - times:
+          - start_time: '09:00'
+",
+    );
+    let out = check_config(&config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let at = "time_intervals[0].time_intervals";
+    assert_eq!(
+        text(&out.stderr),
+        listing(
+            &config,
+            &[
+                &format!(
+                    "line 10: {at}[0].times[1].end_time: couldn't parse timestamp 24:30, invalid format"
+                ),
+                &format!(
+                    "line 11: {at}[0].times[2]: start time cannot be equal or greater than end time"
+                ),
+                &format!(
+                    "line 13: {at}[0].times[3].start_time: couldn't parse timestamp noon, invalid format"
+                ),
+                &format!("line 17: {at}[0].weekdays[1]: someday is not a valid weekday"),
+                &format!(
+                    "line 18: {at}[0].days_of_month[1]: 0 is not a valid day of the month: out of range"
+                ),
+                &format!(
+                    "line 21: {at}[0].months[1]: end month january is before start month december"
+                ),
+                &format!("line 22: {at}[0].years[0]: end year 2025 is before start year 2026"),
+                &format!("line 23: {at}[0].location: unknown time zone Mars/Olympus"),
+                &format!(
+                    "line 25: {at}[1].times[0].end_time: both start and end times must be provided"
+                ),
+            ]
+        )
+    );
+}
+
+const NO_ROUTE: &str = "no route, so no alert would page anybody; add one, e.g. \
+                        routes: [{name: all, to: [alice]}] with alice under recipients";
+
+#[test]
+fn check_config_refuses_a_config_that_pages_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, "");
+    let out = check_config(&config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        listing(&config, &[&format!("routes: {NO_ROUTE}")])
+    );
+
+    let config = write_config(
+        &dir,
+        "recipients: {alice: \"+4915228817386\"}\nroutes: []\n",
+    );
+    let out = check_config(&config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        listing(&config, &[&format!("line 2: routes: {NO_ROUTE}")])
+    );
+}
+
+/// A watchdog with recipients pages somebody when the alerting pipeline goes silent; counts of
+/// one read in the singular.
+#[test]
+fn check_config_accepts_a_watchdog_without_routes_and_counts_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        "recipients: {alice: \"+4915228817386\"}\n\
+         watchdog: {matchers: ['alertname=\"Watchdog\"'], to: [alice]}\n",
+    );
+    let out = check_config(&config, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}: OK (1 recipient, 0 routes, schedules: none, templates: compact, default, \
+             watchdog_back, watchdog_silent, state: memory)\n\
+             no Sipgate credentials: the service would run in dry-run mode and send nothing\n",
+            config.display()
+        )
+    );
+
+    let config = write_config(
+        &dir,
+        "recipients: {alice: \"+4915228817386\"}\n\
+         routes: [{name: warnings, matchers: ['severity=\"warning\"'], to: [alice]}]\n",
+    );
+    let out = check_config(&config, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with(&format!(
+            "{}: OK (1 recipient, 1 route, schedules: none,",
+            config.display()
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "render",
+        &format!("--config.file={}", config.display()),
+        "examples/payloads/firing.json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "1 alert would not be sent: no route matches\n"
+    );
+}
+
+/// The log line of a refused start without its time stamp, which differs on every run.
+fn without_time_stamp(line: &str) -> String {
+    match line.split_once(' ') {
+        Some((stamp, rest)) if stamp.starts_with("ts=") => rest.to_string(),
+        _ => line.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_config_at_start_is_listed_as_check_config_lists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        "recipients: {alice: \"+4915228817386\"}\nroutes:\n  - name: a\n    to: [nobody]\n  - to: [alice]\n",
+    );
+    let expected_listing = listing(
+        &config,
+        &[
+            "line 4: routes[0].to[0]: unknown recipient, group or schedule \"nobody\"",
+            "line 5: routes[1].name: missing: every route needs a name",
+        ],
+    );
+    assert_eq!(text(&check_config(&config, &[]).stderr), expected_listing);
+
+    let (status, stderr) = Service::refusing(&config, &[]).await;
+    assert_eq!(status.code(), Some(1));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert_eq!(format!("{}\n", lines[..3].join("\n")), expected_listing);
+    assert_eq!(
+        without_time_stamp(lines[3]),
+        format!(
+            "level=error target=alertmanager_sipgate message=\"cannot start: 2 problems in the \
+             config file\" config={}",
+            config.display()
+        )
+    );
+
+    let (status, stderr) = Service::refusing(&config, &["--log.format=json"]).await;
+    assert_eq!(status.code(), Some(1));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert_eq!(format!("{}\n", lines[..3].join("\n")), expected_listing);
+    let mut logged: serde_json::Value = serde_json::from_str(lines[3]).unwrap();
+    assert!(logged["timestamp"].is_string(), "{logged}");
+    logged.as_object_mut().unwrap().remove("timestamp");
+    assert_eq!(
+        logged,
+        serde_json::json!({
+            "level": "ERROR",
+            "message": "cannot start: 2 problems in the config file",
+            "config": config.display().to_string(),
+            "target": "alertmanager_sipgate",
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_bad_config_on_reload_is_logged_one_problem_a_line() {
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::faults(&fake.uri());
+    let mut service = Service::start(&config.yaml()).await;
+    let mut broken = config.clone();
+    broken.route("warnings").to = vec!["mallory".to_string()];
+    broken.route("critical").max_segments = Some(0);
+    let broken = broken.yaml();
+    std::fs::write(&service.config, &broken).unwrap();
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let problems = [
+        format!(
+            "line {}: routes[0].max_segments: must be between 1 and 10, got 0",
+            line_of("max_segments: 0")
+        ),
+        format!(
+            "line {}: routes[1].to[0]: unknown recipient, group or schedule \"mallory\"",
+            line_of("- mallory")
+        ),
+    ];
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/-/reload", service.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(
+        response.text().await.unwrap(),
+        format!(
+            "config reload failed, keeping the running config: invalid config file {}:\n  {}\n  {}\n",
+            service.config.display(),
+            problems[0],
+            problems[1]
+        )
+    );
+    service.child.terminate();
+    service.child.wait_for_exit(Duration::from_secs(15)).await;
+
+    let log = service.log();
+    let reload: Vec<String> = log
+        .lines()
+        .skip_while(|l| !l.contains("config reload failed"))
+        .take(3)
+        .map(without_time_stamp)
+        .collect();
+    let config = service.config.display();
+    assert_eq!(
+        reload,
+        [
+            format!(
+                "level=error target=alertmanager_sipgate::app message=\"config reload failed; keeping \
+                 the running config\" config={config} problems=2"
+            ),
+            format!(
+                "level=error target=alertmanager_sipgate::app message=\"config problem\" \
+                 config={config} problem=\"{}\"",
+                problems[0]
+            ),
+            format!(
+                "level=error target=alertmanager_sipgate::app message=\"config problem\" \
+                 config={config} problem=\"{}\"",
+                problems[1].replace('"', "\\\"")
+            ),
+        ]
+    );
 }

@@ -926,18 +926,7 @@ impl Service {
         env: &[(&str, &str)],
     ) -> Service {
         let log = config.with_extension("log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
-        command
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.listen-address={host}:{port}"))
-            .args(args)
-            .env_remove("SIPGATE_TOKEN")
-            .env_remove("SIPGATE_TOKEN_ID")
-            .env_remove("SIPGATE_API_URL")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = ChildGuard::spawn(&mut command);
+        let child = ChildGuard::spawn(&mut Service::command(host, port, config, args, env, &log));
         let url = format!("http://127.0.0.1:{port}");
         wait_until_ok(
             &format!("{url}/-/healthy"),
@@ -952,6 +941,46 @@ impl Service {
             log,
             _dir: None,
         }
+    }
+
+    /// Runs the service on `config`, which it must refuse: how it exited, and what it wrote to
+    /// standard error.
+    pub async fn refusing(config: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+        let log = config.with_extension("log");
+        let mut child = ChildGuard::spawn(&mut Service::command(
+            "127.0.0.1",
+            free_port(),
+            config,
+            args,
+            &[],
+            &log,
+        ));
+        let status = child.wait_for_exit(Duration::from_secs(10)).await;
+        (status, std::fs::read_to_string(&log).unwrap())
+    }
+
+    /// The binary with these flags and environment variables (the Sipgate variables are
+    /// otherwise removed), its standard error to `log`.
+    fn command(
+        host: &str,
+        port: u16,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address={host}:{port}"))
+            .args(args)
+            .env_remove("SIPGATE_TOKEN")
+            .env_remove("SIPGATE_TOKEN_ID")
+            .env_remove("SIPGATE_API_URL")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        command
     }
 
     pub fn log(&self) -> String {
