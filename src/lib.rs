@@ -26,5 +26,7 @@ pub mod sms;
 pub mod state;
 pub mod template;
 pub mod template_fields;
+pub mod test_sms;
 pub mod timeinterval;
+pub mod version;
 pub mod watchdog;

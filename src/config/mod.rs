@@ -228,6 +228,8 @@ pub struct Config {
     pub path: PathBuf,
     pub sipgate: SipgateConfig,
     pub recipients: BTreeMap<String, PhoneNumber>,
+    /// Each group's members, phone-book names; routes have them expanded already.
+    pub groups: BTreeMap<String, Vec<String>>,
     pub routes: Vec<Route>,
     pub templates: Templates,
     pub delivery: DeliveryConfig,
@@ -440,6 +442,7 @@ impl Config {
                 path: path.to_path_buf(),
                 sipgate,
                 recipients,
+                groups,
                 routes,
                 templates,
                 delivery,
