@@ -1,8 +1,11 @@
 # alertmanager-sipgate container image.
 #
-#   docker build --build-arg REVISION="$(git rev-parse --short HEAD)" -t alertmanager-sipgate .
+#   docker build --build-arg REVISION="$(git rev-parse --short=12 HEAD)" -t alertmanager-sipgate .
 #   docker run -p 9716:9716 --read-only --user "$(id -u):$(id -g)" -e SIPGATE_TOKEN_ID -e SIPGATE_TOKEN \
 #     -v "$PWD/examples:/etc/alertmanager-sipgate:ro" alertmanager-sipgate
+#
+# REVISION is the git revision that `--version` and the build_info metric show: the build
+# context has no .git, so without it they say "unknown".
 #
 # Mount the config file at /etc/alertmanager-sipgate/config.yml; relative paths in it
 # (templates.dir, *_file) resolve against that folder, so mount its templates and secret files
@@ -33,8 +36,9 @@ RUN mkdir -p src benches examples \
  && cargo build --release --locked \
  && rm -rf src
 
-# Built-in templates are compiled into the binary.
+# Built-in templates are compiled into the binary; build.rs takes the revision from REVISION.
 COPY templates ./templates
+COPY build.rs ./
 COPY src ./src
 
 # Declared here so that a new revision does not invalidate the dependency layer.
@@ -67,5 +71,5 @@ EXPOSE 9716
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/alertmanager-sipgate", "healthcheck"]
 
+# Without flags the service reads /etc/alertmanager-sipgate/config.yml, its default.
 ENTRYPOINT ["/usr/local/bin/alertmanager-sipgate"]
-CMD ["--config.file=/etc/alertmanager-sipgate/config.yml"]

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --example fake-sipgate -- --listen 127.0.0.1:8089 --delay 50ms
-//! # in alertmanager-sipgate.yml: sipgate: {api_url: http://127.0.0.1:8089/v2, token_id: token-AB12CD, token: x}
+//! # in the config file: sipgate: {api_url: http://127.0.0.1:8089/v2, token_id: token-AB12CD, token: x}
 //! ```
 #![forbid(unsafe_code)]
 

@@ -5,6 +5,7 @@
 #
 #   bash packaging/build-release.sh
 #   -> target/x86_64-unknown-linux-gnu/release/alertmanager-sipgate
+#   -> target/package/: the packaged config, man pages and shell completions
 #   -> target/debian/alertmanager-sipgate_<version>-1_amd64.deb
 #
 # Needs: pip install ziglang cargo-zigbuild; cargo install cargo-deb --locked; binutils.
@@ -44,6 +45,17 @@ awk -v line="$line" '
 ' examples/config.yml > target/package/config.yml
 grep -qx "$line" target/package/config.yml \
   || { echo "build-release: FAILED: no state line for the package in examples/config.yml" >&2; exit 1; }
+
+echo "== man pages and shell completions, from the binary's own command line"
+# Generated here and never committed: they follow the flags of the binary just built.
+rm -rf target/package/man target/package/completions
+mkdir -p target/package/man target/package/completions
+"$binary" man --out-dir target/package/man
+gzip -9 -n target/package/man/*.1
+"$binary" completion bash > target/package/completions/alertmanager-sipgate
+"$binary" completion zsh > target/package/completions/_alertmanager-sipgate
+"$binary" completion fish > target/package/completions/alertmanager-sipgate.fish
+ls target/package/man
 
 echo "== Debian package"
 cargo deb --no-build --target "$triple"

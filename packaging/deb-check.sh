@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian package on this machine and checks it as an operator would meet it: the
-# files, the user and the generated secret are there, check-config accepts the installed config,
-# the installed binary runs as the package's user and answers /-/ready, and a purge leaves
+# files, the user and the generated secret are there, the man page renders and the bash
+# completion registers, check-config accepts the installed config without being told where it
+# is, the installed binary runs as the package's user and answers /-/ready, and a purge leaves
 # nothing behind. Run as root, after packaging/build-release.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,14 +39,30 @@ getent passwd "$package" >/dev/null || fail "no user $package"
   || fail "sms-password: $(stat -c '%G %a' /etc/alertmanager-sipgate/sms-password)"
 echo "   files, conffiles, user, state directory and secret are in place"
 
+echo "== man page and shell completions"
+man_page=/usr/share/man/man1/alertmanager-sipgate.1.gz
+for path in "$man_page" /usr/share/man/man1/alertmanager-sipgate-test-sms.1.gz \
+  /usr/share/bash-completion/completions/alertmanager-sipgate \
+  /usr/share/zsh/vendor-completions/_alertmanager-sipgate \
+  /usr/share/fish/vendor_completions.d/alertmanager-sipgate.fish; do
+  [ -s "$path" ] || fail "$path is missing or empty"
+done
+if command -v man >/dev/null; then
+  warnings=$(man --warnings -l "$man_page" 2>&1 >/dev/null)
+  [ -z "$warnings" ] || fail "man -l $man_page warns: $warnings"
+  man -l "$man_page" 2>/dev/null | grep -q SUBCOMMANDS || fail "man -l $man_page renders no SUBCOMMANDS"
+fi
+complete=$(bash -c 'source /usr/share/bash-completion/completions/alertmanager-sipgate; complete -p alertmanager-sipgate') \
+  || fail "the bash completion does not register alertmanager-sipgate"
+echo "   man -l renders $man_page; bash: $complete"
+
 # setpriv changes user and then execs: the process it leaves is the program itself.
 as_package_user() {
   setpriv --reuid="$package" --regid="$package" --init-groups -- "$@"
 }
 
-echo "== check-config on the installed config"
-as_package_user /usr/bin/alertmanager-sipgate check-config \
-  --config.file=/etc/alertmanager-sipgate/config.yml
+echo "== check-config on the installed config, its default"
+as_package_user /usr/bin/alertmanager-sipgate check-config
 
 echo "== the installed binary as $package"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

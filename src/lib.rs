@@ -28,5 +28,7 @@ pub mod state;
 pub mod template;
 pub mod template_fields;
 pub mod template_syntax;
+pub mod test_sms;
 pub mod timeinterval;
+pub mod version;
 pub mod watchdog;

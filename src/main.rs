@@ -1,6 +1,6 @@
 #![forbid(unsafe_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
@@ -22,8 +22,12 @@ use alertmanager_sipgate::oncall::ShowYear;
 use alertmanager_sipgate::outcome::SuppressReason;
 use alertmanager_sipgate::payload;
 use alertmanager_sipgate::plural::counted;
+use alertmanager_sipgate::provider::{self, SendError, Sent, SmsProvider};
 use alertmanager_sipgate::server;
+use alertmanager_sipgate::sms::MAX_SEGMENTS_CAP;
 use alertmanager_sipgate::state;
+use alertmanager_sipgate::test_sms::{self, Person};
+use alertmanager_sipgate::version;
 use alertmanager_sipgate::{health, probe, shifts, watchdog};
 use chrono::{DateTime, FixedOffset, Utc};
 
@@ -39,7 +43,7 @@ Without a Sipgate token the service runs in dry-run mode: every SMS is logged, n
 /// Receives Prometheus Alertmanager webhooks and sends them as SMS through the Sipgate REST API.
 #[derive(Parser)]
 #[command(
-    version,
+    version = version::LONG_VERSION,
     about,
     long_about = None,
     after_help = ENVIRONMENT,
@@ -74,14 +78,14 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// Where the Debian package and the systemd unit keep the config: a packaged binary runs
+/// without flags.
+const DEFAULT_CONFIG_FILE: &str = "/etc/alertmanager-sipgate/config.yml";
+
 #[derive(Args)]
 struct ConfigFile {
     /// Configuration file.
-    #[arg(
-        long = "config.file",
-        value_name = "FILE",
-        default_value = "alertmanager-sipgate.yml"
-    )]
+    #[arg(long = "config.file", value_name = "FILE", default_value = DEFAULT_CONFIG_FILE)]
     path: PathBuf,
 }
 
@@ -142,6 +146,54 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9716/-/healthy")]
         url: String,
     },
+    /// Send one SMS now to check that Sipgate delivers it.
+    ///
+    /// --to names a recipient, a group (each member gets it) or a schedule (whoever is on call
+    /// now). The SMS goes out once, without retries, through the configured Sipgate account,
+    /// and what Sipgate answered is printed with what to do about it. Without Sipgate
+    /// credentials, or with --dry-run, the SMS is only printed.
+    ///
+    /// It does not open the state store, so it runs beside the service (which may hold the
+    /// state file's lock), and it is not counted against the rate limits; quiet hours and time
+    /// intervals do not hold it back. Exit code: 0 sent (or printed), 1 not sent, 2 a wrong
+    /// --to or --text.
+    #[command(after_help = ENVIRONMENT)]
+    TestSms(TestSms),
+    /// Print a completion script for a shell, e.g. `completion bash`.
+    ///
+    /// The Debian package installs them for bash, zsh and fish. By hand, e.g.:
+    /// alertmanager-sipgate completion bash > /etc/bash_completion.d/alertmanager-sipgate
+    Completion {
+        /// The shell that completes the command.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff); with --out-dir, write one page per subcommand as well.
+    #[command(hide = true)]
+    Man {
+        /// Where to write alertmanager-sipgate.1 and alertmanager-sipgate-SUBCOMMAND.1.
+        #[arg(long = "out-dir", value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct TestSms {
+    #[command(flatten)]
+    config: ConfigFile,
+    /// Who gets it: a name from the config's recipients, groups or schedules.
+    #[arg(long, value_name = "NAME")]
+    to: String,
+    /// The text, instead of one that says it is a test from this host.
+    #[arg(long, value_name = "TEXT")]
+    text: Option<String>,
+    /// The most billed SMS parts the text may take, as a route's max_segments.
+    #[arg(long = "max-segments", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_SEGMENTS_CAP as i64))]
+    max_segments: u16,
+    /// Print the SMS instead of sending it.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -222,6 +274,9 @@ fn main() -> ExitCode {
         Some(Command::Healthcheck { url }) => {
             probe::check(url, Duration::from_secs(3)).map_err(Into::into)
         }
+        Some(Command::TestSms(args)) => return send_test_sms(args),
+        Some(Command::Completion { shell }) => completion(*shell),
+        Some(Command::Man { out_dir }) => man_pages(out_dir.as_deref()),
         None => {
             init_logging(cli.log_level, cli.log_format);
             // The service reports through its log, once; a config it cannot start on is also
@@ -265,7 +320,7 @@ fn refuse_config(error: &ConfigError) {
 }
 
 fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
+    let config = load_config(path)?;
     println!(
         "{}: OK ({}, {}, schedules: {}, templates: {}, state: {})",
         path.display(),
@@ -314,7 +369,7 @@ fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
 
 /// Who is on call in each schedule at `at`, and the next `next` handoffs, in the schedule's zone.
 fn oncall(path: &Path, at: DateTime<Utc>, next: usize) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
+    let config = load_config(path)?;
     if config.schedules.is_empty() {
         println!("{}: no schedules", path.display());
     }
@@ -341,7 +396,7 @@ fn oncall(path: &Path, at: DateTime<Utc>, next: usize) -> anyhow::Result<()> {
 }
 
 fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
+    let config = load_config(config_path)?;
     let body = if payload_path == Path::new("-") {
         let mut body = Vec::new();
         std::io::stdin()
@@ -391,7 +446,7 @@ fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow::Result<()
 /// Serves until a signal; fails (exit 1) also when the state could not be saved at the stop.
 fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     let metrics = Metrics::new()?;
-    let config = Config::load(&cli.config.path)?;
+    let config = load_config(&cli.config.path)?;
     metrics.config_loaded(true);
     // The longest a send can take once started: retries inside the deadline, then one request.
     let grace = config.delivery.response_deadline + config.sipgate.timeout;
@@ -549,4 +604,149 @@ async fn shutdown_signal() -> &'static str {
         _ = terminate => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
     }
+}
+
+/// Loads the config; when the default file is missing, says that it is the default and how to
+/// name another.
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| {
+        let missing = matches!(&e, ConfigError::Read { cause, .. }
+            if cause.kind() == std::io::ErrorKind::NotFound);
+        if missing && path == Path::new(DEFAULT_CONFIG_FILE) {
+            anyhow::anyhow!("{e}; it is the default: pass --config.file=FILE for another")
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// `test-sms`: exit 0 when every SMS was sent (or, in dry-run, printed), 1 when one was not or
+/// the config cannot be used, 2 for a `--to` or `--text` that cannot be sent.
+fn send_test_sms(args: &TestSms) -> ExitCode {
+    match test_sms_outcome(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether every SMS went out (or was only printed, in dry-run).
+fn test_sms_outcome(args: &TestSms) -> anyhow::Result<bool> {
+    let config = load_config(&args.config.path)?;
+    let text = match &args.text {
+        Some(text) => text.clone(),
+        None => test_sms::default_text(test_sms::host_name().as_deref()),
+    };
+    let to = test_sms::addressees(&config, &args.to, Utc::now())
+        .unwrap_or_else(|e| usage_error("test-sms", e));
+    let (text, size) = test_sms::checked_text(&text, usize::from(args.max_segments))
+        .unwrap_or_else(|e| usage_error("test-sms", e));
+    let provider = provider::from_config(&config.sipgate, args.dry_run)?;
+    println!("to: {to}");
+    println!(
+        "encoding: {}  characters: {}  segments: {}",
+        size.encoding, size.chars, size.segments
+    );
+    println!("{text}\n");
+    let outcomes = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(test_sms::send(provider.as_ref(), &to.people, &text, size));
+    let mut all_sent = true;
+    let mut printed_only = false;
+    for (person, outcome) in to.people.iter().zip(outcomes) {
+        match outcome {
+            Ok(Sent::Accepted) => println!("sent to {person}"),
+            Ok(Sent::Logged) => printed_only = true,
+            Err(e) => {
+                all_sent = false;
+                report_not_sent(provider.as_ref(), person, &e);
+            }
+        }
+    }
+    if printed_only {
+        let why = if args.dry_run {
+            "--dry-run is set"
+        } else {
+            "the config has no Sipgate credentials"
+        };
+        println!("dry-run: nothing was sent ({why})");
+    }
+    Ok(all_sent)
+}
+
+/// What the provider answered, on standard error: its status and the reason class as the
+/// service logs them, the start of its answer (numbers masked) and what to do about it.
+fn report_not_sent(provider: &dyn SmsProvider, person: &Person, error: &SendError) {
+    let what = match error {
+        SendError::Rejected {
+            provider,
+            status,
+            reason,
+            ..
+        } => format!("{provider} answered HTTP {status} ({})", reason.as_str()),
+        other => format!("{other} ({})", other.reason().as_str()),
+    };
+    eprintln!("error: not sent to {person}: {what}");
+    if !error.body().is_empty() {
+        eprintln!("  {}'s answer: {}", provider.name(), error.body());
+    }
+    eprintln!("  what to do: {}", provider.operator_hint(error.reason()));
+}
+
+/// A value of `subcommand`'s flags that cannot be used: clap's usage error, exit code 2.
+fn usage_error(subcommand: &str, message: impl std::fmt::Display) -> ! {
+    let mut command = Cli::command();
+    command.build();
+    let mut command = command
+        .find_subcommand(subcommand)
+        .cloned()
+        .unwrap_or(command);
+    command
+        .error(clap::error::ErrorKind::InvalidValue, message)
+        .exit()
+}
+
+/// Completions from the same definition as `--help`; a failed write is an error, not a panic.
+fn completion(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        env!("CARGO_PKG_NAME"),
+        &mut script,
+    );
+    std::io::stdout()
+        .write_all(&script)
+        .context("cannot write the completion script")
+}
+
+/// The man pages, from the same definition as `--help`: the main page on standard output, or
+/// it and one page per subcommand written to `out_dir` (the Debian package ships those).
+fn man_pages(out_dir: Option<&Path>) -> anyhow::Result<()> {
+    let mut command = Cli::command().disable_help_subcommand(true);
+    command.build();
+    let source = format!("{} {}", env!("CARGO_PKG_NAME"), version::VERSION);
+    let Some(dir) = out_dir else {
+        return clap_mangen::Man::new(command)
+            .source(source)
+            .render(&mut std::io::stdout())
+            .context("cannot write the man page");
+    };
+    let subcommands: Vec<clap::Command> = command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    for page in std::iter::once(command).chain(subcommands) {
+        let man = clap_mangen::Man::new(page).source(source.clone());
+        let file = dir.join(man.get_filename());
+        man.generate_to(dir)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(())
 }

@@ -314,10 +314,7 @@ impl Metrics {
             )?,
         )?;
         build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("ALERTMANAGER_SIPGATE_REVISION").unwrap_or("unknown"),
-            ])
+            .with_label_values(&[crate::version::VERSION, crate::version::REVISION])
             .set(1);
         metrics.service.state_up.set(1);
         for operation in StateOperation::ALL {

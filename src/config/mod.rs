@@ -230,6 +230,8 @@ pub struct Config {
     pub path: PathBuf,
     pub sipgate: SipgateConfig,
     pub recipients: BTreeMap<String, PhoneNumber>,
+    /// Each group's members, phone-book names; routes have them expanded already.
+    pub groups: BTreeMap<String, Vec<String>>,
     pub routes: Vec<Route>,
     pub templates: Templates,
     pub delivery: DeliveryConfig,
@@ -453,6 +455,7 @@ impl Config {
                 path: path.to_path_buf(),
                 sipgate,
                 recipients,
+                groups,
                 routes,
                 templates,
                 delivery,

@@ -5,9 +5,11 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use wiremock::ResponseTemplate;
+
 use crate::harness::{
-    FakeSipgate, SUMMARY_WITHOUT_CONTROL_CHARACTERS, Service, TestConfig, example,
-    example_service_dir, with_control_characters,
+    ALICE, BOB, FakeSipgate, SUMMARY_WITHOUT_CONTROL_CHARACTERS, Service, TestConfig, example,
+    example_service_dir, metrics, requests_to, sent_sms, with_control_characters,
 };
 
 fn command(args: &[&str]) -> Command {
@@ -356,10 +358,15 @@ fn help_shows_prometheus_style_flags_and_no_secrets() {
     for variable in ["SIPGATE_TOKEN_ID", "SIPGATE_TOKEN", "SIPGATE_API_URL"] {
         assert!(help.contains(variable), "{variable} missing in:\n{help}");
     }
+    // The revision after the version: `version_and_build_info_name_the_git_revision_of_the_build`.
     let out = run(&["--version"]);
-    assert_eq!(
-        text(&out.stdout),
-        format!("alertmanager-sipgate {}\n", env!("CARGO_PKG_VERSION"))
+    let version = text(&out.stdout);
+    assert!(
+        version.starts_with(&format!(
+            "alertmanager-sipgate {} (revision ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{version}"
     );
 }
 
@@ -841,5 +848,431 @@ async fn a_bad_config_on_reload_is_logged_one_problem_a_line() {
                 problems[1].replace('"', "\\\"")
             ),
         ]
+    );
+}
+
+/// `test-sms ARGS` on `config` (YAML); its exit code, standard output and standard error.
+fn test_sms(config: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("--config.file={}", write_config(&dir, config).display());
+    let out = run(&[&["test-sms", &config], args].concat());
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn test_sms_sends_the_text_to_a_recipient_through_sipgate() {
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri()).yaml();
+    let (code, stdout, stderr) = test_sms(&config, &["--to", "alice", "--text", "Disk check"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "to: alice (+49152******86)\n\
+         encoding: GSM-7  characters: 10  segments: 1\n\
+         Disk check\n\n\
+         sent to alice (+49152******86)\n"
+    );
+    assert_eq!(stderr, "");
+    assert_eq!(
+        sent_sms(&fake).await,
+        [(ALICE.to_string(), "Disk check".to_string())]
+    );
+}
+
+/// The host name as the kernel has it, as the default text names it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn test_sms_says_what_it_is_by_default() {
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri()).yaml();
+    let (code, stdout, stderr) = test_sms(&config, &["--to", "bob"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = format!(
+        "Test SMS from alertmanager-sipgate on {}: SMS delivery works.",
+        host_name()
+    );
+    assert_eq!(
+        stdout,
+        format!(
+            "to: bob (+49152******71)\n\
+             encoding: GSM-7  characters: {}  segments: 1\n\
+             {text}\n\n\
+             sent to bob (+49152******71)\n",
+            text.len()
+        )
+    );
+    assert_eq!(sent_sms(&fake).await, [(BOB.to_string(), text)]);
+}
+
+#[tokio::test]
+async fn test_sms_to_a_group_texts_each_member() {
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri()).yaml();
+    let (code, stdout, stderr) = test_sms(&config, &["--to", "oncall", "--text", "Group check"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "to: group oncall: alice (+49152******86), bob (+49152******71)\n\
+         encoding: GSM-7  characters: 11  segments: 1\n\
+         Group check\n\n\
+         sent to alice (+49152******86)\n\
+         sent to bob (+49152******71)\n"
+    );
+    assert_eq!(
+        sent_sms(&fake).await,
+        [
+            (ALICE.to_string(), "Group check".to_string()),
+            (BOB.to_string(), "Group check".to_string())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn test_sms_to_a_schedule_texts_whoever_is_on_call() {
+    let fake = FakeSipgate::new().start().await;
+    let mut config = TestConfig::new(&fake.uri());
+    // alice's rotation, with bob covering every date a test can run on.
+    config.schedules.insert(
+        "primary".to_string(),
+        serde_json::json!({
+            "time_zone": "UTC",
+            "rotation": {"members": ["alice", "bob"], "shift": "1w", "start": "2026-01-05T09:00"},
+            "overrides": [{"from": "2000-01-01T00:00", "to": "2999-01-01T00:00", "who": "bob"}]
+        }),
+    );
+    let (code, stdout, stderr) =
+        test_sms(&config.yaml(), &["--to", "primary", "--text", "On call?"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "to: schedule primary, on call now: bob (+49152******71)\n\
+         encoding: GSM-7  characters: 8  segments: 1\n\
+         On call?\n\n\
+         sent to bob (+49152******71)\n"
+    );
+    assert_eq!(
+        sent_sms(&fake).await,
+        [(BOB.to_string(), "On call?".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn test_sms_reports_a_refused_token_with_the_reason_and_what_to_do() {
+    let fake = FakeSipgate::new()
+        .answering(ResponseTemplate::new(401).set_body_string("Unauthorized"))
+        .start()
+        .await;
+    let config = TestConfig::new(&fake.uri()).yaml();
+    let (code, stdout, stderr) = test_sms(&config, &["--to", "alice", "--text", "Token check"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stdout,
+        "to: alice (+49152******86)\n\
+         encoding: GSM-7  characters: 11  segments: 1\n\
+         Token check\n\n"
+    );
+    assert_eq!(
+        stderr,
+        "error: not sent to alice (+49152******86): Sipgate answered HTTP 401 (auth)\n\
+         \x20 Sipgate's answer: Unauthorized\n\
+         \x20 what to do: Sipgate rejected the credentials: check sipgate.token_id and the token \
+         (personal access token, not the account password)\n"
+    );
+    assert_eq!(
+        sent_sms(&fake).await,
+        [(ALICE.to_string(), "Token check".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn test_sms_reports_a_low_balance_with_sipgate_s_answer_masked() {
+    let fake = FakeSipgate::new()
+        .answering(
+            ResponseTemplate::new(402)
+                .set_body_string(format!("Insufficient funds to text {ALICE}")),
+        )
+        .start()
+        .await;
+    let config = TestConfig::new(&fake.uri()).yaml();
+    let (code, _, stderr) = test_sms(&config, &["--to", "alice", "--text", "Balance check"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: not sent to alice (+49152******86): Sipgate answered HTTP 402 (payment)\n\
+         \x20 Sipgate's answer: Insufficient funds to text +49*********86\n\
+         \x20 what to do: the Sipgate account balance is too low: top it up\n"
+    );
+    assert_eq!(requests_to(&fake, "/v2/sessions/sms").await, 1);
+}
+
+#[tokio::test]
+async fn test_sms_in_dry_run_prints_the_sms_and_sends_nothing() {
+    let fake = FakeSipgate::new().start().await;
+    let with_token = TestConfig::new(&fake.uri());
+    let (code, stdout, stderr) = test_sms(
+        &with_token.yaml(),
+        &["--to", "oncall", "--text", "Dry check", "--dry-run"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "to: group oncall: alice (+49152******86), bob (+49152******71)\n\
+         encoding: GSM-7  characters: 9  segments: 1\n\
+         Dry check\n\n\
+         dry-run: nothing was sent (--dry-run is set)\n"
+    );
+    let mut without_token = with_token.clone();
+    without_token.sipgate.token_id = None;
+    without_token.sipgate.token = None;
+    let (code, stdout, stderr) = test_sms(
+        &without_token.yaml(),
+        &["--to", "alice", "--text", "Dry check"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "to: alice (+49152******86)\n\
+         encoding: GSM-7  characters: 9  segments: 1\n\
+         Dry check\n\n\
+         dry-run: nothing was sent (the config has no Sipgate credentials)\n"
+    );
+    assert_eq!(fake.received_requests().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn test_sms_refuses_an_unknown_name_and_lists_the_names_there_are() {
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri()).yaml();
+    let (code, stdout, stderr) = test_sms(&config, &["--to", "carol"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with(
+            "error: unknown recipient, group or schedule \"carol\" for '--to <NAME>'; \
+             recipients: alice, bob; groups: oncall; schedules: none\n"
+        ),
+        "{stderr}"
+    );
+    for number in [ALICE, BOB, "+49152******86", "+49152******71"] {
+        assert!(!stderr.contains(number), "{stderr}");
+    }
+    // A number where a name belongs is not echoed either.
+    let (code, _, stderr) = test_sms(&config, &["--to", ALICE]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: unknown recipient, group or schedule \"+49*********86\""),
+        "{stderr}"
+    );
+    assert_eq!(fake.received_requests().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn test_sms_cleans_the_text_and_refuses_one_over_the_budget_before_sending() {
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri()).yaml();
+    let long = "a".repeat(161);
+    let (code, stdout, stderr) = test_sms(&config, &["--to", "alice", "--text", &long]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with(
+            "error: the text needs 2 segments (GSM-7, 161 characters), more than \
+             --max-segments 1\n"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = test_sms(&config, &["--to", "alice", "--text", "\u{7}\r\n \t"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: the text is empty without its control characters and spaces\n"),
+        "{stderr}"
+    );
+    assert_eq!(fake.received_requests().await.unwrap().len(), 0);
+
+    let (code, stdout, stderr) = test_sms(
+        &config,
+        &[
+            "--to",
+            "alice",
+            "--text",
+            "Disk\u{1b}[31m check\tnow\r\nok\u{7}",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("\nDisk[31m check now\nok\n\n"), "{stdout}");
+    let (code, _, stderr) = test_sms(
+        &config,
+        &["--to", "alice", "--text", &long, "--max-segments=2"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        sent_sms(&fake).await,
+        [
+            (ALICE.to_string(), "Disk[31m check now\nok".to_string()),
+            (ALICE.to_string(), long)
+        ]
+    );
+}
+
+#[test]
+fn test_sms_help_says_it_leaves_the_state_and_the_rate_limits_alone() {
+    let help = text(&run(&["test-sms", "--help"]).stdout);
+    for expected in [
+        "does not open the state store",
+        "rate limits",
+        "SIPGATE_TOKEN",
+    ] {
+        assert!(help.contains(expected), "{expected:?} missing in:\n{help}");
+    }
+    assert!(
+        text(&run(&["--help"]).stdout).contains("test-sms"),
+        "test-sms missing in --help"
+    );
+}
+
+#[test]
+fn completion_scripts_register_the_command() {
+    let out = run(&["completion", "bash"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("alertmanager-sipgate");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let registered = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; complete -p alertmanager-sipgate",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{}", text(&registered.stderr));
+    let line = text(&registered.stdout);
+    assert!(
+        line.starts_with("complete ") && line.ends_with(" alertmanager-sipgate\n"),
+        "{line}"
+    );
+    let zsh = text(&run(&["completion", "zsh"]).stdout);
+    assert!(zsh.starts_with("#compdef alertmanager-sipgate\n"), "{zsh}");
+    let fish = text(&run(&["completion", "fish"]).stdout);
+    assert!(fish.contains("complete -c alertmanager-sipgate "), "{fish}");
+    for script in [&text(&out.stdout), &zsh, &fish] {
+        assert!(script.contains("test-sms"), "{script}");
+    }
+}
+
+/// The subcommands `--help` lists.
+fn subcommands() -> Vec<String> {
+    let help = text(&run(&["--help"]).stdout);
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn man_page_names_every_subcommand() {
+    let commands = subcommands();
+    assert!(commands.len() >= 6, "{commands:?}");
+    let out = run(&["man"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
+    assert!(page.contains(".TH alertmanager-sipgate 1 "), "{page}");
+    for command in &commands {
+        assert!(
+            page.contains(&format!(
+                "alertmanager\\-sipgate\\-{}",
+                command.replace('-', "\\-")
+            )),
+            "{command} missing in:\n{page}"
+        );
+    }
+    // The generator is not a subcommand users look for.
+    assert!(!commands.contains(&"man".to_string()), "{commands:?}");
+}
+
+/// The revision `git` names for the checkout the tests run in, if they run in one.
+fn git_revision() -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| text(&out.stdout).trim().to_string())
+}
+
+#[tokio::test]
+async fn version_and_build_info_name_the_git_revision_of_the_build() {
+    let version = text(&run(&["--version"]).stdout);
+    let revision = version
+        .strip_prefix(&format!(
+            "alertmanager-sipgate {} (revision ",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("no revision in {version:?}"))
+        .to_string();
+    match git_revision() {
+        Some(head) => assert!(
+            revision == head || revision == format!("{head}-dirty"),
+            "--version says {revision:?}, git says {head:?}"
+        ),
+        None => eprintln!("not in a git checkout: the revision {revision:?} is not compared"),
+    }
+    let fake = FakeSipgate::new().start().await;
+    let service = Service::start(&TestConfig::new(&fake.uri()).yaml()).await;
+    let metrics = metrics(&service.url).await;
+    let line = format!(
+        "alertmanager_sipgate_build_info{{revision=\"{revision}\",version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.contains(&line), "{line:?} missing in:\n{metrics}");
+}
+
+/// Where the Debian package and the systemd unit keep the config.
+const PACKAGED_CONFIG: &str = "/etc/alertmanager-sipgate/config.yml";
+
+#[test]
+fn the_packaged_config_file_is_the_default() {
+    for args in [
+        &["--help"][..],
+        &["check-config", "--help"],
+        &["test-sms", "--help"],
+    ] {
+        let help = text(&run(args).stdout);
+        assert!(
+            help.contains(&format!("[default: {PACKAGED_CONFIG}]")),
+            "{args:?}:\n{help}"
+        );
+    }
+    let unit = std::fs::read_to_string(example("alertmanager-sipgate.service")).unwrap();
+    assert!(
+        unit.contains(&format!("--config.file={PACKAGED_CONFIG} ")),
+        "{unit}"
+    );
+    if Path::new(PACKAGED_CONFIG).exists() {
+        eprintln!("{PACKAGED_CONFIG} exists here: its absence is not tested");
+        return;
+    }
+    let out = run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: cannot read config file {PACKAGED_CONFIG}: No such file or directory (os error 2); \
+             it is the default: pass --config.file=FILE for another\n"
+        )
     );
 }

@@ -1,0 +1,236 @@
+//! `test-sms`: one SMS sent now to a name from the config, the operator's first check that a
+//! Sipgate token works. It goes through the same provider as every alert SMS, but outside the
+//! delivery rules: no state store (the running service may hold the state file's lock), no
+//! rate limits, quiet hours, time intervals or retries.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::compose::Sms;
+use crate::config::{Config, PhoneNumber};
+use crate::provider::{SendError, Sent, SmsProvider};
+use crate::sms::{self, SmsSize};
+use crate::state::ContentKey;
+
+/// What the SMS counts as in logs: no route sends it.
+const ROUTE: &str = "test-sms";
+
+/// A host name longer than this is cut, so that the default text stays one segment.
+const MAX_HOST_NAME: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestSmsError {
+    /// Names only: the phone book's numbers never appear in an error.
+    #[error(
+        "unknown recipient, group or schedule {name:?} for '--to <NAME>'; recipients: {}; \
+         groups: {}; schedules: {}",
+        listed(recipients),
+        listed(groups),
+        listed(schedules)
+    )]
+    UnknownName {
+        name: String,
+        recipients: Vec<String>,
+        groups: Vec<String>,
+        schedules: Vec<String>,
+    },
+    #[error("the text is empty without its control characters and spaces")]
+    EmptyText,
+    #[error(
+        "the text needs {} segments ({}, {} characters), more than --max-segments {max}",
+        size.segments, size.encoding, size.chars
+    )]
+    OverBudget { size: SmsSize, max: usize },
+}
+
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Someone from the phone book.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub name: String,
+    pub number: PhoneNumber,
+}
+
+impl fmt::Display for Person {
+    /// The name and the masked number: what an operator needs to tell people apart.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.number.masked())
+    }
+}
+
+/// What `--to` named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Recipient,
+    Group(String),
+    /// Whoever is on call in it now.
+    Schedule(String),
+}
+
+/// Who gets the SMS, and why them.
+#[derive(Debug, Clone)]
+pub struct Addressees {
+    pub target: Target,
+    pub people: Vec<Person>,
+}
+
+impl fmt::Display for Addressees {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            Target::Recipient => {}
+            Target::Group(name) => write!(f, "group {name}: ")?,
+            Target::Schedule(name) => write!(f, "schedule {name}, on call now: ")?,
+        }
+        let people: Vec<String> = self.people.iter().map(ToString::to_string).collect();
+        f.write_str(&people.join(", "))
+    }
+}
+
+/// Who `name` is at `now`: a recipient, each member of a group, or whoever a schedule has on
+/// call.
+pub fn addressees(
+    config: &Config,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Addressees, TestSmsError> {
+    let (target, names): (Target, Vec<&str>) = if config.recipients.contains_key(name) {
+        (Target::Recipient, vec![name])
+    } else if let Some(members) = config.groups.get(name) {
+        (
+            Target::Group(name.to_string()),
+            members.iter().map(String::as_str).collect(),
+        )
+    } else if let Some(schedule) = config.schedules.get(name) {
+        (Target::Schedule(name.to_string()), vec![schedule.who(now)])
+    } else {
+        return Err(unknown(config, name));
+    };
+    // The config names only people of its phone book in groups and schedules.
+    let people = names
+        .into_iter()
+        .filter_map(|name| {
+            config.recipients.get(name).map(|number| Person {
+                name: name.to_string(),
+                number: number.clone(),
+            })
+        })
+        .collect();
+    Ok(Addressees { target, people })
+}
+
+fn unknown(config: &Config, name: &str) -> TestSmsError {
+    TestSmsError::UnknownName {
+        // A number typed where a name belongs is not repeated.
+        name: crate::redact::phone_numbers(name).into_owned(),
+        recipients: config.recipients.keys().cloned().collect(),
+        groups: config.groups.keys().cloned().collect(),
+        schedules: config.schedules.keys().cloned().collect(),
+    }
+}
+
+/// The text when none is given: what it is and where it comes from, GSM-7 and one segment.
+pub fn default_text(host: Option<&str>) -> String {
+    match host {
+        Some(host) => format!("Test SMS from alertmanager-sipgate on {host}: SMS delivery works."),
+        None => "Test SMS from alertmanager-sipgate: SMS delivery works.".to_string(),
+    }
+}
+
+/// This machine's name as the kernel has it, in characters any SMS carries; none when there is
+/// no such name.
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(MAX_HOST_NAME)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// `text` as alert SMS are sent: without control characters and surrounding spaces, and within
+/// `max_segments`; refused otherwise rather than cut, since the operator chose every word.
+pub fn checked_text(text: &str, max_segments: usize) -> Result<(String, SmsSize), TestSmsError> {
+    let text = sms::without_control_characters(text.to_string())
+        .trim()
+        .to_string();
+    if text.is_empty() {
+        return Err(TestSmsError::EmptyText);
+    }
+    let size = sms::measure(&text);
+    if size.segments > max_segments {
+        return Err(TestSmsError::OverBudget {
+            size,
+            max: max_segments,
+        });
+    }
+    Ok((text, size))
+}
+
+/// Sends `text` to each person in turn, once, and returns each outcome in the same order.
+pub async fn send(
+    provider: &dyn SmsProvider,
+    people: &[Person],
+    text: &str,
+    size: SmsSize,
+) -> Vec<Result<Sent, SendError>> {
+    let mut outcomes = Vec::with_capacity(people.len());
+    for person in people {
+        let sms = Sms {
+            route: ROUTE.to_string(),
+            recipient: person.name.clone(),
+            number: person.number.clone(),
+            text: text.to_string(),
+            size,
+            max_segments: size.segments,
+            // Never looked up: nothing here touches the state store.
+            key: ContentKey::for_event(&person.name, ROUTE),
+            quiet: false,
+        };
+        outcomes.push(provider.send(&sms, &sms.text).await);
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_text_is_one_gsm7_segment_even_with_the_longest_host_name() {
+        let text = default_text(Some(&"h".repeat(MAX_HOST_NAME)));
+        let size = sms::measure(&text);
+        assert_eq!(size.encoding, sms::Encoding::Gsm7);
+        assert_eq!(size.segments, 1);
+        assert_eq!(
+            default_text(None),
+            "Test SMS from alertmanager-sipgate: SMS delivery works."
+        );
+    }
+
+    #[test]
+    fn texts_lose_control_characters_and_must_fit_the_budget() {
+        let (text, size) = checked_text(" a\u{7}b\r\nc\t ", 1).unwrap();
+        assert_eq!(text, "ab\nc");
+        assert_eq!(size.segments, 1);
+        assert!(matches!(
+            checked_text("\u{1b}\u{7f} ", 1),
+            Err(TestSmsError::EmptyText)
+        ));
+        let over = checked_text(&"ж".repeat(71), 1).unwrap_err();
+        assert_eq!(
+            over.to_string(),
+            "the text needs 2 segments (UCS-2, 71 characters), more than --max-segments 1"
+        );
+        assert!(checked_text(&"ж".repeat(71), 2).is_ok());
+    }
+}
