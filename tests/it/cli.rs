@@ -51,6 +51,53 @@ fn check_config_accepts_the_example() {
     );
 }
 
+/// Whoever copies an example and adds a token must not text a stranger: every full number in the
+/// examples and the README is one of the drama numbers the Bundesnetzagentur never assigns
+/// (Mitteilung 148/2021, Amtsblatt 7/2021).
+#[test]
+fn the_examples_and_the_readme_hold_only_numbers_that_reach_nobody() {
+    const DRAMA_NUMBERS: [&str; 3] = ["+4915228817386", "+4915254599371", "+491729980752"];
+    let number = regex::Regex::new(r"\+\d[\d ./-]{7,}\d").unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    let mut folders = vec![root.join("examples")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if !path.ends_with("sms-password") {
+                // The quick start's random secret is no phone book.
+                files.push(path);
+            }
+        }
+    }
+    let mut seen = 0;
+    for file in files {
+        let Ok(content) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for found in number.find_iter(&content) {
+            let digits: String = found
+                .as_str()
+                .chars()
+                .filter(|c| *c == '+' || c.is_ascii_digit())
+                .collect();
+            assert!(
+                DRAMA_NUMBERS.contains(&digits.as_str()),
+                "{}: {} is not a drama number",
+                file.display(),
+                found.as_str()
+            );
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 6,
+        "the examples' phone books were not found ({seen} numbers)"
+    );
+}
+
 #[test]
 fn check_config_names_the_missing_secret_of_the_example() {
     let dir = example_service_dir(None);
