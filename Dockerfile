@@ -1,6 +1,6 @@
 # alertmanager-sipgate container image.
 #
-#   docker build --build-arg REVISION="$(git rev-parse --short=12 HEAD)" -t alertmanager-sipgate .
+#   docker build --build-arg REVISION="$(git describe --always --dirty --abbrev=12)" -t alertmanager-sipgate .
 #   docker run -p 9716:9716 --read-only --user "$(id -u):$(id -g)" -e SIPGATE_TOKEN_ID -e SIPGATE_TOKEN \
 #     -v "$PWD/examples:/etc/alertmanager-sipgate:ro" alertmanager-sipgate
 #

@@ -76,16 +76,14 @@ fn from_git() -> Option<String> {
     })
 }
 
-/// Runs this script again when HEAD moves: `HEAD` itself (another branch checked out), the ref
-/// it points to (a commit), and `packed-refs` where refs end up after `git gc`. The paths git
-/// gives are absolute or relative to this folder, as cargo takes them.
+/// Runs this script again when HEAD moves: `HEAD` itself (another branch checked out), the
+/// folder of branch refs (a commit; the ref file may not exist yet, or may have gone into
+/// `packed-refs` after `git gc` and come back with the next commit, so its folder is watched,
+/// which cargo scans as a whole), and `packed-refs`. The paths git gives are absolute or relative
+/// to this folder, as cargo takes them.
 fn watch_head() {
-    let mut files = vec!["HEAD".to_string(), "packed-refs".to_string()];
-    if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        files.push(reference);
-    }
-    for file in files {
-        if let Some(path) = git(&["rev-parse", "--git-path", &file])
+    for file in ["HEAD", "refs/heads", "packed-refs"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", file])
             && Path::new(&path).exists()
         {
             println!("cargo::rerun-if-changed={path}");

@@ -84,7 +84,7 @@ fi
 echo "== docker build (the repository's Dockerfile)"
 started=$(date +%s)
 docker build --network host "${build_args[@]}" \
-  --build-arg "REVISION=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+  --build-arg "REVISION=$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)" \
   -t "$image" . >"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log"; fail "docker build"; }
 echo "   built in $(( $(date +%s) - started )) s"
 

@@ -47,11 +47,10 @@ for path in "$man_page" /usr/share/man/man1/alertmanager-sipgate-test-sms.1.gz \
   /usr/share/fish/vendor_completions.d/alertmanager-sipgate.fish; do
   [ -s "$path" ] || fail "$path is missing or empty"
 done
-if command -v man >/dev/null; then
-  warnings=$(man --warnings -l "$man_page" 2>&1 >/dev/null)
-  [ -z "$warnings" ] || fail "man -l $man_page warns: $warnings"
-  man -l "$man_page" 2>/dev/null | grep -q SUBCOMMANDS || fail "man -l $man_page renders no SUBCOMMANDS"
-fi
+command -v man >/dev/null || fail "man not found (apt-get install man-db)"
+warnings=$(man --warnings -l "$man_page" 2>&1 >/dev/null)
+[ -z "$warnings" ] || fail "man -l $man_page warns: $warnings"
+man -l "$man_page" 2>/dev/null | grep -q SUBCOMMANDS || fail "man -l $man_page renders no SUBCOMMANDS"
 complete=$(bash -c 'source /usr/share/bash-completion/completions/alertmanager-sipgate; complete -p alertmanager-sipgate') \
   || fail "the bash completion does not register alertmanager-sipgate"
 echo "   man -l renders $man_page; bash: $complete"

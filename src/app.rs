@@ -131,12 +131,7 @@ impl ReloadError {
     fn log(&self) {
         const FAILED: &str = "config reload failed; keeping the running config";
         match self {
-            ReloadError::Config(ConfigError::Invalid { path, problems }) => {
-                tracing::error!(config = %path.display(), problems = problems.len(), "{FAILED}");
-                for problem in problems {
-                    tracing::error!(config = %path.display(), %problem, "config problem");
-                }
-            }
+            ReloadError::Config(config) => config.log(FAILED),
             other => tracing::error!(error = %other, "{FAILED}"),
         }
     }

@@ -279,13 +279,13 @@ fn main() -> ExitCode {
         Some(Command::Man { out_dir }) => man_pages(out_dir.as_deref()),
         None => {
             init_logging(cli.log_level, cli.log_format);
-            // The service reports through its log, once; a config it cannot start on is also
-            // listed as `check-config` lists it.
+            // The service reports through its log, once; a config it cannot start on is
+            // listed one problem a line.
             return match serve(&cli) {
                 Ok(code) => code,
                 Err(e) => {
                     match e.downcast_ref::<ConfigError>() {
-                        Some(config) => refuse_config(config),
+                        Some(config) => refuse_config(config, cli.log_format),
                         None => tracing::error!(error = format!("{e:#}"), "cannot serve"),
                     }
                     ExitCode::FAILURE
@@ -302,20 +302,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// A config the service cannot start on: each problem on a line of its own, as `check-config`
-/// prints them, and one log line that says so without repeating them escaped.
-fn refuse_config(error: &ConfigError) {
-    eprintln!("error: {error}");
-    match error {
-        ConfigError::Invalid { path, problems } => tracing::error!(
-            config = %path.display(),
+/// A config the service cannot start on, one problem a line: in logfmt, listed on standard error
+/// as `check-config` lists them, with one log line that says so; in JSON, every line JSON, one
+/// for each problem, so that a log shipper gets them all.
+fn refuse_config(error: &ConfigError, format: LogFormat) {
+    let summary = match error {
+        ConfigError::Invalid { problems, .. } => format!(
             "cannot start: {} in the config file",
             counted(problems.len(), "problem", "problems")
         ),
-        ConfigError::Read { path, .. } => tracing::error!(
-            config = %path.display(),
-            "cannot start: the config file cannot be read"
-        ),
+        ConfigError::Read { .. } => "cannot start: the config file cannot be read".to_string(),
+    };
+    match format {
+        LogFormat::Logfmt => {
+            eprintln!("error: {error}");
+            let (ConfigError::Invalid { path, .. } | ConfigError::Read { path, .. }) = error;
+            tracing::error!(config = %path.display(), "{summary}");
+        }
+        LogFormat::Json => error.log(&summary),
     }
 }
 
@@ -712,11 +716,27 @@ fn usage_error(subcommand: &str, message: impl std::fmt::Display) -> ! {
 }
 
 /// Completions from the same definition as `--help`; a failed write is an error, not a panic.
+/// The command line as completions offer it: without the hidden subcommands (`man`, which only
+/// the packaging runs), which clap_complete would offer like any other.
+fn completable() -> clap::Command {
+    let full = Cli::command();
+    let visible: Vec<clap::Command> = full
+        .get_subcommands()
+        .filter(|subcommand| !subcommand.is_hide_set())
+        .cloned()
+        .collect();
+    clap::Command::new(env!("CARGO_PKG_NAME"))
+        .version(version::LONG_VERSION)
+        .args(full.get_arguments().cloned())
+        .subcommands(visible)
+        .args_conflicts_with_subcommands(true)
+}
+
 fn completion(shell: clap_complete::Shell) -> anyhow::Result<()> {
     let mut script = Vec::new();
     clap_complete::generate(
         shell,
-        &mut Cli::command(),
+        &mut completable(),
         env!("CARGO_PKG_NAME"),
         &mut script,
     );

@@ -29,13 +29,15 @@ pub fn explain(source: &str, error: &TemplateError) -> SyntaxProblem {
         TemplateErrorReason::MismatchingClosedDecorator(open, close) => {
             format!("the block {{{{#*{open}}}}} is closed by {{{{/{close}}}}}")
         }
-        TemplateErrorReason::InvalidSyntax(_) => match at {
-            Some((line, column)) => format!(
-                "{} is not a valid expression (column {column})",
-                expression_at(source, line, column)
-            ),
-            None => "not valid handlebars".to_string(),
-        },
+        TemplateErrorReason::InvalidSyntax(_) => {
+            match at.map(|(line, column)| (expression_at(source, line, column), column)) {
+                Some((expression, column)) if expression != quoted("") => {
+                    format!("{expression} is not a valid expression (column {column})")
+                }
+                Some(_) => "the template ends in the middle of an expression".to_string(),
+                None => "not valid handlebars".to_string(),
+            }
+        }
         TemplateErrorReason::InvalidParam(param) => format!("invalid parameter {param}"),
         TemplateErrorReason::NestedSubexpression => {
             "a subexpression inside a subexpression is not supported".to_string()
@@ -117,7 +119,13 @@ fn unbalanced(source: &str) -> Option<SyntaxProblem> {
     let mut from = 0;
     while let Some(start) = source[from..].find("{{").map(|i| from + i) {
         let rest = &source[start..];
-        if source[..start].ends_with('\\') {
+        // `\{{` is text; `\\{{` is a backslash before a real tag.
+        let backslashes = source[..start]
+            .chars()
+            .rev()
+            .take_while(|c| *c == '\\')
+            .count();
+        if backslashes % 2 == 1 {
             from = start + 2;
             continue;
         }
@@ -271,6 +279,14 @@ mod tests {
             explained("{{#*inline \"part\"}}\nbody"),
             "line 2: the block {{#*inline}} opened on line 1 is never closed; close it with \
              {{/inline}}"
+        );
+    }
+
+    #[test]
+    fn an_escaped_backslash_leaves_the_tag_after_it_a_tag() {
+        assert_eq!(
+            explained("x\n\\\\{{#if a}}\n"),
+            "line 2: the block {{#if}} opened on line 2 is never closed; close it with {{/if}}"
         );
     }
 

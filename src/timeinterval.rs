@@ -110,7 +110,7 @@ fn month(text: &str) -> Result<i64, String> {
 
 /// A month's name, or nothing for a number that is none (as Alertmanager prints it).
 fn month_name(month: i64) -> &'static str {
-    usize::try_from(month - 1)
+    usize::try_from(month.saturating_sub(1))
         .ok()
         .and_then(|i| MONTHS.get(i))
         .copied()
@@ -641,6 +641,11 @@ mod tests {
             (
                 "- months: ['december:january']",
                 "months[0]: end month january is before start month december",
+            ),
+            // A number is taken as Alertmanager takes it, also one far out of range.
+            (
+                "- months: ['5:-9223372036854775808']",
+                "months[0]: end month  is before start month may",
             ),
             (
                 "- years: ['2019', '2022:2020']",

@@ -43,6 +43,9 @@ pub struct Watch(Mutex<Local>);
 struct Local {
     /// The silence whose alarm went out, as far as this replica knows.
     alarmed: Option<Millis>,
+    /// Whether that silence had no heartbeat before it: what the all-clear says when the store
+    /// cannot tell.
+    alarmed_without_heartbeat: bool,
 }
 
 /// Looks at the heartbeat every few seconds for as long as the service runs. Silence counts
@@ -140,12 +143,10 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
             );
         }
         if send(state, &live, watchdog, &alarm, now).await {
-            state
-                .watchdog
-                .0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .alarmed = Some(since);
+            *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner()) = Local {
+                alarmed: Some(since),
+                alarmed_without_heartbeat: !alarm.heartbeat_seen,
+            };
             let _ = store.mark(ALARMED, since, Keep::Latest).await;
         }
     } else if let Some(silence) = alarmed.filter(|s| *s < since) {
@@ -153,7 +154,10 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
         let event = format!("watchdog:back:{silence}");
         if !matches!(store.claim_once(&event, CLAIM_TTL).await, Ok(false)) {
             // A silence counted from the start had no heartbeat before it.
-            let from_start = matches!(store.marked(STARTED).await, Ok(Some(s)) if s == silence);
+            let from_start = match store.marked(STARTED).await {
+                Ok(started) => started == Some(silence),
+                Err(_) => local.alarmed_without_heartbeat,
+            };
             let alarm = Alarm {
                 template: WATCHDOG_BACK,
                 event,
@@ -161,19 +165,22 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
                 silent_for: Duration::from_millis(since.saturating_sub(silence)),
                 heartbeat_seen: !from_start,
             };
-            tracing::info!(
-                silent_for = %short_duration(alarm.silent_for),
-                "the alerting pipeline is back: Watchdog heartbeats arrive again"
-            );
+            let silent_for = short_duration(alarm.silent_for);
+            if from_start {
+                tracing::info!(
+                    %silent_for,
+                    "the alerting pipeline is back: the first Watchdog heartbeat since the start arrived"
+                );
+            } else {
+                tracing::info!(
+                    %silent_for,
+                    "the alerting pipeline is back: Watchdog heartbeats arrive again"
+                );
+            }
             send(state, &live, watchdog, &alarm, now).await;
         }
         // Whatever became of the all-clear, this silence is over; the claim keeps it once.
-        state
-            .watchdog
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .alarmed = None;
+        *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner()) = Local::default();
     }
 }
 

@@ -60,6 +60,22 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// `summary` as one log line, then one line for each problem: escaped into a single field,
+    /// a list of problems is a wall of `\n`.
+    pub fn log(&self, summary: &str) {
+        match self {
+            ConfigError::Invalid { path, problems } => {
+                tracing::error!(config = %path.display(), problems = problems.len(), "{summary}");
+                for problem in problems {
+                    tracing::error!(config = %path.display(), %problem, "config problem");
+                }
+            }
+            ConfigError::Read { .. } => tracing::error!(error = %self, "{summary}"),
+        }
+    }
+}
+
 struct ProblemList<'a>(&'a [Problem]);
 
 impl fmt::Display for ProblemList<'_> {

@@ -44,10 +44,10 @@ pub fn operator_hint(reason: FailureReason) -> &'static str {
             "Sipgate refused the SMS extension: check sipgate.sms_id, that the SMS feature is booked, and that the token has the scope sessions:sms:write"
         }
         FailureReason::ClientError => {
-            "Sipgate rejected the request: check sipgate.api_url; the message may be empty or the number invalid"
+            "Sipgate rejected the request: check sipgate.api_url (or SIPGATE_API_URL); the message may be empty or the number invalid"
         }
         FailureReason::Redirect => {
-            "the address answered with a redirect, not as Sipgate's API does: check sipgate.api_url (https, ending in /v2) and any proxy or captive portal on the way"
+            "the address answered with a redirect, not as Sipgate's API does: check sipgate.api_url or SIPGATE_API_URL (https, ending in /v2) and any proxy or captive portal on the way"
         }
         FailureReason::ServerError => "Sipgate had a server error; the caller will retry",
         FailureReason::RateLimited => "Sipgate is rate limiting; the caller will retry",
@@ -55,7 +55,7 @@ pub fn operator_hint(reason: FailureReason) -> &'static str {
             "no answer from Sipgate within sipgate.timeout; the caller will retry"
         }
         FailureReason::Network => {
-            "cannot reach Sipgate: check sipgate.api_url, DNS and outbound network; the caller will retry"
+            "cannot reach Sipgate: check sipgate.api_url (or SIPGATE_API_URL), DNS and outbound network; the caller will retry"
         }
         FailureReason::Overloaded => {
             "more SMS are waiting than delivery.max_pending allows; the caller will retry"
@@ -256,7 +256,7 @@ impl SipgateClient {
                 CredentialCheck::Unknown(format!("unexpected answer from {url}: {e}"))
             }),
             status @ 300..=399 => Err(CredentialCheck::Rejected(format!(
-                "{url} answered HTTP {status}, a redirect{}: check sipgate.api_url and any proxy on the way; Sipgate's API does not redirect",
+                "{url} answered HTTP {status}, a redirect{}: check sipgate.api_url (or SIPGATE_API_URL) and any proxy on the way; Sipgate's API does not redirect",
                 redirect_target(&response).unwrap_or_default()
             ))),
             401 => Err(CredentialCheck::Rejected(
@@ -266,7 +266,7 @@ impl SipgateClient {
                 "the token may not read {url}; sending only needs sessions:sms:write"
             ))),
             404 => Err(CredentialCheck::Rejected(format!(
-                "{url} does not exist: check sipgate.api_url"
+                "{url} does not exist: check sipgate.api_url (or SIPGATE_API_URL)"
             ))),
             status => Err(CredentialCheck::Unknown(format!(
                 "Sipgate answered HTTP {status} to {url}"

@@ -810,22 +810,41 @@ async fn a_bad_config_at_start_is_listed_as_check_config_lists_it() {
         )
     );
 
+    // In JSON every line is JSON, the problems too.
     let (status, stderr) = Service::refusing(&config, &["--log.format=json"]).await;
     assert_eq!(status.code(), Some(1));
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 4, "{stderr}");
-    assert_eq!(format!("{}\n", lines[..3].join("\n")), expected_listing);
-    let mut logged: serde_json::Value = serde_json::from_str(lines[3]).unwrap();
-    assert!(logged["timestamp"].is_string(), "{logged}");
-    logged.as_object_mut().unwrap().remove("timestamp");
-    assert_eq!(
-        logged,
+    let logged: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| {
+            let mut logged: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(logged["timestamp"].is_string(), "{logged}");
+            logged.as_object_mut().unwrap().remove("timestamp");
+            logged
+        })
+        .collect();
+    let config_file = config.display().to_string();
+    let problem = |problem: &str| {
         serde_json::json!({
             "level": "ERROR",
-            "message": "cannot start: 2 problems in the config file",
-            "config": config.display().to_string(),
-            "target": "alertmanager_sipgate",
+            "message": "config problem",
+            "config": config_file,
+            "problem": problem,
+            "target": "alertmanager_sipgate::config",
         })
+    };
+    assert_eq!(
+        logged,
+        [
+            serde_json::json!({
+                "level": "ERROR",
+                "message": "cannot start: 2 problems in the config file",
+                "config": config_file,
+                "problems": 2,
+                "target": "alertmanager_sipgate::config",
+            }),
+            problem("line 4: routes[0].to[0]: unknown recipient, group or schedule \"nobody\""),
+            problem("line 5: routes[1].name: missing: every route needs a name"),
+        ]
     );
 }
 
@@ -881,16 +900,16 @@ async fn a_bad_config_on_reload_is_logged_one_problem_a_line() {
         reload,
         [
             format!(
-                "level=error target=alertmanager_sipgate::app message=\"config reload failed; keeping \
+                "level=error target=alertmanager_sipgate::config message=\"config reload failed; keeping \
                  the running config\" config={config} problems=2"
             ),
             format!(
-                "level=error target=alertmanager_sipgate::app message=\"config problem\" \
+                "level=error target=alertmanager_sipgate::config message=\"config problem\" \
                  config={config} problem=\"{}\"",
                 problems[0]
             ),
             format!(
-                "level=error target=alertmanager_sipgate::app message=\"config problem\" \
+                "level=error target=alertmanager_sipgate::config message=\"config problem\" \
                  config={config} problem=\"{}\"",
                 problems[1].replace('"', "\\\"")
             ),
@@ -1210,6 +1229,48 @@ fn completion_scripts_register_the_command() {
     assert!(fish.contains("complete -c alertmanager-sipgate "), "{fish}");
     for script in [&text(&out.stdout), &zsh, &fish] {
         assert!(script.contains("test-sms"), "{script}");
+    }
+    // What bash offers after the command: the subcommands a user runs, not the one that only
+    // the packaging runs (`man`).
+    let offered = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(alertmanager-sipgate ''); COMP_CWORD=1; \
+             COMP_LINE='alertmanager-sipgate '; COMP_POINT=${{#COMP_LINE}}; \
+             _alertmanager__sipgate alertmanager-sipgate '' alertmanager-sipgate; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&offered.stdout).split_whitespace().collect::<Vec<_>>(),
+        [
+            "-h",
+            "-V",
+            "--config.file",
+            "--web.listen-address",
+            "--log.level",
+            "--log.format",
+            "--dry-run",
+            "--help",
+            "--version",
+            "check-config",
+            "render",
+            "oncall",
+            "healthcheck",
+            "test-sms",
+            "completion",
+            "help"
+        ],
+        "{}",
+        text(&offered.stderr)
+    );
+    for script in [&zsh, &fish] {
+        assert!(
+            !script.contains("\"man\"") && !script.contains("'man:"),
+            "{script}"
+        );
     }
 }
 

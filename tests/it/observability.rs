@@ -273,7 +273,7 @@ async fn not_ready_when_the_api_url_redirects() {
     assert_eq!(
         text,
         format!(
-            "not ready: {}/v2/authorization/userinfo answered HTTP 302, a redirect to /login: check sipgate.api_url and any proxy on the way; Sipgate's API does not redirect\n",
+            "not ready: {}/v2/authorization/userinfo answered HTTP 302, a redirect to /login: check sipgate.api_url (or SIPGATE_API_URL) and any proxy on the way; Sipgate's API does not redirect\n",
             fake.uri()
         )
     );

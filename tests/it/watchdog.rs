@@ -219,7 +219,8 @@ async fn without_any_heartbeat_the_silence_counts_from_the_start_and_says_so() {
     assert!(
         log.text().contains(
             "level=info target=alertmanager_sipgate::watchdog message=\"the \
-             alerting pipeline is back: Watchdog heartbeats arrive again\" silent_for=5m"
+             alerting pipeline is back: the first Watchdog heartbeat since the start arrived\" \
+             silent_for=5m"
         ),
         "{}",
         log.text()
