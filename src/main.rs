@@ -241,6 +241,16 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
+/// Where SMS go, for the start's log line: `dry-run`, or the API URL (which `SIPGATE_API_URL` may
+/// have replaced; the config refuses one that carries credentials).
+fn sends_to(live: &Live) -> &str {
+    if live.is_dry_run() {
+        "dry-run"
+    } else {
+        &live.config.sipgate.api_url
+    }
+}
+
 /// Whether callers on other machines could post without credentials.
 fn open_to_anyone(live: &Live, address: SocketAddr) -> bool {
     live.config.server.auth.is_none() && !address.ip().is_loopback()
@@ -504,8 +514,10 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     tracing::info!(
         address = %address,
         config = %cli.config.path.display(),
-        version = env!("CARGO_PKG_VERSION"),
+        version = version::VERSION,
+        revision = version::REVISION,
         state = store.name(),
+        sipgate = %sends_to(&live),
         "listening"
     );
     let state = Arc::new(AppState::new(

@@ -668,6 +668,13 @@ fn sipgate_config(
                 &field,
                 format!("is not a valid URL ({e}), got {api_url:?}"),
             ),
+            // Not echoed: what it carries would end up in logs.
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => problem(
+                problems,
+                &field,
+                "must not carry credentials (user:password@); the Sipgate token goes in \
+                 sipgate.token_id and sipgate.token",
+            ),
             // The paths of the API are appended to it.
             Ok(url) if url.query().is_some() || url.fragment().is_some() => problem(
                 problems,
@@ -1337,6 +1344,19 @@ routes:
                 .sipgate
                 .api_url,
             "http://127.0.0.1:8080"
+        );
+        let leaked = from(
+            &fake("http://proxy-user:proxy-secret@127.0.0.1:8080/v2"),
+            yaml,
+        );
+        let problem = &leaked.unwrap_err()[0];
+        assert_eq!(
+            (problem.field.as_str(), problem.message.as_str()),
+            (
+                "$SIPGATE_API_URL",
+                "must not carry credentials (user:password@); the Sipgate token goes in \
+                 sipgate.token_id and sipgate.token"
+            )
         );
         let problems = from(&fake("127.0.0.1:8080"), yaml).unwrap_err();
         assert_eq!(

@@ -358,6 +358,11 @@ async fn sipgate_api_url_in_the_environment_points_the_unedited_example_elsewher
         )]
     );
     assert_eq!(credential_checks(&fake).await, 1);
+    assert!(
+        service.log().contains(&format!(" sipgate={api_url}\n")),
+        "the start's log line names where SMS go:\n{}",
+        service.log()
+    );
 }
 
 /// Sipgate's error body is logged as the text it is, on one line and masked, and escaped once by
