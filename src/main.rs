@@ -727,7 +727,6 @@ fn usage_error(subcommand: &str, message: impl std::fmt::Display) -> ! {
         .exit()
 }
 
-/// Completions from the same definition as `--help`; a failed write is an error, not a panic.
 /// The command line as completions offer it: without the hidden subcommands (`man`, which only
 /// the packaging runs), which clap_complete would offer like any other.
 fn completable() -> clap::Command {
@@ -744,6 +743,7 @@ fn completable() -> clap::Command {
         .args_conflicts_with_subcommands(true)
 }
 
+/// Completions from the same definition as `--help`; a failed write is an error, not a panic.
 fn completion(shell: clap_complete::Shell) -> anyhow::Result<()> {
     let mut script = Vec::new();
     clap_complete::generate(
