@@ -68,9 +68,13 @@ fn pipeline(c: &mut Criterion) {
         let notification = payload::parse_alertmanager(&body).unwrap_or_else(|e| panic!("{e}"));
         group.bench_with_input(BenchmarkId::new("route", n), &notification, |b, n| {
             b.iter(|| {
-                routing::route(black_box(n), &config.routes, &config.at(now))
-                    .deliveries
-                    .len()
+                routing::route(
+                    black_box(n),
+                    &config.routes,
+                    &routing::At::new(&config, now),
+                )
+                .deliveries
+                .len()
             })
         });
         let route = &config.routes[0];

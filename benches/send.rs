@@ -14,10 +14,9 @@ use alertmanager_sipgate::app::Live;
 use alertmanager_sipgate::clock::SystemClock;
 use alertmanager_sipgate::compose::{self, Sms};
 use alertmanager_sipgate::config::Config;
-use alertmanager_sipgate::delivery::Deliverer;
+use alertmanager_sipgate::delivery::{Deliverer, Policy};
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::payload;
-use alertmanager_sipgate::pipeline;
 use alertmanager_sipgate::state::{ContentKey, MemoryStore};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::{StreamExt, stream};
@@ -133,7 +132,7 @@ fn send(c: &mut Criterion) {
                     let started = std::time::Instant::now();
                     stream::iter(0..iterations)
                         .map(|_| async {
-                            let policy = pipeline::policy(live, tokio::time::Instant::now());
+                            let policy = Policy::of(&live.config, tokio::time::Instant::now());
                             deliverer
                                 .deliver(&live.provider, vec![fresh()], policy)
                                 .await

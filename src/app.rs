@@ -148,9 +148,6 @@ pub struct AppState {
     reloading: Mutex<()>,
     /// Wakes what follows the config (the shift task) after a reload.
     pub reloaded: tokio::sync::Notify,
-    pub shift_notices: crate::shifts::Notices,
-    /// This replica's view of a silence of the alerting pipeline.
-    pub watchdog: crate::watchdog::Watch,
     /// Keeps a flood of refused requests from flooding the log.
     pub refusal_log: crate::auth::RefusalLog,
 }
@@ -172,8 +169,6 @@ impl AppState {
             force_dry_run,
             reloading: Mutex::new(()),
             reloaded: tokio::sync::Notify::new(),
-            shift_notices: Default::default(),
-            watchdog: Default::default(),
             refusal_log: Default::default(),
         }
     }

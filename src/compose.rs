@@ -47,7 +47,7 @@ pub struct Plan {
 /// What `notification` leads to at `now`: who is on call, which routes are muted and who is in
 /// quiet hours are all decided at that instant.
 pub fn plan(config: &Config, notification: &Notification, now: DateTime<Utc>) -> Plan {
-    let routing = routing::route(notification, &config.routes, &config.at(now));
+    let routing = routing::route(notification, &config.routes, &routing::At::new(config, now));
     Plan {
         messages: routing
             .deliveries
@@ -300,7 +300,7 @@ mod tests {
 
     fn compose_one(config: &Config, n: &Notification) -> Sms {
         let now = "2026-11-25T10:00:00Z".parse().unwrap();
-        let routing = routing::route(n, &config.routes, &config.at(now));
+        let routing = routing::route(n, &config.routes, &routing::At::new(config, now));
         compose(config, n, &routing.deliveries[0], now).unwrap()
     }
 

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::compose::{Sms, fit};
+use crate::config::Config;
 use crate::log_sampler::LogSampler;
 use crate::metrics::Metrics;
 use crate::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
@@ -85,6 +86,24 @@ pub struct Policy {
     /// How long a claim holds: longer than a send with its retries and its last request.
     pub lease: Duration,
     pub limits: Limits,
+}
+
+/// How much longer than the longest send (retries until the deadline, then one last request)
+/// a claim holds, so that a live holder never loses it to a retry.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+impl Policy {
+    /// The delivery rules of `config` for SMS planned at `started`.
+    pub fn of(config: &Config, started: Instant) -> Policy {
+        let delivery = &config.delivery;
+        Policy {
+            deadline: started + delivery.response_deadline,
+            state_deadline: started + delivery.state_budget(),
+            dedup_window: delivery.dedup_window,
+            lease: delivery.response_deadline + config.sipgate.timeout + LEASE_MARGIN,
+            limits: delivery.rate_limit,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -2,8 +2,6 @@
 //! delivery, and what is counted and logged about it. No HTTP in here; the server only parses
 //! the body before and turns the report into an answer after.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use tokio::time::{Instant, timeout_at};
 
@@ -15,10 +13,6 @@ use crate::metrics::{Metrics, Truncated};
 use crate::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::payload::{Alert, AlertStatus, Notification};
 use crate::state::Keep;
-
-/// How much longer than the longest send (retries until the deadline, then one last request)
-/// a claim holds, so that a live holder never loses it to a retry.
-const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// What became of each SMS of a notification, and of the alerts no route took.
 #[derive(Debug)]
@@ -52,7 +46,7 @@ pub async fn run(
     started: Instant,
     now: DateTime<Utc>,
 ) -> Report {
-    let policy = policy(live, started);
+    let policy = Policy::of(&live.config, started);
     // Heartbeats are neither routed nor texted, nor cut by the input limits; a firing one says
     // the pipeline works.
     let beats = match &live.config.watchdog {
@@ -138,18 +132,6 @@ fn log_heartbeats_only(beats: &[Alert], started: Instant) {
             duration_ms,
             "heartbeat alert resolved: that is no heartbeat; the watchdog pages when none comes within watchdog.timeout"
         );
-    }
-}
-
-/// The delivery rules of `live`'s config for SMS planned at `started`.
-pub fn policy(live: &Live, started: Instant) -> Policy {
-    let delivery = &live.config.delivery;
-    Policy {
-        deadline: started + delivery.response_deadline,
-        state_deadline: started + delivery.state_budget(),
-        dedup_window: delivery.dedup_window,
-        lease: delivery.response_deadline + live.config.sipgate.timeout + LEASE_MARGIN,
-        limits: delivery.rate_limit,
     }
 }
 

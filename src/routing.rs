@@ -2,7 +2,9 @@
 //! SMS per notification covering all of their alerts (and one more, held back, for the alerts
 //! that reach them in their quiet hours).
 
-use crate::config::Route;
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, Route};
 use crate::matcher::matches_all;
 use crate::outcome::SuppressReason;
 use crate::payload::{Alert, AlertStatus, Notification};
@@ -15,6 +17,32 @@ pub trait Rules<'a> {
     fn muted(&self, route: &Route) -> bool;
     /// `recipient` is in quiet hours and `route` does not page through them.
     fn quiet(&self, route: &Route, recipient: &str) -> bool;
+}
+
+/// A config's rules at an instant: who is on call, what is muted, who is in quiet hours.
+pub struct At<'a> {
+    config: &'a Config,
+    at: DateTime<Utc>,
+}
+
+impl<'a> At<'a> {
+    pub fn new(config: &'a Config, at: DateTime<Utc>) -> Self {
+        At { config, at }
+    }
+}
+
+impl<'a> Rules<'a> for At<'a> {
+    fn recipients(&self, route: &'a Route) -> Vec<&'a str> {
+        self.config.recipients_at(route, self.at)
+    }
+
+    fn muted(&self, route: &Route) -> bool {
+        self.config.muted_at(route, self.at)
+    }
+
+    fn quiet(&self, route: &Route, recipient: &str) -> bool {
+        !route.ignore_quiet_hours && self.config.in_quiet_hours(recipient, self.at)
+    }
 }
 
 /// One SMS to be: a recipient and the alerts it covers. Template and budget come from `route`, the

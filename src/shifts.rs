@@ -12,7 +12,6 @@ use crate::app::{AppState, Live};
 use crate::compose::Sms;
 use crate::delivery::Policy;
 use crate::oncall::{Schedule, Shift, ShowYear};
-use crate::pipeline;
 use crate::ratelimit::Limits;
 use crate::state::ContentKey;
 
@@ -43,9 +42,10 @@ const LOOK_AGAIN: Duration = Duration::from_secs(60);
 
 /// Follows the schedules, on the service's clock, for as long as the service runs.
 pub async fn follow(state: Arc<AppState>) {
+    let notices = Notices::default();
     loop {
         let now = state.clock.datetime();
-        let next = tick(&state, now).await;
+        let next = tick(&state, &notices, now).await;
         let wait = (next - now)
             .to_std()
             .unwrap_or_default()
@@ -59,7 +59,7 @@ pub async fn follow(state: Arc<AppState>) {
 
 /// Does what is due at `now`: the gauge, and the notice of a handoff within `NOTICE_GRACE`.
 /// Returns the next handoff, when to look again.
-pub async fn tick(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
+pub async fn tick(state: &AppState, notices: &Notices, now: DateTime<Utc>) -> DateTime<Utc> {
     let live = state.current();
     let mut next = now + chrono::Duration::from_std(LOOK_AGAIN).unwrap_or_default();
     for schedule in live.config.schedules.values() {
@@ -72,7 +72,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
         }
         let since = (now - shift.from).to_std().unwrap_or(Duration::MAX);
         if schedule.notify_shift_start && since < NOTICE_GRACE {
-            notify(state, &live, schedule, &shift, now).await;
+            notify(state, notices, &live, schedule, &shift, now).await;
         }
     }
     next
@@ -80,6 +80,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
 
 async fn notify(
     state: &AppState,
+    notices: &Notices,
     live: &Live,
     schedule: &Schedule,
     shift: &Shift<'_>,
@@ -92,7 +93,7 @@ async fn notify(
         shift.who
     );
     // This replica's own memory first: with the store down it still sends each notice once.
-    if !state.shift_notices.first(&event, shift.from) {
+    if !notices.first(&event, shift.from) {
         return;
     }
     if let Ok(false) = state
@@ -125,7 +126,7 @@ async fn notify(
     // the rate limits, so that it never holds back the first page of the shift.
     let policy = Policy {
         limits: Limits::default(),
-        ..pipeline::policy(live, Instant::now())
+        ..Policy::of(&live.config, Instant::now())
     };
     state
         .deliverer

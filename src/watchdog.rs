@@ -16,7 +16,6 @@ use crate::compose::Sms;
 use crate::config::Watchdog;
 use crate::delivery::Policy;
 use crate::outcome::{Outcome, SuppressReason};
-use crate::pipeline;
 use crate::ratelimit::Limits;
 use crate::state::ContentKey;
 use crate::state::Keep;
@@ -51,6 +50,7 @@ struct Local {
 /// Looks at the heartbeat every few seconds for as long as the service runs. Silence counts
 /// from when the watchdog was first configured in this process, at the earliest.
 pub async fn follow(state: Arc<AppState>) {
+    let watch = Watch::default();
     let mut watching_since: Option<Millis> = None;
     loop {
         let live = state.current();
@@ -64,7 +64,13 @@ pub async fn follow(state: Arc<AppState>) {
                 Duration::from_secs(5)
             }
         };
-        tick(&state, state.clock.datetime(), watching_since.unwrap_or(0)).await;
+        tick(
+            &state,
+            &watch,
+            state.clock.datetime(),
+            watching_since.unwrap_or(0),
+        )
+        .await;
         tokio::time::sleep(interval).await;
     }
 }
@@ -74,7 +80,7 @@ fn ms(t: DateTime<Utc>) -> Millis {
 }
 
 /// Does what is due at `now` for a watchdog watched since `started` (Unix ms).
-pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
+pub async fn tick(state: &AppState, watch: &Watch, now: DateTime<Utc>, started: Millis) {
     let live = state.current();
     let Some(watchdog) = &live.config.watchdog else {
         state.metrics.watchdog_silent(false);
@@ -105,7 +111,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
     };
     let silent = Duration::from_millis(now_ms.saturating_sub(since)) > watchdog.timeout;
     state.metrics.watchdog_silent(silent);
-    let local = *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner());
+    let local = *watch.0.lock().unwrap_or_else(|p| p.into_inner());
     let alarmed = match store.marked(ALARMED).await {
         Ok(shared) => shared.max(local.alarmed),
         Err(_) => local.alarmed,
@@ -143,7 +149,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
             );
         }
         if send(state, &live, watchdog, &alarm, now).await {
-            *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner()) = Local {
+            *watch.0.lock().unwrap_or_else(|p| p.into_inner()) = Local {
                 alarmed: Some(since),
                 alarmed_without_heartbeat: !alarm.heartbeat_seen,
             };
@@ -180,7 +186,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>, started: Millis) {
             send(state, &live, watchdog, &alarm, now).await;
         }
         // Whatever became of the all-clear, this silence is over; the claim keeps it once.
-        *state.watchdog.0.lock().unwrap_or_else(|p| p.into_inner()) = Local::default();
+        *watch.0.lock().unwrap_or_else(|p| p.into_inner()) = Local::default();
     }
 }
 
@@ -256,7 +262,7 @@ async fn send(
             per_recipient: None,
             ..config.delivery.rate_limit
         },
-        ..pipeline::policy(live, Instant::now())
+        ..Policy::of(&live.config, Instant::now())
     };
     let reports = state
         .deliverer

@@ -490,11 +490,6 @@ impl Config {
         self.sipgate.credentials.is_none()
     }
 
-    /// The routing rules of this config at `at`.
-    pub fn at(&self, at: DateTime<Utc>) -> At<'_> {
-        At { config: self, at }
-    }
-
     /// Who `route` texts at `at`: its recipients and whoever is on call in its schedules, each
     /// once.
     pub fn recipients_at<'a>(&'a self, route: &'a Route, at: DateTime<Utc>) -> Vec<&'a str> {
@@ -529,26 +524,6 @@ impl Config {
                     .is_some_and(|i| crate::timeinterval::any_contains(i, at))
             })
         })
-    }
-}
-
-/// The config at an instant: who is on call, what is muted, who is in quiet hours.
-pub struct At<'a> {
-    config: &'a Config,
-    at: DateTime<Utc>,
-}
-
-impl<'a> crate::routing::Rules<'a> for At<'a> {
-    fn recipients(&self, route: &'a Route) -> Vec<&'a str> {
-        self.config.recipients_at(route, self.at)
-    }
-
-    fn muted(&self, route: &Route) -> bool {
-        self.config.muted_at(route, self.at)
-    }
-
-    fn quiet(&self, route: &Route, recipient: &str) -> bool {
-        !route.ignore_quiet_hours && self.config.in_quiet_hours(recipient, self.at)
     }
 }
 

@@ -213,6 +213,9 @@ pub struct TestApp {
     /// The service's calendar time (on call, time intervals, quiet hours, texts): now at the
     /// start, and only moved by the test.
     pub clock: Arc<ManualClock>,
+    /// What the background jobs of this replica remember, for tests that run their ticks.
+    pub shift_notices: alertmanager_sipgate::shifts::Notices,
+    pub watch: alertmanager_sipgate::watchdog::Watch,
     _dir: tempfile::TempDir,
 }
 
@@ -262,6 +265,8 @@ impl TestApp {
             metrics,
             http: reqwest::Client::new(),
             clock,
+            shift_notices: Default::default(),
+            watch: Default::default(),
             _dir: dir,
         }
     }

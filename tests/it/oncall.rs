@@ -230,7 +230,7 @@ async fn the_oncall_endpoint_names_who_and_until_when_behind_the_same_credential
 async fn the_gauge_follows_a_handoff() {
     let fake = FakeSipgate::new().start().await;
     let app = TestApp::start(&on_call_config(&fake.uri()).yaml()).await;
-    let next = shifts::tick(&app.state, at("2026-01-12T07:59:59Z")).await;
+    let next = shifts::tick(&app.state, &app.shift_notices, at("2026-01-12T07:59:59Z")).await;
     assert_eq!(
         next,
         at("2026-01-12T08:00:00Z"),
@@ -246,7 +246,7 @@ async fn the_gauge_follows_a_handoff() {
         metrics.contains("alertmanager_sipgate_oncall{recipient=\"bob\",schedule=\"primary\"} 0\n"),
         "{metrics}"
     );
-    shifts::tick(&app.state, at("2026-01-12T08:00:00Z")).await;
+    shifts::tick(&app.state, &app.shift_notices, at("2026-01-12T08:00:00Z")).await;
     let metrics = app.metrics.render();
     assert!(
         metrics
@@ -271,7 +271,7 @@ async fn a_shift_notice_across_the_new_year_does_not_grow_by_the_year() {
     let mut config = on_call_config(&fake.uri());
     config.schedules.get_mut("primary").unwrap()["notify_shift_start"] = true.into();
     let app = TestApp::start(&config.yaml()).await;
-    shifts::tick(&app.state, at("2026-12-28T08:00:00Z")).await;
+    shifts::tick(&app.state, &app.shift_notices, at("2026-12-28T08:00:00Z")).await;
     assert_eq!(
         sent_sms(&fake).await,
         [(
@@ -295,7 +295,7 @@ async fn a_shift_notice_goes_out_once_from_two_replicas() {
     let handoff = at("2026-01-12T08:00:00Z");
     let before = handoff - chrono::Duration::seconds(1);
     for replica in &replicas {
-        shifts::tick(&replica.state, before).await;
+        shifts::tick(&replica.state, &replica.shift_notices, before).await;
     }
     assert!(
         sent_sms(&fake).await.is_empty(),
@@ -303,11 +303,20 @@ async fn a_shift_notice_goes_out_once_from_two_replicas() {
     );
     // Both look at once, one of them a little late.
     tokio::join!(
-        shifts::tick(&replicas[0].state, handoff),
-        shifts::tick(&replicas[1].state, handoff + chrono::Duration::seconds(2)),
+        shifts::tick(&replicas[0].state, &replicas[0].shift_notices, handoff),
+        shifts::tick(
+            &replicas[1].state,
+            &replicas[1].shift_notices,
+            handoff + chrono::Duration::seconds(2)
+        ),
     );
     for replica in &replicas {
-        shifts::tick(&replica.state, handoff + chrono::Duration::minutes(1)).await;
+        shifts::tick(
+            &replica.state,
+            &replica.shift_notices,
+            handoff + chrono::Duration::minutes(1),
+        )
+        .await;
     }
     assert_eq!(
         sent_sms(&fake).await,
