@@ -743,6 +743,7 @@ mod tests {
     use crate::config::PhoneNumber;
     use crate::provider::CredentialCheck;
     use crate::ratelimit::Rate;
+    use crate::state::faulty::{Faulty, Op};
     use crate::state::monitored::Monitored;
     use crate::state::{MemoryStore, StateError};
 
@@ -890,113 +891,24 @@ mod tests {
     }
 
     /// A store that stops answering from `from` until `until`, as a Redis stopped with SIGSTOP
-    /// does: each operation then fails after `timeout` (the client's own timeout), or answers
-    /// once the stall is over.
-    #[derive(Debug)]
-    struct Stalled {
-        memory: MemoryStore,
-        from: Instant,
-        until: Instant,
-        timeout: Duration,
-        settles: Mutex<Vec<Instant>>,
-    }
-
-    impl Stalled {
-        fn new(from: Instant, until: Instant, timeout: Duration) -> Arc<Self> {
-            Arc::new(Stalled {
-                memory: memory(),
-                from,
-                until,
-                timeout,
-                settles: Mutex::default(),
-            })
-        }
-
-        async fn answer(&self) -> Result<(), StateError> {
-            let asked = Instant::now();
-            if asked < self.from || asked >= self.until {
-                return Ok(());
-            }
-            tokio::time::sleep_until(self.until.min(asked + self.timeout)).await;
-            if Instant::now() < self.until {
-                return Err(StateError::Unavailable("stalled".to_string()));
-            }
-            Ok(())
-        }
-    }
-
-    impl StateStore for Stalled {
-        fn name(&self) -> &'static str {
-            "stalled"
-        }
-        fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+    /// does: each claim, record, give-back, wait and ping then fails after `timeout` (the
+    /// client's own timeout), or answers once the stall is over.
+    fn stalled(from: Instant, until: Instant, timeout: Duration) -> Arc<Faulty> {
+        Arc::new(Faulty::new(memory(), move |op| {
             async move {
-                self.answer().await?;
-                self.memory.begin(request).await
+                let asked = Instant::now();
+                let stalls = !matches!(op, Op::ClaimOnce | Op::Mark | Op::Marked);
+                if !stalls || asked < from || asked >= until {
+                    return Ok(());
+                }
+                tokio::time::sleep_until(until.min(asked + timeout)).await;
+                if Instant::now() < until {
+                    return Err(StateError::Unavailable("stalled".to_string()));
+                }
+                Ok(())
             }
             .boxed()
-        }
-        fn settle(
-            &self,
-            key: ContentKey,
-            claim: ClaimId,
-            settlement: Settlement,
-            window: Duration,
-        ) -> BoxFuture<'_, Result<(), StateError>> {
-            async move {
-                self.settles.lock().unwrap().push(Instant::now());
-                self.answer().await?;
-                self.memory.settle(key, claim, settlement, window).await
-            }
-            .boxed()
-        }
-        fn give_back<'a>(
-            &'a self,
-            key: ContentKey,
-            recipient: &'a str,
-            taken: Taken,
-        ) -> BoxFuture<'a, Result<(), StateError>> {
-            async move {
-                self.answer().await?;
-                self.memory.give_back(key, recipient, taken).await
-            }
-            .boxed()
-        }
-        fn wait_for(
-            &self,
-            key: ContentKey,
-            until: Instant,
-        ) -> BoxFuture<'_, Result<bool, StateError>> {
-            async move {
-                self.answer().await?;
-                self.memory.wait_for(key, until).await
-            }
-            .boxed()
-        }
-        fn claim_once<'a>(
-            &'a self,
-            event: &'a str,
-            ttl: Duration,
-        ) -> BoxFuture<'a, Result<bool, StateError>> {
-            self.memory.claim_once(event, ttl)
-        }
-        fn mark<'a>(
-            &'a self,
-            name: &'a str,
-            at: crate::clock::Millis,
-            keep: crate::state::Keep,
-        ) -> BoxFuture<'a, Result<(), StateError>> {
-            self.memory.mark(name, at, keep)
-        }
-        fn marked<'a>(
-            &'a self,
-            name: &'a str,
-        ) -> BoxFuture<'a, Result<Option<crate::clock::Millis>, StateError>> {
-            self.memory.marked(name)
-        }
-        fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
-            async move { self.answer().await }.boxed()
-        }
+        }))
     }
 
     fn sms(recipient: &str, text: &str) -> Sms {
@@ -1321,7 +1233,7 @@ mod tests {
      {
         // The store's client gives up after 3 s; the store answers again after 20 s.
         let started = Instant::now();
-        let store = Stalled::new(
+        let store = stalled(
             started,
             started + Duration::from_secs(20),
             Duration::from_secs(3),
@@ -1344,9 +1256,7 @@ mod tests {
         // Recording it is tried again, with growing delays, until the store answers.
         tokio::time::sleep(Duration::from_secs(30)).await;
         let settles: Vec<u64> = store
-            .settles
-            .lock()
-            .unwrap()
+            .asked(Op::Settle)
             .iter()
             .map(|t| (*t - started).as_secs())
             .collect();
@@ -1364,7 +1274,7 @@ mod tests {
     async fn a_store_slower_than_the_deadline_allows_is_cut_off_in_time_to_send() {
         // A client timeout longer than the deadline: the claim is given up when 1 s is left.
         let started = Instant::now();
-        let store = Stalled::new(
+        let store = stalled(
             started,
             started + Duration::from_secs(60),
             Duration::from_secs(10),
@@ -1382,7 +1292,7 @@ mod tests {
         // The store answers the claim, then stalls while Sipgate takes 1 s: recording the send
         // would take until after the deadline.
         let started = Instant::now();
-        let store = Stalled::new(
+        let store = stalled(
             started + Duration::from_millis(500),
             started + Duration::from_secs(60),
             Duration::from_millis(4500),
@@ -1399,11 +1309,7 @@ mod tests {
             Duration::from_secs(1),
             "answered with Sipgate's answer"
         );
-        assert_eq!(
-            store.settles.lock().unwrap().len(),
-            1,
-            "recording it goes on"
-        );
+        assert_eq!(store.asked(Op::Settle).len(), 1, "recording it goes on");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1411,7 +1317,7 @@ mod tests {
         // Sends handled in the request itself (dry-run): recording waits no longer than the
         // store's share of the deadline, then goes on in the background.
         let started = Instant::now();
-        let store = Stalled::new(
+        let store = stalled(
             started,
             started + Duration::from_secs(20),
             Duration::from_secs(3),
@@ -1432,7 +1338,7 @@ mod tests {
         // One pending slot; the store stalls after the first claim, so recording the first SMS
         // takes seconds: the second SMS must still get the slot.
         let started = Instant::now();
-        let store = Stalled::new(
+        let store = stalled(
             started + Duration::from_millis(100),
             started + Duration::from_secs(60),
             Duration::from_secs(3),
@@ -1454,7 +1360,7 @@ mod tests {
         // The store never answers again: recording is tried with growing delays until the
         // claim's lease (45 s from the claim at 3 s) would have ended.
         let started = Instant::now();
-        let store = Stalled::new(
+        let store = stalled(
             started,
             started + Duration::from_secs(1000),
             Duration::from_secs(3),
@@ -1463,8 +1369,8 @@ mod tests {
         let d = on_store(store.clone(), 100);
         let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
         assert_eq!(outcome(&report), (Outcome::Sent, None));
-        let settles = |store: &Stalled, started: Instant| -> Vec<u64> {
-            let settles = store.settles.lock().unwrap();
+        let settles = |store: &Faulty, started: Instant| -> Vec<u64> {
+            let settles = store.asked(Op::Settle);
             settles.iter().map(|t| (*t - started).as_secs()).collect()
         };
         tokio::time::sleep(Duration::from_secs(100)).await;
@@ -1473,7 +1379,7 @@ mod tests {
 
         // A shutdown ends the waiting: one last try, then the process may go.
         let started = Instant::now();
-        let store = Stalled::new(
+        let store = stalled(
             started,
             started + Duration::from_secs(1000),
             Duration::from_secs(3),

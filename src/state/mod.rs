@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 use crate::payload::Alert;
 use crate::ratelimit::{Limits, Reservation};
 
+#[cfg(test)]
+pub mod faulty;
 pub mod file;
 pub mod memory;
 pub mod monitored;

@@ -310,104 +310,39 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
+    use crate::state::faulty::{Faulty, Op};
     use crate::state::{Keep, MemoryStore};
 
-    /// A memory store whose reads, writes and pings fail while told to.
-    #[derive(Debug)]
-    struct Failing {
-        memory: MemoryStore,
+    /// Which kinds of operation fail while set: reads, writes, pings.
+    #[derive(Debug, Default)]
+    struct Told {
         reads: AtomicBool,
         writes: AtomicBool,
         pings: AtomicBool,
     }
 
-    impl Failing {
-        fn answer(&self, fails: &AtomicBool) -> Result<(), StateError> {
-            if fails.load(Ordering::Relaxed) {
-                return Err(StateError::Unavailable("told to fail".to_string()));
-            }
-            Ok(())
-        }
-    }
-
-    impl StateStore for Failing {
-        fn name(&self) -> &'static str {
-            "failing"
-        }
-        fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
-            async move {
-                self.answer(&self.writes)?;
-                self.memory.begin(request).await
-            }
-            .boxed()
-        }
-        fn settle(
-            &self,
-            key: ContentKey,
-            claim: ClaimId,
-            settlement: Settlement,
-            window: Duration,
-        ) -> BoxFuture<'_, Result<(), StateError>> {
-            self.memory.settle(key, claim, settlement, window)
-        }
-        fn give_back<'a>(
-            &'a self,
-            key: ContentKey,
-            recipient: &'a str,
-            taken: Taken,
-        ) -> BoxFuture<'a, Result<(), StateError>> {
-            self.memory.give_back(key, recipient, taken)
-        }
-        fn wait_for(
-            &self,
-            key: ContentKey,
-            until: Instant,
-        ) -> BoxFuture<'_, Result<bool, StateError>> {
-            self.memory.wait_for(key, until)
-        }
-        fn claim_once<'a>(
-            &'a self,
-            event: &'a str,
-            ttl: Duration,
-        ) -> BoxFuture<'a, Result<bool, StateError>> {
-            self.memory.claim_once(event, ttl)
-        }
-        fn mark<'a>(
-            &'a self,
-            name: &'a str,
-            at: Millis,
-            keep: Keep,
-        ) -> BoxFuture<'a, Result<(), StateError>> {
-            async move {
-                self.answer(&self.writes)?;
-                self.memory.mark(name, at, keep).await
-            }
-            .boxed()
-        }
-        fn marked<'a>(
-            &'a self,
-            name: &'a str,
-        ) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
-            async move {
-                self.answer(&self.reads)?;
-                self.memory.marked(name).await
-            }
-            .boxed()
-        }
-        fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
-            std::future::ready(self.answer(&self.pings)).boxed()
-        }
-    }
-
     #[tokio::test]
     async fn an_outage_ends_only_with_a_success_that_proves_as_much_as_the_failure() {
-        let failing = Arc::new(Failing {
-            memory: MemoryStore::new(10, Arc::new(crate::clock::TokioClock::new())),
-            reads: AtomicBool::new(false),
-            writes: AtomicBool::new(false),
-            pings: AtomicBool::new(false),
-        });
-        let store = Monitored::new(failing.clone(), Metrics::new().unwrap());
+        let failing = Arc::new(Told::default());
+        let told = failing.clone();
+        let faulty = Faulty::new(
+            MemoryStore::new(10, Arc::new(crate::clock::TokioClock::new())),
+            move |op| {
+                let fails = match op {
+                    Op::Begin | Op::Mark => &told.writes,
+                    Op::Marked => &told.reads,
+                    Op::Ping => &told.pings,
+                    _ => return std::future::ready(Ok(())).boxed(),
+                };
+                let answer = if fails.load(Ordering::Relaxed) {
+                    Err(StateError::Unavailable("told to fail".to_string()))
+                } else {
+                    Ok(())
+                };
+                std::future::ready(answer).boxed()
+            },
+        );
+        let store = Monitored::new(Arc::new(faulty), Metrics::new().unwrap());
         let up = || !store.down.load(Ordering::Acquire);
         let set = |flag: &AtomicBool, fails: bool| flag.store(fails, Ordering::Relaxed);
 
