@@ -7,9 +7,11 @@ use std::hint::black_box;
 use std::path::Path;
 
 use alertmanager_sipgate::config::Config;
-use alertmanager_sipgate::payload::{self, Alert};
-use alertmanager_sipgate::template::MessageData;
-use alertmanager_sipgate::{compose, routing};
+use alertmanager_sipgate::ingest;
+use alertmanager_sipgate::model::alert::Alert;
+use alertmanager_sipgate::routing;
+use alertmanager_sipgate::text::compose;
+use alertmanager_sipgate::text::template::MessageData;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// An Alertmanager body with `n` alerts of one group, as Alertmanager 0.25 writes it.
@@ -63,9 +65,9 @@ fn pipeline(c: &mut Criterion) {
         let body = body(n);
         group.throughput(Throughput::Elements(1));
         group.bench_with_input(BenchmarkId::new("parse", n), &body, |b, body| {
-            b.iter(|| payload::parse_alertmanager(black_box(body)))
+            b.iter(|| ingest::parse_alertmanager(black_box(body)))
         });
-        let notification = payload::parse_alertmanager(&body).unwrap_or_else(|e| panic!("{e}"));
+        let notification = ingest::parse_alertmanager(&body).unwrap_or_else(|e| panic!("{e}"));
         group.bench_with_input(BenchmarkId::new("route", n), &notification, |b, n| {
             b.iter(|| {
                 routing::route(
@@ -105,7 +107,7 @@ fn pipeline(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("whole", n), &body, |b, body| {
             b.iter(|| {
                 let n =
-                    payload::parse_alertmanager(black_box(body)).unwrap_or_else(|e| panic!("{e}"));
+                    ingest::parse_alertmanager(black_box(body)).unwrap_or_else(|e| panic!("{e}"));
                 compose::plan(&config, &n, now)
             })
         });

@@ -12,12 +12,13 @@ use std::time::Duration;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use alertmanager_sipgate::app::Live;
 use alertmanager_sipgate::clock::SystemClock;
-use alertmanager_sipgate::compose::{self, Sms};
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::{Deliverer, Policy};
+use alertmanager_sipgate::ingest;
 use alertmanager_sipgate::metrics::Metrics;
-use alertmanager_sipgate::payload;
-use alertmanager_sipgate::state::{ContentKey, MemoryStore};
+use alertmanager_sipgate::model::content_key::ContentKey;
+use alertmanager_sipgate::state::MemoryStore;
+use alertmanager_sipgate::text::compose::{self, Sms};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::{StreamExt, stream};
 
@@ -66,7 +67,7 @@ fn config(api_url: &str) -> Config {
 /// The one SMS the captured Alertmanager body leads to.
 fn sms(config: &Config) -> Sms {
     let body = include_bytes!("../tests/fixtures/alertmanager-0.25/firing-diskfull.json");
-    let notification = payload::parse_alertmanager(body).unwrap_or_else(|e| fail(e));
+    let notification = ingest::parse_alertmanager(body).unwrap_or_else(|e| fail(e));
     let mut plan = compose::plan(config, &notification, chrono::Utc::now());
     plan.messages.pop().unwrap_or_else(|| fail("no SMS"))
 }

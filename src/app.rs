@@ -149,7 +149,7 @@ pub struct AppState {
     /// Wakes what follows the config (the shift task) after a reload.
     pub reloaded: tokio::sync::Notify,
     /// Keeps a flood of refused requests from flooding the log.
-    pub refusal_log: crate::auth::RefusalLog,
+    pub refusal_log: crate::http::auth::RefusalLog,
 }
 
 impl AppState {

@@ -208,9 +208,9 @@ mod tests {
     use futures_util::FutureExt;
     use futures_util::future::BoxFuture;
 
-    use crate::compose::Sms;
-    use crate::outcome::FailureReason;
+    use crate::model::outcome::FailureReason;
     use crate::provider::{SendError, Sent};
+    use crate::text::compose::Sms;
 
     /// Answers the credential checks from a script and notes when each was asked.
     #[derive(Debug)]

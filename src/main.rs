@@ -14,21 +14,22 @@ use tracing_subscriber::prelude::*;
 
 use alertmanager_sipgate::app::{AppState, Live};
 use alertmanager_sipgate::clock::SystemClock;
-use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::{Config, ConfigError};
 use alertmanager_sipgate::delivery::Deliverer;
+use alertmanager_sipgate::http;
+use alertmanager_sipgate::ingest;
 use alertmanager_sipgate::metrics::Metrics;
+use alertmanager_sipgate::model::outcome::SuppressReason;
 use alertmanager_sipgate::oncall::ShowYear;
-use alertmanager_sipgate::outcome::SuppressReason;
-use alertmanager_sipgate::payload;
-use alertmanager_sipgate::plural::counted;
+use alertmanager_sipgate::oncall::shifts;
 use alertmanager_sipgate::provider::{self, SendError, Sent, SmsProvider};
-use alertmanager_sipgate::server;
-use alertmanager_sipgate::sms::MAX_SEGMENTS_CAP;
 use alertmanager_sipgate::state;
 use alertmanager_sipgate::test_sms::{self, Person};
+use alertmanager_sipgate::text::compose;
+use alertmanager_sipgate::text::plural::counted;
+use alertmanager_sipgate::text::sms::MAX_SEGMENTS_CAP;
 use alertmanager_sipgate::version;
-use alertmanager_sipgate::{health, probe, shifts, watchdog};
+use alertmanager_sipgate::{health, probe, watchdog};
 use chrono::{DateTime, FixedOffset, Utc};
 
 /// What `--help` says about the environment. Values are never shown: they are secrets.
@@ -421,7 +422,7 @@ fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow::Result<()
         std::fs::read(payload_path)
             .with_context(|| format!("cannot read {}", payload_path.display()))?
     };
-    let notification = payload::parse_alertmanager(&body)
+    let notification = ingest::parse_alertmanager(&body)
         .with_context(|| format!("in {}", payload_path.display()))?;
     let plan = compose::plan(&config, &notification, at.or_now());
     for sms in &plan.messages {
@@ -557,7 +558,7 @@ async fn serve_until_signal(
     listener: TcpListener,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let server = server::build(state.clone(), listener, grace)?;
+    let server = http::build(state.clone(), listener, grace)?;
     let handle = server.handle();
     // One deadline for the whole shutdown, counted from the signal: HTTP requests in flight
     // and the SMS sends behind them share it.

@@ -10,8 +10,8 @@ use prometheus::{
 };
 
 use crate::config::Route;
-use crate::outcome::{FailureReason, SuppressReason};
-use crate::payload::AlertStatus;
+use crate::model::alert::AlertStatus;
+use crate::model::outcome::{FailureReason, SuppressReason};
 
 const NAMESPACE: &str = "alertmanager_sipgate";
 

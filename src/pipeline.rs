@@ -6,13 +6,13 @@ use chrono::{DateTime, Utc};
 use tokio::time::{Instant, timeout_at};
 
 use crate::app::Live;
-use crate::compose;
 use crate::delivery::{Deliverer, Policy};
-use crate::matcher::matches_all;
 use crate::metrics::{Metrics, Truncated};
-use crate::outcome::{Outcome, SmsReport, SuppressReason};
-use crate::payload::{Alert, AlertStatus, Notification};
+use crate::model::alert::{Alert, AlertStatus, Notification};
+use crate::model::outcome::{Outcome, SmsReport, SuppressReason};
+use crate::routing::matcher::matches_all;
 use crate::state::Keep;
+use crate::text::compose;
 
 /// What became of each SMS of a notification, and of the alerts no route took.
 #[derive(Debug)]

@@ -7,11 +7,12 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::compose::Sms;
-use crate::config::{Config, PhoneNumber};
+use crate::config::Config;
+use crate::model::content_key::ContentKey;
+use crate::model::phone::PhoneNumber;
 use crate::provider::{SendError, Sent, SmsProvider};
-use crate::sms::{self, SmsSize};
-use crate::state::ContentKey;
+use crate::text::compose::Sms;
+use crate::text::sms::{self, SmsSize};
 
 /// What the SMS counts as in logs: no route sends it.
 const ROUTE: &str = "test-sms";

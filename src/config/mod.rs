@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+
+use crate::model::phone::PhoneNumber;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,10 +19,10 @@ mod watchdog;
 pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
 pub use watchdog::Watchdog;
 
-use crate::matcher::{Matcher, parse_matchers};
-use crate::ratelimit::{Limits, Rate};
-use crate::sms::MAX_SEGMENTS_CAP;
-use crate::template::Templates;
+use crate::delivery::ratelimit::{Limits, Rate};
+use crate::routing::matcher::{Matcher, parse_matchers};
+use crate::text::sms::MAX_SEGMENTS_CAP;
+use crate::text::template::Templates;
 
 pub const DEFAULT_API_URL: &str = "https://api.sipgate.com/v2";
 pub const ENV_TOKEN_ID: &str = "SIPGATE_TOKEN_ID";
@@ -90,63 +92,6 @@ impl fmt::Display for ProblemList<'_> {
 /// A secret: never in `Debug` output or logs, zeroed when dropped. `expose_secret()` only where
 /// it is used.
 pub type Secret = secrecy::SecretString;
-
-/// An E.164 number from the phone book. `Display` and `Debug` mask the middle digits, so a number
-/// that slips into a log line or error is still not readable.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct PhoneNumber(String);
-
-impl PhoneNumber {
-    /// Accepts E.164 with optional spaces, dashes, dots or slashes between digits, as people write
-    /// numbers in address books.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let compact: String = raw
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '/'))
-            .collect();
-        let digits = compact.strip_prefix('+').ok_or_else(|| {
-            "must be in international E.164 format starting with + and the country code, e.g. \"+4915228817386\"".to_string()
-        })?;
-        let valid = (7..=15).contains(&digits.len())
-            && digits.chars().all(|c| c.is_ascii_digit())
-            && !digits.starts_with('0');
-        if !valid {
-            return Err(
-                "must be + followed by 7 to 15 digits (country code first, no leading 0), e.g. \"+4915228817386\""
-                    .to_string(),
-            );
-        }
-        Ok(PhoneNumber(compact))
-    }
-
-    pub fn e164(&self) -> &str {
-        &self.0
-    }
-
-    pub fn masked(&self) -> String {
-        let keep_front = 6.min(self.0.len());
-        let keep_back = 2.min(self.0.len().saturating_sub(keep_front));
-        let hidden = self.0.len() - keep_front - keep_back;
-        format!(
-            "{}{}{}",
-            &self.0[..keep_front],
-            "*".repeat(hidden),
-            &self.0[self.0.len() - keep_back..]
-        )
-    }
-}
-
-impl fmt::Display for PhoneNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.masked())
-    }
-}
-
-impl fmt::Debug for PhoneNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PhoneNumber({})", self.masked())
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -254,7 +199,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub state: StateConfig,
     pub schedules: BTreeMap<String, crate::oncall::Schedule>,
-    pub time_intervals: BTreeMap<String, Vec<crate::timeinterval::TimeInterval>>,
+    pub time_intervals: BTreeMap<String, Vec<crate::oncall::timeinterval::TimeInterval>>,
     /// A person's quiet hours: names of time intervals.
     pub quiet_hours: BTreeMap<String, Vec<String>>,
     pub watchdog: Option<Watchdog>,
@@ -509,7 +454,7 @@ impl Config {
         let inside = |name: &String| {
             self.time_intervals
                 .get(name)
-                .is_some_and(|i| crate::timeinterval::any_contains(i, at))
+                .is_some_and(|i| crate::oncall::timeinterval::any_contains(i, at))
         };
         (!route.active_time_intervals.is_empty() && !route.active_time_intervals.iter().any(inside))
             || route.mute_time_intervals.iter().any(inside)
@@ -521,7 +466,7 @@ impl Config {
             names.iter().any(|name| {
                 self.time_intervals
                     .get(name)
-                    .is_some_and(|i| crate::timeinterval::any_contains(i, at))
+                    .is_some_and(|i| crate::oncall::timeinterval::any_contains(i, at))
             })
         })
     }
@@ -857,7 +802,7 @@ struct Targets<'a> {
     schedule_names: &'a HashSet<String>,
     /// The schedules without problems.
     schedules: &'a BTreeMap<String, crate::oncall::Schedule>,
-    time_intervals: &'a BTreeMap<String, Vec<crate::timeinterval::TimeInterval>>,
+    time_intervals: &'a BTreeMap<String, Vec<crate::oncall::timeinterval::TimeInterval>>,
 }
 
 fn routes(

@@ -9,8 +9,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::{Problem, parse_duration, problem};
+use crate::oncall::timeinterval::{RawTimeInterval, TimeInterval};
 use crate::oncall::{Override, Schedule};
-use crate::timeinterval::{RawTimeInterval, TimeInterval};
 
 /// A phone-book entry: the number alone, or the number with the person's quiet hours.
 #[derive(Debug, Clone, PartialEq, Eq)]

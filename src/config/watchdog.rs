@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Problem, Route, Targets, parse_duration, problem, route_recipients};
-use crate::matcher::{Matcher, parse_matchers};
-use crate::template::{Templates, WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
+use crate::routing::matcher::{Matcher, parse_matchers};
+use crate::text::template::{Templates, WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
 
 /// The shortest silence that may page: heartbeats come every few seconds at best.
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(10);

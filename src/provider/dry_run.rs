@@ -3,8 +3,8 @@
 use futures_util::future::{BoxFuture, FutureExt};
 
 use super::{CredentialCheck, SendError, Sent, SmsProvider};
-use crate::compose::Sms;
-use crate::outcome::FailureReason;
+use crate::model::outcome::FailureReason;
+use crate::text::compose::Sms;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DryRun;

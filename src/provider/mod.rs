@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::compose::Sms;
 use crate::config::SipgateConfig;
-use crate::outcome::FailureReason;
+use crate::model::outcome::FailureReason;
+use crate::text::compose::Sms;
 
 pub mod dry_run;
 pub mod sipgate;

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use futures_util::future::{BoxFuture, FutureExt};
 
 use super::{CredentialCheck, SendError, Sent, SmsProvider};
-use crate::compose::Sms;
-use crate::config::{Credentials, PhoneNumber, SipgateConfig};
-use crate::outcome::FailureReason;
+use crate::config::{Credentials, SipgateConfig};
+use crate::model::outcome::FailureReason;
+use crate::model::phone::PhoneNumber;
+use crate::text::compose::Sms;
 
 /// How Sipgate is named in messages.
 const SIPGATE: &str = "Sipgate";

@@ -9,9 +9,10 @@ use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Begin, ClaimId, ContentKey, Keep, Settlement, Start, StateError, StateStore, Taken};
+use super::{Begin, ClaimId, Keep, Settlement, Start, StateError, StateStore, Taken};
 use crate::clock::{Clock, Millis, millis};
-use crate::ratelimit::{RateLimiter, Reservation};
+use crate::delivery::ratelimit::{RateLimiter, Reservation};
+use crate::model::content_key::ContentKey;
 
 /// Upper bound on remembered SMS; the oldest are forgotten first. At a few dozen bytes per entry
 /// this caps the ledger at a few MiB whatever the alert volume.
@@ -611,13 +612,13 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::{Alert, AlertStatus, Labels};
+    use crate::model::alert::{Alert, AlertStatus, Labels};
 
     const WINDOW: Duration = Duration::from_secs(600);
     const LEASE: Duration = Duration::from_secs(60);
 
     fn key(n: u8) -> ContentKey {
-        ContentKey([n; 32])
+        ContentKey::from_bytes([n; 32])
     }
 
     fn alert(fingerprint: &str, status: AlertStatus) -> Alert {
@@ -698,7 +699,7 @@ mod tests {
     #[tokio::test]
     async fn the_whole_state_holds_also_what_earlier_snapshots_took() {
         use crate::clock::ManualClock;
-        use crate::ratelimit::{Limits, Rate};
+        use crate::delivery::ratelimit::{Limits, Rate};
         let t0: Millis = 1_000_000;
         let store = MemoryStore::persisted(10, Arc::new(ManualClock::at(t0)));
         let limits = Limits {

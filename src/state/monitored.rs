@@ -10,11 +10,10 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::time::{Instant, timeout_at};
 
-use super::{
-    Begin, ClaimId, ContentKey, Eviction, Settlement, Start, StateError, StateStore, Taken,
-};
+use super::{Begin, ClaimId, Eviction, Settlement, Start, StateError, StateStore, Taken};
 use crate::clock::Millis;
 use crate::metrics::{Metrics, StateOperation};
+use crate::model::content_key::ContentKey;
 
 #[derive(Debug)]
 pub struct Monitored {

@@ -13,8 +13,8 @@ use alertmanager_sipgate::app::{AppState, Live};
 use alertmanager_sipgate::clock::ManualClock;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
+use alertmanager_sipgate::http;
 use alertmanager_sipgate::metrics::Metrics;
-use alertmanager_sipgate::server;
 use serde::Serialize;
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
@@ -214,7 +214,7 @@ pub struct TestApp {
     /// start, and only moved by the test.
     pub clock: Arc<ManualClock>,
     /// What the background jobs of this replica remember, for tests that run their ticks.
-    pub shift_notices: alertmanager_sipgate::shifts::Notices,
+    pub shift_notices: alertmanager_sipgate::oncall::shifts::Notices,
     pub watch: alertmanager_sipgate::watchdog::Watch,
     _dir: tempfile::TempDir,
 }
@@ -252,7 +252,7 @@ impl TestApp {
             false,
             clock.clone(),
         ));
-        let server = server::build(state.clone(), listener, Duration::from_secs(5)).unwrap();
+        let server = http::build(state.clone(), listener, Duration::from_secs(5)).unwrap();
         tokio::spawn(server);
         tokio::spawn(alertmanager_sipgate::health::watch_credentials(
             state.clone(),

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use alertmanager_sipgate::shifts;
+use alertmanager_sipgate::oncall::shifts;
 
 use crate::harness::*;
 

@@ -5,11 +5,11 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use alertmanager_sipgate::compose;
 use alertmanager_sipgate::config::Config;
-use alertmanager_sipgate::matcher::{MatchOp, Matcher, parse_matchers};
-use alertmanager_sipgate::payload::parse_alertmanager;
-use alertmanager_sipgate::sms::{self, Encoding};
+use alertmanager_sipgate::ingest::parse_alertmanager;
+use alertmanager_sipgate::routing::matcher::{MatchOp, Matcher, parse_matchers};
+use alertmanager_sipgate::text::compose;
+use alertmanager_sipgate::text::sms::{self, Encoding};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};

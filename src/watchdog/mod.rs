@@ -12,14 +12,14 @@ use tokio::time::Instant;
 
 use crate::app::{AppState, Live};
 use crate::clock::Millis;
-use crate::compose::Sms;
 use crate::config::Watchdog;
 use crate::delivery::Policy;
-use crate::outcome::{Outcome, SuppressReason};
-use crate::ratelimit::Limits;
-use crate::state::ContentKey;
+use crate::delivery::ratelimit::Limits;
+use crate::model::content_key::ContentKey;
+use crate::model::outcome::{Outcome, SuppressReason};
 use crate::state::Keep;
-use crate::template::{WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
+use crate::text::compose::Sms;
+use crate::text::template::{WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
 
 /// The mark of the last heartbeat in the state store.
 pub const HEARTBEAT: &str = "watchdog-heartbeat";
@@ -246,7 +246,7 @@ async fn send(
                 route: watchdog.route.name.clone(),
                 recipient: recipient.to_string(),
                 number,
-                size: crate::sms::measure(&text),
+                size: crate::text::sms::measure(&text),
                 text: text.clone(),
                 max_segments: watchdog.route.max_segments,
                 key: ContentKey::for_event(recipient, event),

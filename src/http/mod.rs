@@ -1,5 +1,7 @@
 //! The HTTP side: routes, body limits, and the one place where errors become status codes.
 
+pub mod auth;
+
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -17,11 +19,11 @@ use tracing::Instrument;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+use self::auth::Guarded;
 use crate::app::{AppState, Live};
-use crate::auth::{self, Guarded};
 use crate::health;
-use crate::outcome::SmsReport;
-use crate::payload::{self, PayloadError};
+use crate::ingest::{self, PayloadError};
+use crate::model::outcome::SmsReport;
 use crate::pipeline;
 
 /// Every way a request can fail before any SMS is attempted.
@@ -199,7 +201,7 @@ async fn alerts(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    notification(state, request, payload, payload::parse_alertmanager).await
+    notification(state, request, payload, ingest::parse_alertmanager).await
 }
 
 /// Healthchecks.io's webhook, with the body the README documents.
@@ -208,10 +210,10 @@ async fn healthchecks(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    notification(state, request, payload, payload::parse_healthchecks).await
+    notification(state, request, payload, ingest::parse_healthchecks).await
 }
 
-type Parser = fn(&[u8]) -> Result<payload::Notification, PayloadError>;
+type Parser = fn(&[u8]) -> Result<crate::model::alert::Notification, PayloadError>;
 
 /// Every notification gets an id that ties its log lines together and comes back in
 /// `X-Request-Id`.
@@ -262,7 +264,7 @@ async fn handle_notification(
             return Err(e.into());
         }
     };
-    if notification.source == payload::Source::Grafana {
+    if notification.source == crate::model::alert::Source::Grafana {
         check_grafana_signature(&state, &live, &request, &body)?;
     }
     drop(body);

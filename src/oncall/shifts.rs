@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::app::{AppState, Live};
-use crate::compose::Sms;
 use crate::delivery::Policy;
+use crate::delivery::ratelimit::Limits;
+use crate::model::content_key::ContentKey;
 use crate::oncall::{Schedule, Shift, ShowYear};
-use crate::ratelimit::Limits;
-use crate::state::ContentKey;
+use crate::text::compose::Sms;
 
 /// The handoffs this replica has announced (or seen claimed), so that it announces each once
 /// even while the state store cannot be asked.
@@ -116,7 +116,7 @@ async fn notify(
         route: format!("schedule:{}", schedule.name),
         recipient: shift.who.to_string(),
         number: number.clone(),
-        size: crate::sms::measure(&text),
+        size: crate::text::sms::measure(&text),
         text,
         max_segments: 1,
         key: ContentKey::for_event(shift.who, &event),

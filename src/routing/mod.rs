@@ -2,12 +2,14 @@
 //! SMS per notification covering all of their alerts (and one more, held back, for the alerts
 //! that reach them in their quiet hours).
 
+pub mod matcher;
+
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Route};
-use crate::matcher::matches_all;
-use crate::outcome::SuppressReason;
-use crate::payload::{Alert, AlertStatus, Notification};
+use crate::model::alert::{Alert, AlertStatus, Notification};
+use crate::model::outcome::SuppressReason;
+use crate::routing::matcher::matches_all;
 
 /// What decides, at the instant an SMS is planned, who a route texts and what it holds back.
 pub trait Rules<'a> {
@@ -184,8 +186,8 @@ pub fn route<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matcher::parse_matchers;
-    use crate::payload::Labels;
+    use crate::model::alert::Labels;
+    use crate::routing::matcher::parse_matchers;
 
     /// Each route's own recipients; `muted` routes and `quiet` (route, recipient) pairs.
     #[derive(Default)]
@@ -247,7 +249,7 @@ mod tests {
 
     fn notification(alerts: Vec<Alert>) -> Notification {
         Notification {
-            source: crate::payload::Source::Alertmanager,
+            source: crate::model::alert::Source::Alertmanager,
             receiver: "sms".into(),
             status: AlertStatus::Firing,
             group_key: "{}:{}".into(),

@@ -7,6 +7,8 @@
 //!   it is known by the deadline, else a failure so that it retries, and the retry finds the
 //!   outcome in the ledger.
 
+pub mod ratelimit;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,14 +20,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::compose::{Sms, fit};
 use crate::config::Config;
+use crate::delivery::ratelimit::Limits;
 use crate::log_sampler::LogSampler;
 use crate::metrics::Metrics;
-use crate::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
+use crate::model::content_key::ContentKey;
+use crate::model::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
 use crate::provider::{SendError, Sent, SmsProvider};
-use crate::ratelimit::Limits;
-use crate::state::{Begin, ClaimId, ContentKey, Settlement, Start, StateStore, Taken};
+use crate::state::{Begin, ClaimId, Settlement, Start, StateStore, Taken};
+use crate::text::compose::{Sms, fit};
 
 /// After Sipgate refused the token, the balance or the extension, further SMS fail fast for this
 /// long instead of hammering Sipgate with a request that cannot succeed.
@@ -578,7 +581,7 @@ impl Deliverer {
             }
             let error = match result {
                 Ok(sent) => {
-                    let segments = crate::sms::measure(text).segments;
+                    let segments = crate::text::sms::measure(text).segments;
                     match sent {
                         Sent::Accepted => {
                             self.record_sent(sms, segments, attempt, Instant::now() > deadline)
@@ -716,7 +719,7 @@ fn with_held_note(text: &str, held: u64, max_segments: usize) -> Option<String> 
         return None;
     }
     let long = format!("[{held} SMS held back] {text}");
-    if crate::sms::measure(&long).segments <= max_segments {
+    if crate::text::sms::measure(&long).segments <= max_segments {
         return Some(long);
     }
     Some(fit(&format!("[+{held} held] {text}"), max_segments))
@@ -740,9 +743,9 @@ mod tests {
     use futures_util::future::{BoxFuture, FutureExt};
 
     use super::*;
-    use crate::config::PhoneNumber;
+    use crate::delivery::ratelimit::Rate;
+    use crate::model::phone::PhoneNumber;
     use crate::provider::CredentialCheck;
-    use crate::ratelimit::Rate;
     use crate::state::faulty::{Faulty, Op};
     use crate::state::monitored::Monitored;
     use crate::state::{MemoryStore, StateError};
@@ -912,7 +915,7 @@ mod tests {
     }
 
     fn sms(recipient: &str, text: &str) -> Sms {
-        let payload = crate::payload::parse_alertmanager(
+        let payload = crate::ingest::parse_alertmanager(
             format!(
                 r#"{{"status":"firing","groupKey":"g","alerts":[{{"status":"firing","fingerprint":"{text}","labels":{{}}}}]}}"#
             )
@@ -925,7 +928,7 @@ mod tests {
             recipient: recipient.to_string(),
             number: PhoneNumber::parse("+4915228817386").unwrap(),
             text: text.to_string(),
-            size: crate::sms::measure(text),
+            size: crate::text::sms::measure(text),
             max_segments: 1,
             key: ContentKey::new(recipient, "g", &[alert]),
             quiet: false,

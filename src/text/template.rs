@@ -12,22 +12,24 @@ use handlebars::{
     RenderErrorReason,
 };
 
-use crate::payload::{Alert, AlertExtras, AlertStatus, Labels, Notification, NotificationExtras};
-use crate::template_fields::{Field, Fields};
+use crate::model::alert::{
+    Alert, AlertExtras, AlertStatus, Labels, Notification, NotificationExtras,
+};
+use crate::text::fields::{Field, Fields};
 
 type Json = serde_json::Value;
 
 /// Built-in templates, shipped in `templates/` and compiled into the binary.
 const BUILT_INS: &[(&str, &str)] = &[
-    ("default", include_str!("../templates/default.hbs")),
-    ("compact", include_str!("../templates/compact.hbs")),
+    ("default", include_str!("../../templates/default.hbs")),
+    ("compact", include_str!("../../templates/compact.hbs")),
     (
         WATCHDOG_SILENT,
-        include_str!("../templates/watchdog_silent.hbs"),
+        include_str!("../../templates/watchdog_silent.hbs"),
     ),
     (
         WATCHDOG_BACK,
-        include_str!("../templates/watchdog_back.hbs"),
+        include_str!("../../templates/watchdog_back.hbs"),
     ),
 ];
 
@@ -70,7 +72,7 @@ impl TemplateFileError {
 
     /// Handlebars refused `source`, the text of `file`.
     fn refused(file: String, source: &str, error: &handlebars::TemplateError) -> Self {
-        let problem = crate::template_syntax::explain(source, error);
+        let problem = crate::text::syntax::explain(source, error);
         TemplateFileError {
             file,
             line: problem.line,
@@ -582,7 +584,7 @@ fn sample_notification(now: DateTime<Utc>) -> Notification {
             .collect()
     };
     Notification {
-        source: crate::payload::Source::Alertmanager,
+        source: crate::model::alert::Source::Alertmanager,
         receiver: "sms".to_string(),
         status: AlertStatus::Firing,
         group_key: "{}:{alertname=\"DiskFull\"}".to_string(),
@@ -788,7 +790,7 @@ pub fn compact_duration(seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::parse_alertmanager;
+    use crate::ingest::parse_alertmanager;
 
     fn fixture(name: &str) -> Notification {
         let path = format!(

@@ -4,13 +4,14 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, PhoneNumber};
-use crate::outcome::SuppressReason;
-use crate::payload::{Alert, AlertStatus, Notification};
+use crate::config::Config;
+use crate::model::alert::{Alert, AlertStatus, Notification};
+use crate::model::content_key::ContentKey;
+use crate::model::outcome::SuppressReason;
+use crate::model::phone::PhoneNumber;
 use crate::routing::{self, Delivery};
-use crate::sms::{self, Encoding, SmsSize};
-use crate::state::ContentKey;
-use crate::template::{self, MessageData};
+use crate::text::sms::{self, Encoding, SmsSize};
+use crate::text::template::{self, MessageData};
 
 #[derive(Debug, Clone)]
 pub struct Sms {
@@ -234,7 +235,7 @@ fn last_resort(alerts: &[&Alert]) -> String {
         .collect();
     format!(
         "{}: {}",
-        crate::plural::counted(alerts.len(), "alert", "alerts"),
+        crate::text::plural::counted(alerts.len(), "alert", "alerts"),
         names.join(", ")
     )
 }
@@ -257,7 +258,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::payload::{AlertStatus, Labels, Source};
+    use crate::model::alert::{AlertStatus, Labels, Source};
 
     fn config(route_extra: &str) -> Config {
         let yaml = format!(
