@@ -10,14 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use alertmanager_sipgate::app::Live;
 use alertmanager_sipgate::clock::SystemClock;
 use alertmanager_sipgate::config::Config;
-use alertmanager_sipgate::delivery::{Deliverer, Policy};
+use alertmanager_sipgate::delivery::Policy;
 use alertmanager_sipgate::ingest;
-use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::model::content_key::ContentKey;
-use alertmanager_sipgate::state::MemoryStore;
+use alertmanager_sipgate::startup::{Options, Service};
 use alertmanager_sipgate::text::compose::{self, Sms};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::{StreamExt, stream};
@@ -58,7 +56,7 @@ fn config(api_url: &str) -> Config {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
     let path = dir.path().join("config.yml");
     let yaml = format!(
-        "sipgate:\n  api_url: {api_url}\n  token_id: token-AB12CD\n  token: 00000000-1111-4222-8333-444444444444\n  check_credentials: false\nrecipients: {{alice: \"+4915228817386\"}}\nroutes: [{{name: load, to: [alice]}}]\n"
+        "sipgate:\n  api_url: {api_url}\n  token_id: token-AB12CD\n  token: 00000000-1111-4222-8333-444444444444\n  check_credentials: false\nrecipients: {{alice: \"+4915228817386\"}}\nroutes: [{{name: load, to: [alice]}}]\ndelivery: {{max_concurrency: {ON_THE_WIRE}, max_pending: 1000}}\n"
     );
     std::fs::write(&path, yaml).unwrap_or_else(|e| fail(e));
     Config::load_with_env(&path, &|_| None).unwrap_or_else(|e| fail(e))
@@ -74,9 +72,6 @@ fn sms(config: &Config) -> Sms {
 
 fn send(c: &mut Criterion) {
     let api_url = start_sink();
-    let live = Live::new(config(&api_url), false).unwrap_or_else(|e| fail(e));
-    let dry_run = Live::new(config(&api_url), true).unwrap_or_else(|e| fail(e));
-    let sms = sms(&live.config);
     // As in the service: sends on a runtime of their own, callers on a single-threaded one.
     let sends = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -87,17 +82,18 @@ fn send(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(e));
-    let metrics = Metrics::new().unwrap_or_else(|e| fail(e));
-    let deliverer = {
-        let _on_the_sender_runtime = sends.enter();
-        Deliverer::new(
-            Arc::new(MemoryStore::new(100_000, Arc::new(SystemClock))),
-            ON_THE_WIRE,
-            1000,
-            sends.handle().clone(),
-            metrics,
-        )
+    // Wired as the service is, once sending to the sink and once in dry-run.
+    let service = |force_dry_run| {
+        let options = Options {
+            force_dry_run,
+            clock: Arc::new(SystemClock),
+            runtime: sends.handle().clone(),
+        };
+        Service::build(config(&api_url), options).unwrap_or_else(|e| fail(e))
     };
+    let (sending, dry_running) = (service(false), service(true));
+    let live = sending.state.current();
+    let sms = sms(&live.config);
     let mut group = c.benchmark_group("send");
     group.throughput(Throughput::Elements(1));
     // Time per SMS with several under way at once, as under load; one at a time would measure
@@ -126,7 +122,11 @@ fn send(c: &mut Criterion) {
         ),
         ..sms.clone()
     };
-    for (name, live) in [("deliver_sipgate", &live), ("deliver_dry_run", &dry_run)] {
+    for (name, service) in [
+        ("deliver_sipgate", &sending),
+        ("deliver_dry_run", &dry_running),
+    ] {
+        let (live, deliverer) = (service.state.current(), &service.state.deliverer);
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 caller.block_on(async {

@@ -1,12 +1,12 @@
 //! The running service's state: the loaded config with its provider, swapped as one unit on a
-//! reload, and what outlives a reload (the deliverer, the metrics).
+//! reload (`reload`), and what outlives a reload (the deliverer, the metrics).
 
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::delivery::Deliverer;
 use crate::metrics::Metrics;
 use crate::provider::sipgate::ClientError;
@@ -83,7 +83,7 @@ impl Credentials {
     /// nor Sipgate, wrong new credentials get a definite refusal from the first check, and
     /// credentials are usually rotated on every replica at once, so starting from "checking"
     /// would take them all out of the load balancer together.
-    fn carry_over(&self, previous: &Credentials) {
+    pub(crate) fn carry_over(&self, previous: &Credentials) {
         let mut status = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let CredentialStatus::Checking { verdict, .. } = &mut *status {
             *verdict = previous.status().verdict().cloned();
@@ -113,27 +113,6 @@ impl Live {
     /// Whether SMS are only logged.
     pub fn is_dry_run(&self) -> bool {
         !self.provider.leaves_the_process()
-    }
-}
-
-/// Why a reload kept the running config.
-#[derive(Debug, thiserror::Error)]
-enum ReloadError {
-    #[error(transparent)]
-    Config(ConfigError),
-    #[error("{0}")]
-    Other(String),
-}
-
-impl ReloadError {
-    /// One line for the failure and, for a config with problems, one line for each of them:
-    /// escaped into a single field, a list of problems is a wall of `\n`.
-    fn log(&self) {
-        const FAILED: &str = "config reload failed; keeping the running config";
-        match self {
-            ReloadError::Config(config) => config.log(FAILED),
-            other => tracing::error!(error = %other, "{FAILED}"),
-        }
     }
 }
 
@@ -178,68 +157,18 @@ impl AppState {
         self.live.load_full()
     }
 
-    /// Reads the config file and templates again. On success the next requests use them while
-    /// those in flight finish on the old ones; on failure the old config stays and the error is
-    /// returned. The caller starts the credential check of the new config.
-    pub fn reload(&self) -> Result<Arc<Live>, String> {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.current();
-        let loaded = Config::load(&old.config.path)
-            .map_err(ReloadError::Config)
-            .and_then(|config| {
-                Live::new(config, self.force_dry_run).map_err(|e| ReloadError::Other(e.to_string()))
-            });
-        let loaded = loaded.and_then(|live| {
-            match live.config.state.changed_from(&old.config.state) {
-                None => Ok(live),
-                Some(field) => Err(ReloadError::Other(format!(
-                    "{field}: the state store changed ({} before, {} now); it is opened once, at \
-                 start: restart to apply it",
-                    old.config.state.backend(),
-                    live.config.state.backend()
-                ))),
-            }
-        });
-        let live = match loaded {
-            Ok(live) => {
-                live.credentials.carry_over(&old.credentials);
-                Arc::new(live)
-            }
-            Err(e) => {
-                self.metrics.config_loaded(false);
-                e.log();
-                return Err(e.to_string());
-            }
-        };
-        let (old_delivery, new_delivery) = (&old.config.delivery, &live.config.delivery);
-        if (old_delivery.max_concurrency, old_delivery.max_pending)
-            != (new_delivery.max_concurrency, new_delivery.max_pending)
-        {
-            tracing::warn!(
-                "delivery.max_concurrency and delivery.max_pending take effect at the next start"
-            );
-        }
-        if old.config.server.auth.is_some() && live.config.server.auth.is_none() {
-            tracing::warn!(
-                "the reloaded config has no server.auth: anyone who can reach the service can \
-                 make it send SMS"
-            );
-        }
-        self.metrics
-            .routes_changed(&old.config.routes, &live.config.routes);
-        self.live.store(live.clone());
-        self.metrics.schedules_changed();
-        // A permit, so that a task busy at this moment looks again right after.
-        self.reloaded.notify_one();
-        // A new token or account may have fixed what the hold-off waits for.
-        self.deliverer.clear_holdoff();
-        self.metrics.config_loaded(true);
-        tracing::info!(
-            config = %live.config.path.display(),
-            routes = live.config.routes.len(),
-            recipients = live.config.recipients.len(),
-            "config reloaded"
-        );
-        Ok(live)
+    /// Whether `--dry-run` forces dry-run whatever the config says (also after a reload).
+    pub fn force_dry_run(&self) -> bool {
+        self.force_dry_run
+    }
+
+    /// Holds off any other reload until dropped, so that two cannot interleave their swaps.
+    pub(crate) fn one_reload_at_a_time(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reloading.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `live` the config of the next requests; those in flight finish on theirs.
+    pub(crate) fn replace(&self, live: Arc<Live>) {
+        self.live.store(live);
     }
 }

@@ -43,13 +43,6 @@ pub async fn watch_state(store: Arc<dyn StateStore>) {
     }
 }
 
-/// Reloads and, on success, starts checking the new config's provider's credentials.
-pub fn reload_and_check(state: &Arc<AppState>) -> Result<(), String> {
-    let live = state.reload()?;
-    tokio::spawn(watch_credentials(state.clone(), live));
-    Ok(())
-}
-
 /// Checks the credentials of `live` until the answer is definite or another config replaced
 /// this one.
 pub async fn watch_credentials(state: Arc<AppState>, live: Arc<Live>) {

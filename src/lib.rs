@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
@@ -13,12 +14,12 @@ pub mod metrics;
 pub mod model;
 pub mod oncall;
 pub mod pipeline;
-pub mod probe;
 pub mod provider;
 pub mod redact;
+pub mod reload;
 pub mod routing;
+pub mod startup;
 pub mod state;
-pub mod test_sms;
 pub mod text;
 pub mod version;
 pub mod watchdog;

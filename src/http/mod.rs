@@ -25,6 +25,7 @@ use crate::health;
 use crate::ingest::{self, PayloadError};
 use crate::model::outcome::SmsReport;
 use crate::pipeline;
+use crate::reload;
 
 /// Every way a request can fail before any SMS is attempted.
 #[derive(Debug, thiserror::Error)]
@@ -435,7 +436,7 @@ async fn reload(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &state.current(), &request, Guarded::Reload)?;
     let state = state.into_inner();
-    Ok(match health::reload_and_check(&state) {
+    Ok(match reload::reload_and_check(&state) {
         Ok(()) => HttpResponse::Ok()
             .content_type("text/plain")
             .body("config reloaded\n"),

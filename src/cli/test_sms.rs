@@ -4,13 +4,17 @@
 //! rate limits, quiet hours, time intervals or retries.
 
 use std::fmt;
+use std::process::ExitCode;
+
+use anyhow::Context;
 
 use chrono::{DateTime, Utc};
 
+use super::{TestSms, load_config, usage_error};
 use crate::config::Config;
 use crate::model::content_key::ContentKey;
 use crate::model::phone::PhoneNumber;
-use crate::provider::{SendError, Sent, SmsProvider};
+use crate::provider::{self, SendError, Sent, SmsProvider};
 use crate::text::compose::Sms;
 use crate::text::sms::{self, SmsSize};
 
@@ -200,6 +204,84 @@ pub async fn send(
         outcomes.push(provider.send(&sms, &sms.text).await);
     }
     outcomes
+}
+
+/// `test-sms`: exit 0 when every SMS was sent (or, in dry-run, printed), 1 when one was not or
+/// the config cannot be used, 2 for a `--to` or `--text` that cannot be sent.
+pub(super) fn run(args: &TestSms) -> ExitCode {
+    match test_sms_outcome(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether every SMS went out (or was only printed, in dry-run).
+fn test_sms_outcome(args: &TestSms) -> anyhow::Result<bool> {
+    let config = load_config(&args.config.path)?;
+    let text = match &args.text {
+        Some(text) => text.clone(),
+        None => default_text(host_name().as_deref()),
+    };
+    let to =
+        addressees(&config, &args.to, Utc::now()).unwrap_or_else(|e| usage_error("test-sms", e));
+    let (text, size) = checked_text(&text, usize::from(args.max_segments))
+        .unwrap_or_else(|e| usage_error("test-sms", e));
+    let provider = provider::from_config(&config.sipgate, args.dry_run)?;
+    println!("to: {to}");
+    println!(
+        "encoding: {}  characters: {}  segments: {}",
+        size.encoding, size.chars, size.segments
+    );
+    println!("{text}\n");
+    let outcomes = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(send(provider.as_ref(), &to.people, &text, size));
+    let mut all_sent = true;
+    let mut printed_only = false;
+    for (person, outcome) in to.people.iter().zip(outcomes) {
+        match outcome {
+            Ok(Sent::Accepted) => println!("sent to {person}"),
+            Ok(Sent::Logged) => printed_only = true,
+            Err(e) => {
+                all_sent = false;
+                report_not_sent(provider.as_ref(), person, &e);
+            }
+        }
+    }
+    if printed_only {
+        let why = if args.dry_run {
+            "--dry-run is set"
+        } else {
+            "the config has no Sipgate credentials"
+        };
+        println!("dry-run: nothing was sent ({why})");
+    }
+    Ok(all_sent)
+}
+
+/// What the provider answered, on standard error: its status and the reason class as the
+/// service logs them, the start of its answer (numbers masked) and what to do about it.
+fn report_not_sent(provider: &dyn SmsProvider, person: &Person, error: &SendError) {
+    let what = match error {
+        SendError::Rejected {
+            provider,
+            status,
+            reason,
+            ..
+        } => format!("{provider} answered HTTP {status} ({})", reason.as_str()),
+        other => format!("{other} ({})", other.reason().as_str()),
+    };
+    eprintln!("error: not sent to {person}: {what}");
+    if !error.body().is_empty() {
+        eprintln!("  {}'s answer: {}", provider.name(), error.body());
+    }
+    eprintln!("  what to do: {}", provider.operator_hint(error.reason()));
 }
 
 #[cfg(test)]
