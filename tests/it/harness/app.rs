@@ -1,0 +1,177 @@
+//! The service in-process: the real server on a free loopback port, with its clock in the test's
+//! hand, and the requests tests post to it.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertmanager_sipgate::app::{AppState, Live};
+use alertmanager_sipgate::clock::ManualClock;
+use alertmanager_sipgate::config::Config;
+use alertmanager_sipgate::delivery::Deliverer;
+use alertmanager_sipgate::metrics::Metrics;
+use alertmanager_sipgate::server;
+use wiremock::MockServer;
+
+use super::config::config_yaml;
+
+/// The service in-process, on the config given: its state, metrics and clock at the test's hand,
+/// for tests that look inside or move time.
+pub struct TestApp {
+    pub url: String,
+    pub config_path: std::path::PathBuf,
+    pub state: Arc<AppState>,
+    pub metrics: Metrics,
+    pub http: reqwest::Client,
+    /// The service's calendar time (on call, time intervals, quiet hours, texts): now at the
+    /// start, and only moved by the test.
+    pub clock: Arc<ManualClock>,
+    /// What the background jobs of this replica remember, for tests that run their ticks.
+    pub shift_notices: alertmanager_sipgate::shifts::Notices,
+    pub watch: alertmanager_sipgate::watchdog::Watch,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn start(yaml: &str) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = Config::load_with_env(&path, &|_| None).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let store = alertmanager_sipgate::state::open(
+            &config.state,
+            Arc::new(alertmanager_sipgate::clock::SystemClock),
+            &tokio::runtime::Handle::current(),
+            metrics.clone(),
+        )
+        .unwrap();
+        let deliverer = Deliverer::new(
+            store,
+            config.delivery.max_concurrency,
+            config.delivery.max_pending,
+            tokio::runtime::Handle::current(),
+            metrics.clone(),
+        );
+        let live = Live::new(config, false).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let clock = Arc::new(ManualClock::default());
+        clock.set(chrono::Utc::now());
+        let state = Arc::new(AppState::new(
+            live,
+            deliverer,
+            metrics.clone(),
+            false,
+            clock.clone(),
+        ));
+        let server = server::build(state.clone(), listener, Duration::from_secs(5)).unwrap();
+        tokio::spawn(server);
+        tokio::spawn(alertmanager_sipgate::health::watch_credentials(
+            state.clone(),
+            state.current(),
+        ));
+        TestApp {
+            url,
+            config_path: path,
+            state,
+            metrics,
+            http: reqwest::Client::new(),
+            clock,
+            shift_notices: Default::default(),
+            watch: Default::default(),
+            _dir: dir,
+        }
+    }
+
+    pub async fn with_fake(fake: &MockServer) -> TestApp {
+        TestApp::start(&config_yaml(&fake.uri())).await
+    }
+
+    pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        post_alerts(&self.http, &self.url, body).await
+    }
+
+    /// Posts a Healthchecks.io webhook body to `/healthchecks`; its status and JSON answer.
+    pub async fn post_healthchecks(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        post_notification(&self.http, &self.url, "/healthchecks", body).await
+    }
+
+    /// Posts like Alertmanager does: again after every 5xx, with a short pause, up to `tries`.
+    /// Returns the status of each attempt.
+    pub async fn post_like_alertmanager(&self, body: &[u8], tries: usize) -> Vec<u16> {
+        let mut statuses = Vec::new();
+        for _ in 0..tries {
+            let (status, _) = self.post_alerts(body.to_vec()).await;
+            statuses.push(status);
+            if status < 500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        statuses
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+/// Each SMS of a notification's answer as `recipient outcome [reason]`.
+pub fn outcomes(answer: &serde_json::Value) -> Vec<String> {
+    answer["sms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sms| {
+            let reason = sms["reason"]
+                .as_str()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default();
+            format!(
+                "{} {}{reason}",
+                sms["recipient"].as_str().unwrap(),
+                sms["outcome"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Posts a notification to the service at `url`; its status and JSON answer.
+pub async fn post_alerts(
+    http: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    post_notification(http, url, "/alerts", body).await
+}
+
+/// Posts a notification to `path` (`/alerts`, `/healthchecks`) of the service at `url`; its
+/// status and JSON answer.
+pub async fn post_notification(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let response = http
+        .post(format!("{url}{path}"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
+}
