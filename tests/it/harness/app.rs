@@ -5,6 +5,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use alertmanager_sipgate::app::{AppState, Live};
 use alertmanager_sipgate::clock::ManualClock;
 use alertmanager_sipgate::config::Config;
@@ -115,14 +117,14 @@ impl TestApp {
         statuses
     }
 
+    /// `GET path`: its status and text.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
+        get_text(&self.http, &self.url, path).await
+    }
+
+    /// Asks it to reload its config (`POST /-/reload`): its status and answer.
+    pub async fn reload(&self) -> (u16, String) {
+        post_reload(&self.http, &self.url).await
     }
 }
 
@@ -174,4 +176,24 @@ pub async fn post_notification(
     let text = response.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, json)
+}
+
+/// `GET path` of the service at `url`: its status and text.
+pub(super) async fn get_text(http: &reqwest::Client, url: &str, path: &str) -> (u16, String) {
+    let response = http.get(format!("{url}{path}")).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// Asks the service at `url` to reload its config: its status and answer.
+pub(super) async fn post_reload(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let response = http.post(format!("{url}/-/reload")).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// The instant `text` (RFC 3339) names: for the app's `clock` and the ticks of its background
+/// jobs.
+pub fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }

@@ -183,6 +183,13 @@ impl TestConfig {
     }
 }
 
+/// Writes `yaml` as `config.yml` into `dir`; its path.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let config = dir.join("config.yml");
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
 /// The shared config as YAML.
 pub fn config_yaml(api_url: &str) -> String {
     TestConfig::new(api_url).yaml()

@@ -49,3 +49,8 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// The lines of `log` that contain `text`.
+pub fn lines_with<'a>(log: &'a str, text: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(text)).collect()
+}

@@ -33,3 +33,12 @@ pub async fn metrics_with(url: &str, line: &str) -> String {
     })
     .await
 }
+
+/// The value of the metric line that starts with `series ` (0 when there is none).
+pub fn metric_value(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -7,14 +7,14 @@
 //! - `config`: the typed service config (`TestConfig`), the test token and numbers, the examples.
 //! - `payloads`: the notification bodies tests post (`fixture`, `diskfull`, ...).
 //! - `sipgate`: the one fake Sipgate (`FakeSipgate`), and what it received (`sent_sms`, ...).
-//! - `app`: the service in-process (`TestApp`), and posting to a service (`post_alerts`, ...).
-//! - `service`: the service's binary, as operators run it (`Service`).
-//! - `programs`: child processes under one guard (`ChildGuard`), `require`, Alertmanager, Prometheus.
+//! - `app`: the service in-process (`TestApp`, `at` for its clock), and posting (`post_alerts`).
+//! - `service`: the service's binary, as operators run it (`Service`, `service_binary`).
+//! - `programs`: `ChildGuard` for every child process, `require`, Alertmanager, Prometheus.
 //! - `redis`: `redis-server` and `redis-sentinel` (`Redis`, `Sentinel`).
 //! - `tmpfs`: a disk that fills up or turns read-only (`Tmpfs`, needs root).
 //! - `wait`: `eventually`, the one way to wait, and `wait_until_ok`.
 //! - `metrics`: the service's metrics page (`metrics`, `metrics_with`, ...).
-//! - `log`: what the service logs in-process (`CapturedLog`).
+//! - `log`: what the service logs (`CapturedLog` in-process, `lines_with`).
 
 mod app;
 mod config;

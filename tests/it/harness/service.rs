@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::app::post_alerts;
+use super::app::{get_text, post_alerts, post_reload};
+use super::config::write_config;
 use super::programs::{ChildGuard, free_port};
 use super::wait::wait_until_ok;
 
@@ -27,17 +28,21 @@ impl Service {
     /// As `start`, with these extra flags (e.g. `--log.format=json`).
     pub async fn start_with_flags(yaml: &str, args: &[&str]) -> Service {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, yaml).unwrap();
+        let config = write_config(dir.path(), yaml);
         let mut service = Service::start_with(&config, args, &[]).await;
         service._dir = Some(dir);
         service
     }
 
-    /// Stops it as a service manager does (SIGTERM), and returns everything it logged.
-    pub async fn stop_and_read_log(&mut self) -> String {
+    /// Stops it as a service manager does (SIGTERM); how it exited.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
         self.child.terminate();
-        self.child.wait_for_exit(Duration::from_secs(15)).await;
+        self.child.wait_for_exit(Duration::from_secs(15)).await
+    }
+
+    /// As `stop`, and returns everything it logged.
+    pub async fn stop_and_read_log(&mut self) -> String {
+        self.stop().await;
         self.log()
     }
 
@@ -84,9 +89,9 @@ impl Service {
     }
 
     /// Runs the service on `config`, which it must refuse: how it exited, and what it wrote to
-    /// standard error.
+    /// standard error (in a log file of its own, beside that of a service running on `config`).
     pub async fn refusing(config: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
-        let log = config.with_extension("log");
+        let log = config.with_extension("refused.log");
         let mut child = ChildGuard::spawn(&mut Service::command(
             "127.0.0.1",
             free_port(),
@@ -109,14 +114,11 @@ impl Service {
         env: &[(&str, &str)],
         log: &Path,
     ) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
+        let mut command = service_binary();
         command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={host}:{port}"))
             .args(args)
-            .env_remove("SIPGATE_TOKEN")
-            .env_remove("SIPGATE_TOKEN_ID")
-            .env_remove("SIPGATE_API_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap());
@@ -130,4 +132,25 @@ impl Service {
     pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
         post_alerts(&reqwest::Client::new(), &self.url, body).await
     }
+
+    /// `GET path`: its status and text.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        get_text(&reqwest::Client::new(), &self.url, path).await
+    }
+
+    /// Asks it to reload its config (`POST /-/reload`): its status and answer.
+    pub async fn reload(&self) -> (u16, String) {
+        post_reload(&reqwest::Client::new(), &self.url).await
+    }
+}
+
+/// The service's binary as `cargo test` builds it, without the Sipgate variables of the
+/// environment the tests run in: they would override the config under test.
+pub fn service_binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
+    command
+        .env_remove("SIPGATE_TOKEN")
+        .env_remove("SIPGATE_TOKEN_ID")
+        .env_remove("SIPGATE_API_URL");
+    command
 }

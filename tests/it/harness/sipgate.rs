@@ -5,7 +5,7 @@ use std::time::Duration;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::config::AUTHORIZATION;
+use super::config::{ALICE, AUTHORIZATION, BOB};
 use super::wait::eventually;
 
 /// The one way tests make a fake Sipgate: a real HTTP server on loopback that accepts every SMS
@@ -214,6 +214,11 @@ pub async fn requests_per_recipient(
             .or_default() += 1;
     }
     counts
+}
+
+/// `n` requests for each of alice and bob, as `requests_per_recipient` counts them.
+pub fn alice_and_bob(n: usize) -> std::collections::BTreeMap<String, usize> {
+    [(ALICE.to_string(), n), (BOB.to_string(), n)].into()
 }
 
 /// Waits until the fake Sipgate has received `count` requests.

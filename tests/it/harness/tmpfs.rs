@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// For tests marked `#[ignore = "needs root for mount (...); run with: ..."]`: fails, never passes silently,
-/// when the tests do not run as root.
+/// For tests marked `#[ignore = "needs root for mount (...); run with: ..."]`: fails, never passes
+/// silently, when the tests do not run as root.
 pub fn require_root() {
     let uid = Command::new("id").arg("-u").output().unwrap();
     assert_eq!(
