@@ -133,13 +133,7 @@ async fn the_example_configs_work_together_as_copied() {
     let expected = format!(r#"{{"smsId":"s0","recipient":"{number}","message":"{text}"}}"#);
     assert_eq!(sms, [expected], "log:\n{}", service.log());
     // The example protects /metrics with the credentials Alertmanager has.
-    assert_eq!(
-        reqwest::get(format!("{}/metrics", service.url))
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(service.get("/metrics").await.0, 401);
     let metrics = metrics_as(&service.url, Some(("alertmanager", EXAMPLE_SECRET))).await;
     assert!(
         metrics

@@ -3,23 +3,18 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use wiremock::ResponseTemplate;
 
 use crate::harness::{
     ALICE, BOB, FakeSipgate, SUMMARY_WITHOUT_CONTROL_CHARACTERS, Service, TestConfig, example,
-    example_service_dir, metrics, requests_to, sent_sms, with_control_characters,
+    example_service_dir, metrics, requests_to, sent_sms, service_binary, with_control_characters,
+    write_config,
 };
 
 fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"));
-    command
-        .args(args)
-        .env_remove("SIPGATE_TOKEN")
-        .env_remove("SIPGATE_TOKEN_ID")
-        .env_remove("SIPGATE_API_URL")
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut command = service_binary();
+    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
     command
 }
 
@@ -126,12 +121,10 @@ fn check_config_names_the_missing_secret_of_the_example() {
 #[test]
 fn check_config_reports_every_structural_problem_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        dir.path(),
         "routes:\n  - name: critical\n    to: [alice]\n    max_segment: 3\n    sendresolved: false\n",
-    )
-    .unwrap();
+    );
     let out = run(&[
         "check-config",
         &format!("--config.file={}", config.display()),
@@ -160,9 +153,8 @@ fn check_config_names_every_problem() {
         "{{#each alerts}}no end",
     )
     .unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        dir.path(),
         r#"
 recipients:
   alice: "0151 7654329"
@@ -173,8 +165,7 @@ routes:
 templates:
   dir: templates
 "#,
-    )
-    .unwrap();
+    );
     let out = run(&[
         "check-config",
         &format!("--config.file={}", config.display()),
@@ -449,13 +440,6 @@ fn subcommand_help_lists_only_its_own_flags() {
 
 // Config problems as the operator meets them: in `check-config`, at start and on reload.
 
-/// Writes `yaml` as `config.yml` into `dir`; its path.
-fn write_config(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, yaml).unwrap();
-    config
-}
-
 /// `check-config` of `config`, with these environment variables.
 fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
     command(&[
@@ -480,7 +464,7 @@ fn listing(config: &Path, problems: &[&str]) -> String {
 fn check_config_lists_problems_in_the_order_of_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
-        &dir,
+        dir.path(),
         "\
 routes:
   - name: critical
@@ -519,7 +503,7 @@ server:
 fn check_config_names_the_line_of_the_mapping_that_lacks_a_field() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
-        &dir,
+        dir.path(),
         "\
 recipients:
   alice: \"+4915228817386\"
@@ -583,7 +567,7 @@ fn check_config_explains_template_syntax_errors_in_plain_words() {
         std::fs::write(templates.join(file), text).unwrap();
     }
     let config = write_config(
-        &dir,
+        dir.path(),
         "\
 recipients: {alice: \"+4915228817386\"}
 routes: [{name: all, to: [alice]}]
@@ -633,7 +617,7 @@ templates:
 fn check_config_names_the_field_and_line_of_each_bad_time_interval_value() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
-        &dir,
+        dir.path(),
         "\
 recipients: {alice: \"+4915228817386\"}
 routes: [{name: all, to: [alice], mute_time_intervals: [offhours]}]
@@ -702,7 +686,7 @@ const NO_ROUTE: &str = "no route, so no alert would page anybody; add one, e.g. 
 #[test]
 fn check_config_refuses_a_config_that_pages_nobody() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, "");
+    let config = write_config(dir.path(), "");
     let out = check_config(&config, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stdout), "");
@@ -712,7 +696,7 @@ fn check_config_refuses_a_config_that_pages_nobody() {
     );
 
     let config = write_config(
-        &dir,
+        dir.path(),
         "recipients: {alice: \"+4915228817386\"}\nroutes: []\n",
     );
     let out = check_config(&config, &[]);
@@ -729,7 +713,7 @@ fn check_config_refuses_a_config_that_pages_nobody() {
 fn check_config_accepts_a_watchdog_without_routes_and_counts_in_words() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
-        &dir,
+        dir.path(),
         "recipients: {alice: \"+4915228817386\"}\n\
          watchdog: {matchers: ['alertname=\"Watchdog\"'], to: [alice]}\n",
     );
@@ -746,7 +730,7 @@ fn check_config_accepts_a_watchdog_without_routes_and_counts_in_words() {
     );
 
     let config = write_config(
-        &dir,
+        dir.path(),
         "recipients: {alice: \"+4915228817386\"}\n\
          routes: [{name: warnings, matchers: ['severity=\"warning\"'], to: [alice]}]\n",
     );
@@ -784,7 +768,7 @@ fn without_time_stamp(line: &str) -> String {
 async fn a_bad_config_at_start_is_listed_as_check_config_lists_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
-        &dir,
+        dir.path(),
         "recipients: {alice: \"+4915228817386\"}\nroutes:\n  - name: a\n    to: [nobody]\n  - to: [alice]\n",
     );
     let expected_listing = listing(
@@ -804,7 +788,7 @@ async fn a_bad_config_at_start_is_listed_as_check_config_lists_it() {
     assert_eq!(
         without_time_stamp(lines[3]),
         format!(
-            "level=error target=alertmanager_sipgate message=\"cannot start: 2 problems in the \
+            "level=error target=alertmanager_sipgate::cli::serve message=\"cannot start: 2 problems in the \
              config file\" config={}",
             config.display()
         )
@@ -870,14 +854,10 @@ async fn a_bad_config_on_reload_is_logged_one_problem_a_line() {
         ),
     ];
 
-    let response = reqwest::Client::new()
-        .post(format!("{}/-/reload", service.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 500);
+    let (status, answer) = service.reload().await;
+    assert_eq!(status, 500);
     assert_eq!(
-        response.text().await.unwrap(),
+        answer,
         format!(
             "config reload failed, keeping the running config: invalid config file {}:\n  {}\n  {}\n",
             service.config.display(),
@@ -885,10 +865,7 @@ async fn a_bad_config_on_reload_is_logged_one_problem_a_line() {
             problems[1]
         )
     );
-    service.child.terminate();
-    service.child.wait_for_exit(Duration::from_secs(15)).await;
-
-    let log = service.log();
+    let log = service.stop_and_read_log().await;
     let reload: Vec<String> = log
         .lines()
         .skip_while(|l| !l.contains("config reload failed"))
@@ -920,7 +897,10 @@ async fn a_bad_config_on_reload_is_logged_one_problem_a_line() {
 /// `test-sms ARGS` on `config` (YAML); its exit code, standard output and standard error.
 fn test_sms(config: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!("--config.file={}", write_config(&dir, config).display());
+    let config = format!(
+        "--config.file={}",
+        write_config(dir.path(), config).display()
+    );
     let out = run(&[&["test-sms", &config], args].concat());
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }

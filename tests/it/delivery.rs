@@ -451,8 +451,7 @@ async fn an_ha_pair_posting_the_same_notification_sends_it_once() {
         assert_eq!(peer.await.unwrap(), 200);
     }
 
-    let expected: std::collections::BTreeMap<String, usize> =
-        [(ALICE.to_string(), 1), (BOB.to_string(), 1)].into();
+    let expected = alice_and_bob(1);
     assert_eq!(requests_per_recipient(&fake).await, expected);
 }
 
@@ -472,8 +471,7 @@ async fn a_real_change_in_the_group_is_sent() {
         app.post_alerts(fixture("resolved-diskfull.json")).await.0,
         200
     );
-    let expected: std::collections::BTreeMap<String, usize> =
-        [(ALICE.to_string(), 2), (BOB.to_string(), 2)].into();
+    let expected = alice_and_bob(2);
     assert_eq!(
         requests_per_recipient(&fake).await,
         expected,

@@ -1,7 +1,6 @@
 //! The file state store when its disk fails: full, read-only, or holding something that is not a
 //! state file. The real binary, with the state file on a tmpfs of its own (needs root to mount).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,33 +10,12 @@ use crate::harness::*;
 
 /// A config in `dir` whose state file is `state`.
 fn config_with_state_file(dir: &Path, sipgate: &str, state: &Path) -> std::path::PathBuf {
-    let config = dir.join("config.yml");
-    std::fs::write(
-        &config,
-        TestConfig::new(sipgate)
+    write_config(
+        dir,
+        &TestConfig::new(sipgate)
             .state(json!({ "file": state.display().to_string() }))
             .yaml(),
     )
-    .unwrap();
-    config
-}
-
-fn each_sent(n: usize) -> BTreeMap<String, usize> {
-    [(ALICE.to_string(), n), (BOB.to_string(), n)].into()
-}
-
-/// Stops the service as a service manager does; whether it exited 0.
-async fn stop(service: &mut Service) -> bool {
-    service.child.terminate();
-    service
-        .child
-        .wait_for_exit(Duration::from_secs(10))
-        .await
-        .success()
-}
-
-fn lines_with<'a>(log: &'a str, text: &str) -> Vec<&'a str> {
-    log.lines().filter(|l| l.contains(text)).collect()
 }
 
 #[tokio::test]
@@ -76,7 +54,7 @@ async fn after_a_full_disk_the_state_is_written_whole_again_and_remembered_acros
         1
     );
     assert!(
-        stop(&mut service).await,
+        service.stop().await.success(),
         "saved, so exit 0:\n{}",
         service.log()
     );
@@ -92,7 +70,7 @@ async fn after_a_full_disk_the_state_is_written_whole_again_and_remembered_acros
             "notification {n}"
         );
     }
-    assert_eq!(requests_per_recipient(&fake).await, each_sent(21));
+    assert_eq!(requests_per_recipient(&fake).await, alice_and_bob(21));
 }
 
 #[tokio::test]
@@ -110,7 +88,7 @@ async fn a_stop_that_cannot_save_the_state_says_so_and_exits_non_zero() {
         assert_eq!(service.post_alerts(diskfull(n)).await.0, 200);
     }
     metrics_with(&service.url, "alertmanager_sipgate_state_up 0\n").await;
-    assert!(!stop(&mut service).await, "{}", service.log());
+    assert!(!service.stop().await.success(), "{}", service.log());
     let log = service.log();
     let unsaved = lines_with(&log, "the state was not saved");
     assert_eq!(unsaved.len(), 1, "{log}");
@@ -136,7 +114,7 @@ async fn sends_without_the_file(state: &Path, problem: &str) -> String {
     let (status, answer) = service.post_alerts(diskfull(1)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(outcomes(&answer), ["alice sent", "bob sent"]);
-    assert_eq!(requests_per_recipient(&fake).await, each_sent(1));
+    assert_eq!(requests_per_recipient(&fake).await, alice_and_bob(1));
     let (status, answer) = service.post_alerts(diskfull(1)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
@@ -144,10 +122,7 @@ async fn sends_without_the_file(state: &Path, problem: &str) -> String {
         ["alice suppressed duplicate", "bob suppressed duplicate"],
         "dedup still holds in memory"
     );
-    let ready = reqwest::get(format!("{}/-/ready", service.url))
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
+    assert_eq!(service.get("/-/ready").await.0, 200);
 
     // A few pings later, still the one line.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -178,7 +153,7 @@ async fn an_unwritable_state_file_is_reported_and_the_service_sends_without_it()
         let config = config_with_state_file(dir.path(), &fake.uri(), &state);
         let mut service = Service::start_with(&config, &[], &[]).await;
         assert_eq!(service.post_alerts(diskfull(7)).await.0, 200);
-        assert!(stop(&mut service).await);
+        assert!(service.stop().await.success());
     }
     disk.remount("ro");
     sends_without_the_file(

@@ -1,4 +1,5 @@
-//! The integration tests: one binary, one harness (`harness.rs`), a module per area.
+//! The integration tests: one binary, a module per area, all on one harness (`harness/`: a module
+//! per concern, each re-exported, so that `use crate::harness::*;` brings all of it).
 
 mod harness;
 

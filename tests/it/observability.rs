@@ -342,20 +342,6 @@ async fn checked_service(fake: &MockServer) -> Service {
     service
 }
 
-async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::get(url).await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
-async fn reload_service(service: &Service) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/-/reload", service.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 #[tokio::test]
 async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_is_retried_soon() {
     let fake = FakeSipgate::new().with_credential_check().start().await;
@@ -363,18 +349,16 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
     assert_eq!(credential_checks(&fake).await, 1);
 
     credential_check_answers(&fake, Some(1), ResponseTemplate::new(503)).await;
-    reload_service(&service).await;
-    let ready = format!("{}/-/ready", service.url);
+    assert_eq!(service.reload().await.0, 200);
     let answers = std::cell::RefCell::new(Vec::new());
     // The retry comes after 1 s; the next after a failure used to come after 30 s.
     eventually(
         Duration::from_secs(10),
         "the failed check is retried",
         || {
-            let ready = ready.clone();
-            let (answers, fake) = (&answers, &fake);
+            let (answers, fake, service) = (&answers, &fake, &service);
             async move {
-                let answer = get(&ready).await;
+                let answer = service.get("/-/ready").await;
                 answers.borrow_mut().push(answer);
                 (credential_checks(fake).await == 3).then_some(())
             }
@@ -383,7 +367,7 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
     .await;
     let answers = answers.into_inner();
     assert_eq!(
-        get(&ready).await,
+        service.get("/-/ready").await,
         (200, "OK (sipgate, state: memory)\n".to_string())
     );
     assert!(
@@ -409,10 +393,9 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
 
     // A definite refusal still makes it unready.
     credential_check_answers(&fake, None, ResponseTemplate::new(401)).await;
-    reload_service(&service).await;
-    let (code, body) = eventually(Duration::from_secs(10), "the refusal counts", || {
-        let ready = ready.clone();
-        async move { Some(get(&ready).await).filter(|(code, _)| *code == 503) }
+    assert_eq!(service.reload().await.0, 200);
+    let (code, body) = eventually(Duration::from_secs(10), "the refusal counts", || async {
+        Some(service.get("/-/ready").await).filter(|(code, _)| *code == 503)
     })
     .await;
     assert_eq!(code, 503);

@@ -1,18 +1,11 @@
 //! On call: schedules decide who gets the page, time intervals mute routes, quiet hours hold a
 //! person's SMS back. The service's calendar time is the test's `ManualClock`: nothing waits.
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use alertmanager_sipgate::oncall::shifts;
 
 use crate::harness::*;
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 /// A weekly rotation of alice and bob, handing over on Mondays at 09:00 in Berlin from
 /// Monday 5 January 2026; `nights` (22:00 to 07:00) and `business-hours` in Berlin.

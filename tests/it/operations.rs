@@ -15,16 +15,6 @@ fn metric(app: &TestApp, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-async fn reload(app: &TestApp) -> (u16, String) {
-    let response = app
-        .http
-        .post(format!("{}/-/reload", app.url))
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_good_reload_changes_routing_for_the_next_notification() {
     let fake = failing_then_ok(204, 0, None).await;
@@ -39,7 +29,7 @@ async fn a_good_reload_changes_routing_for_the_next_notification() {
     let changed = changed.yaml();
     std::fs::write(&app.config_path, changed).unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(reload(&app).await, (200, "config reloaded\n".to_string()));
+    assert_eq!(app.reload().await, (200, "config reloaded\n".to_string()));
 
     let (code, body) = app.post_alerts(fixture("firing-highlatency.json")).await;
     assert_eq!(code, 200);
@@ -73,7 +63,7 @@ async fn a_bad_reload_keeps_the_running_config_and_says_so() {
     broken.route("warnings").to = vec!["mallory".to_string()];
     let broken = broken.yaml();
     std::fs::write(&app.config_path, broken).unwrap();
-    let (code, text) = reload(&app).await;
+    let (code, text) = app.reload().await;
 
     assert_eq!(code, 500);
     assert!(
@@ -122,7 +112,7 @@ async fn a_reload_during_a_slow_send_does_not_disturb_it() {
     changed.route("warnings").name = "renamed".to_string();
     let changed = changed.yaml();
     std::fs::write(&app.config_path, changed).unwrap();
-    assert_eq!(reload(&app).await.0, 200);
+    assert_eq!(app.reload().await.0, 200);
 
     let (code, body) = in_flight.await.unwrap();
     assert_eq!(code, 200);
@@ -302,8 +292,7 @@ async fn protected_metrics_need_the_same_credentials_and_the_health_endpoints_st
 async fn a_flood_of_refused_requests_is_counted_in_full_but_logged_in_a_few_lines() {
     let fake = FakeSipgate::new().start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, auth_config(&fake.uri(), dir.path())).unwrap();
+    let config = write_config(dir.path(), &auth_config(&fake.uri(), dir.path()));
     let service = Service::start_with(&config, &[], &[]).await;
     let http = reqwest::Client::new();
     for n in 0..500 {
@@ -322,10 +311,7 @@ async fn a_flood_of_refused_requests_is_counted_in_full_but_logged_in_a_few_line
     )
     .await;
     let log = service.log();
-    let refused: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("request refused"))
-        .collect();
+    let refused = lines_with(&log, "request refused");
     assert!(
         (1..=2).contains(&refused.len()),
         "{} lines:\n{}",
@@ -351,7 +337,7 @@ async fn a_reload_that_changes_the_state_store_is_refused() {
     let changed = TestConfig::new(&fake.uri()).state(serde_json::json!({"file": "state.redb"}));
     std::fs::write(&app.config_path, changed.yaml()).unwrap();
     assert_eq!(
-        reload(&app).await,
+        app.reload().await,
         (
             500,
             "config reload failed, keeping the running config: state: the state store changed \

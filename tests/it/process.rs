@@ -71,8 +71,7 @@ async fn sigterm_lets_a_send_past_the_deadline_finish() {
         502,
         "unconfirmed at the 1s deadline"
     );
-    service.child.terminate();
-    let status = service.child.wait_for_exit(Duration::from_secs(15)).await;
+    let status = service.stop().await;
 
     assert!(status.success(), "{status:?}\n{}", service.log());
     let log = service.log();
@@ -98,10 +97,7 @@ async fn a_failing_send_is_logged_with_its_reason_and_without_secrets() {
     let mut service = Service::start(&fault_config(&fake.uri())).await;
 
     assert_eq!(post(&service.url).await.unwrap(), 502);
-    service.child.terminate();
-    service.child.wait_for_exit(Duration::from_secs(15)).await;
-
-    let log = service.log();
+    let log = service.stop_and_read_log().await;
     assert!(log.contains("level=error"), "{log}");
     assert!(log.contains("reason=auth"), "{log}");
     assert!(log.contains("operator action needed"), "{log}");
@@ -139,10 +135,7 @@ async fn label_values_cannot_forge_log_lines() {
         .unwrap()
         .status();
     assert_eq!(status, 200);
-    service.child.terminate();
-    service.child.wait_for_exit(Duration::from_secs(15)).await;
-
-    let log = service.log();
+    let log = service.stop_and_read_log().await;
     assert!(
         log.contains("message=forged"),
         "the value is logged, escaped:\n{log}"
@@ -169,8 +162,7 @@ async fn label_values_cannot_forge_log_lines() {
 async fn json_logs_carry_the_request_id_on_every_line_of_a_notification() {
     let fake = slow_sipgate(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, fault_config(&fake.uri())).unwrap();
+    let config = write_config(dir.path(), &fault_config(&fake.uri()));
     let mut service = Service::start_with(&config, &["--log.format=json"], &[]).await;
     let url = service.url.clone();
     let response = reqwest::Client::new()
@@ -184,8 +176,7 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_notification() {
         .unwrap()
         .to_string();
     assert_eq!(response.status(), 200);
-    service.child.terminate();
-    service.child.wait_for_exit(Duration::from_secs(15)).await;
+    service.stop().await;
 
     let lines: Vec<serde_json::Value> = service
         .log()
@@ -243,9 +234,7 @@ async fn sighup_reloads_the_config_and_a_bad_one_is_refused() {
         [(BOB.to_string(), 1)].into()
     );
 
-    service.child.terminate();
-    service.child.wait_for_exit(Duration::from_secs(15)).await;
-    let log = service.log();
+    let log = service.stop_and_read_log().await;
     assert!(
         log.contains("config reload failed; keeping the running config"),
         "{log}"
@@ -272,14 +261,8 @@ async fn refused_credentials_are_logged_with_the_scheme_only() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    service.child.terminate();
-    service.child.wait_for_exit(Duration::from_secs(15)).await;
-
-    let log = service.log();
-    let refused: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("request refused"))
-        .collect();
+    let log = service.stop_and_read_log().await;
+    let refused = lines_with(&log, "request refused");
     assert_eq!(refused.len(), 1, "{log}");
     assert!(refused[0].contains(" level=warn "), "{log}");
     assert!(refused[0].contains(" scheme=basic "), "{log}");
@@ -300,24 +283,17 @@ async fn refused_credentials_are_logged_with_the_scheme_only() {
 async fn an_open_port_without_auth_is_warned_about_once() {
     let fake = slow_sipgate(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, config_yaml(&fake.uri())).unwrap();
+    let config = write_config(dir.path(), &config_yaml(&fake.uri()));
 
     let mut open = Service::start_on("0.0.0.0", &config, &[], &[]).await;
-    open.child.terminate();
-    open.child.wait_for_exit(Duration::from_secs(15)).await;
-    let log = open.log();
-    let warnings: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("inbound authentication is off"))
-        .collect();
+    let log = open.stop_and_read_log().await;
+    let warnings = lines_with(&log, "inbound authentication is off");
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains(" level=warn "), "{log}");
     assert!(warnings[0].contains("set server.auth"), "{log}");
 
     let mut local = Service::start_with(&config, &[], &[]).await;
-    local.child.terminate();
-    local.child.wait_for_exit(Duration::from_secs(15)).await;
+    local.stop().await;
     assert!(!local.log().contains("inbound authentication is off"));
 }
 
@@ -377,10 +353,7 @@ async fn a_sipgate_error_body_is_escaped_once_by_the_log_format() {
     let mut logfmt = Service::start(&fault_config(&fake.uri())).await;
     assert_eq!(post(&logfmt.url).await.unwrap(), 502);
     let log = logfmt.stop_and_read_log().await;
-    let logged: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("sipgate_body="))
-        .collect();
+    let logged = lines_with(&log, "sipgate_body=");
     assert_eq!(logged.len(), 1, "{log}");
     assert!(
         logged[0].contains(r#" sipgate_body="{\"to\":\"01** ******86\"}" "#),
@@ -391,7 +364,7 @@ async fn a_sipgate_error_body_is_escaped_once_by_the_log_format() {
         Service::start_with_flags(&fault_config(&fake.uri()), &["--log.format=json"]).await;
     assert_eq!(post(&json.url).await.unwrap(), 502);
     let log = json.stop_and_read_log().await;
-    let logged: Vec<&str> = log.lines().filter(|l| l.contains("sipgate_body")).collect();
+    let logged = lines_with(&log, "sipgate_body");
     assert_eq!(logged.len(), 1, "{log}");
     assert!(
         logged[0].contains(r#""sipgate_body":"{\"to\":\"01** ******86\"}""#),

@@ -1,8 +1,6 @@
 //! Several replicas and restarts: the real binary on a shared `redis-server` (also behind
 //! `redis-sentinel`), or on a state file, with the fake Sipgate counting every SMS.
 
-use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,10 +8,6 @@ use serde_json::json;
 use wiremock::ResponseTemplate;
 
 use crate::harness::*;
-
-fn once_each() -> BTreeMap<String, usize> {
-    [(ALICE.to_string(), 1), (BOB.to_string(), 1)].into()
-}
 
 async fn two_replicas(config: &TestConfig) -> (Service, Service) {
     let yaml = config.yaml();
@@ -33,7 +27,7 @@ async fn the_same_notification_posted_to_two_replicas_at_once_is_sent_once() {
         let (from_a, from_b) = tokio::join!(a.post_alerts(diskfull(n)), b.post_alerts(diskfull(n)));
         assert_eq!((from_a.0, from_b.0), (200, 200), "{from_a:?} {from_b:?}");
     }
-    let expected: BTreeMap<String, usize> = [(ALICE.to_string(), 5), (BOB.to_string(), 5)].into();
+    let expected = alice_and_bob(5);
     assert_eq!(requests_per_recipient(&fake).await, expected);
     assert!(a.log().contains("state=redis"), "{}", a.log());
 
@@ -81,7 +75,7 @@ async fn a_replica_that_finds_the_sms_in_flight_elsewhere_never_sends_it_again()
         502 => {}
         other => panic!("B answered {other}: {answer}"),
     }
-    assert_eq!(requests_per_recipient(&fake).await, once_each());
+    assert_eq!(requests_per_recipient(&fake).await, alice_and_bob(1));
 }
 
 #[tokio::test]
@@ -106,7 +100,7 @@ async fn a_rate_limit_holds_across_replicas() {
         };
         assert_eq!(outcomes(&answer), expected, "notification {n}");
     }
-    let expected: BTreeMap<String, usize> = [(ALICE.to_string(), 2), (BOB.to_string(), 2)].into();
+    let expected = alice_and_bob(2);
     assert_eq!(requests_per_recipient(&fake).await, expected);
 }
 
@@ -163,24 +157,15 @@ async fn a_replica_killed_mid_send_leaves_the_sms_to_the_other_after_the_lease()
 async fn the_file_backend_remembers_across_a_restart() {
     let fake = FakeSipgate::new().start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        TestConfig::new(&fake.uri())
+    let config = write_config(
+        dir.path(),
+        &TestConfig::new(&fake.uri())
             .state(json!({"file": "state.redb"}))
             .yaml(),
-    )
-    .unwrap();
+    );
     let mut service = Service::start_with(&config, &[], &[]).await;
     assert_eq!(service.post_alerts(diskfull(1)).await.0, 200);
-    service.child.terminate();
-    assert!(
-        service
-            .child
-            .wait_for_exit(Duration::from_secs(10))
-            .await
-            .success()
-    );
+    assert!(service.stop().await.success());
     assert!(dir.path().join("state.redb").is_file());
 
     // Alertmanager's retry reaches the restarted service.
@@ -191,45 +176,22 @@ async fn the_file_backend_remembers_across_a_restart() {
         outcomes(&answer),
         ["alice suppressed duplicate", "bob suppressed duplicate"]
     );
-    assert_eq!(requests_per_recipient(&fake).await, once_each());
-    let (_, ready) = (
-        200,
-        reqwest::get(format!("{}/-/ready", service.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    assert_eq!(requests_per_recipient(&fake).await, alice_and_bob(1));
+    let (_, ready) = service.get("/-/ready").await;
     assert_eq!(ready, "OK (sipgate, state: file)\n");
-}
-
-/// Runs the binary on `config` until it exits; its exit code and standard error.
-fn run_to_exit(config: &std::path::Path) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_alertmanager-sipgate"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]
 async fn a_state_file_in_a_missing_folder_stops_the_start_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        TestConfig::new("http://127.0.0.1:9")
+    let config = write_config(
+        dir.path(),
+        &TestConfig::new("http://127.0.0.1:9")
             .state(json!({"file": "gone/state.redb"}))
             .yaml(),
-    )
-    .unwrap();
-    let (code, stderr) = run_to_exit(&config);
-    assert_eq!(code, Some(1), "{stderr}");
+    );
+    let (status, stderr) = Service::refusing(&config, &[]).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "state.file: the directory {} does not exist",
@@ -243,17 +205,15 @@ async fn a_state_file_in_a_missing_folder_stops_the_start_with_its_path() {
 async fn a_state_file_in_use_by_a_running_instance_stops_the_second_one() {
     let fake = FakeSipgate::new().start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        TestConfig::new(&fake.uri())
+    let config = write_config(
+        dir.path(),
+        &TestConfig::new(&fake.uri())
             .state(json!({"file": "state.redb"}))
             .yaml(),
-    )
-    .unwrap();
+    );
     let _first = Service::start_with(&config, &[], &[]).await;
-    let (code, stderr) = run_to_exit(&config);
-    assert_eq!(code, Some(1), "{stderr}");
+    let (status, stderr) = Service::refusing(&config, &[]).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "error=\"state file {}: is in use by another process; the file backend is for one \
@@ -284,19 +244,12 @@ async fn with_redis_down_sms_still_go_out_and_dedup_returns_with_it() {
         );
     }
     let metrics = metrics_with(&service.url, "alertmanager_sipgate_state_up 0\n").await;
-    let begin_errors: u64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("alertmanager_sipgate_state_errors_total{operation=\"begin\"} ")
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let begin_errors = metric_value(
+        &metrics,
+        "alertmanager_sipgate_state_errors_total{operation=\"begin\"}",
+    );
     assert_eq!(begin_errors, 4, "two SMS, twice:\n{metrics}");
-    let outage_lines = service
-        .log()
-        .lines()
-        .filter(|l| l.contains("state store unavailable"))
-        .count();
+    let outage_lines = lines_with(&service.log(), "state store unavailable").len();
     assert_eq!(
         outage_lines,
         1,
@@ -318,7 +271,7 @@ async fn with_redis_down_sms_still_go_out_and_dedup_returns_with_it() {
         "{}",
         service.log()
     );
-    let expected: BTreeMap<String, usize> = [(ALICE.to_string(), 4), (BOB.to_string(), 4)].into();
+    let expected = alice_and_bob(4);
     assert_eq!(requests_per_recipient(&fake).await, expected);
 }
 
@@ -377,8 +330,7 @@ async fn the_state_can_live_in_a_redis_that_speaks_only_tls() {
         "url": format!("rediss://localhost:{}/0", redis.port),
     }}));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yml");
-    std::fs::write(&path, config.yaml()).unwrap();
+    let path = write_config(dir.path(), &config.yaml());
     // The certificate's CA, as an operator adds a private CA to the system's trust store.
     let ca = redis.ca_file().display().to_string();
     let service = Service::start_with(&path, &[], &[("SSL_CERT_FILE", &ca)]).await;
@@ -391,7 +343,7 @@ async fn the_state_can_live_in_a_redis_that_speaks_only_tls() {
         "{}",
         service.log()
     );
-    assert_eq!(requests_per_recipient(&fake).await, once_each());
+    assert_eq!(requests_per_recipient(&fake).await, alice_and_bob(1));
     metrics_with(&service.url, "alertmanager_sipgate_state_up 1\n").await;
     assert!(
         !redis.cli(&["KEYS", "*"]).is_empty(),

@@ -1,24 +1,9 @@
 //! Faults of a real `redis-server` under the real binary: stalled (SIGSTOP), full, evicting,
 //! and asked with the wrong password. The fake Sipgate counts every SMS.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::harness::*;
-
-/// `count` SMS to each of alice and bob.
-fn each(count: usize) -> BTreeMap<String, usize> {
-    [(ALICE.to_string(), count), (BOB.to_string(), count)].into()
-}
-
-/// The value of the metric line that starts with `series ` (0 when there is none).
-fn value(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 /// The ledger entries in `redis` whose value says the SMS was sent (`s:<until>`).
 fn settled_as_sent(redis: &Redis) -> usize {
@@ -44,7 +29,7 @@ async fn a_stalled_redis_costs_no_page_and_no_duplicate(timeout: &str) {
     let (status, answer) = service.post_alerts(diskfull(2)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(outcomes(&answer), ["alice sent", "bob sent"]);
-    assert_eq!(requests_per_recipient(&fake).await, each(2));
+    assert_eq!(requests_per_recipient(&fake).await, alice_and_bob(2));
 
     redis.resume();
     eventually(
@@ -59,7 +44,7 @@ async fn a_stalled_redis_costs_no_page_and_no_duplicate(timeout: &str) {
         outcomes(&answer),
         ["alice suppressed duplicate", "bob suppressed duplicate"]
     );
-    assert_eq!(requests_per_recipient(&fake).await, each(2));
+    assert_eq!(requests_per_recipient(&fake).await, alice_and_bob(2));
     metrics_with(&service.url, "alertmanager_sipgate_state_up 1\n").await;
 }
 
@@ -125,11 +110,12 @@ async fn an_evicting_redis_is_reported(policy: &str) {
     fill(&redis, 1000, true);
     let metrics = eventually(Duration::from_secs(10), "evictions counted", || async {
         let metrics = metrics(&service.url).await;
-        (value(&metrics, "alertmanager_sipgate_state_evicted_keys_total") > 0).then_some(metrics)
+        (metric_value(&metrics, "alertmanager_sipgate_state_evicted_keys_total") > 0)
+            .then_some(metrics)
     })
     .await;
     assert_eq!(
-        value(&metrics, "alertmanager_sipgate_state_up"),
+        metric_value(&metrics, "alertmanager_sipgate_state_up"),
         1,
         "evicting is not an outage: every operation still answers"
     );
@@ -178,7 +164,7 @@ async fn a_full_redis_that_refuses_writes_is_one_outage_until_it_takes_writes_ag
     // Redis still answers PING and reads; the outage lasts as long as it refuses writes.
     eventually(Duration::from_secs(10), "three pings refused", || async {
         let metrics = metrics(&service.url).await;
-        (value(
+        (metric_value(
             &metrics,
             "alertmanager_sipgate_state_errors_total{operation=\"ping\"}",
         ) >= 3)
@@ -187,12 +173,12 @@ async fn a_full_redis_that_refuses_writes_is_one_outage_until_it_takes_writes_ag
     .await;
     let metrics = metrics(&service.url).await;
     assert_eq!(
-        value(&metrics, "alertmanager_sipgate_state_up"),
+        metric_value(&metrics, "alertmanager_sipgate_state_up"),
         0,
         "{metrics}"
     );
     let log = service.log();
-    let lines = |text: &str| log.lines().filter(|l| l.contains(text)).count();
+    let lines = |text: &str| lines_with(&log, text).len();
     assert_eq!(lines("state store unavailable"), 1, "{log}");
     assert_eq!(lines("state store answers again"), 0, "{log}");
     assert!(log.contains("OOM"), "the cause is in the log: {log}");
@@ -207,7 +193,7 @@ async fn a_full_redis_that_refuses_writes_is_one_outage_until_it_takes_writes_ag
         1,
         "{log}"
     );
-    assert_eq!(requests_per_recipient(&fake).await, each(5));
+    assert_eq!(requests_per_recipient(&fake).await, alice_and_bob(5));
 }
 
 #[tokio::test]

@@ -11,12 +11,6 @@ use alertmanager_sipgate::watchdog;
 
 use crate::harness::*;
 
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 fn millis(t: DateTime<Utc>) -> u64 {
     t.timestamp_millis() as u64
 }
@@ -263,8 +257,7 @@ async fn the_watchdog_section_is_checked() {
     config.watchdog =
         Some(json!({"matchers": ["not a matcher"], "timeout": "5s", "to": ["mallory"]}));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yml");
-    std::fs::write(&path, config.yaml()).unwrap();
+    let path = write_config(dir.path(), &config.yaml());
     let problems = alertmanager_sipgate::config::Config::load_with_env(&path, &|_| None)
         .unwrap_err()
         .to_string();
@@ -334,8 +327,7 @@ async fn a_dead_alertmanager_pages_once_and_its_return_once_more() {
         )],
     )
     .await;
-    let config = dir.path().join("service.yml");
-    std::fs::write(&config, watchdog_config(&fake.uri(), "10s").yaml()).unwrap();
+    let config = write_config(dir.path(), &watchdog_config(&fake.uri(), "10s").yaml());
     let service = Service::start_at("127.0.0.1", service_port, &config, &[], &[]).await;
 
     // Heartbeats flow for longer than the timeout, and nobody is texted.

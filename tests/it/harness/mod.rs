@@ -1,0 +1,41 @@
+//! The one test harness: the real server on a free loopback port with a fake Sipgate (a real
+//! HTTP server) behind it, a typed test config, the service's binary and Debian's programs as
+//! child processes under one guard, and one way to wait for something (`eventually`).
+//!
+//! A module per concern, all re-exported here, so that a test file needs only
+//! `use crate::harness::*;`:
+//! - `config`: the typed service config (`TestConfig`), the test token and numbers, the examples.
+//! - `payloads`: the notification bodies tests post (`fixture`, `diskfull`, ...).
+//! - `sipgate`: the one fake Sipgate (`FakeSipgate`), and what it received (`sent_sms`, ...).
+//! - `app`: the service in-process (`TestApp`, `at` for its clock), and posting (`post_alerts`).
+//! - `service`: the service's binary, as operators run it (`Service`, `service_binary`).
+//! - `programs`: `ChildGuard` for every child process, `require`, Alertmanager, Prometheus.
+//! - `redis`: `redis-server` and `redis-sentinel` (`Redis`, `Sentinel`).
+//! - `tmpfs`: a disk that fills up or turns read-only (`Tmpfs`, needs root).
+//! - `wait`: `eventually`, the one way to wait, and `wait_until_ok`.
+//! - `metrics`: the service's metrics page (`metrics`, `metrics_with`, ...).
+//! - `log`: what the service logs (`CapturedLog` in-process, `lines_with`).
+
+mod app;
+mod config;
+mod log;
+mod metrics;
+mod payloads;
+mod programs;
+mod redis;
+mod service;
+mod sipgate;
+mod tmpfs;
+mod wait;
+
+pub use app::*;
+pub use config::*;
+pub use log::*;
+pub use metrics::*;
+pub use payloads::*;
+pub use programs::*;
+pub use redis::*;
+pub use service::*;
+pub use sipgate::*;
+pub use tmpfs::*;
+pub use wait::*;
