@@ -125,6 +125,81 @@ impl Notification {
     }
 }
 
+/// Alerts and notifications built by hand rather than parsed: the service's own samples and the
+/// unit tests of every layer start from these.
+impl Alert {
+    /// A firing alert with `labels` and nothing else set.
+    pub fn firing(labels: &[(&str, &str)]) -> Alert {
+        Alert::new(AlertStatus::Firing, labels)
+    }
+
+    /// A resolved alert with `labels` and nothing else set.
+    pub fn resolved(labels: &[(&str, &str)]) -> Alert {
+        Alert::new(AlertStatus::Resolved, labels)
+    }
+
+    pub fn new(status: AlertStatus, labels: &[(&str, &str)]) -> Alert {
+        Alert {
+            status,
+            labels: pairs(labels),
+            annotations: Labels::new(),
+            starts_at: None,
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint: String::new(),
+            extras: AlertExtras::default(),
+        }
+    }
+
+    pub fn fingerprint(mut self, fingerprint: &str) -> Alert {
+        self.fingerprint = fingerprint.to_string();
+        self
+    }
+
+    pub fn annotation(mut self, name: &str, value: &str) -> Alert {
+        self.annotations.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    pub fn starting(mut self, at: DateTime<Utc>) -> Alert {
+        self.starts_at = Some(at);
+        self
+    }
+}
+
+/// A label or annotation set from pairs.
+pub fn pairs(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+impl Notification {
+    /// What Alertmanager would post for `alerts` to the receiver `sms`, with an empty group:
+    /// firing while any alert fires.
+    pub fn of(alerts: Vec<Alert>) -> Notification {
+        let firing = alerts.iter().any(|a| a.status == AlertStatus::Firing);
+        Notification {
+            source: Source::Alertmanager,
+            receiver: "sms".to_string(),
+            status: if firing {
+                AlertStatus::Firing
+            } else {
+                AlertStatus::Resolved
+            },
+            group_key: "{}:{}".to_string(),
+            group_labels: Labels::new(),
+            common_labels: Labels::new(),
+            common_annotations: Labels::new(),
+            external_url: String::new(),
+            truncated_alerts: 0,
+            extras: NotificationExtras::default(),
+            alerts,
+        }
+    }
+}
+
 /// Longest label value kept; longer ones are cut, ending in `...`. Label values name things and
 /// have no business being this long; the cap keeps rendering and matching cheap.
 pub const MAX_LABEL_VALUE: usize = 1024;

@@ -186,7 +186,6 @@ pub fn route<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::alert::Labels;
     use crate::routing::matcher::parse_matchers;
 
     /// Each route's own recipients; `muted` routes and `quiet` (route, recipient) pairs.
@@ -232,35 +231,7 @@ mod tests {
     }
 
     fn alert(name: &str, severity: &str, status: AlertStatus) -> Alert {
-        Alert {
-            status,
-            labels: Labels::from([
-                ("alertname".to_string(), name.to_string()),
-                ("severity".to_string(), severity.to_string()),
-            ]),
-            annotations: Labels::new(),
-            starts_at: None,
-            ends_at: None,
-            generator_url: String::new(),
-            fingerprint: name.to_string(),
-            extras: Default::default(),
-        }
-    }
-
-    fn notification(alerts: Vec<Alert>) -> Notification {
-        Notification {
-            source: crate::model::alert::Source::Alertmanager,
-            receiver: "sms".into(),
-            status: AlertStatus::Firing,
-            group_key: "{}:{}".into(),
-            group_labels: Labels::new(),
-            common_labels: Labels::new(),
-            common_annotations: Labels::new(),
-            external_url: String::new(),
-            truncated_alerts: 0,
-            extras: Default::default(),
-            alerts,
-        }
+        Alert::new(status, &[("alertname", name), ("severity", severity)]).fingerprint(name)
     }
 
     fn summary(routing: &Routing<'_>) -> Vec<(String, String, Vec<String>)> {
@@ -297,7 +268,7 @@ mod tests {
             ),
             r("all", "", &["carol"], true, false),
         ];
-        let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
+        let n = Notification::of(vec![alert("A", "critical", AlertStatus::Firing)]);
         let routing = route(&n, &routes, &STATIC);
         assert_eq!(
             summary(&routing),
@@ -319,7 +290,7 @@ mod tests {
             ),
             r("never", "", &["dave"], true, false),
         ];
-        let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
+        let n = Notification::of(vec![alert("A", "critical", AlertStatus::Firing)]);
         assert_eq!(
             summary(&route(&n, &routes, &STATIC)),
             vec![s("audit", "carol", &["A"]), s("critical", "alice", &["A"])]
@@ -344,7 +315,7 @@ mod tests {
                 false,
             ),
         ];
-        let n = notification(vec![
+        let n = Notification::of(vec![
             alert("A", "critical", AlertStatus::Firing),
             alert("B", "warning", AlertStatus::Firing),
             alert("C", "info", AlertStatus::Firing),
@@ -379,7 +350,7 @@ mod tests {
                 false,
             ),
         ];
-        let n = notification(vec![
+        let n = Notification::of(vec![
             alert("A", "critical", AlertStatus::Resolved),
             alert("B", "warning", AlertStatus::Resolved),
             alert("C", "warning", AlertStatus::Firing),
@@ -392,7 +363,7 @@ mod tests {
                 s("warning", "bob", &["C"])
             ]
         );
-        let n = notification(vec![alert("B", "warning", AlertStatus::Resolved)]);
+        let n = Notification::of(vec![alert("B", "warning", AlertStatus::Resolved)]);
         let routing = route(&n, &routes, &STATIC);
         assert!(routing.deliveries.is_empty());
         let held: Vec<_> = routing
@@ -423,7 +394,7 @@ mod tests {
                 false,
             ),
         ];
-        let n = notification(vec![
+        let n = Notification::of(vec![
             alert("W", "warning", AlertStatus::Firing),
             alert("C", "critical", AlertStatus::Firing),
         ]);
@@ -465,7 +436,7 @@ mod tests {
 
     #[test]
     fn no_routes_means_everything_is_unrouted() {
-        let n = notification(vec![alert("A", "critical", AlertStatus::Firing)]);
+        let n = Notification::of(vec![alert("A", "critical", AlertStatus::Firing)]);
         let routing = route(&n, &[], &STATIC);
         assert!(routing.deliveries.is_empty());
         assert_eq!(routing.unrouted.len(), 1);

@@ -258,7 +258,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::model::alert::{AlertStatus, Labels, Source};
+    use crate::model::alert::AlertStatus;
 
     fn config(route_extra: &str) -> Config {
         let yaml = format!(
@@ -268,35 +268,11 @@ mod tests {
     }
 
     fn alert(i: usize, status: AlertStatus, summary: &str) -> Alert {
-        Alert {
-            status,
-            labels: Labels::from([
-                ("alertname".to_string(), format!("A{i}")),
-                ("instance".to_string(), format!("host{i}")),
-            ]),
-            annotations: Labels::from([("summary".to_string(), summary.to_string())]),
-            starts_at: Some("2026-11-25T09:05:00Z".parse().unwrap()),
-            ends_at: None,
-            generator_url: String::new(),
-            fingerprint: format!("{i:016x}"),
-            extras: Default::default(),
-        }
-    }
-
-    fn notification(alerts: Vec<Alert>) -> Notification {
-        Notification {
-            source: Source::Alertmanager,
-            receiver: "sms".into(),
-            status: AlertStatus::Firing,
-            group_key: "{}:{}".into(),
-            group_labels: Labels::new(),
-            common_labels: Labels::new(),
-            common_annotations: Labels::new(),
-            external_url: String::new(),
-            truncated_alerts: 0,
-            extras: Default::default(),
-            alerts,
-        }
+        let (name, instance) = (format!("A{i}"), format!("host{i}"));
+        Alert::new(status, &[("alertname", &name), ("instance", &instance)])
+            .annotation("summary", summary)
+            .starting("2026-11-25T09:05:00Z".parse().unwrap())
+            .fingerprint(&format!("{i:016x}"))
     }
 
     fn compose_one(config: &Config, n: &Notification) -> Sms {
@@ -319,7 +295,7 @@ mod tests {
                     let alerts = (0..total)
                         .map(|i| alert(i, AlertStatus::Firing, summary))
                         .collect();
-                    let sms = compose_one(&config, &notification(alerts));
+                    let sms = compose_one(&config, &Notification::of(alerts));
                     let case = format!(
                         "{total} alerts, budget {budget}, {summary:?}:\n{}",
                         sms.text
@@ -348,7 +324,7 @@ mod tests {
         let alerts = (0..10)
             .map(|i| alert(i, AlertStatus::Firing, "x"))
             .collect();
-        let sms = compose_one(&config, &notification(alerts));
+        let sms = compose_one(&config, &Notification::of(alerts));
         assert_eq!(
             sms.text,
             "FIRING 10\n\
@@ -368,7 +344,7 @@ mod tests {
             .map(|i| alert(i, AlertStatus::Resolved, "gone"))
             .collect();
         alerts.push(alert(9, AlertStatus::Firing, "burning"));
-        let sms = compose_one(&config, &notification(alerts));
+        let sms = compose_one(&config, &Notification::of(alerts));
         assert!(
             sms.text
                 .starts_with("FIRING 1\nA9 host9 since Nov 25 09:05 UTC: burning\nRESOLVED 6\n"),
@@ -383,7 +359,7 @@ mod tests {
         let long = "word ".repeat(100);
         let sms = compose_one(
             &config,
-            &notification(vec![alert(1, AlertStatus::Firing, &long)]),
+            &Notification::of(vec![alert(1, AlertStatus::Firing, &long)]),
         );
         assert_eq!(sms.size.segments, 1);
         assert!(
@@ -396,7 +372,7 @@ mod tests {
             alert(1, AlertStatus::Firing, &long),
             alert(2, AlertStatus::Firing, &long),
         ];
-        let sms = compose_one(&config, &notification(alerts));
+        let sms = compose_one(&config, &Notification::of(alerts));
         assert_eq!(sms.size.segments, 1);
         assert!(sms.text.starts_with("FIRING 2\nA1 host1"), "{}", sms.text);
         assert!(sms.text.ends_with("word...\n+1 more"), "{}", sms.text);
@@ -407,12 +383,12 @@ mod tests {
         let summary = "“Disk” is full – check ‘/var’… Größe ok";
         let plain = compose_one(
             &config(""),
-            &notification(vec![alert(1, AlertStatus::Firing, summary)]),
+            &Notification::of(vec![alert(1, AlertStatus::Firing, summary)]),
         );
         assert_eq!(plain.size.encoding, Encoding::Ucs2);
         let gsm = compose_one(
             &config("    gsm_only: true\n"),
-            &notification(vec![alert(1, AlertStatus::Firing, summary)]),
+            &Notification::of(vec![alert(1, AlertStatus::Firing, summary)]),
         );
         assert_eq!(gsm.size.encoding, Encoding::Gsm7);
         assert!(
