@@ -127,8 +127,6 @@ pub struct AppState {
     reloading: Mutex<()>,
     /// Wakes what follows the config (the shift task) after a reload.
     pub reloaded: tokio::sync::Notify,
-    /// Keeps a flood of refused requests from flooding the log.
-    pub refusal_log: crate::http::auth::RefusalLog,
 }
 
 impl AppState {
@@ -148,7 +146,6 @@ impl AppState {
             force_dry_run,
             reloading: Mutex::new(()),
             reloaded: tokio::sync::Notify::new(),
-            refusal_log: Default::default(),
         }
     }
 

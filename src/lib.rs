@@ -15,6 +15,7 @@ pub mod model;
 pub mod oncall;
 pub mod pipeline;
 pub mod provider;
+pub mod ratelimit;
 pub mod redact;
 pub mod reload;
 pub mod routing;

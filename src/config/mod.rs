@@ -19,7 +19,7 @@ mod watchdog;
 pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
 pub use watchdog::Watchdog;
 
-use crate::delivery::ratelimit::{Limits, Rate};
+use crate::ratelimit::{Limits, Rate};
 use crate::routing::matcher::{Matcher, parse_matchers};
 use crate::text::sms::MAX_SEGMENTS_CAP;
 use crate::text::template::Templates;

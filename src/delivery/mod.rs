@@ -7,8 +7,6 @@
 //!   it is known by the deadline, else a failure so that it retries, and the retry finds the
 //!   outcome in the ledger.
 
-pub mod ratelimit;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,12 +19,12 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::delivery::ratelimit::Limits;
 use crate::log_sampler::LogSampler;
 use crate::metrics::Metrics;
 use crate::model::content_key::ContentKey;
 use crate::model::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
 use crate::provider::{SendError, Sent, SmsProvider};
+use crate::ratelimit::Limits;
 use crate::state::{Begin, ClaimId, Settlement, Start, StateStore, Taken};
 use crate::text::compose::{Sms, fit};
 
@@ -743,9 +741,9 @@ mod tests {
     use futures_util::future::{BoxFuture, FutureExt};
 
     use super::*;
-    use crate::delivery::ratelimit::Rate;
     use crate::model::phone::PhoneNumber;
     use crate::provider::CredentialCheck;
+    use crate::ratelimit::Rate;
     use crate::state::faulty::{Faulty, Op};
     use crate::state::monitored::Monitored;
     use crate::state::{MemoryStore, StateError};

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-use self::auth::Guarded;
+use self::auth::{Guarded, RefusalLog};
 use crate::app::{AppState, Live};
 use crate::health;
 use crate::ingest::{self, PayloadError};
@@ -112,9 +112,12 @@ pub fn build(
     shutdown_timeout: Duration,
 ) -> std::io::Result<Server> {
     let data = web::Data::from(state);
+    // One for all workers, so that a flood of refusals is sampled as one.
+    let refusals = web::Data::new(RefusalLog::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(refusals.clone())
             .wrap(actix_web::middleware::from_fn(count_requests))
             .service(
                 web::resource("/alerts")
@@ -250,7 +253,7 @@ async fn handle_notification(
 ) -> Result<HttpResponse, ApiError> {
     let started = tokio::time::Instant::now();
     let live = state.current();
-    authorize(&state, &live, &request, Guarded::Notification)?;
+    authorize(&live, &request, Guarded::Notification)?;
     // A client that trickles its body in (slow loris) gets until the response deadline.
     let body = tokio::time::timeout(
         live.config.delivery.response_deadline,
@@ -266,7 +269,7 @@ async fn handle_notification(
         }
     };
     if notification.source == crate::model::alert::Source::Grafana {
-        check_grafana_signature(&state, &live, &request, &body)?;
+        check_grafana_signature(&live, &request, &body)?;
     }
     drop(body);
     let report = pipeline::run(
@@ -312,7 +315,7 @@ async fn oncall(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.current();
-    authorize(&state, &live, &request, Guarded::OnCall)?;
+    authorize(&live, &request, Guarded::OnCall)?;
     let query = web::Query::<OnCallQuery>::from_query(request.query_string())
         .map_err(|e| ApiError::BadQuery(e.to_string()))?
         .into_inner();
@@ -351,7 +354,7 @@ async fn metrics(
         .as_ref()
         .is_some_and(|auth| auth.protect_metrics)
     {
-        authorize(&state, &live, &request, Guarded::Metrics)?;
+        authorize(&live, &request, Guarded::Metrics)?;
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -364,12 +367,7 @@ async fn healthy() -> HttpResponse {
 
 /// Checks the caller's credentials when the config asks for them; a refusal is logged as what
 /// it means for a request of `kind`.
-fn authorize(
-    state: &AppState,
-    live: &Live,
-    request: &HttpRequest,
-    kind: Guarded,
-) -> Result<(), ApiError> {
+fn authorize(live: &Live, request: &HttpRequest, kind: Guarded) -> Result<(), ApiError> {
     let Some(required) = &live.config.server.auth else {
         return Ok(());
     };
@@ -380,7 +378,7 @@ fn authorize(
         return Ok(());
     }
     let scheme = auth::scheme_tried(raw.map(|v| v.as_bytes()));
-    let log = state.refusal_log.credentials(kind);
+    let log = refusal_log(request).credentials(kind);
     if let Some(sample) = log.record(std::time::Instant::now(), scheme) {
         tracing::warn!(
             peer = %request.peer_addr().map_or_else(String::new, |a| a.ip().to_string()),
@@ -398,8 +396,15 @@ fn authorize(
     })
 }
 
+/// The log of refused requests that `build` shares among the workers.
+fn refusal_log(request: &HttpRequest) -> &RefusalLog {
+    static UNSHARED: std::sync::LazyLock<RefusalLog> = std::sync::LazyLock::new(Default::default);
+    request
+        .app_data::<web::Data<RefusalLog>>()
+        .map_or(&UNSHARED, |log| log.get_ref())
+}
+
 fn check_grafana_signature(
-    state: &AppState,
     live: &Live,
     request: &HttpRequest,
     body: &[u8],
@@ -418,7 +423,7 @@ fn check_grafana_signature(
     } else {
         "wrong"
     };
-    let log = &state.refusal_log.grafana_signature;
+    let log = &refusal_log(request).grafana_signature;
     if let Some(sample) = log.record(std::time::Instant::now(), kind) {
         tracing::warn!(
             refused_since_last_line = sample.count,
@@ -434,7 +439,7 @@ async fn reload(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &state.current(), &request, Guarded::Reload)?;
+    authorize(&state.current(), &request, Guarded::Reload)?;
     let state = state.into_inner();
     Ok(match reload::reload_and_check(&state) {
         Ok(()) => HttpResponse::Ok()

@@ -10,9 +10,9 @@ use tokio::time::Instant;
 
 use crate::app::{AppState, Live};
 use crate::delivery::Policy;
-use crate::delivery::ratelimit::Limits;
 use crate::model::content_key::ContentKey;
 use crate::oncall::{Schedule, Shift, ShowYear};
+use crate::ratelimit::Limits;
 use crate::text::compose::Sms;
 
 /// The handoffs this replica has announced (or seen claimed), so that it announces each once

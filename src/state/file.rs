@@ -18,8 +18,8 @@ use super::Taken;
 use super::memory::{DEFAULT_CAPACITY, Snapshot};
 use super::{Begin, ClaimId, MemoryStore, Settlement, Start, StateError, StateStore};
 use crate::clock::{Clock, Millis};
-use crate::delivery::ratelimit::Reservation;
 use crate::model::content_key::ContentKey;
+use crate::ratelimit::Reservation;
 
 /// How long a change may wait before it is written: what a crash (not a shutdown) can forget.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);

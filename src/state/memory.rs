@@ -11,8 +11,8 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{Begin, ClaimId, Keep, Settlement, Start, StateError, StateStore, Taken};
 use crate::clock::{Clock, Millis, millis};
-use crate::delivery::ratelimit::{RateLimiter, Reservation};
 use crate::model::content_key::ContentKey;
+use crate::ratelimit::{RateLimiter, Reservation};
 
 /// Upper bound on remembered SMS; the oldest are forgotten first. At a few dozen bytes per entry
 /// this caps the ledger at a few MiB whatever the alert volume.
@@ -642,7 +642,7 @@ mod tests {
     #[tokio::test]
     async fn the_whole_state_holds_also_what_earlier_snapshots_took() {
         use crate::clock::ManualClock;
-        use crate::delivery::ratelimit::{Limits, Rate};
+        use crate::ratelimit::{Limits, Rate};
         let t0: Millis = 1_000_000;
         let store = MemoryStore::persisted(10, Arc::new(ManualClock::at(t0)));
         let limits = Limits {

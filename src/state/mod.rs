@@ -16,9 +16,9 @@ use tokio::time::Instant;
 
 use crate::clock::{Clock, Millis};
 use crate::config::StateConfig;
-use crate::delivery::ratelimit::{Limits, Reservation};
 use crate::metrics::Metrics;
 use crate::model::content_key::ContentKey;
+use crate::ratelimit::{Limits, Reservation};
 
 #[cfg(test)]
 pub mod faulty;

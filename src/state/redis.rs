@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use super::{Begin, ClaimId, Eviction, Settlement, Start, StateError, StateStore, Taken};
 use crate::clock::{Clock, millis};
 use crate::config::RedisConfig;
-use crate::delivery::ratelimit::Reservation;
 use crate::model::content_key::ContentKey;
+use crate::ratelimit::Reservation;
 
 /// How long a held-back count waits for the recipient's next SMS before it is forgotten.
 pub const HELD_BACK_TTL: Duration = Duration::from_secs(7 * 86_400);
@@ -402,7 +402,7 @@ fn eviction_of(info: &str) -> Option<Eviction> {
     })
 }
 
-fn limit(rate: Option<crate::delivery::ratelimit::Rate>) -> (u64, u64) {
+fn limit(rate: Option<crate::ratelimit::Rate>) -> (u64, u64) {
     rate.map_or((0, 0), |r| (r.count as u64, millis(r.period).max(1)))
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use alertmanager_sipgate::clock::ManualClock;
 use alertmanager_sipgate::config::{RedisConfig, StateConfig};
-use alertmanager_sipgate::delivery::ratelimit::{Limits, Rate};
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::model::content_key::ContentKey;
+use alertmanager_sipgate::ratelimit::{Limits, Rate};
 use alertmanager_sipgate::state::{
     self, Begin, ClaimId, FileStore, Keep, MemoryStore, RedisStore, Settlement, Start, StateStore,
     Taken,
