@@ -23,6 +23,7 @@ use alertmanager_sipgate::model::outcome::SuppressReason;
 use alertmanager_sipgate::oncall::ShowYear;
 use alertmanager_sipgate::oncall::shifts;
 use alertmanager_sipgate::provider::{self, SendError, Sent, SmsProvider};
+use alertmanager_sipgate::routing::{self, Rules as _};
 use alertmanager_sipgate::state;
 use alertmanager_sipgate::test_sms::{self, Person};
 use alertmanager_sipgate::text::compose;
@@ -359,17 +360,23 @@ fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
     }
     if let Some(given) = at.at {
         println!("at {}:", given.to_rfc3339());
-        let when = given.with_timezone(&Utc);
+        let rules = routing::At::new(
+            &config.schedules,
+            &config.time_intervals,
+            &config.quiet_hours,
+            given.with_timezone(&Utc),
+        );
         for route in &config.routes {
-            let state = if config.muted_at(route, when) {
+            let state = if rules.muted(route) {
                 "muted".to_string()
             } else {
-                let quiet: Vec<&str> = config
-                    .recipients_at(route, when)
-                    .into_iter()
-                    .filter(|r| !route.ignore_quiet_hours && config.in_quiet_hours(r, when))
+                let recipients = rules.recipients(route);
+                let quiet: Vec<&str> = recipients
+                    .iter()
+                    .copied()
+                    .filter(|r| rules.quiet(route, r))
                     .collect();
-                let texts = config.recipients_at(route, when).join(", ");
+                let texts = recipients.join(", ");
                 if quiet.is_empty() {
                     format!("texts {texts}")
                 } else {
