@@ -73,7 +73,12 @@ fn pipeline(c: &mut Criterion) {
                 routing::route(
                     black_box(n),
                     &config.routes,
-                    &routing::At::new(&config, now),
+                    &routing::At::new(
+                        &config.schedules,
+                        &config.time_intervals,
+                        &config.quiet_hours,
+                        now,
+                    ),
                 )
                 .deliveries
                 .len()

@@ -6,6 +6,7 @@ use std::path::Path;
 use chrono::Utc;
 
 use super::{At, load_config};
+use crate::routing::{self, Rules as _};
 use crate::text::plural::counted;
 
 pub(super) fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
@@ -33,17 +34,23 @@ pub(super) fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
     }
     if let Some(given) = at.at {
         println!("at {}:", given.to_rfc3339());
-        let when = given.with_timezone(&Utc);
+        let rules = routing::At::new(
+            &config.schedules,
+            &config.time_intervals,
+            &config.quiet_hours,
+            given.with_timezone(&Utc),
+        );
         for route in &config.routes {
-            let state = if config.muted_at(route, when) {
+            let state = if rules.muted(route) {
                 "muted".to_string()
             } else {
-                let quiet: Vec<&str> = config
-                    .recipients_at(route, when)
-                    .into_iter()
-                    .filter(|r| !route.ignore_quiet_hours && config.in_quiet_hours(r, when))
+                let recipients = rules.recipients(route);
+                let quiet: Vec<&str> = recipients
+                    .iter()
+                    .copied()
+                    .filter(|r| rules.quiet(route, r))
                     .collect();
-                let texts = config.recipients_at(route, when).join(", ");
+                let texts = recipients.join(", ");
                 if quiet.is_empty() {
                     format!("texts {texts}")
                 } else {

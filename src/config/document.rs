@@ -10,7 +10,7 @@ use serde::de::{
 };
 use yaml_serde::{Mapping, Value};
 
-use super::Problem;
+use super::problem::Problem;
 
 /// More than this many structural problems means the file is something else entirely.
 const MAX_PROBLEMS: usize = 50;

@@ -1,122 +1,16 @@
-//! The on-call parts of the config: `schedules`, `time_intervals`, and the phone book's object
-//! form with a person's `quiet_hours`.
+//! The on-call sections: `schedules`, `time_intervals`, and the check of the phone book's
+//! `quiet_hours` against them. When someone is on call or in quiet hours is decided in `oncall`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 
 use chrono::NaiveDateTime;
-use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use super::{Problem, parse_duration, problem};
-use crate::oncall::timeinterval::{RawTimeInterval, TimeInterval};
+use super::field::{name_is_valid, parse_duration, time_zone};
+use super::problem::{Problem, problem};
+use crate::oncall::quiet_hours::QuietHours;
+use crate::oncall::timeinterval::{NamedIntervals, RawTimeInterval, TimeInterval};
 use crate::oncall::{Override, Schedule};
-
-/// A phone-book entry: the number alone, or the number with the person's quiet hours.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum RawRecipient {
-    Number(String),
-    /// A number YAML read as an integer (`+4915228817386` unquoted): its text is read again
-    /// from the document, so that the `+` and every digit stay as written.
-    Unquoted,
-    Person {
-        number: String,
-        quiet_hours: Vec<String>,
-    },
-}
-
-impl Default for RawRecipient {
-    fn default() -> Self {
-        RawRecipient::Number(String::new())
-    }
-}
-
-impl<'de> Deserialize<'de> for RawRecipient {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(RecipientVisitor)
-    }
-}
-
-struct RecipientVisitor;
-
-impl<'de> Visitor<'de> for RecipientVisitor {
-    type Value = RawRecipient;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a phone number, or {number, quiet_hours}")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRecipient, E> {
-        Ok(RawRecipient::Number(v.to_string()))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawRecipient, E> {
-        Ok(RawRecipient::Unquoted)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawRecipient, E> {
-        Ok(RawRecipient::Unquoted)
-    }
-
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<RawRecipient, E> {
-        Ok(RawRecipient::Unquoted)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawRecipient, E> {
-        Ok(RawRecipient::Unquoted)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecipient, A::Error> {
-        let mut number = None;
-        let mut quiet_hours = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                // As a string, whatever YAML makes of it: the text as written.
-                "number" => number = Some(map.next_value::<String>()?),
-                "quiet_hours" => quiet_hours = map.next_value()?,
-                other => {
-                    return Err(de::Error::unknown_field(other, &["number", "quiet_hours"]));
-                }
-            }
-        }
-        Ok(RawRecipient::Person {
-            number: number.ok_or_else(|| de::Error::missing_field("number"))?,
-            quiet_hours,
-        })
-    }
-}
-
-/// The phone book's numbers as written, and the quiet hours of those who have them.
-pub(super) fn phone_book_entries(
-    raw: &BTreeMap<String, RawRecipient>,
-    text: &str,
-) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
-    let unquoted: Vec<&str> = raw
-        .iter()
-        .filter(|(_, r)| **r == RawRecipient::Unquoted)
-        .map(|(name, _)| name.as_str())
-        .collect();
-    let mut written = super::document::recipient_texts(text, &unquoted);
-    let mut numbers = BTreeMap::new();
-    let mut quiet_hours = BTreeMap::new();
-    for (name, entry) in raw {
-        let number = match entry {
-            RawRecipient::Number(number) => number.clone(),
-            RawRecipient::Unquoted => written.remove(name).unwrap_or_default(),
-            RawRecipient::Person {
-                number,
-                quiet_hours: hours,
-            } => {
-                if !hours.is_empty() {
-                    quiet_hours.insert(name.clone(), hours.clone());
-                }
-                number.clone()
-            }
-        };
-        numbers.insert(name.clone(), number);
-    }
-    (numbers, quiet_hours)
-}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -181,8 +75,7 @@ pub(super) fn schedules(
     let mut out = BTreeMap::new();
     for (name, s) in raw {
         let at = format!("schedules.{name}");
-        if !super::valid_name(&name) {
-            problem(problems, &at, format!("invalid name; {}", super::NAME_RULE));
+        if !name_is_valid(&name, &at, problems) {
             continue;
         }
         if taken.contains(name.as_str()) {
@@ -192,19 +85,7 @@ pub(super) fn schedules(
                 "a recipient or group has the same name; recipients, groups and schedules share one namespace",
             );
         }
-        let time_zone = match s.time_zone.as_deref() {
-            None => chrono_tz::UTC,
-            Some(zone) => zone.parse().unwrap_or_else(|_| {
-                problem(
-                    problems,
-                    format!("{at}.time_zone"),
-                    format!(
-                        "unknown time zone {zone:?}; use an IANA name such as \"Europe/Berlin\""
-                    ),
-                );
-                chrono_tz::UTC
-            }),
-        };
+        let time_zone = time_zone(s.time_zone.as_deref(), &format!("{at}.time_zone"), problems);
         let rotation = s.rotation;
         if rotation.members.is_empty() {
             problem(
@@ -316,8 +197,8 @@ pub(super) fn schedules(
 pub(super) fn time_intervals(
     raw: Vec<RawNamedInterval>,
     problems: &mut Vec<Problem>,
-) -> BTreeMap<String, Vec<TimeInterval>> {
-    let mut out = BTreeMap::new();
+) -> NamedIntervals {
+    let mut out = NamedIntervals::new();
     for (i, named) in raw.into_iter().enumerate() {
         let at = format!("time_intervals[{i}]");
         if named.name.is_empty() {
@@ -353,11 +234,23 @@ pub(super) fn time_intervals(
     out
 }
 
+/// Each person's quiet hours name time intervals that are defined.
+pub(super) fn quiet_hours(
+    quiet_hours: &QuietHours,
+    intervals: &NamedIntervals,
+    problems: &mut Vec<Problem>,
+) {
+    for (name, names) in quiet_hours {
+        let field = format!("recipients.{name}.quiet_hours");
+        known_intervals(names, &field, intervals, problems);
+    }
+}
+
 /// Interval names listed under `field` must be defined in `time_intervals`.
 pub(super) fn known_intervals(
     names: &[String],
     field: &str,
-    intervals: &BTreeMap<String, Vec<TimeInterval>>,
+    intervals: &NamedIntervals,
     problems: &mut Vec<Problem>,
 ) {
     for (i, name) in names.iter().enumerate() {
@@ -373,24 +266,7 @@ pub(super) fn known_intervals(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use crate::config::{Config, Problem};
-
-    fn load(yaml: &str) -> Result<Config, Vec<Problem>> {
-        Config::from_yaml(yaml, Path::new("test.yml"), Path::new("."), &|_| None)
-    }
-
-    fn problems(yaml: &str) -> Vec<String> {
-        load(yaml)
-            .expect_err("config should be rejected")
-            .into_iter()
-            .map(|p| format!("{}: {}", p.field, p.message))
-            .collect()
-    }
-
-    /// A route to alice, so that a config pages somebody.
-    const ROUTE: &str = "routes: [{name: r, to: [alice]}]\n";
+    use crate::config::tests::{ROUTE_TO_ALICE, load, problems};
 
     const BOOK: &str = "recipients: {alice: \"+4915228817386\", bob: {number: \"+4915254599371\", quiet_hours: [nights]}}\n\
         time_intervals: [{name: nights, time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}]}]}]\n";
@@ -416,7 +292,7 @@ mod tests {
     fn each_mistake_in_a_schedule_names_its_field() {
         assert_eq!(
             problems(&format!(
-                "{BOOK}{ROUTE}schedules: {{primary: {{rotation: {{members: [alice, mallory], shift: 30m, start: '2026-01-05 09:00'}}, overrides: [{{from: '2026-12-27T00:00', to: '2026-12-24T00:00', who: eve}}]}}}}"
+                "{BOOK}{ROUTE_TO_ALICE}schedules: {{primary: {{rotation: {{members: [alice, mallory], shift: 30m, start: '2026-01-05 09:00'}}, overrides: [{{from: '2026-12-27T00:00', to: '2026-12-24T00:00', who: eve}}]}}}}"
             )),
             [
                 "schedules.primary.rotation.members[1]: unknown recipient \"mallory\"; members are names from recipients",
@@ -428,12 +304,29 @@ mod tests {
         );
         assert_eq!(
             problems(&format!(
-                "{BOOK}{ROUTE}schedules: {{alice: {{rotation: {{members: [], shift: 1d, start: '2026-01-05T09:00'}}}}}}"
+                "{BOOK}{ROUTE_TO_ALICE}schedules: {{alice: {{rotation: {{members: [], shift: 1d, start: '2026-01-05T09:00'}}}}}}"
             )),
             [
                 "schedules.alice: a recipient or group has the same name; recipients, groups and schedules share one namespace",
                 "schedules.alice.rotation.members: an empty rotation: list who takes turns, from the phone book",
             ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_time_zone_is_named_as_in_templates() {
+        let expected = "unknown time zone \"Mars/Olympus\"; use an IANA name such as \"Europe/Berlin\" or \"UTC\"";
+        assert_eq!(
+            problems(&format!(
+                "{BOOK}{ROUTE_TO_ALICE}schedules: {{primary: {{time_zone: Mars/Olympus, rotation: {{members: [alice], shift: 1d, start: '2026-01-05T09:00'}}}}}}"
+            )),
+            [format!("schedules.primary.time_zone: {expected}")]
+        );
+        assert_eq!(
+            problems(&format!(
+                "{BOOK}{ROUTE_TO_ALICE}templates: {{time_zone: Mars/Olympus}}"
+            )),
+            [format!("templates.time_zone: {expected}")]
         );
     }
 
@@ -451,27 +344,10 @@ mod tests {
         );
         assert_eq!(
             problems(&format!(
-                "recipients: {{alice: \"+4915228817386\"}}\n{ROUTE}\
+                "recipients: {{alice: \"+4915228817386\"}}\n{ROUTE_TO_ALICE}\
                  time_intervals: [{{name: x, time_intervals: [{{weekdays: ['friday:monday']}}]}}]"
             )),
             ["time_intervals[0].time_intervals[0].weekdays[0]: start day cannot be before end day"]
-        );
-    }
-
-    #[test]
-    fn an_unquoted_number_keeps_its_plus_in_both_forms() {
-        let config = load(&format!(
-            "recipients: {{alice: +4915228817386, bob: {{number: +4915254599371}}}}\n{ROUTE}"
-        ))
-        .unwrap();
-        assert_eq!(config.recipients["alice"].e164(), "+4915228817386");
-        assert_eq!(config.recipients["bob"].e164(), "+4915254599371");
-        // Without the +, YAML's integer is refused as before: it is no E.164 number.
-        assert_eq!(
-            problems(&format!("recipients: {{alice: 4915228817386}}\n{ROUTE}")),
-            [
-                "recipients.alice: invalid phone number: must be in international E.164 format starting with + and the country code, e.g. \"+4915228817386\""
-            ]
         );
     }
 }

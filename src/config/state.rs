@@ -6,9 +6,10 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{
-    DeliveryConfig, EnvLookup, Problem, Secret, parse_duration, parse_field, problem, secret_value,
-};
+use super::delivery::DeliveryConfig;
+use super::field::{parse_duration, parse_field};
+use super::problem::{Problem, problem};
+use super::secret::{EnvLookup, Secret, optional_secret};
 
 /// Overrides `state.redis.password` and `password_file`.
 pub const ENV_REDIS_PASSWORD: &str = "ALERTMANAGER_SIPGATE_REDIS_PASSWORD";
@@ -201,17 +202,14 @@ fn redis_config(
             "missing: set url (e.g. redis://redis:6379/0) or sentinel",
         );
     }
-    let password = match env(ENV_REDIS_PASSWORD) {
-        Some(password) => Some(Secret::from(password)),
-        None if raw.password.is_some() || raw.password_file.is_some() => secret_value(
-            raw.password,
-            raw.password_file,
-            base,
-            "state.redis.password",
-            problems,
-        ),
-        None => None,
-    };
+    let password = optional_secret(
+        env(ENV_REDIS_PASSWORD),
+        raw.password,
+        raw.password_file,
+        base,
+        "state.redis.password",
+        problems,
+    );
     let timeout = parse_field(
         raw.timeout.as_deref(),
         parse_duration,
@@ -332,6 +330,22 @@ mod tests {
         assert_eq!(redis.key_prefix, "alertmanager-sipgate:");
         assert_eq!(redis.timeout, Duration::from_millis(500));
         assert!(redis.sentinel.is_none());
+    }
+
+    #[test]
+    fn a_password_and_its_file_are_refused_also_when_the_environment_sets_it() {
+        let yaml = "state: {redis: {url: \"redis://r:6379/0\", password: a, password_file: b}}";
+        let env = |name: &str| (name == ENV_REDIS_PASSWORD).then(|| "from-env".to_string());
+        let refused: Vec<String> = load(yaml, &env)
+            .expect_err("config should be rejected")
+            .into_iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect();
+        assert_eq!(
+            refused,
+            ["state.redis.password: set it or its _file variant, not both"]
+        );
+        assert_eq!(problems(yaml), refused);
     }
 
     #[test]

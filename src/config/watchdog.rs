@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Problem, Route, Targets, parse_duration, problem, route_recipients};
-use crate::routing::matcher::{Matcher, parse_matchers};
+use super::field::parse_duration;
+use super::problem::{Problem, problem};
+use super::routes::{Route, Targets, matchers, reach};
+use crate::routing::matcher::Matcher;
 use crate::text::template::{Templates, WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
 
 /// The shortest silence that may page: heartbeats come every few seconds at best.
@@ -37,13 +39,7 @@ pub(super) fn watchdog(
     templates: Option<&Templates>,
     problems: &mut Vec<Problem>,
 ) -> Watchdog {
-    let mut matchers = Vec::new();
-    for (i, entry) in raw.matchers.iter().enumerate() {
-        match parse_matchers(entry) {
-            Ok(ms) => matchers.extend(ms),
-            Err(e) => problem(problems, format!("watchdog.matchers[{i}]"), e.to_string()),
-        }
-    }
+    let matchers = matchers(&raw.matchers, "watchdog", problems);
     if raw.matchers.is_empty() {
         problem(
             problems,
@@ -63,7 +59,7 @@ pub(super) fn watchdog(
             MIN_TIMEOUT
         }
     };
-    let (recipients, schedules) = route_recipients("watchdog", &raw.to, targets, problems);
+    let reach = reach("watchdog", &raw.to, targets, problems);
     if let Some(templates) = templates {
         let sample = WatchdogData {
             silent_for: "1h 5m".to_string(),
@@ -90,24 +86,42 @@ pub(super) fn watchdog(
             }
         }
     }
-    let may_page = recipients.clone();
     Watchdog {
         matchers,
         timeout,
         route: Route {
             name: "watchdog".to_string(),
             matchers: Vec::new(),
-            recipients,
+            recipients: reach.recipients,
             template: WATCHDOG_SILENT.to_string(),
             send_resolved: true,
             max_segments: 1,
             gsm_only: false,
             continue_matching: false,
-            schedules,
-            may_page,
+            schedules: reach.schedules,
+            may_page: reach.may_page,
             active_time_intervals: Vec::new(),
             mute_time_intervals: Vec::new(),
             ignore_quiet_hours: true,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::load;
+
+    #[test]
+    fn the_watchdog_may_page_everyone_of_its_schedules() {
+        let config = load(
+            "recipients: {alice: \"+4915228817386\", bob: \"+4915254599371\", carol: \"+4915254599372\"}\n\
+             schedules: {primary: {rotation: {members: [bob, carol], shift: 1w, start: '2026-01-05T09:00'}}}\n\
+             watchdog: {matchers: ['alertname=\"Watchdog\"'], to: [alice, primary]}\n",
+        )
+        .unwrap();
+        let route = config.watchdog.unwrap().route;
+        assert_eq!(route.recipients, ["alice"]);
+        assert_eq!(route.schedules, ["primary"]);
+        assert_eq!(route.may_page, ["alice", "bob", "carol"]);
     }
 }

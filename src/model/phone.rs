@@ -58,3 +58,18 @@ impl fmt::Debug for PhoneNumber {
         write!(f, "PhoneNumber({})", self.masked())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_are_masked_when_shown() {
+        let n = PhoneNumber::parse("+4915228817386").unwrap();
+        assert_eq!(n.to_string(), "+49152******86");
+        assert_eq!(format!("{n:?}"), "PhoneNumber(+49152******86)");
+        assert!(PhoneNumber::parse("+49").is_err());
+        assert!(PhoneNumber::parse("+0049151").is_err());
+        assert!(PhoneNumber::parse("+49151abc45678").is_err());
+    }
+}

@@ -3,6 +3,7 @@
 //! local time across DST changes: a weekly shift that starts Monday 09:00 in Europe/Berlin starts
 //! Monday 09:00 there in summer and in winter. Pure functions of an explicit time.
 
+pub mod quiet_hours;
 pub mod shifts;
 pub mod timeinterval;
 

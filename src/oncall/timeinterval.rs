@@ -3,6 +3,8 @@
 //! the month's end), `months`, `years` and a `location`. A field left out matches every time; an
 //! interval matches when all of its fields do; a named interval when any of its intervals does.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -339,9 +341,17 @@ fn days_in_month(year: i32, month: u32) -> u32 {
         .map_or(31, |last| last.day())
 }
 
-/// A named set of intervals: active when any of them contains the time.
-pub fn any_contains(intervals: &[TimeInterval], at: DateTime<Utc>) -> bool {
-    intervals.iter().any(|i| i.contains(at))
+/// The config's `time_intervals`: each name with its intervals.
+pub type NamedIntervals = BTreeMap<String, Vec<TimeInterval>>;
+
+/// Whether one of the intervals named `names` contains `at`: a named set of intervals is active
+/// when any of its intervals is. A name that is not defined contains nothing.
+pub fn any_named_contains(intervals: &NamedIntervals, names: &[String], at: DateTime<Utc>) -> bool {
+    names
+        .iter()
+        .filter_map(|name| intervals.get(name))
+        .flatten()
+        .any(|interval| interval.contains(at))
 }
 
 #[cfg(test)]

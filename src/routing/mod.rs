@@ -3,49 +3,14 @@
 //! that reach them in their quiet hours).
 
 pub mod matcher;
+pub mod rules;
 
-use chrono::{DateTime, Utc};
+pub use rules::{At, Rules};
 
-use crate::config::{Config, Route};
+use crate::config::Route;
 use crate::model::alert::{Alert, AlertStatus, Notification};
 use crate::model::outcome::SuppressReason;
 use crate::routing::matcher::matches_all;
-
-/// What decides, at the instant an SMS is planned, who a route texts and what it holds back.
-pub trait Rules<'a> {
-    /// The route's recipients, its schedules resolved.
-    fn recipients(&self, route: &'a Route) -> Vec<&'a str>;
-    /// The route is outside its active or inside a mute time interval.
-    fn muted(&self, route: &Route) -> bool;
-    /// `recipient` is in quiet hours and `route` does not page through them.
-    fn quiet(&self, route: &Route, recipient: &str) -> bool;
-}
-
-/// A config's rules at an instant: who is on call, what is muted, who is in quiet hours.
-pub struct At<'a> {
-    config: &'a Config,
-    at: DateTime<Utc>,
-}
-
-impl<'a> At<'a> {
-    pub fn new(config: &'a Config, at: DateTime<Utc>) -> Self {
-        At { config, at }
-    }
-}
-
-impl<'a> Rules<'a> for At<'a> {
-    fn recipients(&self, route: &'a Route) -> Vec<&'a str> {
-        self.config.recipients_at(route, self.at)
-    }
-
-    fn muted(&self, route: &Route) -> bool {
-        self.config.muted_at(route, self.at)
-    }
-
-    fn quiet(&self, route: &Route, recipient: &str) -> bool {
-        !route.ignore_quiet_hours && self.config.in_quiet_hours(recipient, self.at)
-    }
-}
 
 /// One SMS to be: a recipient and the alerts it covers. Template and budget come from `route`, the
 /// first route that gave this recipient an alert.

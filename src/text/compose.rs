@@ -48,7 +48,13 @@ pub struct Plan {
 /// What `notification` leads to at `now`: who is on call, which routes are muted and who is in
 /// quiet hours are all decided at that instant.
 pub fn plan(config: &Config, notification: &Notification, now: DateTime<Utc>) -> Plan {
-    let routing = routing::route(notification, &config.routes, &routing::At::new(config, now));
+    let rules = routing::At::new(
+        &config.schedules,
+        &config.time_intervals,
+        &config.quiet_hours,
+        now,
+    );
+    let routing = routing::route(notification, &config.routes, &rules);
     Plan {
         messages: routing
             .deliveries
@@ -277,7 +283,13 @@ mod tests {
 
     fn compose_one(config: &Config, n: &Notification) -> Sms {
         let now = "2026-11-25T10:00:00Z".parse().unwrap();
-        let routing = routing::route(n, &config.routes, &routing::At::new(config, now));
+        let rules = routing::At::new(
+            &config.schedules,
+            &config.time_intervals,
+            &config.quiet_hours,
+            now,
+        );
+        let routing = routing::route(n, &config.routes, &rules);
         compose(config, n, &routing.deliveries[0], now).unwrap()
     }
 

@@ -17,6 +17,7 @@ use crate::delivery::Policy;
 use crate::model::content_key::ContentKey;
 use crate::model::outcome::{Outcome, SuppressReason};
 use crate::ratelimit::Limits;
+use crate::routing::rules::recipients_at;
 use crate::state::Keep;
 use crate::text::compose::Sms;
 use crate::text::template::{WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
@@ -237,8 +238,7 @@ async fn send(
             )
         }
     };
-    let messages: Vec<Sms> = config
-        .recipients_at(&watchdog.route, now)
+    let messages: Vec<Sms> = recipients_at(&watchdog.route, &config.schedules, now)
         .into_iter()
         .filter_map(|recipient| {
             let number = config.recipients.get(recipient)?.clone();

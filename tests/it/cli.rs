@@ -256,6 +256,28 @@ fn render_at_a_given_time_shows_who_is_paged_and_what_is_muted() {
 }
 
 #[test]
+fn check_config_at_a_given_time_names_who_is_in_quiet_hours() {
+    // The critical route without its ignore_quiet_hours: bob, on call, is in his nights.
+    let dir = example_service_dir(Some(&|config: &mut yaml_serde::Value| {
+        config["routes"][0]["ignore_quiet_hours"] = false.into();
+    }));
+    let out = run(&[
+        "check-config",
+        &example_config(&dir),
+        "--at=2026-11-25T03:00:00+01:00",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).ends_with(
+            "at 2026-11-25T03:00:00+01:00:\n  route critical: texts bob (in quiet hours: bob)\n  \
+             route warnings: muted\n"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn oncall_prints_who_is_on_call_and_the_next_handoffs() {
     let dir = example_service_dir(None);
     let out = run(&[
