@@ -9,6 +9,7 @@ use std::path::Path;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::ingest;
 use alertmanager_sipgate::model::alert::Alert;
+use alertmanager_sipgate::pipeline;
 use alertmanager_sipgate::routing;
 use alertmanager_sipgate::text::compose;
 use alertmanager_sipgate::text::template::MessageData;
@@ -107,13 +108,13 @@ fn pipeline(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("route+render+fit", n),
             &notification,
-            |b, n| b.iter(|| compose::plan(&config, black_box(n), now)),
+            |b, n| b.iter(|| pipeline::plan(&config, black_box(n), now)),
         );
         group.bench_with_input(BenchmarkId::new("whole", n), &body, |b, body| {
             b.iter(|| {
                 let n =
                     ingest::parse_alertmanager(black_box(body)).unwrap_or_else(|e| panic!("{e}"));
-                compose::plan(&config, &n, now)
+                pipeline::plan(&config, &n, now)
             })
         });
     }

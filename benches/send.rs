@@ -15,8 +15,9 @@ use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Policy;
 use alertmanager_sipgate::ingest;
 use alertmanager_sipgate::model::content_key::ContentKey;
+use alertmanager_sipgate::pipeline;
 use alertmanager_sipgate::startup::{Options, Service};
-use alertmanager_sipgate::text::compose::{self, Sms};
+use alertmanager_sipgate::text::compose::Sms;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::{StreamExt, stream};
 
@@ -66,7 +67,7 @@ fn config(api_url: &str) -> Config {
 fn sms(config: &Config) -> Sms {
     let body = include_bytes!("../tests/fixtures/alertmanager-0.25/firing-diskfull.json");
     let notification = ingest::parse_alertmanager(body).unwrap_or_else(|e| fail(e));
-    let mut plan = compose::plan(config, &notification, chrono::Utc::now());
+    let mut plan = pipeline::plan(config, &notification, chrono::Utc::now());
     plan.messages.pop().unwrap_or_else(|| fail("no SMS"))
 }
 

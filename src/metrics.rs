@@ -9,9 +9,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::config::Route;
 use crate::model::alert::AlertStatus;
 use crate::model::outcome::{FailureReason, SuppressReason};
+use crate::routing::Route;
 
 const NAMESPACE: &str = "alertmanager_sipgate";
 

@@ -1,4 +1,4 @@
-//! One notification in, one report out: input limits, routing and composing (`compose::plan`),
+//! One notification in, one report out: input limits, routing and composing (`plan`),
 //! delivery, and what is counted and logged about it. No HTTP in here; the server only parses
 //! the body before and turns the report into an answer after.
 
@@ -6,13 +6,15 @@ use chrono::{DateTime, Utc};
 use tokio::time::{Instant, timeout_at};
 
 use crate::app::Live;
+use crate::config::Config;
 use crate::delivery::{Deliverer, Policy};
 use crate::metrics::{Metrics, Truncated};
 use crate::model::alert::{Alert, AlertStatus, Notification};
 use crate::model::outcome::{Outcome, SmsReport, SuppressReason};
+use crate::routing;
 use crate::routing::matcher::matches_all;
 use crate::state::Keep;
-use crate::text::compose;
+use crate::text::compose::{Sms, compose};
 
 /// What became of each SMS of a notification, and of the alerts no route took.
 #[derive(Debug)]
@@ -33,6 +35,56 @@ impl Report {
     /// forget the notification.
     pub fn all_delivered(&self) -> bool {
         self.failed() == 0
+    }
+}
+
+/// An SMS held back on purpose before it was composed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub route: String,
+    pub recipient: String,
+    pub reason: SuppressReason,
+}
+
+/// Everything one notification leads to, before anything is sent.
+#[derive(Debug)]
+pub struct Plan {
+    pub messages: Vec<Sms>,
+    /// Held back by the route: it does not send resolved alerts, or it is muted now.
+    pub held: Vec<Held>,
+    /// Alerts that matched no route.
+    pub unrouted: usize,
+}
+
+/// What `notification` leads to at `now`: who is on call, which routes are muted and who is in
+/// quiet hours are all decided at that instant.
+pub fn plan(config: &Config, notification: &Notification, now: DateTime<Utc>) -> Plan {
+    let rules = routing::At::new(
+        &config.schedules,
+        &config.time_intervals,
+        &config.quiet_hours,
+        now,
+    );
+    let routing = routing::route(notification, &config.routes, &rules);
+    Plan {
+        messages: routing
+            .deliveries
+            .iter()
+            .filter_map(|d| {
+                let number = config.recipients.get(d.recipient)?.clone();
+                Some(compose(&config.templates, number, notification, d, now))
+            })
+            .collect(),
+        held: routing
+            .held
+            .iter()
+            .map(|h| Held {
+                route: h.route.name.clone(),
+                recipient: h.recipient.to_string(),
+                reason: h.reason,
+            })
+            .collect(),
+        unrouted: routing.unrouted.len(),
     }
 }
 
@@ -72,7 +124,7 @@ pub async fn run(
         }
     };
     count_input(&mut notification, live.config.server.max_alerts, metrics);
-    let plan = compose::plan(&live.config, &notification, now);
+    let plan = plan(&live.config, &notification, now);
     if plan.unrouted > 0 {
         metrics.sms_suppressed("", SuppressReason::NoRoute, plan.unrouted);
         tracing::warn!(

@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::{At, load_config};
 use crate::ingest;
 use crate::model::outcome::SuppressReason;
-use crate::text::compose;
+use crate::pipeline;
 use crate::text::plural::counted;
 
 pub(super) fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow::Result<()> {
@@ -25,7 +25,7 @@ pub(super) fn render(config_path: &Path, at: &At, payload_path: &Path) -> anyhow
     };
     let notification = ingest::parse_alertmanager(&body)
         .with_context(|| format!("in {}", payload_path.display()))?;
-    let plan = compose::plan(&config, &notification, at.or_now());
+    let plan = pipeline::plan(&config, &notification, at.or_now());
     for sms in &plan.messages {
         println!(
             "route: {}  recipient: {}  encoding: {}  characters: {}  segments: {}",

@@ -25,10 +25,10 @@ mod state;
 mod templates;
 mod watchdog;
 
+use crate::routing::Route;
 pub use delivery::{DeliveryConfig, SEND_RESERVE};
 pub use field::{parse_duration, parse_size};
 pub use problem::Problem;
-pub use routes::Route;
 pub use secret::{EnvLookup, Secret, process_env};
 pub use server::{GrafanaHmac, InboundAuth, ServerConfig};
 pub use sipgate::{

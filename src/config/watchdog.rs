@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use super::field::parse_duration;
 use super::problem::{Problem, problem};
-use super::routes::{Route, Targets, matchers, reach};
+use super::routes::{Targets, matchers, reach};
+use crate::routing::Route;
 use crate::routing::matcher::Matcher;
 use crate::text::template::{Templates, WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
 

@@ -3,11 +3,12 @@
 //! that reach them in their quiet hours).
 
 pub mod matcher;
+pub mod route;
 pub mod rules;
 
+pub use route::Route;
 pub use rules::{At, Rules};
 
-use crate::config::Route;
 use crate::model::alert::{Alert, AlertStatus, Notification};
 use crate::model::outcome::SuppressReason;
 use crate::routing::matcher::matches_all;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Route;
+use super::Route;
 use crate::oncall::Schedule;
 use crate::oncall::quiet_hours::{QuietHours, in_quiet_hours};
 use crate::oncall::timeinterval::{NamedIntervals, any_named_contains};

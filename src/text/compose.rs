@@ -4,14 +4,12 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
 use crate::model::alert::{Alert, AlertStatus, Notification};
 use crate::model::content_key::ContentKey;
-use crate::model::outcome::SuppressReason;
 use crate::model::phone::PhoneNumber;
-use crate::routing::{self, Delivery};
+use crate::routing::Delivery;
 use crate::text::sms::{self, Encoding, SmsSize};
-use crate::text::template::{self, MessageData};
+use crate::text::template::{self, MessageData, Templates};
 
 #[derive(Debug, Clone)]
 pub struct Sms {
@@ -27,69 +25,24 @@ pub struct Sms {
     pub quiet: bool,
 }
 
-/// An SMS held back on purpose before it was composed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    pub route: String,
-    pub recipient: String,
-    pub reason: SuppressReason,
-}
-
-/// Everything one notification leads to, before anything is sent.
-#[derive(Debug)]
-pub struct Plan {
-    pub messages: Vec<Sms>,
-    /// Held back by the route: it does not send resolved alerts, or it is muted now.
-    pub held: Vec<Held>,
-    /// Alerts that matched no route.
-    pub unrouted: usize,
-}
-
-/// What `notification` leads to at `now`: who is on call, which routes are muted and who is in
-/// quiet hours are all decided at that instant.
-pub fn plan(config: &Config, notification: &Notification, now: DateTime<Utc>) -> Plan {
-    let rules = routing::At::new(
-        &config.schedules,
-        &config.time_intervals,
-        &config.quiet_hours,
-        now,
-    );
-    let routing = routing::route(notification, &config.routes, &rules);
-    Plan {
-        messages: routing
-            .deliveries
-            .iter()
-            .filter_map(|d| compose(config, notification, d, now))
-            .collect(),
-        held: routing
-            .held
-            .iter()
-            .map(|h| Held {
-                route: h.route.name.clone(),
-                recipient: h.recipient.to_string(),
-                reason: h.reason,
-            })
-            .collect(),
-        unrouted: routing.unrouted.len(),
-    }
-}
-
+/// The SMS of one routed delivery to `number`: the route's template rendered and fitted into its
+/// segment budget.
 pub fn compose(
-    config: &Config,
+    templates: &Templates,
+    number: PhoneNumber,
     notification: &Notification,
     delivery: &Delivery<'_>,
     now: DateTime<Utc>,
-) -> Option<Sms> {
+) -> Sms {
     let route = delivery.route;
-    let number = config.recipients.get(delivery.recipient)?.clone();
     let text = Composer {
-        config,
+        templates,
         notification,
         delivery,
         now,
     }
     .fitted_text();
-    Some(Sms {
+    Sms {
         route: route.name.clone(),
         recipient: delivery.recipient.to_string(),
         number,
@@ -106,11 +59,11 @@ pub fn compose(
             if delivery.quiet { key.held_back() } else { key }
         },
         quiet: delivery.quiet,
-    })
+    }
 }
 
 struct Composer<'a> {
-    config: &'a Config,
+    templates: &'a Templates,
     notification: &'a Notification,
     delivery: &'a Delivery<'a>,
     now: DateTime<Utc>,
@@ -131,7 +84,7 @@ impl Composer<'_> {
             self.delivery.recipient,
             &alerts,
             self.now,
-            self.config.templates.fields(&route.template),
+            self.templates.fields(&route.template),
         );
         // Alerts the sender (Alertmanager's max_alerts) or the input limits left out.
         let dropped = usize::try_from(self.notification.truncated_alerts).unwrap_or(usize::MAX);
@@ -189,7 +142,7 @@ impl Composer<'_> {
     /// budget counts what is sent and a text of control characters only counts as empty.
     fn render(&self, data: &MessageData, shown: &[&Alert]) -> String {
         let route = self.delivery.route;
-        let templates = &self.config.templates;
+        let templates = self.templates;
         let render = |name: &str| {
             templates
                 .render(name, data)
@@ -264,7 +217,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::Config;
     use crate::model::alert::AlertStatus;
+    use crate::routing;
 
     fn config(route_extra: &str) -> Config {
         let yaml = format!(
@@ -290,7 +245,9 @@ mod tests {
             now,
         );
         let routing = routing::route(n, &config.routes, &rules);
-        compose(config, n, &routing.deliveries[0], now).unwrap()
+        let delivery = &routing.deliveries[0];
+        let number = config.recipients[delivery.recipient].clone();
+        compose(&config.templates, number, n, delivery, now)
     }
 
     /// Alert lines in a text rendered by the default template.

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::ingest::parse_alertmanager;
+use alertmanager_sipgate::pipeline;
 use alertmanager_sipgate::routing::matcher::{MatchOp, Matcher, parse_matchers};
-use alertmanager_sipgate::text::compose;
 use alertmanager_sipgate::text::sms::{self, Encoding};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -330,7 +330,7 @@ fn now() -> impl Strategy<Value = DateTime<Utc>> {
 fn check_render(body: &[u8], config: &Config, now: DateTime<Utc>) -> Result<(), TestCaseError> {
     let notification = parse_alertmanager(body).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let route = &config.routes[0];
-    let plan = compose::plan(config, &notification, now);
+    let plan = pipeline::plan(config, &notification, now);
     prop_assert_eq!(plan.unrouted, 0, "the only route matches everything");
     prop_assert!(plan.held.is_empty(), "resolved alerts are sent");
     prop_assert_eq!(
