@@ -18,10 +18,11 @@ use alertmanager_sipgate::config::{Config, ConfigError};
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::http;
 use alertmanager_sipgate::ingest;
+use alertmanager_sipgate::jobs::Runner;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::model::outcome::SuppressReason;
 use alertmanager_sipgate::oncall::ShowYear;
-use alertmanager_sipgate::oncall::shifts;
+use alertmanager_sipgate::oncall::shifts::ShiftJob;
 use alertmanager_sipgate::provider::{self, SendError, Sent, SmsProvider};
 use alertmanager_sipgate::state;
 use alertmanager_sipgate::test_sms::{self, Person};
@@ -29,7 +30,8 @@ use alertmanager_sipgate::text::compose;
 use alertmanager_sipgate::text::plural::counted;
 use alertmanager_sipgate::text::sms::MAX_SEGMENTS_CAP;
 use alertmanager_sipgate::version;
-use alertmanager_sipgate::{health, probe, watchdog};
+use alertmanager_sipgate::watchdog::WatchdogJob;
+use alertmanager_sipgate::{health, probe};
 use chrono::{DateTime, FixedOffset, Utc};
 
 /// What `--help` says about the environment. Values are never shown: they are secrets.
@@ -530,8 +532,18 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     ));
     sends.spawn(health::watch_credentials(state.clone(), state.current()));
     sends.spawn(health::watch_state(store.clone()));
-    sends.spawn(shifts::follow(state.clone()));
-    sends.spawn(watchdog::follow(state.clone()));
+    let jobs = Runner::new(
+        state.deliverer.clone(),
+        state.metrics.clone(),
+        state.clock.clone(),
+    )
+    .with(ShiftJob::default())
+    .with(WatchdogJob::new(state.heartbeats.clone()));
+    let current = {
+        let state = state.clone();
+        move || state.current()
+    };
+    sends.spawn(jobs.run(current, state.reloaded.clone()));
     let served = actix_web::rt::System::new().block_on(serve_until_signal(state, listener, grace));
     // After the sends in flight settled: what the file store has not written yet goes out now.
     let saved = sends.block_on(store.close());

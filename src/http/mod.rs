@@ -272,6 +272,7 @@ async fn handle_notification(
         &live,
         &state.deliverer,
         &state.metrics,
+        &state.heartbeats,
         notification,
         started,
         state.clock.datetime(),

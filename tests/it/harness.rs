@@ -14,7 +14,10 @@ use alertmanager_sipgate::clock::ManualClock;
 use alertmanager_sipgate::config::Config;
 use alertmanager_sipgate::delivery::Deliverer;
 use alertmanager_sipgate::http;
+use alertmanager_sipgate::jobs::Runner;
 use alertmanager_sipgate::metrics::Metrics;
+use alertmanager_sipgate::oncall::shifts::ShiftJob;
+use alertmanager_sipgate::watchdog::WatchdogJob;
 use serde::Serialize;
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
@@ -213,9 +216,9 @@ pub struct TestApp {
     /// The service's calendar time (on call, time intervals, quiet hours, texts): now at the
     /// start, and only moved by the test.
     pub clock: Arc<ManualClock>,
-    /// What the background jobs of this replica remember, for tests that run their ticks.
-    pub shift_notices: alertmanager_sipgate::oncall::shifts::Notices,
-    pub watch: alertmanager_sipgate::watchdog::Watch,
+    /// The background jobs of this replica, with what they remember; never run by themselves:
+    /// tests run their ticks (`tick`).
+    jobs: tokio::sync::Mutex<Runner>,
     _dir: tempfile::TempDir,
 }
 
@@ -252,6 +255,13 @@ impl TestApp {
             false,
             clock.clone(),
         ));
+        let jobs = Runner::new(
+            state.deliverer.clone(),
+            metrics.clone(),
+            state.clock.clone(),
+        )
+        .with(ShiftJob::default())
+        .with(WatchdogJob::new(state.heartbeats.clone()));
         let server = http::build(state.clone(), listener, Duration::from_secs(5)).unwrap();
         tokio::spawn(server);
         tokio::spawn(alertmanager_sipgate::health::watch_credentials(
@@ -265,14 +275,25 @@ impl TestApp {
             metrics,
             http: reqwest::Client::new(),
             clock,
-            shift_notices: Default::default(),
-            watch: Default::default(),
+            jobs: tokio::sync::Mutex::new(jobs),
             _dir: dir,
         }
     }
 
     pub async fn with_fake(fake: &MockServer) -> TestApp {
         TestApp::start(&config_yaml(&fake.uri())).await
+    }
+
+    /// Runs one tick of the background job named `job` at `now`, as the service's runner does
+    /// (claimed in the state store); when that job looks again.
+    pub async fn tick(
+        &self,
+        job: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        let live = self.state.current();
+        let mut jobs = self.jobs.lock().await;
+        jobs.tick(job, &live, now).await.expect("no such job")
     }
 
     pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
@@ -990,6 +1011,16 @@ impl Service {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// Reloads its config file (`POST /-/reload`), which must succeed.
+    pub async fn reload(&self) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/-/reload", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
     }
 
     pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {

@@ -347,15 +347,6 @@ async fn get(url: &str) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-async fn reload_service(service: &Service) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/-/reload", service.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 #[tokio::test]
 async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_is_retried_soon() {
     let fake = FakeSipgate::new().with_credential_check().start().await;
@@ -363,7 +354,7 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
     assert_eq!(credential_checks(&fake).await, 1);
 
     credential_check_answers(&fake, Some(1), ResponseTemplate::new(503)).await;
-    reload_service(&service).await;
+    service.reload().await;
     let ready = format!("{}/-/ready", service.url);
     let answers = std::cell::RefCell::new(Vec::new());
     // The retry comes after 1 s; the next after a failure used to come after 30 s.
@@ -409,7 +400,7 @@ async fn a_failed_credential_check_after_a_reload_leaves_the_service_ready_and_i
 
     // A definite refusal still makes it unready.
     credential_check_answers(&fake, None, ResponseTemplate::new(401)).await;
-    reload_service(&service).await;
+    service.reload().await;
     let (code, body) = eventually(Duration::from_secs(10), "the refusal counts", || {
         let ready = ready.clone();
         async move { Some(get(&ready).await).filter(|(code, _)| *code == 503) }
