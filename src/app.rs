@@ -11,6 +11,7 @@ use crate::delivery::Deliverer;
 use crate::metrics::Metrics;
 use crate::provider::sipgate::ClientError;
 use crate::provider::{self, CredentialCheck, SmsProvider};
+use crate::watchdog::heartbeat::Heartbeats;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialStatus {
@@ -122,11 +123,13 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub deliverer: Deliverer,
     pub metrics: Metrics,
+    /// The last heartbeat, which the pipeline records and the watchdog's job reads.
+    pub heartbeats: Arc<Heartbeats>,
     force_dry_run: bool,
     /// One reload at a time, so that two cannot interleave their swaps.
     reloading: Mutex<()>,
-    /// Wakes what follows the config (the shift task) after a reload.
-    pub reloaded: tokio::sync::Notify,
+    /// Wakes the background jobs after a reload.
+    pub reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -138,14 +141,16 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Self {
         metrics.initialize(&live.config.routes);
+        let heartbeats = Arc::new(Heartbeats::new(deliverer.store().clone(), metrics.clone()));
         AppState {
             live: ArcSwap::from_pointee(live),
             clock,
             deliverer,
             metrics,
+            heartbeats,
             force_dry_run,
             reloading: Mutex::new(()),
-            reloaded: tokio::sync::Notify::new(),
+            reloaded: Default::default(),
         }
     }
 

@@ -14,6 +14,11 @@ pub fn millis(d: Duration) -> Millis {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// `t` in Unix ms; a time before 1970 counts as the epoch.
+pub fn millis_at(t: DateTime<Utc>) -> Millis {
+    u64::try_from(t.timestamp_millis()).unwrap_or(0)
+}
+
 pub trait Clock: fmt::Debug + Send + Sync {
     fn now(&self) -> Millis;
 

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod jobs;
 pub mod log_sampler;
 pub mod metrics;
 pub mod model;

@@ -475,12 +475,6 @@ impl Metrics {
         gauge.set(gauge.get().max(at_millis as f64 / 1000.0));
     }
 
-    /// The last heartbeat this replica knows of, in Unix ms.
-    pub fn watchdog_last_seen_millis(&self) -> Option<u64> {
-        let seconds = self.service.watchdog_last_seen.get();
-        (seconds > 0.0).then(|| (seconds * 1000.0).round() as u64)
-    }
-
     pub fn watchdog_silent(&self, silent: bool) {
         self.service.watchdog_silent.set(i64::from(silent));
     }

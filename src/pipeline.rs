@@ -3,7 +3,7 @@
 //! the body before and turns the report into an answer after.
 
 use chrono::{DateTime, Utc};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use crate::app::Live;
 use crate::config::Config;
@@ -12,9 +12,8 @@ use crate::metrics::{Metrics, Truncated};
 use crate::model::alert::{Alert, AlertStatus, Notification};
 use crate::model::outcome::{Outcome, SmsReport, SuppressReason};
 use crate::routing;
-use crate::routing::matcher::matches_all;
-use crate::state::Keep;
 use crate::text::compose::{Sms, compose};
+use crate::watchdog::heartbeat::Heartbeats;
 
 /// What became of each SMS of a notification, and of the alerts no route took.
 #[derive(Debug)]
@@ -94,35 +93,20 @@ pub async fn run(
     live: &Live,
     deliverer: &Deliverer,
     metrics: &Metrics,
+    heartbeats: &Heartbeats,
     mut notification: Notification,
     started: Instant,
     now: DateTime<Utc>,
 ) -> Report {
     let policy = Policy::of(&live.config, started);
-    // Heartbeats are neither routed nor texted, nor cut by the input limits; a firing one says
-    // the pipeline works.
-    let beats = match &live.config.watchdog {
-        Some(watchdog) => notification.take_alerts(|a| matches_all(&watchdog.matchers, &a.labels)),
-        None => Vec::new(),
-    };
-    let heartbeat = beats
-        .iter()
-        .any(|a| a.status == AlertStatus::Firing)
-        .then(|| {
-            let at = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-            metrics.watchdog_seen(at);
-            at
-        });
-    // Recorded while the SMS go out, and no longer than the store may take for them: a slow
-    // store delays no page. One that cannot be asked is counted by it; this replica still knows.
-    let record_heartbeat = async {
-        if let Some(at) = heartbeat {
-            let mark = deliverer
-                .store()
-                .mark(crate::watchdog::HEARTBEAT, at, Keep::Latest);
-            let _ = timeout_at(policy.state_deadline, mark).await;
-        }
-    };
+    // Heartbeats first, so that the input limits never cut them; the store records them while
+    // the SMS go out.
+    let (beats, record_heartbeat) = heartbeats.take(
+        live.config.watchdog.as_ref(),
+        &mut notification,
+        now,
+        policy.state_deadline,
+    );
     count_input(&mut notification, live.config.server.max_alerts, metrics);
     let plan = plan(&live.config, &notification, now);
     if plan.unrouted > 0 {

@@ -80,7 +80,7 @@ pub fn reload(state: &AppState) -> Result<Arc<Live>, ReloadError> {
         .routes_changed(&old.config.routes, &live.config.routes);
     state.replace(live.clone());
     state.metrics.schedules_changed();
-    // A permit, so that a task busy at this moment looks again right after.
+    // A permit, so that a job busy at this moment looks again right after.
     state.reloaded.notify_one();
     // A new token or account may have fixed what the hold-off waits for.
     state.deliverer.clear_holdoff();

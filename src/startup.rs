@@ -13,10 +13,13 @@ use crate::app::{AppState, Live};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::Deliverer;
+use crate::jobs::Runner;
 use crate::metrics::{Metrics, MetricsError};
+use crate::oncall::shifts::ShiftJob;
 use crate::provider::sipgate::ClientError;
 use crate::state::{self, OpenError, StateStore};
-use crate::{health, http, watchdog};
+use crate::watchdog::WatchdogJob;
+use crate::{health, http};
 
 /// Why the service cannot be built from a config that loaded.
 #[derive(Debug, thiserror::Error)]
@@ -93,13 +96,27 @@ impl Service {
     }
 
     /// Everything that runs beside the requests for as long as the service does: the credential
-    /// check, the state store's health, the on-call shifts and the watchdog.
+    /// check, the state store's health and the background jobs.
     pub fn run_in_background(&self) {
         self.check_credentials();
         self.runtime.spawn(health::watch_state(self.store.clone()));
+        let state = self.state.clone();
+        let current = move || state.current();
         self.runtime
-            .spawn(crate::oncall::shifts::follow(self.state.clone()));
-        self.runtime.spawn(watchdog::follow(self.state.clone()));
+            .spawn(self.jobs().run(current, self.state.reloaded.clone()));
+    }
+
+    /// The background jobs, each with its own memory: the shift notices and the watchdog. Not
+    /// running: `run_in_background` runs them, and a test runs their ticks at instants it picks.
+    pub fn jobs(&self) -> Runner {
+        let state = &self.state;
+        Runner::new(
+            state.deliverer.clone(),
+            state.metrics.clone(),
+            state.clock.clone(),
+        )
+        .with(ShiftJob::default())
+        .with(WatchdogJob::new(state.heartbeats.clone()))
     }
 
     /// The HTTP server on `listener`; a graceful stop lets requests in flight finish within

@@ -276,6 +276,7 @@ async fn handle_notification(
         &live,
         &state.deliverer,
         &state.metrics,
+        &state.heartbeats,
         notification,
         started,
         state.clock.datetime(),

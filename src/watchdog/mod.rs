@@ -2,18 +2,22 @@
 //! for `watchdog.timeout`, one SMS says the alerting pipeline is silent, and one more says when it
 //! is back. The last heartbeat is shared through the state store, and each of the two SMS is sent
 //! by whichever replica claims it first; a failed alarm is sent again until it is accepted or the
-//! silence ends.
+//! silence ends. `heartbeat` takes the heartbeats out of notifications and remembers the last one;
+//! the job here looks at it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use crate::app::{AppState, Live};
-use crate::clock::Millis;
-use crate::config::Watchdog;
-use crate::delivery::Policy;
+use crate::app::Live;
+use crate::clock::{Millis, millis_at};
+use crate::config::{Config, Watchdog};
+use crate::delivery::{Deliverer, Policy};
+use crate::jobs::{Job, Tick};
 use crate::model::content_key::ContentKey;
 use crate::model::outcome::{Outcome, SuppressReason};
 use crate::ratelimit::Limits;
@@ -22,8 +26,13 @@ use crate::state::Keep;
 use crate::text::compose::Sms;
 use crate::text::template::{WATCHDOG_BACK, WATCHDOG_SILENT, WatchdogData};
 
-/// The mark of the last heartbeat in the state store.
-pub const HEARTBEAT: &str = "watchdog-heartbeat";
+pub mod heartbeat;
+
+use heartbeat::Heartbeats;
+
+/// The job's name in its claims.
+pub const JOB: &str = "watchdog";
+
 /// The earliest time a replica watched without any heartbeat yet: silence counts from there.
 const STARTED: &str = "watchdog-started";
 /// The start (`since`) of the last silence whose alarm every recipient accepted.
@@ -35,9 +44,20 @@ const ALARM_RETRY: Duration = Duration::from_secs(60);
 /// How long the claim of an all-clear is kept.
 const CLAIM_TTL: Duration = crate::state::MARK_TTL;
 
-/// What this replica knows of its own, for when the state store cannot be asked.
-#[derive(Debug, Default)]
-pub struct Watch(Mutex<Local>);
+/// How often the heartbeat is looked at without a watchdog configured, so that one added by a
+/// reload starts soon.
+const IDLE_PERIOD: Duration = Duration::from_secs(5);
+
+/// The watchdog's job: looks at the heartbeat every few seconds. What it remembers is this
+/// replica's own, for when the state store cannot be asked.
+#[derive(Debug)]
+pub struct WatchdogJob {
+    heartbeats: Arc<Heartbeats>,
+    /// When this process began to watch, at the earliest: silence counts from there while no
+    /// heartbeat came. Forgotten while no watchdog is configured.
+    watching_since: Option<Millis>,
+    local: Local,
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Local {
@@ -46,148 +66,166 @@ struct Local {
     /// Whether that silence had no heartbeat before it: what the all-clear says when the store
     /// cannot tell.
     alarmed_without_heartbeat: bool,
+    /// The silence whose all-clear this replica is done with (sent it, or found it claimed), so
+    /// that it neither asks the store again at every tick nor sends it twice when the store
+    /// was down while it went out.
+    cleared: Option<Millis>,
 }
 
-/// Looks at the heartbeat every few seconds for as long as the service runs. Silence counts
-/// from when the watchdog was first configured in this process, at the earliest.
-pub async fn follow(state: Arc<AppState>) {
-    let watch = Watch::default();
-    let mut watching_since: Option<Millis> = None;
-    loop {
-        let live = state.current();
-        let interval = match &live.config.watchdog {
-            Some(w) => {
-                watching_since.get_or_insert(state.clock.now());
-                (w.timeout / 10).clamp(Duration::from_secs(1), Duration::from_secs(5))
-            }
+impl WatchdogJob {
+    /// Reads the heartbeats the pipeline takes out of notifications.
+    pub fn new(heartbeats: Arc<Heartbeats>) -> Self {
+        WatchdogJob {
+            heartbeats,
+            watching_since: None,
+            local: Local::default(),
+        }
+    }
+}
+
+impl Job for WatchdogJob {
+    fn name(&self) -> &'static str {
+        JOB
+    }
+
+    /// A tenth of the timeout, between 1 and 5 seconds: a silence is seen soon after it began.
+    fn period(&self, config: &Config) -> Duration {
+        match &config.watchdog {
+            Some(w) => (w.timeout / 10).clamp(Duration::from_secs(1), Duration::from_secs(5)),
+            None => IDLE_PERIOD,
+        }
+    }
+
+    fn tick<'a>(&'a mut self, tick: &'a Tick<'_>) -> BoxFuture<'a, DateTime<Utc>> {
+        async move {
+            self.look(tick).await;
+            let period = self.period(&tick.live.config);
+            tick.now + chrono::Duration::from_std(period).unwrap_or_default()
+        }
+        .boxed()
+    }
+}
+
+impl WatchdogJob {
+    /// Does what is due at `tick.now`. The gauges and this replica's memory on every replica;
+    /// the SMS only where the tick is claimed, and each SMS is claimed on its own as well.
+    async fn look(&mut self, tick: &Tick<'_>) {
+        let (live, now) = (tick.live, tick.now);
+        let Some(watchdog) = &live.config.watchdog else {
+            self.watching_since = None;
+            tick.metrics.watchdog_silent(false);
+            return;
+        };
+        let now_ms = millis_at(now);
+        let started = *self.watching_since.get_or_insert(now_ms);
+        let store = tick.deliverer.store();
+        // The shared heartbeat, or this replica's own when the store cannot be asked.
+        let last_beat = self.heartbeats.last().await;
+        let since = match last_beat {
+            Some(beat) => beat,
             None => {
-                watching_since = None;
-                Duration::from_secs(5)
+                // No heartbeat yet anywhere: the earliest start that is watching, the same for
+                // every replica sharing the store.
+                let _ = store.mark(STARTED, started, Keep::Earliest).await;
+                store
+                    .marked(STARTED)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(started)
             }
         };
-        tick(
-            &state,
-            &watch,
-            state.clock.datetime(),
-            watching_since.unwrap_or(0),
-        )
-        .await;
-        tokio::time::sleep(interval).await;
-    }
-}
-
-fn ms(t: DateTime<Utc>) -> Millis {
-    u64::try_from(t.timestamp_millis()).unwrap_or(0)
-}
-
-/// Does what is due at `now` for a watchdog watched since `started` (Unix ms).
-pub async fn tick(state: &AppState, watch: &Watch, now: DateTime<Utc>, started: Millis) {
-    let live = state.current();
-    let Some(watchdog) = &live.config.watchdog else {
-        state.metrics.watchdog_silent(false);
-        return;
-    };
-    let now_ms = ms(now);
-    let store = state.deliverer.store();
-    // The shared heartbeat, or this replica's own when the store cannot be asked.
-    let local_beat = state.metrics.watchdog_last_seen_millis();
-    let shared = store.marked(HEARTBEAT).await.ok().flatten();
-    let last_beat = shared.max(local_beat);
-    if let Some(beat) = last_beat {
-        state.metrics.watchdog_seen(beat);
-    }
-    let since = match last_beat {
-        Some(beat) => beat,
-        None => {
-            // No heartbeat yet anywhere: the earliest start that is watching, the same for
-            // every replica sharing the store.
-            let _ = store.mark(STARTED, started, Keep::Earliest).await;
-            store
-                .marked(STARTED)
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or(started)
-        }
-    };
-    let silent = Duration::from_millis(now_ms.saturating_sub(since)) > watchdog.timeout;
-    state.metrics.watchdog_silent(silent);
-    let local = *watch.0.lock().unwrap_or_else(|p| p.into_inner());
-    let alarmed = match store.marked(ALARMED).await {
-        Ok(shared) => shared.max(local.alarmed),
-        Err(_) => local.alarmed,
-    };
-    if silent {
-        if alarmed == Some(since) {
-            return;
-        }
-        // One try per minute across all replicas, until every recipient took it.
-        let attempt = format!("watchdog:silent:{since}:{}", now_ms / ms_of(ALARM_RETRY));
-        if matches!(store.claim_once(&attempt, ALARM_RETRY).await, Ok(false)) {
-            return;
-        }
-        let alarm = Alarm {
-            template: WATCHDOG_SILENT,
-            event: format!("watchdog:silent:{since}"),
-            since,
-            silent_for: Duration::from_millis(now_ms.saturating_sub(since)),
-            heartbeat_seen: last_beat.is_some(),
+        let silent = Duration::from_millis(now_ms.saturating_sub(since)) > watchdog.timeout;
+        tick.metrics.watchdog_silent(silent);
+        let local = self.local;
+        let alarmed = match store.marked(ALARMED).await {
+            Ok(shared) => shared.max(local.alarmed),
+            Err(_) => local.alarmed,
         };
-        let texted = short_duration(alarm.silent_for);
-        if alarm.heartbeat_seen {
-            tracing::error!(
-                silent_for = %texted,
-                "the alerting pipeline is silent: no Watchdog heartbeat for longer than \
-                 watchdog.timeout; Prometheus, Alertmanager or the network between them may be \
-                 down, so other alerts may not reach anyone either; paging watchdog.to"
-            );
-        } else {
-            tracing::error!(
-                silent_for = %texted,
-                "no Watchdog heartbeat has come since the service started: check that Prometheus \
-                 fires the always-firing Watchdog alert and that Alertmanager routes it to this \
-                 service (watchdog.matchers); paging watchdog.to"
-            );
-        }
-        if send(state, &live, watchdog, &alarm, now).await {
-            *watch.0.lock().unwrap_or_else(|p| p.into_inner()) = Local {
-                alarmed: Some(since),
-                alarmed_without_heartbeat: !alarm.heartbeat_seen,
-            };
-            let _ = store.mark(ALARMED, since, Keep::Latest).await;
-        }
-    } else if let Some(silence) = alarmed.filter(|s| *s < since) {
-        // A heartbeat after a silence that was alarmed: the all-clear, once.
-        let event = format!("watchdog:back:{silence}");
-        if !matches!(store.claim_once(&event, CLAIM_TTL).await, Ok(false)) {
-            // A silence counted from the start had no heartbeat before it.
-            let from_start = match store.marked(STARTED).await {
-                Ok(started) => started == Some(silence),
-                Err(_) => local.alarmed_without_heartbeat,
-            };
+        if silent {
+            if alarmed == Some(since) {
+                return;
+            }
+            // Another replica may do this tick; this one looks again at its next.
+            if !tick.claim().await {
+                return;
+            }
+            // One try per minute across all replicas, until every recipient took it.
+            let attempt = format!("watchdog:silent:{since}:{}", now_ms / ms_of(ALARM_RETRY));
+            if matches!(store.claim_once(&attempt, ALARM_RETRY).await, Ok(false)) {
+                return;
+            }
             let alarm = Alarm {
-                template: WATCHDOG_BACK,
-                event,
-                since: silence,
-                silent_for: Duration::from_millis(since.saturating_sub(silence)),
-                heartbeat_seen: !from_start,
+                template: WATCHDOG_SILENT,
+                event: format!("watchdog:silent:{since}"),
+                since,
+                silent_for: Duration::from_millis(now_ms.saturating_sub(since)),
+                heartbeat_seen: last_beat.is_some(),
             };
-            let silent_for = short_duration(alarm.silent_for);
-            if from_start {
-                tracing::info!(
-                    %silent_for,
-                    "the alerting pipeline is back: the first Watchdog heartbeat since the start arrived"
+            let texted = short_duration(alarm.silent_for);
+            if alarm.heartbeat_seen {
+                tracing::error!(
+                    silent_for = %texted,
+                    "the alerting pipeline is silent: no Watchdog heartbeat for longer than \
+                     watchdog.timeout; Prometheus, Alertmanager or the network between them may be \
+                     down, so other alerts may not reach anyone either; paging watchdog.to"
                 );
             } else {
-                tracing::info!(
-                    %silent_for,
-                    "the alerting pipeline is back: Watchdog heartbeats arrive again"
+                tracing::error!(
+                    silent_for = %texted,
+                    "no Watchdog heartbeat has come since the service started: check that Prometheus \
+                     fires the always-firing Watchdog alert and that Alertmanager routes it to this \
+                     service (watchdog.matchers); paging watchdog.to"
                 );
             }
-            send(state, &live, watchdog, &alarm, now).await;
+            if send(tick.deliverer, live, watchdog, &alarm, now).await {
+                self.local = Local {
+                    alarmed: Some(since),
+                    alarmed_without_heartbeat: !alarm.heartbeat_seen,
+                    cleared: None,
+                };
+                let _ = store.mark(ALARMED, since, Keep::Latest).await;
+            }
+        } else if let Some(silence) = alarmed.filter(|s| *s < since && local.cleared != Some(*s)) {
+            // A heartbeat after a silence that was alarmed: the all-clear, once. Another replica
+            // may do this tick; this one looks again at its next.
+            if !tick.claim().await {
+                return;
+            }
+            let event = format!("watchdog:back:{silence}");
+            if !matches!(store.claim_once(&event, CLAIM_TTL).await, Ok(false)) {
+                // A silence counted from the start had no heartbeat before it.
+                let from_start = match store.marked(STARTED).await {
+                    Ok(started) => started == Some(silence),
+                    Err(_) => local.alarmed_without_heartbeat,
+                };
+                let alarm = Alarm {
+                    template: WATCHDOG_BACK,
+                    event,
+                    since: silence,
+                    silent_for: Duration::from_millis(since.saturating_sub(silence)),
+                    heartbeat_seen: !from_start,
+                };
+                let silent_for = short_duration(alarm.silent_for);
+                if from_start {
+                    tracing::info!(
+                        %silent_for,
+                        "the alerting pipeline is back: the first Watchdog heartbeat since the start arrived"
+                    );
+                } else {
+                    tracing::info!(
+                        %silent_for,
+                        "the alerting pipeline is back: Watchdog heartbeats arrive again"
+                    );
+                }
+                send(tick.deliverer, live, watchdog, &alarm, now).await;
+            }
+            // Whatever became of the all-clear, this silence is over; the claim keeps it once.
+            self.local = Local {
+                cleared: Some(silence),
+                ..Local::default()
+            };
         }
-        // Whatever became of the all-clear, this silence is over; the claim keeps it once.
-        *watch.0.lock().unwrap_or_else(|p| p.into_inner()) = Local::default();
     }
 }
 
@@ -209,7 +247,7 @@ struct Alarm {
 /// Sends the watchdog's SMS to whoever `watchdog.to` names now; true when every one was
 /// accepted or held back on purpose.
 async fn send(
-    state: &AppState,
+    deliverer: &Deliverer,
     live: &Live,
     watchdog: &Watchdog,
     alarm: &Alarm,
@@ -264,10 +302,7 @@ async fn send(
         },
         ..Policy::of(&live.config, Instant::now())
     };
-    let reports = state
-        .deliverer
-        .deliver(&live.provider, messages, policy)
-        .await;
+    let reports = deliverer.deliver(&live.provider, messages, policy).await;
     reports.iter().all(|r| {
         matches!(r.outcome, Outcome::Sent | Outcome::DryRun)
             || r.reason == Some(SuppressReason::Duplicate.as_str())
@@ -290,7 +325,160 @@ fn short_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::heartbeat::tests::{at, config, notification};
     use super::*;
+    use crate::jobs::Runner;
+    use crate::metrics::Metrics;
+    use crate::state::faulty::{Faulty, Op};
+    use crate::state::{MemoryStore, StateError};
+
+    /// One replica in dry-run on a store that a test takes down and brings back.
+    struct Replica {
+        live: Live,
+        runner: Runner,
+        heartbeats: Arc<Heartbeats>,
+        store: Arc<Faulty>,
+        down: Arc<AtomicBool>,
+        metrics: Metrics,
+    }
+
+    impl Replica {
+        fn new() -> Replica {
+            let down = Arc::new(AtomicBool::new(false));
+            let is_down = down.clone();
+            let store = Arc::new(Faulty::new(
+                MemoryStore::new(100, Arc::new(crate::clock::SystemClock)),
+                move |_| {
+                    let down = is_down.load(Ordering::SeqCst);
+                    async move {
+                        match down {
+                            true => Err(StateError::Unavailable("down".to_string())),
+                            false => Ok(()),
+                        }
+                    }
+                    .boxed()
+                },
+            ));
+            Replica::on(store, down)
+        }
+
+        /// Another replica on the same store.
+        fn beside(&self) -> Replica {
+            Replica::on(self.store.clone(), self.down.clone())
+        }
+
+        fn on(store: Arc<Faulty>, down: Arc<AtomicBool>) -> Replica {
+            let metrics = Metrics::new().unwrap();
+            let deliverer = Deliverer::new(
+                store.clone(),
+                1,
+                1,
+                tokio::runtime::Handle::current(),
+                metrics.clone(),
+            );
+            let heartbeats = Arc::new(Heartbeats::new(store.clone(), metrics.clone()));
+            let clock = Arc::new(crate::clock::SystemClock);
+            let runner = Runner::new(deliverer, metrics.clone(), clock)
+                .with(WatchdogJob::new(heartbeats.clone()));
+            Replica {
+                live: Live::new(config(), true).unwrap(),
+                runner,
+                heartbeats,
+                store,
+                down,
+                metrics,
+            }
+        }
+
+        async fn heartbeat(&self, now: &str) {
+            let mut beat = notification(&[("Watchdog", "firing")]);
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let watchdog = self.live.config.watchdog.as_ref();
+            let (_, record) = self.heartbeats.take(watchdog, &mut beat, at(now), deadline);
+            record.await;
+        }
+
+        async fn tick(&mut self, now: &str) {
+            self.runner.tick(JOB, &self.live, at(now)).await.unwrap();
+        }
+
+        /// The watchdog's SMS so far (dry-run: logged, not sent).
+        fn sms(&self) -> String {
+            let metrics = self.metrics.render();
+            let line = metrics.lines().find(|l| {
+                l.starts_with("alertmanager_sipgate_sms_dry_run_total{route=\"watchdog\"}")
+            });
+            line.unwrap_or("none").to_string()
+        }
+    }
+
+    /// Each replica exports its own gauge, so every one says that the pipeline is silent; one of
+    /// them sends the alarm.
+    #[tokio::test]
+    async fn every_replica_says_it_is_silent_and_one_sends_the_alarm() {
+        let mut a = Replica::new();
+        let mut b = a.beside();
+        a.heartbeat("2026-01-12T08:00:00Z").await;
+        tokio::join!(
+            a.tick("2026-01-12T08:10:01Z"),
+            b.tick("2026-01-12T08:10:02Z")
+        );
+        for replica in [&a, &b] {
+            let metrics = replica.metrics.render();
+            assert!(
+                metrics.contains("alertmanager_sipgate_watchdog_silent 1\n"),
+                "{metrics}"
+            );
+            assert!(
+                metrics.contains(
+                    "alertmanager_sipgate_watchdog_last_seen_timestamp_seconds 1768204800\n"
+                ),
+                "{metrics}"
+            );
+        }
+        assert_eq!(
+            [a.sms(), b.sms()]
+                .iter()
+                .filter(|s| s.ends_with(" 1"))
+                .count(),
+            1
+        );
+    }
+
+    /// Once the all-clear is done with, the job asks the store for no more claims of it.
+    #[tokio::test]
+    async fn after_the_all_clear_the_ticks_claim_nothing() {
+        let mut replica = Replica::new();
+        replica.heartbeat("2026-01-12T08:00:00Z").await;
+        replica.tick("2026-01-12T08:10:01Z").await;
+        replica.heartbeat("2026-01-12T08:20:00Z").await;
+        replica.tick("2026-01-12T08:20:01Z").await;
+        assert!(replica.sms().ends_with(" 2"), "{}", replica.sms());
+        let claims = replica.store.asked(Op::ClaimOnce).len();
+        for now in ["08:20:06", "08:20:11", "08:20:16"] {
+            replica.tick(&format!("2026-01-12T{now}Z")).await;
+        }
+        assert_eq!(replica.store.asked(Op::ClaimOnce).len(), claims);
+    }
+
+    /// An all-clear sent while the store could not be asked is not sent again when it answers.
+    #[tokio::test]
+    async fn an_all_clear_sent_while_the_store_was_down_is_sent_once() {
+        let mut replica = Replica::new();
+        replica.heartbeat("2026-01-12T08:00:00Z").await;
+        replica.tick("2026-01-12T08:10:01Z").await;
+        assert!(replica.sms().ends_with(" 1"), "{}", replica.sms());
+        replica.down.store(true, Ordering::SeqCst);
+        replica.heartbeat("2026-01-12T08:20:00Z").await;
+        replica.tick("2026-01-12T08:20:01Z").await;
+        assert!(replica.sms().ends_with(" 2"), "{}", replica.sms());
+        replica.down.store(false, Ordering::SeqCst);
+        replica.tick("2026-01-12T08:20:06Z").await;
+        replica.tick("2026-01-12T08:20:11Z").await;
+        assert!(replica.sms().ends_with(" 2"), "{}", replica.sms());
+    }
 
     #[test]
     fn durations_read_short() {

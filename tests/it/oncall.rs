@@ -223,7 +223,7 @@ async fn the_oncall_endpoint_names_who_and_until_when_behind_the_same_credential
 async fn the_gauge_follows_a_handoff() {
     let fake = FakeSipgate::new().start().await;
     let app = TestApp::start(&on_call_config(&fake.uri()).yaml()).await;
-    let next = shifts::tick(&app.state, &app.shift_notices, at("2026-01-12T07:59:59Z")).await;
+    let next = app.tick(shifts::JOB, at("2026-01-12T07:59:59Z")).await;
     assert_eq!(
         next,
         at("2026-01-12T08:00:00Z"),
@@ -239,7 +239,7 @@ async fn the_gauge_follows_a_handoff() {
         metrics.contains("alertmanager_sipgate_oncall{recipient=\"bob\",schedule=\"primary\"} 0\n"),
         "{metrics}"
     );
-    shifts::tick(&app.state, &app.shift_notices, at("2026-01-12T08:00:00Z")).await;
+    app.tick(shifts::JOB, at("2026-01-12T08:00:00Z")).await;
     let metrics = app.metrics.render();
     assert!(
         metrics
@@ -264,7 +264,7 @@ async fn a_shift_notice_across_the_new_year_does_not_grow_by_the_year() {
     let mut config = on_call_config(&fake.uri());
     config.schedules.get_mut("primary").unwrap()["notify_shift_start"] = true.into();
     let app = TestApp::start(&config.yaml()).await;
-    shifts::tick(&app.state, &app.shift_notices, at("2026-12-28T08:00:00Z")).await;
+    app.tick(shifts::JOB, at("2026-12-28T08:00:00Z")).await;
     assert_eq!(
         sent_sms(&fake).await,
         [(
@@ -272,6 +272,29 @@ async fn a_shift_notice_across_the_new_year_does_not_grow_by_the_year() {
             "You are on call for primary until Mon 04 Jan 09:00".to_string()
         )]
     );
+}
+
+/// The service's own background jobs look at a reloaded schedule at once, not at their next
+/// minute: the gauge names the new person within the few seconds `metrics_with` waits.
+#[tokio::test]
+async fn the_service_follows_a_reloaded_schedule_at_once() {
+    let fake = FakeSipgate::new().start().await;
+    let mut config = on_call_config(&fake.uri());
+    let alone = |who: &str| {
+        json!({"time_zone": "Europe/Berlin",
+               "rotation": {"members": [who], "shift": "1w", "start": "2026-01-05T09:00"}})
+    };
+    config.schedules.insert("primary".into(), alone("alice"));
+    let service = Service::start(&config.yaml()).await;
+    let on_call = |who: &str| {
+        format!("alertmanager_sipgate_oncall{{recipient=\"{who}\",schedule=\"primary\"}} 1\n")
+    };
+    metrics_with(&service.url, &on_call("alice")).await;
+
+    config.schedules.insert("primary".into(), alone("bob"));
+    std::fs::write(&service.config, config.yaml()).unwrap();
+    assert_eq!(service.reload().await.0, 200);
+    metrics_with(&service.url, &on_call("bob")).await;
 }
 
 /// Two replicas on one Redis both see the handoff; one notice goes out.
@@ -288,7 +311,7 @@ async fn a_shift_notice_goes_out_once_from_two_replicas() {
     let handoff = at("2026-01-12T08:00:00Z");
     let before = handoff - chrono::Duration::seconds(1);
     for replica in &replicas {
-        shifts::tick(&replica.state, &replica.shift_notices, before).await;
+        replica.tick(shifts::JOB, before).await;
     }
     assert!(
         sent_sms(&fake).await.is_empty(),
@@ -296,20 +319,13 @@ async fn a_shift_notice_goes_out_once_from_two_replicas() {
     );
     // Both look at once, one of them a little late.
     tokio::join!(
-        shifts::tick(&replicas[0].state, &replicas[0].shift_notices, handoff),
-        shifts::tick(
-            &replicas[1].state,
-            &replicas[1].shift_notices,
-            handoff + chrono::Duration::seconds(2)
-        ),
+        replicas[0].tick(shifts::JOB, handoff),
+        replicas[1].tick(shifts::JOB, handoff + chrono::Duration::seconds(2)),
     );
     for replica in &replicas {
-        shifts::tick(
-            &replica.state,
-            &replica.shift_notices,
-            handoff + chrono::Duration::minutes(1),
-        )
-        .await;
+        replica
+            .tick(shifts::JOB, handoff + chrono::Duration::minutes(1))
+            .await;
     }
     assert_eq!(
         sent_sms(&fake).await,

@@ -4,16 +4,11 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use alertmanager_sipgate::watchdog;
 
 use crate::harness::*;
-
-fn millis(t: DateTime<Utc>) -> u64 {
-    t.timestamp_millis() as u64
-}
 
 fn watchdog_config(api_url: &str, timeout: &str) -> TestConfig {
     let mut config = TestConfig::faults(api_url);
@@ -54,7 +49,7 @@ async fn heartbeats_are_neither_routed_nor_texted() {
             "alertmanager_sipgate_sms_suppressed_total{reason=\"no_route\",route=\"\"} 0\n"
         )
     );
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:09:59Z"), 0).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:09:59Z")).await;
     assert!(
         app.metrics
             .render()
@@ -109,22 +104,16 @@ async fn a_silence_pages_once_and_its_end_once_more() {
     let app = TestApp::start(&watchdog_config(&fake.uri(), "10m").yaml()).await;
     app.clock.set(at("2026-01-12T08:00:00Z"));
     app.post_alerts(heartbeat()).await;
-    let started = millis(at("2026-01-12T07:00:00Z"));
     let log = CapturedLog::start();
 
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:10:00Z"), started).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:10:00Z")).await;
     assert!(
         sent_sms(&fake).await.is_empty(),
         "exactly the timeout is not yet silence"
     );
     for minute in ["08:10:01", "08:11:00", "08:20:00"] {
-        watchdog::tick(
-            &app.state,
-            &app.watch,
-            at(&format!("2026-01-12T{minute}Z")),
-            started,
-        )
-        .await;
+        app.tick(watchdog::JOB, at(&format!("2026-01-12T{minute}Z")))
+            .await;
     }
     let silent = "ALERTING PIPELINE SILENT for 10m: no Watchdog heartbeat since Jan 12 08:00 UTC. \
                   Prometheus, Alertmanager or the way to them may be down.";
@@ -158,8 +147,8 @@ async fn a_silence_pages_once_and_its_end_once_more() {
     // Alertmanager is back at 08:25.
     app.clock.set(at("2026-01-12T08:25:00Z"));
     app.post_alerts(heartbeat()).await;
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:25:01Z"), started).await;
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:26:00Z"), started).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:25:01Z")).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:26:00Z")).await;
     let back = "ALERTING PIPELINE BACK: Watchdog heartbeats again after 25m of silence \
                 (since Jan 12 08:00 UTC).";
     let sms = sent_sms(&fake).await;
@@ -180,11 +169,12 @@ async fn without_any_heartbeat_the_silence_counts_from_the_start_and_says_so() {
     let fake = FakeSipgate::new().start().await;
     let app = TestApp::start(&watchdog_config(&fake.uri(), "30s").yaml()).await;
     let log = CapturedLog::start();
-    let started = millis(at("2026-01-12T08:00:00Z"));
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:00:30Z"), started).await;
+    // The watch starts at the first tick.
+    app.tick(watchdog::JOB, at("2026-01-12T08:00:00Z")).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:00:30Z")).await;
     assert!(sent_sms(&fake).await.is_empty());
     assert!(!log.text().contains("level=error"), "{}", log.text());
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:00:31Z"), started).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:00:31Z")).await;
     let silent = "ALERTING PIPELINE SILENT for 31s: no Watchdog heartbeat ever came (watching since \
                   Jan 12 08:00 UTC). Check that Alertmanager routes it here.";
     assert_eq!(
@@ -206,7 +196,7 @@ async fn without_any_heartbeat_the_silence_counts_from_the_start_and_says_so() {
     // The first heartbeat ever ends it.
     app.clock.set(at("2026-01-12T08:05:00Z"));
     app.post_alerts(heartbeat()).await;
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:05:01Z"), started).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:05:01Z")).await;
     let back = "ALERTING PIPELINE BACK: the first Watchdog heartbeat came after 5m without any \
                 (since Jan 12 08:00 UTC).";
     assert_eq!(
@@ -235,13 +225,13 @@ async fn a_failed_alarm_is_sent_again_until_sipgate_takes_it() {
     app.clock.set(at("2026-01-12T08:00:00Z"));
     app.post_alerts(heartbeat()).await;
     let requests = || async { fake.received_requests().await.unwrap().len() };
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:10:01Z"), 0).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:10:01Z")).await;
     assert_eq!(requests().await, 1);
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:10:30Z"), 0).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:10:30Z")).await;
     assert_eq!(requests().await, 1, "one try a minute");
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:11:00Z"), 0).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:11:00Z")).await;
     assert_eq!(requests().await, 2, "tried again, and taken");
-    watchdog::tick(&app.state, &app.watch, at("2026-01-12T08:12:00Z"), 0).await;
+    app.tick(watchdog::JOB, at("2026-01-12T08:12:00Z")).await;
     assert_eq!(requests().await, 2, "then left alone");
     let sms = sent_sms(&fake).await;
     assert!(
@@ -281,15 +271,20 @@ async fn two_replicas_share_the_heartbeat_and_send_one_alarm() {
     let fake = FakeSipgate::new().start().await;
     let yaml = watchdog_config(&fake.uri(), "10m").on_redis(&redis).yaml();
     let (a, b) = (TestApp::start(&yaml).await, TestApp::start(&yaml).await);
-    let started = millis(at("2026-01-12T07:00:00Z"));
+    // Both start watching at 07:00.
+    for replica in [&a, &b] {
+        replica
+            .tick(watchdog::JOB, at("2026-01-12T07:00:00Z"))
+            .await;
+    }
     a.clock.set(at("2026-01-12T08:00:00Z"));
     a.post_alerts(heartbeat()).await;
     // B has heard nothing itself since it started an hour ago, but A has.
-    watchdog::tick(&b.state, &b.watch, at("2026-01-12T08:05:00Z"), started).await;
+    b.tick(watchdog::JOB, at("2026-01-12T08:05:00Z")).await;
     assert!(sent_sms(&fake).await.is_empty());
     tokio::join!(
-        watchdog::tick(&a.state, &a.watch, at("2026-01-12T08:11:00Z"), started),
-        watchdog::tick(&b.state, &b.watch, at("2026-01-12T08:11:00Z"), started),
+        a.tick(watchdog::JOB, at("2026-01-12T08:11:00Z")),
+        b.tick(watchdog::JOB, at("2026-01-12T08:11:00Z")),
     );
     let sms = sent_sms(&fake).await;
     assert_eq!(sms.len(), 1, "one alarm for both: {sms:?}");

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use alertmanager_sipgate::app::AppState;
 use alertmanager_sipgate::clock::ManualClock;
 use alertmanager_sipgate::config::Config;
+use alertmanager_sipgate::jobs::Runner;
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::startup::{self, Options};
 use wiremock::MockServer;
@@ -27,9 +28,9 @@ pub struct TestApp {
     /// The service's calendar time (on call, time intervals, quiet hours, texts): now at the
     /// start, and only moved by the test.
     pub clock: Arc<ManualClock>,
-    /// What the background jobs of this replica remember, for tests that run their ticks.
-    pub shift_notices: alertmanager_sipgate::oncall::shifts::Notices,
-    pub watch: alertmanager_sipgate::watchdog::Watch,
+    /// The background jobs of this replica, with what they remember; never run by themselves:
+    /// tests run their ticks (`tick`).
+    jobs: tokio::sync::Mutex<Runner>,
     _dir: tempfile::TempDir,
 }
 
@@ -56,6 +57,7 @@ impl TestApp {
         );
         // The background jobs are not spawned: tests run their ticks at the instants they pick.
         service.check_credentials();
+        let jobs = tokio::sync::Mutex::new(service.jobs());
         let state = service.state;
         let metrics = state.metrics.clone();
         TestApp {
@@ -65,14 +67,25 @@ impl TestApp {
             metrics,
             http: reqwest::Client::new(),
             clock,
-            shift_notices: Default::default(),
-            watch: Default::default(),
+            jobs,
             _dir: dir,
         }
     }
 
     pub async fn with_fake(fake: &MockServer) -> TestApp {
         TestApp::start(&config_yaml(&fake.uri())).await
+    }
+
+    /// Runs one tick of the background job named `job` at `now`, as the service's runner does
+    /// (claimed in the state store); when that job looks again.
+    pub async fn tick(
+        &self,
+        job: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        let live = self.state.current();
+        let mut jobs = self.jobs.lock().await;
+        jobs.tick(job, &live, now).await.expect("no such job")
     }
 
     pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
