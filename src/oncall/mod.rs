@@ -4,7 +4,6 @@
 //! Monday 09:00 there in summer and in winter. Pure functions of an explicit time.
 
 pub mod quiet_hours;
-pub mod shifts;
 pub mod timeinterval;
 
 use std::time::Duration;

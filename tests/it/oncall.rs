@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use alertmanager_sipgate::oncall::shifts;
+use alertmanager_sipgate::jobs::shift_notices;
 
 use crate::harness::*;
 
@@ -223,7 +223,9 @@ async fn the_oncall_endpoint_names_who_and_until_when_behind_the_same_credential
 async fn the_gauge_follows_a_handoff() {
     let fake = FakeSipgate::new().start().await;
     let app = TestApp::start(&on_call_config(&fake.uri()).yaml()).await;
-    let next = app.tick(shifts::JOB, at("2026-01-12T07:59:59Z")).await;
+    let next = app
+        .tick(shift_notices::JOB, at("2026-01-12T07:59:59Z"))
+        .await;
     assert_eq!(
         next,
         at("2026-01-12T08:00:00Z"),
@@ -239,7 +241,8 @@ async fn the_gauge_follows_a_handoff() {
         metrics.contains("alertmanager_sipgate_oncall{recipient=\"bob\",schedule=\"primary\"} 0\n"),
         "{metrics}"
     );
-    app.tick(shifts::JOB, at("2026-01-12T08:00:00Z")).await;
+    app.tick(shift_notices::JOB, at("2026-01-12T08:00:00Z"))
+        .await;
     let metrics = app.metrics.render();
     assert!(
         metrics
@@ -264,7 +267,8 @@ async fn a_shift_notice_across_the_new_year_does_not_grow_by_the_year() {
     let mut config = on_call_config(&fake.uri());
     config.schedules.get_mut("primary").unwrap()["notify_shift_start"] = true.into();
     let app = TestApp::start(&config.yaml()).await;
-    app.tick(shifts::JOB, at("2026-12-28T08:00:00Z")).await;
+    app.tick(shift_notices::JOB, at("2026-12-28T08:00:00Z"))
+        .await;
     assert_eq!(
         sent_sms(&fake).await,
         [(
@@ -311,7 +315,7 @@ async fn a_shift_notice_goes_out_once_from_two_replicas() {
     let handoff = at("2026-01-12T08:00:00Z");
     let before = handoff - chrono::Duration::seconds(1);
     for replica in &replicas {
-        replica.tick(shifts::JOB, before).await;
+        replica.tick(shift_notices::JOB, before).await;
     }
     assert!(
         sent_sms(&fake).await.is_empty(),
@@ -319,12 +323,12 @@ async fn a_shift_notice_goes_out_once_from_two_replicas() {
     );
     // Both look at once, one of them a little late.
     tokio::join!(
-        replicas[0].tick(shifts::JOB, handoff),
-        replicas[1].tick(shifts::JOB, handoff + chrono::Duration::seconds(2)),
+        replicas[0].tick(shift_notices::JOB, handoff),
+        replicas[1].tick(shift_notices::JOB, handoff + chrono::Duration::seconds(2)),
     );
     for replica in &replicas {
         replica
-            .tick(shifts::JOB, handoff + chrono::Duration::minutes(1))
+            .tick(shift_notices::JOB, handoff + chrono::Duration::minutes(1))
             .await;
     }
     assert_eq!(

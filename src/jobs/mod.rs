@@ -4,6 +4,8 @@
 //! must happen once across replicas (its SMS) it does only after claiming the tick in the state
 //! store, on a key that every replica derives alike from the job's name and period.
 
+pub mod shift_notices;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
