@@ -22,9 +22,9 @@ use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::model::outcome::SuppressReason;
 use alertmanager_sipgate::oncall::ShowYear;
 use alertmanager_sipgate::oncall::shifts;
-use alertmanager_sipgate::provider::{self, SendError, Sent, SmsProvider};
+use alertmanager_sipgate::provider::{self, SendError};
 use alertmanager_sipgate::state;
-use alertmanager_sipgate::test_sms::{self, Person};
+use alertmanager_sipgate::test_sms::{self, Person, Sent};
 use alertmanager_sipgate::text::compose;
 use alertmanager_sipgate::text::plural::counted;
 use alertmanager_sipgate::text::sms::MAX_SEGMENTS_CAP;
@@ -672,16 +672,16 @@ fn test_sms_outcome(args: &TestSms) -> anyhow::Result<bool> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?
-        .block_on(test_sms::send(provider.as_ref(), &to.people, &text, size));
+        .block_on(test_sms::send(&provider, &to.people, &text));
     let mut all_sent = true;
     let mut printed_only = false;
     for (person, outcome) in to.people.iter().zip(outcomes) {
         match outcome {
             Ok(Sent::Accepted) => println!("sent to {person}"),
-            Ok(Sent::Logged) => printed_only = true,
+            Ok(Sent::DryRun) => printed_only = true,
             Err(e) => {
                 all_sent = false;
-                report_not_sent(provider.as_ref(), person, &e);
+                report_not_sent(person, &e);
             }
         }
     }
@@ -698,7 +698,7 @@ fn test_sms_outcome(args: &TestSms) -> anyhow::Result<bool> {
 
 /// What the provider answered, on standard error: its status and the reason class as the
 /// service logs them, the start of its answer (numbers masked) and what to do about it.
-fn report_not_sent(provider: &dyn SmsProvider, person: &Person, error: &SendError) {
+fn report_not_sent(person: &Person, error: &SendError) {
     let what = match error {
         SendError::Rejected {
             provider,
@@ -710,9 +710,12 @@ fn report_not_sent(provider: &dyn SmsProvider, person: &Person, error: &SendErro
     };
     eprintln!("error: not sent to {person}: {what}");
     if !error.body().is_empty() {
-        eprintln!("  {}'s answer: {}", provider.name(), error.body());
+        eprintln!("  {}'s answer: {}", error.provider(), error.body());
     }
-    eprintln!("  what to do: {}", provider.operator_hint(error.reason()));
+    eprintln!(
+        "  what to do: {}",
+        provider::sipgate::operator_hint(error.reason())
+    );
 }
 
 /// A value of `subcommand`'s flags that cannot be used: clap's usage error, exit code 2.

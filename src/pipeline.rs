@@ -85,14 +85,11 @@ pub async fn run(
         deliverer.deliver(&live.provider, plan.messages, policy),
         record_heartbeat
     );
-    for held in &plan.held {
-        metrics.sms_suppressed(&held.route, held.reason, 1);
-        sms.push(SmsReport::suppressed(
-            &held.route,
-            &held.recipient,
-            held.reason,
-        ));
-    }
+    sms.extend(
+        plan.held
+            .iter()
+            .map(|held| deliverer.suppressed(&held.route, &held.recipient, held.reason)),
+    );
     let report = Report {
         sms,
         unrouted_alerts: plan.unrouted,
@@ -175,13 +172,12 @@ mod tests {
     use crate::app::Credentials;
     use crate::clock::TokioClock;
     use crate::config::Config;
-    use crate::model::outcome::FailureReason;
-    use crate::provider::{CredentialCheck, SendError, Sent, SmsProvider};
+    use crate::model::phone::PhoneNumber;
+    use crate::provider::{CredentialCheck, Outlet, SendError, SmsProvider};
     use crate::state::faulty::Faulty;
     use crate::state::memory::DEFAULT_CAPACITY;
     use crate::state::monitored::Monitored;
     use crate::state::{MemoryStore, StateError, StateStore};
-    use crate::text::compose::Sms;
 
     const ALICE: &str = "+4915228817386";
     const BOB: &str = "+4915254599371";
@@ -199,31 +195,17 @@ mod tests {
     }
 
     impl SmsProvider for Recording {
-        fn name(&self) -> &'static str {
-            "Recording"
-        }
-        fn leaves_the_process(&self) -> bool {
-            true
-        }
         fn send<'a>(
             &'a self,
-            sms: &'a Sms,
+            to: &'a PhoneNumber,
             text: &'a str,
-        ) -> BoxFuture<'a, Result<Sent, SendError>> {
-            self.sent
-                .lock()
-                .unwrap()
-                .push((sms.number.e164().to_string(), text.to_string()));
-            std::future::ready(Ok(Sent::Accepted)).boxed()
-        }
-        fn has_credentials(&self) -> bool {
-            false
+        ) -> BoxFuture<'a, Result<(), SendError>> {
+            let sent = (to.e164().to_string(), text.to_string());
+            self.sent.lock().unwrap().push(sent);
+            std::future::ready(Ok(())).boxed()
         }
         fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
             std::future::ready(CredentialCheck::Valid).boxed()
-        }
-        fn operator_hint(&self, _: FailureReason) -> &'static str {
-            ""
         }
     }
 
@@ -272,7 +254,10 @@ routes:
             Pipeline {
                 live: Live {
                     config,
-                    provider: provider.clone(),
+                    provider: Outlet::Provider {
+                        name: "Recording",
+                        provider: provider.clone(),
+                    },
                     credentials: Credentials::new(false),
                 },
                 deliverer: Deliverer::new(

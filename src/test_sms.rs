@@ -8,14 +8,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::model::content_key::ContentKey;
 use crate::model::phone::PhoneNumber;
-use crate::provider::{SendError, Sent, SmsProvider};
-use crate::text::compose::Sms;
+use crate::provider::{Outlet, SendError};
 use crate::text::sms::{self, SmsSize};
-
-/// What the SMS counts as in logs: no route sends it.
-const ROUTE: &str = "test-sms";
 
 /// A host name longer than this is cut, so that the default text stays one segment.
 const MAX_HOST_NAME: usize = 64;
@@ -177,27 +172,24 @@ pub fn checked_text(text: &str, max_segments: usize) -> Result<(String, SmsSize)
     Ok((text, size))
 }
 
+/// What became of the SMS to one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// The provider accepted it.
+    Accepted,
+    /// Dry-run: not sent.
+    DryRun,
+}
+
 /// Sends `text` to each person in turn, once, and returns each outcome in the same order.
-pub async fn send(
-    provider: &dyn SmsProvider,
-    people: &[Person],
-    text: &str,
-    size: SmsSize,
-) -> Vec<Result<Sent, SendError>> {
+pub async fn send(outlet: &Outlet, people: &[Person], text: &str) -> Vec<Result<Sent, SendError>> {
+    let Outlet::Provider { provider, .. } = outlet else {
+        return people.iter().map(|_| Ok(Sent::DryRun)).collect();
+    };
     let mut outcomes = Vec::with_capacity(people.len());
     for person in people {
-        let sms = Sms {
-            route: ROUTE.to_string(),
-            recipient: person.name.clone(),
-            number: person.number.clone(),
-            text: text.to_string(),
-            size,
-            max_segments: size.segments,
-            // Never looked up: nothing here touches the state store.
-            key: ContentKey::for_event(&person.name, ROUTE),
-            quiet: false,
-        };
-        outcomes.push(provider.send(&sms, &sms.text).await);
+        let sent = provider.send(&person.number, text).await;
+        outcomes.push(sent.map(|()| Sent::Accepted));
     }
     outcomes
 }
