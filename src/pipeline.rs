@@ -495,4 +495,53 @@ routes:
             ]
         );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_sms_after_quiet_hours_says_how_many_were_held_back() {
+        let pipeline = Pipeline::new();
+        pipeline
+            .run(&notification("warning", "firing"), NIGHT)
+            .await;
+        let morning = pipeline.run(&notification("warning", "firing"), DAY).await;
+        assert_eq!(
+            morning.sms,
+            [
+                report_of("warnings", "alice", Outcome::Suppressed, Some("duplicate")),
+                report_of("warnings", "bob", Outcome::Sent, None),
+            ]
+        );
+        assert_eq!(
+            pipeline.provider.sent(),
+            [
+                (ALICE.to_string(), TEXT.to_string()),
+                (BOB.to_string(), format!("[1 SMS held back] {TEXT}"))
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_dry_run_nothing_is_sent_and_each_sms_says_so() {
+        let mut pipeline = Pipeline::new();
+        pipeline.live.provider = Outlet::DryRun;
+        let report = pipeline.run(&notification("warning", "firing"), DAY).await;
+        assert_eq!(
+            report.sms,
+            [
+                report_of("warnings", "alice", Outcome::DryRun, None),
+                report_of("warnings", "bob", Outcome::DryRun, None),
+            ]
+        );
+        assert!(report.all_delivered());
+        assert_eq!(pipeline.provider.sent(), []);
+        let again = pipeline.run(&notification("warning", "firing"), DAY).await;
+        let duplicate = |recipient| {
+            report_of(
+                "warnings",
+                recipient,
+                Outcome::Suppressed,
+                Some("duplicate"),
+            )
+        };
+        assert_eq!(again.sms, [duplicate("alice"), duplicate("bob")]);
+    }
 }
