@@ -414,7 +414,7 @@ impl Deliverer {
         }
         match timeout_at(policy.deadline, answered).await {
             Ok(Ok(result)) => self.report(sms, result),
-            // The task died (a bug): its claim runs out with the lease, and a retry sends.
+            // The task died (a bug): what it held went back as it died, and a retry sends.
             Ok(Err(_)) => self.fail(sms, FailureReason::Network),
             // Still on the wire: the task records the answer in the ledger when it comes.
             Err(_) => self.fail(sms, FailureReason::Timeout),
