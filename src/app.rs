@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::delivery::Deliverer;
 use crate::metrics::Metrics;
 use crate::provider::sipgate::ClientError;
-use crate::provider::{self, CredentialCheck, SmsProvider};
+use crate::provider::{self, CredentialCheck, Outlet};
 use crate::watchdog::heartbeat::Heartbeats;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,18 +92,20 @@ impl Credentials {
     }
 }
 
-/// A loaded config with the provider built from it; swapped as one unit.
+/// A loaded config with where its SMS go; swapped as one unit.
 pub struct Live {
     pub config: Config,
-    pub provider: Arc<dyn SmsProvider>,
+    /// The provider built from the config, or dry-run.
+    pub provider: Outlet,
     pub credentials: Credentials,
 }
 
 impl Live {
     pub fn new(config: Config, force_dry_run: bool) -> Result<Live, ClientError> {
         let provider = provider::from_config(&config.sipgate, force_dry_run)?;
+        // Only a provider has credentials to check.
         let credentials =
-            Credentials::new(provider.has_credentials() && config.sipgate.check_credentials);
+            Credentials::new(!provider.is_dry_run() && config.sipgate.check_credentials);
         Ok(Live {
             config,
             provider,
@@ -113,7 +115,7 @@ impl Live {
 
     /// Whether SMS are only logged.
     pub fn is_dry_run(&self) -> bool {
-        !self.provider.leaves_the_process()
+        self.provider.is_dry_run()
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::app::{AppState, CredentialStatus, Credentials, Live};
 use crate::metrics::Metrics;
-use crate::provider::{CredentialCheck, SmsProvider};
+use crate::provider::{CredentialCheck, Outlet, SmsProvider};
 use crate::state::StateStore;
 
 /// How long to wait before asking again after the first, second and third try in a row that
@@ -43,12 +43,15 @@ pub async fn watch_state(store: Arc<dyn StateStore>) {
     }
 }
 
-/// Checks the credentials of `live` until the answer is definite or another config replaced
-/// this one.
+/// Checks the credentials of `live`'s provider until the answer is definite or another config
+/// replaced this one. Dry-run has none.
 pub async fn watch_credentials(state: Arc<AppState>, live: Arc<Live>) {
+    let Outlet::Provider { provider, .. } = &live.provider else {
+        return;
+    };
     let still_current = || Arc::ptr_eq(&state.current(), &live);
     check_until_answered(
-        live.provider.as_ref(),
+        provider.as_ref(),
         &live.credentials,
         &state.metrics,
         still_current,
@@ -129,11 +132,12 @@ fn verdict_word(verdict: &CredentialCheck) -> &'static str {
 pub fn readiness(state: &AppState) -> Result<String, String> {
     let live = state.current();
     if let Some((reason, left)) = state.deliverer.holdoff() {
-        // The hint names the problem; "refused" around it would only say it twice. The reason
-        // is the one the answers and sms_failed_total carry.
+        // Only Sipgate's refusals start a hold-off. The hint names the problem; "refused" around
+        // it would only say it twice. The reason is the one the answers and sms_failed_total
+        // carry.
         return Err(format!(
             "{}; SMS fail fast for {}s more (reason {})",
-            live.provider.operator_hint(reason),
+            crate::provider::sipgate::operator_hint(reason),
             left.as_secs() + 1,
             reason.as_str()
         ));
@@ -202,8 +206,8 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use crate::model::outcome::FailureReason;
-    use crate::provider::{SendError, Sent};
-    use crate::text::compose::Sms;
+    use crate::model::phone::PhoneNumber;
+    use crate::provider::SendError;
 
     /// Answers the credential checks from a script and notes when each was asked.
     #[derive(Debug)]
@@ -233,25 +237,17 @@ mod tests {
     }
 
     impl SmsProvider for Scripted {
-        fn name(&self) -> &'static str {
-            "scripted"
-        }
-        fn leaves_the_process(&self) -> bool {
-            true
-        }
-        fn send<'a>(&'a self, _: &'a Sms, _: &'a str) -> BoxFuture<'a, Result<Sent, SendError>> {
-            async { Ok(Sent::Accepted) }.boxed()
-        }
-        fn has_credentials(&self) -> bool {
-            true
+        fn send<'a>(
+            &'a self,
+            _: &'a PhoneNumber,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), SendError>> {
+            async { Ok(()) }.boxed()
         }
         fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
             self.asked_at.lock().unwrap().push(self.started.elapsed());
             let answer = self.answers.lock().unwrap().pop_front();
             async move { answer.expect("asked more often than scripted") }.boxed()
-        }
-        fn operator_hint(&self, _: FailureReason) -> &'static str {
-            ""
         }
     }
 

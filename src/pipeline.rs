@@ -121,14 +121,11 @@ pub async fn run(
         deliverer.deliver(&live.provider, plan.messages, policy),
         record_heartbeat
     );
-    for held in &plan.held {
-        metrics.sms_suppressed(&held.route, held.reason, 1);
-        sms.push(SmsReport::suppressed(
-            &held.route,
-            &held.recipient,
-            held.reason,
-        ));
-    }
+    sms.extend(
+        plan.held
+            .iter()
+            .map(|held| deliverer.suppressed(&held.route, &held.recipient, held.reason)),
+    );
     let report = Report {
         sms,
         unrouted_alerts: plan.unrouted,
@@ -192,5 +189,393 @@ fn count_input(notification: &mut Notification, max_alerts: usize, metrics: &Met
         if count > 0 {
             metrics.alerts_received(status, count);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pipeline on fakes of both seams: a provider that records what it was asked to send,
+    //! and the memory store (or one that is down or stalls), on tokio's paused clock.
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+    use tokio::runtime::Handle;
+
+    use super::*;
+    use crate::app::Credentials;
+    use crate::clock::TokioClock;
+    use crate::config::Config;
+    use crate::model::phone::PhoneNumber;
+    use crate::provider::{CredentialCheck, Outlet, SendError, SmsProvider};
+    use crate::state::faulty::Faulty;
+    use crate::state::memory::DEFAULT_CAPACITY;
+    use crate::state::monitored::Monitored;
+    use crate::state::{MemoryStore, StateError, StateStore};
+
+    const ALICE: &str = "+4915228817386";
+    const BOB: &str = "+4915254599371";
+
+    /// Accepts every SMS and records (number, text) of each, in order.
+    #[derive(Debug, Default)]
+    struct Recording {
+        sent: Mutex<Vec<(String, String)>>,
+    }
+
+    impl Recording {
+        fn sent(&self) -> Vec<(String, String)> {
+            self.sent.lock().unwrap().clone()
+        }
+    }
+
+    impl SmsProvider for Recording {
+        fn send<'a>(
+            &'a self,
+            to: &'a PhoneNumber,
+            text: &'a str,
+        ) -> BoxFuture<'a, Result<(), SendError>> {
+            let sent = (to.e164().to_string(), text.to_string());
+            self.sent.lock().unwrap().push(sent);
+            std::future::ready(Ok(())).boxed()
+        }
+        fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
+            std::future::ready(CredentialCheck::Valid).boxed()
+        }
+    }
+
+    /// alice and bob (quiet at night); `critical` pages alice, `warnings` both, without resolved.
+    const CONFIG: &str = r#"
+recipients:
+  alice: "+4915228817386"
+  bob: {number: "+4915254599371", quiet_hours: [nights]}
+time_intervals:
+  - name: nights
+    time_intervals:
+      - times: [{start_time: "22:00", end_time: "24:00"}, {start_time: "00:00", end_time: "07:00"}]
+routes:
+  - name: critical
+    matchers: ['severity="critical"']
+    to: [alice]
+  - name: warnings
+    matchers: ['severity="warning"']
+    to: [alice, bob]
+    send_resolved: false
+"#;
+
+    /// 10:00 UTC, outside bob's quiet hours; `NIGHT` is inside them.
+    const DAY: &str = "2026-11-25T10:00:00Z";
+    const NIGHT: &str = "2026-11-25T23:00:00Z";
+
+    /// The service's pieces around one store: what `run` needs, and the fake provider.
+    struct Pipeline {
+        live: Live,
+        deliverer: Deliverer,
+        metrics: Metrics,
+        heartbeats: Heartbeats,
+        provider: Arc<Recording>,
+    }
+
+    impl Pipeline {
+        fn on(store: Arc<dyn StateStore>) -> Pipeline {
+            let config = Config::from_yaml(
+                CONFIG,
+                std::path::Path::new("t.yml"),
+                std::path::Path::new("."),
+                &|_| None,
+            )
+            .unwrap();
+            let metrics = Metrics::new().unwrap();
+            let provider = Arc::new(Recording::default());
+            let store: Arc<dyn StateStore> = Arc::new(Monitored::new(store, metrics.clone()));
+            Pipeline {
+                live: Live {
+                    config,
+                    provider: Outlet::Provider {
+                        name: "Recording",
+                        provider: provider.clone(),
+                    },
+                    credentials: Credentials::new(false),
+                },
+                heartbeats: Heartbeats::new(store.clone(), metrics.clone()),
+                deliverer: Deliverer::new(store, 8, 100, Handle::current(), metrics.clone()),
+                metrics,
+                provider,
+            }
+        }
+
+        fn new() -> Pipeline {
+            Pipeline::on(Arc::new(memory()))
+        }
+
+        async fn run(&self, body: &str, now: &str) -> Report {
+            let notification = crate::ingest::parse_alertmanager(body.as_bytes()).unwrap();
+            run(
+                &self.live,
+                &self.deliverer,
+                &self.metrics,
+                &self.heartbeats,
+                notification,
+                Instant::now(),
+                now.parse().unwrap(),
+            )
+            .await
+        }
+
+        /// The non-zero series of `sms_suppressed_total`, sorted.
+        fn suppressed(&self) -> Vec<String> {
+            let mut lines: Vec<String> = self
+                .metrics
+                .render()
+                .lines()
+                .filter(|l| l.starts_with("alertmanager_sipgate_sms_suppressed_total"))
+                .filter(|l| !l.ends_with(" 0"))
+                .map(str::to_string)
+                .collect();
+            lines.sort();
+            lines
+        }
+    }
+
+    fn memory() -> MemoryStore {
+        MemoryStore::new(DEFAULT_CAPACITY, Arc::new(TokioClock::new()))
+    }
+
+    /// One alert `DiskFull` on `db1` with `severity` and `status`, as Alertmanager posts it.
+    fn notification(severity: &str, status: &str) -> String {
+        format!(
+            r#"{{"status":"{status}","groupKey":"{{}}:{{alertname=\"DiskFull\"}}","alerts":[{{
+                "status":"{status}","fingerprint":"f1","startsAt":"2026-11-25T09:05:00Z",
+                "labels":{{"alertname":"DiskFull","instance":"db1","severity":"{severity}"}},
+                "annotations":{{"summary":"Disk on db1 is 95% full"}}}}]}}"#
+        )
+    }
+
+    fn report_of(
+        route: &str,
+        recipient: &str,
+        outcome: Outcome,
+        reason: Option<&'static str>,
+    ) -> SmsReport {
+        SmsReport {
+            route: route.to_string(),
+            recipient: recipient.to_string(),
+            outcome,
+            reason,
+            segments: if outcome == Outcome::Suppressed { 0 } else { 1 },
+        }
+    }
+
+    const TEXT: &str = "FIRING DiskFull db1 since Nov 25 09:05 UTC: Disk on db1 is 95% full";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notification_is_texted_to_each_recipient_of_its_route() {
+        let pipeline = Pipeline::new();
+        let report = pipeline.run(&notification("warning", "firing"), DAY).await;
+        assert_eq!(
+            report.sms,
+            [
+                report_of("warnings", "alice", Outcome::Sent, None),
+                report_of("warnings", "bob", Outcome::Sent, None),
+            ]
+        );
+        assert_eq!(report.unrouted_alerts, 0);
+        assert!(report.all_delivered());
+        assert_eq!(
+            pipeline.provider.sent(),
+            [
+                (ALICE.to_string(), TEXT.to_string()),
+                (BOB.to_string(), TEXT.to_string())
+            ]
+        );
+        assert!(
+            pipeline.suppressed().is_empty(),
+            "{:?}",
+            pipeline.suppressed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_notification_again_is_a_duplicate_and_sends_nothing() {
+        let pipeline = Pipeline::new();
+        pipeline.run(&notification("critical", "firing"), DAY).await;
+        let again = pipeline.run(&notification("critical", "firing"), DAY).await;
+        assert_eq!(
+            again.sms,
+            [report_of(
+                "critical",
+                "alice",
+                Outcome::Suppressed,
+                Some("duplicate")
+            )]
+        );
+        assert!(again.all_delivered());
+        assert_eq!(
+            pipeline.provider.sent(),
+            [(ALICE.to_string(), TEXT.to_string())]
+        );
+        assert_eq!(
+            pipeline.suppressed(),
+            [r#"alertmanager_sipgate_sms_suppressed_total{reason="duplicate",route="critical"} 1"#]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alerts_no_route_takes_are_counted_and_text_nobody() {
+        let pipeline = Pipeline::new();
+        let report = pipeline.run(&notification("info", "firing"), DAY).await;
+        assert_eq!(report.sms, []);
+        assert_eq!(report.unrouted_alerts, 1);
+        assert!(report.all_delivered());
+        assert_eq!(pipeline.provider.sent(), []);
+        assert_eq!(
+            pipeline.suppressed(),
+            [r#"alertmanager_sipgate_sms_suppressed_total{reason="no_route",route=""} 1"#]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_is_down_does_not_stop_the_page() {
+        let down = Faulty::new(memory(), |_| {
+            std::future::ready(Err(StateError::Unavailable("down".to_string()))).boxed()
+        });
+        let pipeline = Pipeline::on(Arc::new(down));
+        let started = Instant::now();
+        let report = pipeline.run(&notification("critical", "firing"), DAY).await;
+        assert_eq!(
+            report.sms,
+            [report_of("critical", "alice", Outcome::Sent, None)]
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no waiting for the store"
+        );
+        assert_eq!(
+            pipeline.provider.sent(),
+            [(ALICE.to_string(), TEXT.to_string())]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_store_is_waited_for_only_until_its_share_of_the_deadline() {
+        let stalled = Faulty::new(memory(), |_| std::future::pending().boxed());
+        let pipeline = Pipeline::on(Arc::new(stalled));
+        let started = Instant::now();
+        let report = pipeline.run(&notification("critical", "firing"), DAY).await;
+        assert_eq!(
+            report.sms,
+            [report_of("critical", "alice", Outcome::Sent, None)]
+        );
+        assert_eq!(
+            started.elapsed(),
+            pipeline.live.config.delivery.state_budget(),
+            "sent when the store's share of the response deadline ran out"
+        );
+        assert_eq!(
+            pipeline.provider.sent(),
+            [(ALICE.to_string(), TEXT.to_string())]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_hours_hold_back_only_the_sms_of_whoever_is_in_them() {
+        let pipeline = Pipeline::new();
+        let report = pipeline
+            .run(&notification("warning", "firing"), NIGHT)
+            .await;
+        assert_eq!(
+            report.sms,
+            [
+                report_of("warnings", "alice", Outcome::Sent, None),
+                report_of("warnings", "bob", Outcome::Suppressed, Some("quiet_hours")),
+            ]
+        );
+        assert!(report.all_delivered());
+        assert_eq!(
+            pipeline.provider.sent(),
+            [(ALICE.to_string(), TEXT.to_string())]
+        );
+        assert_eq!(
+            pipeline.suppressed(),
+            [
+                r#"alertmanager_sipgate_sms_suppressed_total{reason="quiet_hours",route="warnings"} 1"#
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resolved_alert_on_a_route_without_send_resolved_is_held_back() {
+        let pipeline = Pipeline::new();
+        let report = pipeline
+            .run(&notification("warning", "resolved"), DAY)
+            .await;
+        let held = |recipient| {
+            report_of(
+                "warnings",
+                recipient,
+                Outcome::Suppressed,
+                Some("send_resolved"),
+            )
+        };
+        assert_eq!(report.sms, [held("alice"), held("bob")]);
+        assert!(report.all_delivered());
+        assert_eq!(pipeline.provider.sent(), []);
+        assert_eq!(
+            pipeline.suppressed(),
+            [
+                r#"alertmanager_sipgate_sms_suppressed_total{reason="send_resolved",route="warnings"} 2"#
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_sms_after_quiet_hours_says_how_many_were_held_back() {
+        let pipeline = Pipeline::new();
+        pipeline
+            .run(&notification("warning", "firing"), NIGHT)
+            .await;
+        let morning = pipeline.run(&notification("warning", "firing"), DAY).await;
+        assert_eq!(
+            morning.sms,
+            [
+                report_of("warnings", "alice", Outcome::Suppressed, Some("duplicate")),
+                report_of("warnings", "bob", Outcome::Sent, None),
+            ]
+        );
+        assert_eq!(
+            pipeline.provider.sent(),
+            [
+                (ALICE.to_string(), TEXT.to_string()),
+                (BOB.to_string(), format!("[1 SMS held back] {TEXT}"))
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_dry_run_nothing_is_sent_and_each_sms_says_so() {
+        let mut pipeline = Pipeline::new();
+        pipeline.live.provider = Outlet::DryRun;
+        let report = pipeline.run(&notification("warning", "firing"), DAY).await;
+        assert_eq!(
+            report.sms,
+            [
+                report_of("warnings", "alice", Outcome::DryRun, None),
+                report_of("warnings", "bob", Outcome::DryRun, None),
+            ]
+        );
+        assert!(report.all_delivered());
+        assert_eq!(pipeline.provider.sent(), []);
+        let again = pipeline.run(&notification("warning", "firing"), DAY).await;
+        let duplicate = |recipient| {
+            report_of(
+                "warnings",
+                recipient,
+                Outcome::Suppressed,
+                Some("duplicate"),
+            )
+        };
+        assert_eq!(again.sms, [duplicate("alice"), duplicate("bob")]);
     }
 }

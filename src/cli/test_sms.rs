@@ -12,14 +12,9 @@ use chrono::{DateTime, Utc};
 
 use super::{TestSms, load_config, usage_error};
 use crate::config::Config;
-use crate::model::content_key::ContentKey;
 use crate::model::phone::PhoneNumber;
-use crate::provider::{self, SendError, Sent, SmsProvider};
-use crate::text::compose::Sms;
+use crate::provider::{self, Outlet, SendError};
 use crate::text::sms::{self, SmsSize};
-
-/// What the SMS counts as in logs: no route sends it.
-const ROUTE: &str = "test-sms";
 
 /// A host name longer than this is cut, so that the default text stays one segment.
 const MAX_HOST_NAME: usize = 64;
@@ -181,27 +176,24 @@ pub fn checked_text(text: &str, max_segments: usize) -> Result<(String, SmsSize)
     Ok((text, size))
 }
 
+/// What became of the SMS to one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// The provider accepted it.
+    Accepted,
+    /// Dry-run: not sent.
+    DryRun,
+}
+
 /// Sends `text` to each person in turn, once, and returns each outcome in the same order.
-pub async fn send(
-    provider: &dyn SmsProvider,
-    people: &[Person],
-    text: &str,
-    size: SmsSize,
-) -> Vec<Result<Sent, SendError>> {
+pub async fn send(outlet: &Outlet, people: &[Person], text: &str) -> Vec<Result<Sent, SendError>> {
+    let Outlet::Provider { provider, .. } = outlet else {
+        return people.iter().map(|_| Ok(Sent::DryRun)).collect();
+    };
     let mut outcomes = Vec::with_capacity(people.len());
     for person in people {
-        let sms = Sms {
-            route: ROUTE.to_string(),
-            recipient: person.name.clone(),
-            number: person.number.clone(),
-            text: text.to_string(),
-            size,
-            max_segments: size.segments,
-            // Never looked up: nothing here touches the state store.
-            key: ContentKey::for_event(&person.name, ROUTE),
-            quiet: false,
-        };
-        outcomes.push(provider.send(&sms, &sms.text).await);
+        let sent = provider.send(&person.number, text).await;
+        outcomes.push(sent.map(|()| Sent::Accepted));
     }
     outcomes
 }
@@ -241,16 +233,16 @@ fn test_sms_outcome(args: &TestSms) -> anyhow::Result<bool> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?
-        .block_on(send(provider.as_ref(), &to.people, &text, size));
+        .block_on(send(&provider, &to.people, &text));
     let mut all_sent = true;
     let mut printed_only = false;
     for (person, outcome) in to.people.iter().zip(outcomes) {
         match outcome {
             Ok(Sent::Accepted) => println!("sent to {person}"),
-            Ok(Sent::Logged) => printed_only = true,
+            Ok(Sent::DryRun) => printed_only = true,
             Err(e) => {
                 all_sent = false;
-                report_not_sent(provider.as_ref(), person, &e);
+                report_not_sent(person, &e);
             }
         }
     }
@@ -267,7 +259,7 @@ fn test_sms_outcome(args: &TestSms) -> anyhow::Result<bool> {
 
 /// What the provider answered, on standard error: its status and the reason class as the
 /// service logs them, the start of its answer (numbers masked) and what to do about it.
-fn report_not_sent(provider: &dyn SmsProvider, person: &Person, error: &SendError) {
+fn report_not_sent(person: &Person, error: &SendError) {
     let what = match error {
         SendError::Rejected {
             provider,
@@ -279,9 +271,12 @@ fn report_not_sent(provider: &dyn SmsProvider, person: &Person, error: &SendErro
     };
     eprintln!("error: not sent to {person}: {what}");
     if !error.body().is_empty() {
-        eprintln!("  {}'s answer: {}", provider.name(), error.body());
+        eprintln!("  {}'s answer: {}", error.provider(), error.body());
     }
-    eprintln!("  what to do: {}", provider.operator_hint(error.reason()));
+    eprintln!(
+        "  what to do: {}",
+        provider::sipgate::operator_hint(error.reason())
+    );
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //!   allows, and a request already on the wire is never abandoned. The caller gets the outcome if
 //!   it is known by the deadline, else a failure so that it retries, and the retry finds the
 //!   outcome in the ledger.
+//! - In dry-run nothing is sent: each SMS is logged where it was asked for, and recorded as sent.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,10 +24,10 @@ use crate::log_sampler::LogSampler;
 use crate::metrics::Metrics;
 use crate::model::content_key::ContentKey;
 use crate::model::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
-use crate::provider::{SendError, Sent, SmsProvider};
+use crate::provider::{Outlet, SendError, SmsProvider};
 use crate::ratelimit::Limits;
 use crate::state::{Begin, ClaimId, Settlement, Start, StateStore, Taken};
-use crate::text::compose::{Sms, fit};
+use crate::text::compose::{Sms, with_held_note};
 
 /// After Sipgate refused the token, the balance or the extension, further SMS fail fast for this
 /// long instead of hammering Sipgate with a request that cannot succeed.
@@ -167,15 +168,15 @@ pub struct Deliverer {
 /// How one send ended, as the background task saw it.
 #[derive(Debug, Clone, Copy)]
 enum SendResult {
-    Delivered { sent: Sent, segments: usize },
+    Delivered { segments: usize },
     NotDelivered(FailureReason),
 }
 
 /// What an SMS holds while it is being sent: its claim in the ledger, its rate-limit slot and
 /// the held-back count it is to report (only the claim when the store did not answer). Settled or
-/// given back (`give_back`) explicitly. Should neither happen (the request was cancelled, the
-/// task panicked), dropping it gives everything back from a task of its own, so that nothing
-/// waits for the lease to run out and no slot or count is lost.
+/// given back (`give_back`) explicitly. Should neither happen (the task sending it panicked, a
+/// caller holding it was cancelled), dropping it gives everything back from a task of its own, so
+/// that nothing waits for the lease to run out and no slot or count is lost.
 struct Holding {
     key: ContentKey,
     recipient: String,
@@ -260,12 +261,12 @@ impl Deliverer {
 
     pub async fn deliver(
         &self,
-        provider: &Arc<dyn SmsProvider>,
+        outlet: &Outlet,
         messages: Vec<Sms>,
         policy: Policy,
     ) -> Vec<SmsReport> {
         join_all(messages.into_iter().map(|sms| async move {
-            let report = self.deliver_one(provider, &sms, policy).await;
+            let report = self.deliver_one(outlet, &sms, policy).await;
             log_outcome(&sms, &report);
             report
         }))
@@ -353,12 +354,7 @@ impl Deliverer {
         }
     }
 
-    async fn deliver_one(
-        &self,
-        provider: &Arc<dyn SmsProvider>,
-        sms: &Sms,
-        policy: Policy,
-    ) -> SmsReport {
+    async fn deliver_one(&self, outlet: &Outlet, sms: &Sms, policy: Policy) -> SmsReport {
         let inner = &self.inner;
         // An SMS held back for quiet hours is not sent, so no hold-off concerns it.
         if !sms.quiet
@@ -375,32 +371,27 @@ impl Deliverer {
             self.give_back_later(holding);
             return self.fail(sms, FailureReason::Overloaded);
         };
-        let noted = with_held_note(&sms.text, holding.taken.held, sms.max_segments);
-        if !provider.leaves_the_process() {
-            // Nothing can outlive this request or a shutdown: the SMS is handled right here
-            // instead of on the sender runtime; only recording it may go on after the answer.
-            let _pending = pending;
-            let text = noted.as_deref().unwrap_or(&sms.text);
-            let result = self.send_with_retries(provider, sms, text, policy).await;
-            match result {
-                SendResult::Delivered { .. } => {
-                    self.settle(sms, holding, policy, policy.state_deadline)
-                        .await;
-                }
-                SendResult::NotDelivered(_) => self.give_back_later(holding),
+        // What the recipient gets: the SMS, with what was held back from them in front.
+        let text = with_held_note(&sms.text, holding.taken.held, sms.max_segments);
+        let (name, provider) = match outlet {
+            Outlet::DryRun => {
+                // Nothing is sent, so nothing can outlive this request or a shutdown: the SMS is
+                // handled right here instead of on the sender runtime; only recording it may go
+                // on after the answer.
+                let _pending = pending;
+                return self.log_dry_run(sms, &text, holding, policy).await;
             }
-            return self.report(sms, result);
-        }
+            Outlet::Provider { name, provider } => (*name, provider.clone()),
+        };
         let (answer, answered) = oneshot::channel();
         {
             let deliverer = self.clone();
-            let provider = provider.clone();
             let sms = sms.clone();
+            let text = text.into_owned();
             inner.tasks.spawn_on(
                 async move {
-                    let text = noted.as_deref().unwrap_or(&sms.text);
                     let result = deliverer
-                        .send_with_retries(&provider, &sms, text, policy)
+                        .send_with_retries(name, provider.as_ref(), &sms, &text, policy)
                         .await;
                     // The caller learns the outcome before the store does: recording it never
                     // makes the answer late, and a store that is down never holds a pending
@@ -421,10 +412,38 @@ impl Deliverer {
         }
         match timeout_at(policy.deadline, answered).await {
             Ok(Ok(result)) => self.report(sms, result),
-            // The task died (a bug): its claim runs out with the lease, and a retry sends.
+            // The task died (a bug): what it held went back as it died, and a retry sends.
             Ok(Err(_)) => self.fail(sms, FailureReason::Network),
             // Still on the wire: the task records the answer in the ledger when it comes.
             Err(_) => self.fail(sms, FailureReason::Timeout),
+        }
+    }
+
+    /// Dry-run: the SMS is logged and counted instead of sent, and recorded as a sent one is, so
+    /// that the retry of its notification finds it.
+    async fn log_dry_run(
+        &self,
+        sms: &Sms,
+        text: &str,
+        holding: Holding,
+        policy: Policy,
+    ) -> SmsReport {
+        tracing::info!(
+            route = %sms.route,
+            recipient = %sms.recipient,
+            text = %text,
+            "dry-run: SMS not sent"
+        );
+        self.inner.metrics.sms_dry_run(&sms.route);
+        let segments = crate::text::sms::measure(text).segments;
+        self.settle(sms, holding, policy, policy.state_deadline)
+            .await;
+        SmsReport {
+            route: sms.route.clone(),
+            recipient: sms.recipient.clone(),
+            outcome: Outcome::DryRun,
+            reason: None,
+            segments,
         }
     }
 
@@ -529,13 +548,10 @@ impl Deliverer {
 
     fn report(&self, sms: &Sms, result: SendResult) -> SmsReport {
         match result {
-            SendResult::Delivered { sent, segments } => SmsReport {
+            SendResult::Delivered { segments } => SmsReport {
                 route: sms.route.clone(),
                 recipient: sms.recipient.clone(),
-                outcome: match sent {
-                    Sent::Accepted => Outcome::Sent,
-                    Sent::Logged => Outcome::DryRun,
-                },
+                outcome: Outcome::Sent,
                 reason: None,
                 segments,
             },
@@ -544,9 +560,11 @@ impl Deliverer {
     }
 
     /// Tries until Sipgate accepts the SMS, a permanent error, or no retry fits the deadline.
+    /// `name` is the provider's in messages.
     async fn send_with_retries(
         &self,
-        provider: &Arc<dyn SmsProvider>,
+        name: &'static str,
+        provider: &dyn SmsProvider,
         sms: &Sms,
         text: &str,
         policy: Policy,
@@ -557,36 +575,25 @@ impl Deliverer {
         let error = loop {
             let permit = match timeout_at(deadline, inner.requests.clone().acquire_owned()).await {
                 Ok(Ok(permit)) if Instant::now() < deadline => permit,
-                _ => {
-                    break NotDelivered::NotStarted {
-                        provider: provider.name(),
-                    };
-                }
+                _ => break NotDelivered::NotStarted { provider: name },
             };
             // A hold-off may have begun while this SMS waited for its slot.
             if let Some(h) = inner.active_holdoff(Instant::now()) {
                 break NotDelivered::HeldOff {
-                    provider: provider.name(),
+                    provider: name,
                     reason: h.reason,
                 };
             }
             attempt += 1;
             let started = Instant::now();
-            let result = provider.send(sms, text).await;
+            let result = provider.send(&sms.number, text).await;
             drop(permit);
-            if provider.leaves_the_process() {
-                inner.metrics.provider_request(started.elapsed());
-            }
+            inner.metrics.provider_request(started.elapsed());
             let error = match result {
-                Ok(sent) => {
+                Ok(()) => {
                     let segments = crate::text::sms::measure(text).segments;
-                    match sent {
-                        Sent::Accepted => {
-                            self.record_sent(sms, segments, attempt, Instant::now() > deadline)
-                        }
-                        Sent::Logged => inner.metrics.sms_dry_run(&sms.route),
-                    }
-                    return SendResult::Delivered { sent, segments };
+                    self.record_sent(sms, segments, attempt, Instant::now() > deadline);
+                    return SendResult::Delivered { segments };
                 }
                 Err(e) => NotDelivered::Provider(e),
             };
@@ -672,9 +679,15 @@ impl Deliverer {
         }
     }
 
+    /// Counts an SMS held back on purpose and reports it: every one is counted here, whether
+    /// the store (a duplicate, a rate limit, quiet hours) or its route (muted, resolved) held it.
+    pub fn suppressed(&self, route: &str, recipient: &str, reason: SuppressReason) -> SmsReport {
+        self.inner.metrics.sms_suppressed(route, reason, 1);
+        SmsReport::suppressed(route, recipient, reason)
+    }
+
     fn suppress(&self, sms: &Sms, reason: SuppressReason) -> SmsReport {
-        self.inner.metrics.sms_suppressed(&sms.route, reason, 1);
-        SmsReport::suppressed(&sms.route, &sms.recipient, reason)
+        self.suppressed(&sms.route, &sms.recipient, reason)
     }
 
     fn fail(&self, sms: &Sms, reason: FailureReason) -> SmsReport {
@@ -710,19 +723,6 @@ fn log_outcome(sms: &Sms, report: &SmsReport) {
     }
 }
 
-/// The text with `[N SMS held back]` in front, so the recipient learns what the rate limit kept
-/// from them (shorter forms when the budget is tight); `None` when nothing was held back.
-fn with_held_note(text: &str, held: u64, max_segments: usize) -> Option<String> {
-    if held == 0 {
-        return None;
-    }
-    let long = format!("[{held} SMS held back] {text}");
-    if crate::text::sms::measure(&long).segments <= max_segments {
-        return Some(long);
-    }
-    Some(fit(&format!("[+{held} held] {text}"), max_segments))
-}
-
 /// Exponential backoff with jitter (0.5x to 1.5x), so that retries of many SMS do not align.
 fn retry_delay(attempt: u32) -> Duration {
     let base = FIRST_RETRY_DELAY
@@ -748,18 +748,24 @@ mod tests {
     use crate::state::monitored::Monitored;
     use crate::state::{MemoryStore, StateError};
 
-    /// How the fake answers one request: after `delay`, accepted or refused with a status.
+    const ALICE: &str = "+4915228817386";
+    const BOB: &str = "+4915254599371";
+
+    /// How the fake answers one request: after `delay`, accepted or refused with a status; or
+    /// not at all, when a bug `panics` the send.
     #[derive(Debug, Clone, Copy)]
     struct Answer {
         delay: Duration,
         status: u16,
         retry_after: Option<Duration>,
+        panics: bool,
     }
 
     const OK: Answer = Answer {
         delay: Duration::ZERO,
         status: 204,
         retry_after: None,
+        panics: false,
     };
 
     fn refuse(status: u16) -> Answer {
@@ -772,8 +778,6 @@ mod tests {
     struct Scripted {
         script: Mutex<VecDeque<Answer>>,
         sent: Mutex<Vec<(String, String, Instant)>>,
-        /// Sends run where they are asked for, as dry-run's do.
-        inline: bool,
     }
 
     impl Scripted {
@@ -781,23 +785,22 @@ mod tests {
             Arc::new(Scripted {
                 script: Mutex::new(script.into_iter().collect()),
                 sent: Mutex::default(),
-                inline: false,
             })
         }
 
-        fn inline(script: impl IntoIterator<Item = Answer>) -> Arc<Self> {
-            Arc::new(Scripted {
-                script: Mutex::new(script.into_iter().collect()),
-                sent: Mutex::default(),
-                inline: true,
-            })
+        /// Where SMS go when they go to this provider.
+        fn outlet(self: &Arc<Self>) -> Outlet {
+            Outlet::Provider {
+                name: "Fake",
+                provider: self.clone(),
+            }
         }
 
-        /// (recipient, text) of every request, in order.
+        /// (number, text) of every request, in order.
         fn requests(&self) -> Vec<(String, String)> {
             let sent = self.sent.lock().unwrap();
             sent.iter()
-                .map(|(r, t, _)| (r.clone(), t.clone()))
+                .map(|(n, t, _)| (n.clone(), t.clone()))
                 .collect()
         }
 
@@ -812,27 +815,22 @@ mod tests {
     }
 
     impl SmsProvider for Scripted {
-        fn name(&self) -> &'static str {
-            "Fake"
-        }
-        fn leaves_the_process(&self) -> bool {
-            !self.inline
-        }
         fn send<'a>(
             &'a self,
-            sms: &'a Sms,
+            to: &'a PhoneNumber,
             text: &'a str,
-        ) -> BoxFuture<'a, Result<Sent, SendError>> {
+        ) -> BoxFuture<'a, Result<(), SendError>> {
             let answer = self.script.lock().unwrap().pop_front().unwrap_or(OK);
             self.sent.lock().unwrap().push((
-                sms.recipient.clone(),
+                to.e164().to_string(),
                 text.to_string(),
                 Instant::now(),
             ));
+            assert!(!answer.panics, "a bug in the send");
             async move {
                 tokio::time::sleep(answer.delay).await;
                 if answer.status < 300 {
-                    return Ok(Sent::Accepted);
+                    return Ok(());
                 }
                 Err(SendError::Rejected {
                     provider: "Fake",
@@ -851,14 +849,8 @@ mod tests {
             }
             .boxed()
         }
-        fn has_credentials(&self) -> bool {
-            false
-        }
         fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
             std::future::ready(CredentialCheck::Valid).boxed()
-        }
-        fn operator_hint(&self, _: FailureReason) -> &'static str {
-            ""
         }
     }
 
@@ -924,7 +916,7 @@ mod tests {
         Sms {
             route: "critical".to_string(),
             recipient: recipient.to_string(),
-            number: PhoneNumber::parse("+4915228817386").unwrap(),
+            number: PhoneNumber::parse(if recipient == "bob" { BOB } else { ALICE }).unwrap(),
             text: text.to_string(),
             size: crate::text::sms::measure(text),
             max_segments: 1,
@@ -958,8 +950,15 @@ mod tests {
     }
 
     async fn send(d: &Deliverer, provider: &Arc<Scripted>, sms: Sms, policy: Policy) -> SmsReport {
-        let provider: Arc<dyn SmsProvider> = provider.clone();
-        d.deliver(&provider, vec![sms], policy).await.remove(0)
+        d.deliver(&provider.outlet(), vec![sms], policy)
+            .await
+            .remove(0)
+    }
+
+    async fn dry_run(d: &Deliverer, sms: Sms, policy: Policy) -> SmsReport {
+        d.deliver(&Outlet::DryRun, vec![sms], policy)
+            .await
+            .remove(0)
     }
 
     fn outcome(report: &SmsReport) -> (Outcome, Option<&'static str>) {
@@ -1150,37 +1149,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_cancelled_request_gives_its_claim_back() {
-        // The caller goes away (a dropped HTTP request) while its SMS, handled in the request
-        // itself, waits for a request slot: its claim must not block the retry until the lease
-        // runs out.
-        let fake = Scripted::inline([Answer {
+    async fn a_cancelled_request_neither_loses_its_sms_nor_blocks_the_retry() {
+        // The caller goes away (a dropped HTTP request) while its SMS waits for a request slot:
+        // the send goes on without it, and the retry finds it sent instead of waiting for the
+        // lease to run out.
+        let fake = Scripted::new([Answer {
             delay: Duration::from_secs(3),
             ..OK
         }]);
         let d = deliverer(1);
-        let provider: Arc<dyn SmsProvider> = fake.clone();
         let busy = {
-            let (d, provider) = (d.clone(), provider.clone());
+            let (d, fake) = (d.clone(), fake.clone());
             tokio::spawn(async move {
-                d.deliver(
-                    &provider,
-                    vec![sms("bob", "B")],
-                    policy(Duration::from_secs(5)),
-                )
-                .await
+                send(&d, &fake, sms("bob", "B"), policy(Duration::from_secs(5))).await
             })
         };
         tokio::task::yield_now().await;
         let waiting = {
-            let (d, provider) = (d.clone(), provider.clone());
+            let (d, fake) = (d.clone(), fake.clone());
             tokio::spawn(async move {
-                d.deliver(
-                    &provider,
-                    vec![sms("alice", "A")],
-                    policy(Duration::from_secs(5)),
-                )
-                .await
+                send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await
             })
         };
         tokio::task::yield_now().await;
@@ -1190,8 +1178,53 @@ mod tests {
         let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(1))).await;
         assert_eq!(
             outcome(&report),
+            (Outcome::Suppressed, Some("duplicate")),
+            "not held by the cancelled request"
+        );
+        let sent = |number: &str, text: &str| (number.to_string(), text.to_string());
+        assert_eq!(fake.requests(), [sent(BOB, "B"), sent(ALICE, "A")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_that_dies_gives_its_claim_back() {
+        // A bug kills the task sending A: what A held goes back, so that the retry sends it
+        // instead of waiting for the lease to run out.
+        let fake = Scripted::new([Answer { panics: true, ..OK }]);
+        let d = deliverer(8);
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::Failed, Some("network")));
+        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(1))).await;
+        assert_eq!(
+            outcome(&report),
             (Outcome::Sent, None),
-            "not held by the cancelled claim"
+            "not held by the dead task's claim"
+        );
+        assert_eq!(fake.requests().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dry_run_sms_waits_for_no_request_slot() {
+        // Sends of the config before a reload hold the one request slot; an SMS of the dry-run
+        // config after it sends no request, so it is logged at once.
+        let fake = Scripted::new([Answer {
+            delay: Duration::from_secs(10),
+            ..OK
+        }]);
+        let d = deliverer(1);
+        let busy = {
+            let (d, fake) = (d.clone(), fake.clone());
+            tokio::spawn(async move {
+                send(&d, &fake, sms("bob", "B"), policy(Duration::from_secs(2))).await
+            })
+        };
+        tokio::task::yield_now().await;
+        let started = Instant::now();
+        let report = dry_run(&d, sms("alice", "A"), policy(Duration::from_secs(2))).await;
+        assert_eq!(outcome(&report), (Outcome::DryRun, None));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(
+            outcome(&busy.await.unwrap()),
+            (Outcome::Failed, Some("timeout"))
         );
     }
 
@@ -1202,7 +1235,7 @@ mod tests {
             ..OK
         }]);
         let d = deliverer(1);
-        let provider: Arc<dyn SmsProvider> = fake.clone();
+        let provider = fake.outlet();
         let both = || vec![sms("alice", "A"), sms("bob", "B")];
         let reports = d
             .deliver(&provider, both(), policy(Duration::from_secs(2)))
@@ -1225,8 +1258,8 @@ mod tests {
                 (Outcome::Sent, None)
             ]
         );
-        let recipients: Vec<String> = fake.requests().into_iter().map(|(r, _)| r).collect();
-        assert_eq!(recipients, ["alice", "bob"]);
+        let numbers: Vec<String> = fake.requests().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(numbers, [ALICE, BOB]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1323,15 +1356,18 @@ mod tests {
             started + Duration::from_secs(20),
             Duration::from_secs(3),
         );
-        let fake = Scripted::inline([]);
         let d = on_store(store, 100);
-        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
-        assert_eq!(outcome(&report), (Outcome::Sent, None));
+        let report = dry_run(&d, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        assert_eq!(outcome(&report), (Outcome::DryRun, None));
         assert_eq!(started.elapsed(), Duration::from_secs(4));
         tokio::time::sleep(Duration::from_secs(30)).await;
-        let report = send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        let report = dry_run(&d, sms("alice", "A"), policy(Duration::from_secs(5))).await;
         assert_eq!(outcome(&report), (Outcome::Suppressed, Some("duplicate")));
-        assert_eq!(fake.requests().len(), 1);
+        let metrics = d.inner.metrics.render();
+        assert!(
+            metrics.contains("alertmanager_sipgate_sms_dry_run_total{route=\"critical\"} 1\n"),
+            "logged once:\n{metrics}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

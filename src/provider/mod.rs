@@ -1,5 +1,6 @@
-//! Where SMS go: the `SmsProvider` seam. The Sipgate client and dry-run sit behind it; nothing
-//! outside this module knows which one it talks to.
+//! Where SMS go: the `SmsProvider` seam, and the choice between it and dry-run. A provider only
+//! sends a text to a number and checks its credentials; whether anything is sent at all is the
+//! `Outlet` a config is wired with.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,57 +10,60 @@ use futures_util::future::BoxFuture;
 
 use crate::config::SipgateConfig;
 use crate::model::outcome::FailureReason;
-use crate::text::compose::Sms;
+use crate::model::phone::PhoneNumber;
 
-pub mod dry_run;
 pub mod sipgate;
 
-pub use dry_run::DryRun;
 pub use sipgate::SipgateClient;
 
-/// The provider a config asks for: Sipgate with its credentials, or dry-run without them (or
-/// when `force_dry_run`).
+/// Where the SMS of a loaded config go. Dry-run is no provider: nothing leaves the process, so
+/// nothing can fail, be retried, outlive the request or need credentials; the delivery rules log
+/// such an SMS themselves, and nobody has to ask a provider what kind it is.
+#[derive(Debug, Clone)]
+pub enum Outlet {
+    /// Every SMS is rendered and logged, none is sent: `--dry-run`, or a config without
+    /// Sipgate credentials.
+    DryRun,
+    /// SMS go out through `provider`, called `name` in messages about them.
+    Provider {
+        name: &'static str,
+        provider: Arc<dyn SmsProvider>,
+    },
+}
+
+impl Outlet {
+    /// Whether SMS are only logged.
+    pub fn is_dry_run(&self) -> bool {
+        matches!(self, Outlet::DryRun)
+    }
+}
+
+/// Where a config sends: Sipgate with its credentials, or dry-run without them (or when
+/// `force_dry_run`).
 pub fn from_config(
     config: &SipgateConfig,
     force_dry_run: bool,
-) -> Result<Arc<dyn SmsProvider>, sipgate::ClientError> {
+) -> Result<Outlet, sipgate::ClientError> {
     Ok(match (&config.credentials, force_dry_run) {
-        (Some(credentials), false) => Arc::new(SipgateClient::new(config, credentials)?),
-        _ => Arc::new(DryRun),
+        (Some(credentials), false) => Outlet::Provider {
+            name: sipgate::NAME,
+            provider: Arc::new(SipgateClient::new(config, credentials)?),
+        },
+        _ => Outlet::DryRun,
     })
 }
 
-/// One SMS service. `send` delivers one text to one phone-book entry; the delivery rules
-/// (retries, deadline, hold-off, ledger) are the caller's.
+/// One SMS service. The delivery rules (retries, deadline, hold-off, ledger) are the caller's.
 pub trait SmsProvider: fmt::Debug + Send + Sync {
-    /// For logs.
-    fn name(&self) -> &'static str;
-
-    /// Whether a send leaves this process. One that does can outlive the request that started
-    /// it and a shutdown, so it runs where both can wait for it; one that does not (dry-run)
-    /// runs right where it is asked for.
-    fn leaves_the_process(&self) -> bool;
-
-    /// Sends `text` (the SMS's own text, or it with a note in front) to the SMS's recipient.
-    fn send<'a>(&'a self, sms: &'a Sms, text: &'a str) -> BoxFuture<'a, Result<Sent, SendError>>;
-
-    /// Whether there are credentials to check with the service (`check_credentials`).
-    fn has_credentials(&self) -> bool;
+    /// Sends `text`, as it is, to `to`: `Ok` once the service accepted it.
+    fn send<'a>(
+        &'a self,
+        to: &'a PhoneNumber,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<(), SendError>>;
 
     /// Asks the service whether the configured credentials can send.
     fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck>;
-
-    /// What the operator has to do about a failure, in this service's terms.
-    fn operator_hint(&self, reason: FailureReason) -> &'static str;
-}
-
-/// What a successful send was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-    /// The service accepted the SMS.
-    Accepted,
-    /// Nothing was sent on purpose: the SMS was only logged (dry-run).
-    Logged,
 }
 
 /// Why a provider could not send an SMS.
@@ -88,6 +92,15 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// The provider that answered (or did not), as messages name it.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            SendError::Rejected { provider, .. }
+            | SendError::Timeout { provider }
+            | SendError::Network { provider, .. } => provider,
+        }
+    }
+
     pub fn reason(&self) -> FailureReason {
         match self {
             SendError::Rejected { reason, .. } => *reason,

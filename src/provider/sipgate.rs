@@ -11,14 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use futures_util::future::{BoxFuture, FutureExt};
 
-use super::{CredentialCheck, SendError, Sent, SmsProvider};
+use super::{CredentialCheck, SendError, SmsProvider};
 use crate::config::{Credentials, SipgateConfig};
 use crate::model::outcome::FailureReason;
 use crate::model::phone::PhoneNumber;
-use crate::text::compose::Sms;
 
 /// How Sipgate is named in messages.
-const SIPGATE: &str = "Sipgate";
+pub const NAME: &str = "Sipgate";
 
 /// What Sipgate's HTTP status means for an SMS.
 fn reason_for_status(status: u16) -> FailureReason {
@@ -149,7 +148,7 @@ impl SipgateClient {
             message,
         })
         .map_err(|e| SendError::Network {
-            provider: SIPGATE,
+            provider: NAME,
             detail: format!("cannot encode request: {e}"),
         })?;
         let response = self
@@ -178,7 +177,7 @@ impl SipgateClient {
         };
         let reason = reason_for_status(status.as_u16());
         Err(SendError::Rejected {
-            provider: SIPGATE,
+            provider: NAME,
             status: status.as_u16(),
             reason,
             hint: operator_hint(reason),
@@ -278,7 +277,7 @@ impl SipgateClient {
 
 fn classify_transport_error(e: reqwest::Error) -> SendError {
     if e.is_timeout() {
-        SendError::Timeout { provider: SIPGATE }
+        SendError::Timeout { provider: NAME }
     } else {
         // The URL is the configured api_url, not a secret; keep the whole chain for diagnosis.
         let mut message = e.to_string();
@@ -289,7 +288,7 @@ fn classify_transport_error(e: reqwest::Error) -> SendError {
             source = s.source();
         }
         SendError::Network {
-            provider: SIPGATE,
+            provider: NAME,
             // The chain may quote what the other end said.
             detail: masked_line(&message),
         }
@@ -297,32 +296,16 @@ fn classify_transport_error(e: reqwest::Error) -> SendError {
 }
 
 impl SmsProvider for SipgateClient {
-    fn name(&self) -> &'static str {
-        SIPGATE
-    }
-
-    fn leaves_the_process(&self) -> bool {
-        true
-    }
-
-    fn send<'a>(&'a self, sms: &'a Sms, text: &'a str) -> BoxFuture<'a, Result<Sent, SendError>> {
-        async move {
-            self.send_sms(&sms.number, text).await?;
-            Ok(Sent::Accepted)
-        }
-        .boxed()
-    }
-
-    fn has_credentials(&self) -> bool {
-        true
+    fn send<'a>(
+        &'a self,
+        to: &'a PhoneNumber,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        self.send_sms(to, text).boxed()
     }
 
     fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
         self.verify_credentials().boxed()
-    }
-
-    fn operator_hint(&self, reason: FailureReason) -> &'static str {
-        operator_hint(reason)
     }
 }
 

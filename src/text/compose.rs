@@ -2,6 +2,8 @@
 //! fitted into the route's segment budget, whole alerts first. A page is never lost to a template
 //! problem: a failing or empty user template falls back to the built-in one.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 
 use crate::model::alert::{Alert, AlertStatus, Notification};
@@ -199,6 +201,20 @@ fn last_resort(alerts: &[&Alert]) -> String {
     )
 }
 
+/// `text` with `[N SMS held back]` in front, so that the recipient learns what the rate limit or
+/// their quiet hours kept from them (a shorter form when the budget is tight); as it is when
+/// nothing was held back. The one text the provider is given.
+pub fn with_held_note(text: &str, held: u64, max_segments: usize) -> Cow<'_, str> {
+    if held == 0 {
+        return Cow::Borrowed(text);
+    }
+    let long = format!("[{held} SMS held back] {text}");
+    if sms::measure(&long).segments <= max_segments {
+        return Cow::Owned(long);
+    }
+    Cow::Owned(fit(&format!("[+{held} held] {text}"), max_segments))
+}
+
 /// Cuts the text to the budget, ending with a marker that keeps the text's own encoding.
 pub fn fit(text: &str, max_segments: usize) -> String {
     let size = sms::measure(text);
@@ -381,6 +397,33 @@ mod tests {
     #[test]
     fn short_text_is_unchanged() {
         assert_eq!(fit("FIRING DiskFull", 1), "FIRING DiskFull");
+    }
+
+    #[test]
+    fn the_held_back_note_is_put_in_front_and_kept_within_the_budget() {
+        assert_eq!(with_held_note("FIRING DiskFull", 0, 1), "FIRING DiskFull");
+        assert_eq!(
+            with_held_note("FIRING DiskFull", 3, 1),
+            "[3 SMS held back] FIRING DiskFull"
+        );
+        // 145 characters: the long note would make two segments, the short one fits in one.
+        let text = "x".repeat(145);
+        assert_eq!(with_held_note(&text, 12, 1), format!("[+12 held] {text}"));
+        assert_eq!(
+            with_held_note(&text, 12, 2),
+            format!("[12 SMS held back] {text}")
+        );
+        // Not even the short one fits: the text is cut, never the note.
+        let long = "word ".repeat(40);
+        let noted = with_held_note(long.trim_end(), 7, 1);
+        assert!(noted.starts_with("[+7 held] word word"), "{noted}");
+        assert!(noted.ends_with("..."), "{noted}");
+        assert_eq!(sms::measure(&noted).segments, 1);
+        let scream = "😱".repeat(80);
+        let emoji = with_held_note(&scream, 2, 1);
+        assert!(emoji.starts_with("[+2 held] 😱"), "{emoji}");
+        assert!(emoji.ends_with('…'), "{emoji}");
+        assert_eq!(sms::measure(&emoji).segments, 1);
     }
 
     #[test]

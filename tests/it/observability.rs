@@ -501,6 +501,38 @@ const ALICE_WRITTEN: [&str; 7] = [
     "+49.151.12345678",
 ];
 
+/// What an operator trying the service without a token reads: each SMS, whom it is for and its
+/// text, on one line.
+#[tokio::test]
+async fn dry_run_logs_each_sms_with_its_route_recipient_and_text() {
+    let fake = FakeSipgate::new().start().await;
+    let config = TestConfig::new(&fake.uri()).yaml();
+    let service = Service::start_with_flags(&config, &["--dry-run"]).await;
+
+    let (code, body) = service.post_alerts(fixture("firing-diskfull.json")).await;
+    assert_eq!(code, 200);
+    assert_eq!(outcomes(&body), ["alice dry_run", "bob dry_run"]);
+
+    let log = eventually(Duration::from_secs(10), "both SMS are logged", || {
+        let log = service.log();
+        async move { (log.matches("dry-run: SMS not sent").count() == 2).then_some(log) }
+    })
+    .await;
+    let text = r#"text="FIRING DiskFull db1:9100 since Nov 25 09:05 UTC: Disk on db1 is 95% full""#;
+    for recipient in ["alice", "bob"] {
+        let line = format!(
+            r#"message="dry-run: SMS not sent" route=critical recipient={recipient} {text}"#
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with("ts=") && l.contains(" level=info ") && l.contains(&line)),
+            "{line} missing in:\n{log}"
+        );
+    }
+    assert!(!log.contains(ALICE) && !log.contains(BOB), "{log}");
+    assert!(fake.received_requests().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn numbers_echoed_by_sipgate_never_reach_the_log_in_clear() {
     let echo = format!(
