@@ -96,7 +96,7 @@ fn send(c: &mut Criterion) {
     let (sending, dry_running) = (service(false), service(true));
     let live = sending.state.current();
     let sms = sms(&live.config);
-    let Outlet::Provider { provider, .. } = &live.provider else {
+    let Outlet::Provider { provider, .. } = &live.outlet else {
         fail("a config with credentials sends through Sipgate")
     };
     let mut group = c.benchmark_group("send");
@@ -139,9 +139,7 @@ fn send(c: &mut Criterion) {
                     stream::iter(0..iterations)
                         .map(|_| async {
                             let policy = Policy::of(&live.config, tokio::time::Instant::now());
-                            deliverer
-                                .deliver(&live.provider, vec![fresh()], policy)
-                                .await
+                            deliverer.deliver(&live.outlet, vec![fresh()], policy).await
                         })
                         .buffer_unordered(IN_FLIGHT)
                         .for_each(|reports| async move {

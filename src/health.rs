@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::{AppState, CredentialStatus, Credentials, Live};
+use crate::app::AppState;
+use crate::live::{CredentialStatus, Credentials, Live};
 use crate::metrics::Metrics;
 use crate::provider::{CredentialCheck, Outlet, SmsProvider};
 use crate::state::StateStore;
@@ -46,7 +47,7 @@ pub async fn watch_state(store: Arc<dyn StateStore>) {
 /// Checks the credentials of `live`'s provider until the answer is definite or another config
 /// replaced this one. Dry-run has none.
 pub async fn watch_credentials(state: Arc<AppState>, live: Arc<Live>) {
-    let Outlet::Provider { provider, .. } = &live.provider else {
+    let Outlet::Provider { provider, .. } = &live.outlet else {
         return;
     };
     let still_current = || Arc::ptr_eq(&state.current(), &live);

@@ -10,6 +10,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod live;
 pub mod log_sampler;
 pub mod metrics;
 pub mod model;

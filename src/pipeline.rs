@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::app::Live;
 use crate::config::Config;
 use crate::delivery::{Deliverer, Policy};
+use crate::live::Live;
 use crate::metrics::{Metrics, Truncated};
 use crate::model::alert::{Alert, AlertStatus, Notification};
 use crate::model::outcome::{Outcome, SmsReport, SuppressReason};
@@ -118,7 +118,7 @@ pub async fn run(
         );
     }
     let (mut sms, ()) = tokio::join!(
-        deliverer.deliver(&live.provider, plan.messages, policy),
+        deliverer.deliver(&live.outlet, plan.messages, policy),
         record_heartbeat
     );
     sms.extend(
@@ -205,9 +205,9 @@ mod tests {
     use tokio::runtime::Handle;
 
     use super::*;
-    use crate::app::Credentials;
     use crate::clock::TokioClock;
     use crate::config::Config;
+    use crate::live::Credentials;
     use crate::model::phone::PhoneNumber;
     use crate::provider::{CredentialCheck, Outlet, SendError, SmsProvider};
     use crate::state::faulty::Faulty;
@@ -292,7 +292,7 @@ routes:
             Pipeline {
                 live: Live {
                     config,
-                    provider: Outlet::Provider {
+                    outlet: Outlet::Provider {
                         name: "Recording",
                         provider: provider.clone(),
                     },
@@ -556,7 +556,7 @@ routes:
     #[tokio::test(start_paused = true)]
     async fn in_dry_run_nothing_is_sent_and_each_sms_says_so() {
         let mut pipeline = Pipeline::new();
-        pipeline.live.provider = Outlet::DryRun;
+        pipeline.live.outlet = Outlet::DryRun;
         let report = pipeline.run(&notification("warning", "firing"), DAY).await;
         assert_eq!(
             report.sms,

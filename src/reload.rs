@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use crate::app::{AppState, Live};
+use crate::app::AppState;
 use crate::config::{Config, ConfigError};
 use crate::health;
+use crate::live::Live;
 use crate::provider::sipgate::ClientError;
 
 /// Why a reload kept the running config.

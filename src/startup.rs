@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::app::{AppState, Live};
+use crate::app::AppState;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::Deliverer;
 use crate::jobs::Runner;
 use crate::jobs::shift_notices::ShiftJob;
+use crate::live::Live;
 use crate::metrics::{Metrics, MetricsError};
 use crate::provider::sipgate::ClientError;
 use crate::state::{self, OpenError, StateStore};

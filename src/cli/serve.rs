@@ -11,9 +11,10 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
 use super::{Cli, LogFormat, LogLevel, load_config};
-use crate::app::{AppState, Live};
+use crate::app::AppState;
 use crate::clock::SystemClock;
 use crate::config::ConfigError;
+use crate::live::Live;
 use crate::reload;
 use crate::startup::{Options, Service};
 use crate::text::plural::counted;

@@ -20,9 +20,10 @@ use tracing::Instrument;
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 use self::auth::{Guarded, RefusalLog};
-use crate::app::{AppState, Live};
+use crate::app::AppState;
 use crate::health;
 use crate::ingest::{self, PayloadError};
+use crate::live::Live;
 use crate::model::outcome::SmsReport;
 use crate::pipeline;
 use crate::reload;

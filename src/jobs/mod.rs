@@ -17,10 +17,10 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, OnceCell};
 use tokio::time::Instant;
 
-use crate::app::Live;
 use crate::clock::{Clock, Millis, millis, millis_at};
 use crate::config::Config;
 use crate::delivery::Deliverer;
+use crate::live::Live;
 use crate::metrics::Metrics;
 
 /// A background job: its own state, and what it does at a tick.

@@ -136,7 +136,7 @@ impl ShiftJob {
             ..Policy::of(&live.config, Instant::now())
         };
         tick.deliverer
-            .deliver(&live.provider, vec![sms], policy)
+            .deliver(&live.outlet, vec![sms], policy)
             .await;
     }
 }
@@ -147,10 +147,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::app::Live;
     use crate::clock::SystemClock;
     use crate::delivery::Deliverer;
     use crate::jobs::Runner;
+    use crate::live::Live;
     use crate::metrics::Metrics;
     use crate::state::faulty::{Faulty, Op};
     use crate::state::{MemoryStore, StateStore};

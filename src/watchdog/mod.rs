@@ -13,11 +13,11 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use crate::app::Live;
 use crate::clock::{Millis, millis_at};
 use crate::config::{Config, Watchdog};
 use crate::delivery::{Deliverer, Policy};
 use crate::jobs::{Job, Tick};
+use crate::live::Live;
 use crate::model::content_key::ContentKey;
 use crate::model::outcome::{Outcome, SuppressReason};
 use crate::ratelimit::Limits;
@@ -302,7 +302,7 @@ async fn send(
         },
         ..Policy::of(&live.config, Instant::now())
     };
-    let reports = deliverer.deliver(&live.provider, messages, policy).await;
+    let reports = deliverer.deliver(&live.outlet, messages, policy).await;
     reports.iter().all(|r| {
         matches!(r.outcome, Outcome::Sent | Outcome::DryRun)
             || r.reason == Some(SuppressReason::Duplicate.as_str())
