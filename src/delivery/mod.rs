@@ -497,12 +497,12 @@ impl Deliverer {
     async fn settle_once(&self, holding: &Holding, policy: Policy) -> bool {
         self.inner
             .store
-            .settle(
-                holding.key,
-                holding.taken.claim,
-                Settlement::Sent,
-                policy.dedup_window,
-            )
+            .settle(crate::state::Settle {
+                key: holding.key,
+                claim: holding.taken.claim,
+                settlement: Settlement::Sent,
+                window: policy.dedup_window,
+            })
             .await
             .is_ok()
     }
@@ -533,7 +533,11 @@ impl Deliverer {
         let _ = self
             .inner
             .store
-            .give_back(holding.key, &holding.recipient, holding.taken)
+            .give_back(crate::state::GiveBack {
+                key: holding.key,
+                recipient: &holding.recipient,
+                taken: holding.taken,
+            })
             .await;
     }
 
@@ -1453,20 +1457,12 @@ mod tests {
             };
             std::future::ready(answer).boxed()
         }
-        fn settle(
-            &self,
-            _: ContentKey,
-            _: ClaimId,
-            _: Settlement,
-            _: Duration,
-        ) -> BoxFuture<'_, Result<(), StateError>> {
+        fn settle(&self, _: crate::state::Settle) -> BoxFuture<'_, Result<(), StateError>> {
             std::future::ready(Ok(())).boxed()
         }
         fn give_back<'a>(
             &'a self,
-            _: ContentKey,
-            _: &'a str,
-            _: Taken,
+            _: crate::state::GiveBack<'a>,
         ) -> BoxFuture<'a, Result<(), StateError>> {
             std::future::ready(Ok(())).boxed()
         }

@@ -120,19 +120,10 @@ pub fn build(
             .app_data(data.clone())
             .app_data(refusals.clone())
             .wrap(actix_web::middleware::from_fn(count_requests))
-            .service(
-                web::resource("/alerts")
-                    .route(web::post().to(alerts))
-                    // Grafana's webhook contact point can be set to PUT.
-                    .route(web::put().to(alerts))
-                    .default_service(web::to(only_post_or_put)),
-            )
-            .service(
-                web::resource("/healthchecks")
-                    .route(web::post().to(healthchecks))
-                    .route(web::put().to(healthchecks))
-                    .default_service(web::to(only_post_or_put)),
-            )
+            // Alertmanager's and Grafana's webhooks.
+            .service(webhook("/alerts", ingest::parse_alertmanager))
+            // Healthchecks.io's webhook, with the body the README documents.
+            .service(webhook("/healthchecks", ingest::parse_healthchecks))
             .service(
                 web::resource("/api/v1/oncall")
                     .route(web::get().to(oncall))
@@ -200,25 +191,19 @@ pub async fn contain_panics<F: std::future::Future>(future: F) -> Result<F::Outp
     }
 }
 
-/// Alertmanager's and Grafana's webhooks.
-async fn alerts(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    notification(state, request, payload, ingest::parse_alertmanager).await
-}
-
-/// Healthchecks.io's webhook, with the body the README documents.
-async fn healthchecks(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    notification(state, request, payload, ingest::parse_healthchecks).await
-}
-
 type Parser = fn(&[u8]) -> Result<crate::model::alert::Notification, PayloadError>;
+
+/// A webhook at `path` that takes notifications in the format `parse` reads, by POST or by PUT
+/// (Grafana's webhook contact point can be set to PUT).
+fn webhook(path: &str, parse: Parser) -> actix_web::Resource {
+    let handler = move |state: web::Data<AppState>, request: HttpRequest, payload: web::Payload| {
+        notification(state, request, payload, parse)
+    };
+    web::resource(path)
+        .route(web::post().to(handler))
+        .route(web::put().to(handler))
+        .default_service(web::to(only_post_or_put))
+}
 
 /// Every notification gets an id that ties its log lines together and comes back in
 /// `X-Request-Id`.

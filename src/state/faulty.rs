@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::{
-    Begin, ClaimId, ContentKey, Keep, MemoryStore, Settlement, Start, StateError, StateStore, Taken,
+    Answer, Begin, ContentKey, GiveBack, Keep, MemoryStore, Settle, Start, StateError, StateStore,
 };
 use crate::clock::Millis;
 
@@ -65,12 +65,22 @@ impl Faulty {
             .collect()
     }
 
-    async fn ask(&self, op: Op) -> Result<(), StateError> {
-        self.asked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((op, Instant::now()));
-        (self.fault)(op).await
+    /// Asks the fault about `op`, then, unless it failed, runs `op` on the memory store
+    /// (`call`).
+    fn after_asking<'a, T: Send + 'a>(
+        &'a self,
+        op: Op,
+        call: impl FnOnce() -> Answer<'a, T> + Send + 'a,
+    ) -> Answer<'a, T> {
+        async move {
+            self.asked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((op, Instant::now()));
+            (self.fault)(op).await?;
+            call().await
+        }
+        .boxed()
     }
 }
 
@@ -78,80 +88,28 @@ impl StateStore for Faulty {
     fn name(&self) -> &'static str {
         "faulty"
     }
-    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
-        async move {
-            self.ask(Op::Begin).await?;
-            self.memory.begin(request).await
-        }
-        .boxed()
+    fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start> {
+        self.after_asking(Op::Begin, move || self.memory.begin(request))
     }
-    fn settle(
-        &self,
-        key: ContentKey,
-        claim: ClaimId,
-        settlement: Settlement,
-        window: Duration,
-    ) -> BoxFuture<'_, Result<(), StateError>> {
-        async move {
-            self.ask(Op::Settle).await?;
-            self.memory.settle(key, claim, settlement, window).await
-        }
-        .boxed()
+    fn settle(&self, request: Settle) -> Answer<'_, ()> {
+        self.after_asking(Op::Settle, move || self.memory.settle(request))
     }
-    fn give_back<'a>(
-        &'a self,
-        key: ContentKey,
-        recipient: &'a str,
-        taken: Taken,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        async move {
-            self.ask(Op::GiveBack).await?;
-            self.memory.give_back(key, recipient, taken).await
-        }
-        .boxed()
+    fn give_back<'a>(&'a self, request: GiveBack<'a>) -> Answer<'a, ()> {
+        self.after_asking(Op::GiveBack, move || self.memory.give_back(request))
     }
-    fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
-        async move {
-            self.ask(Op::Wait).await?;
-            self.memory.wait_for(key, until).await
-        }
-        .boxed()
+    fn wait_for(&self, key: ContentKey, until: Instant) -> Answer<'_, bool> {
+        self.after_asking(Op::Wait, move || self.memory.wait_for(key, until))
     }
-    fn claim_once<'a>(
-        &'a self,
-        event: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StateError>> {
-        async move {
-            self.ask(Op::ClaimOnce).await?;
-            self.memory.claim_once(event, ttl).await
-        }
-        .boxed()
+    fn claim_once<'a>(&'a self, event: &'a str, ttl: Duration) -> Answer<'a, bool> {
+        self.after_asking(Op::ClaimOnce, move || self.memory.claim_once(event, ttl))
     }
-    fn mark<'a>(
-        &'a self,
-        name: &'a str,
-        at: Millis,
-        keep: Keep,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        async move {
-            self.ask(Op::Mark).await?;
-            self.memory.mark(name, at, keep).await
-        }
-        .boxed()
+    fn mark<'a>(&'a self, name: &'a str, at: Millis, keep: Keep) -> Answer<'a, ()> {
+        self.after_asking(Op::Mark, move || self.memory.mark(name, at, keep))
     }
-    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
-        async move {
-            self.ask(Op::Marked).await?;
-            self.memory.marked(name).await
-        }
-        .boxed()
+    fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
+        self.after_asking(Op::Marked, move || self.memory.marked(name))
     }
-    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
-        async move {
-            self.ask(Op::Ping).await?;
-            self.memory.ping().await
-        }
-        .boxed()
+    fn ping(&self) -> Answer<'_, ()> {
+        self.after_asking(Op::Ping, move || self.memory.ping())
     }
 }

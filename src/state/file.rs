@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::FutureExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
-use super::Taken;
 use super::memory::{DEFAULT_CAPACITY, Snapshot};
-use super::{Begin, ClaimId, MemoryStore, Settlement, Start, StateError, StateStore};
+use super::{
+    Answer, Begin, GiveBack, Keep, MemoryStore, Settle, Settlement, Start, StateError, StateStore,
+};
 use crate::clock::{Clock, Millis};
 use crate::model::content_key::ContentKey;
 use crate::ratelimit::Reservation;
@@ -499,51 +500,31 @@ impl StateStore for FileStore {
         "file"
     }
 
-    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+    fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start> {
         self.memory.begin(request)
     }
 
-    fn settle(
-        &self,
-        key: ContentKey,
-        claim: ClaimId,
-        settlement: Settlement,
-        window: Duration,
-    ) -> BoxFuture<'_, Result<(), StateError>> {
-        self.memory.settle(key, claim, settlement, window)
+    fn settle(&self, request: Settle) -> Answer<'_, ()> {
+        self.memory.settle(request)
     }
 
-    fn give_back<'a>(
-        &'a self,
-        key: ContentKey,
-        recipient: &'a str,
-        taken: Taken,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        self.memory.give_back(key, recipient, taken)
+    fn give_back<'a>(&'a self, request: GiveBack<'a>) -> Answer<'a, ()> {
+        self.memory.give_back(request)
     }
 
-    fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
+    fn wait_for(&self, key: ContentKey, until: Instant) -> Answer<'_, bool> {
         self.memory.wait_for(key, until)
     }
 
-    fn claim_once<'a>(
-        &'a self,
-        event: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StateError>> {
+    fn claim_once<'a>(&'a self, event: &'a str, ttl: Duration) -> Answer<'a, bool> {
         self.memory.claim_once(event, ttl)
     }
 
-    fn mark<'a>(
-        &'a self,
-        name: &'a str,
-        at: Millis,
-        keep: super::Keep,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
+    fn mark<'a>(&'a self, name: &'a str, at: Millis, keep: Keep) -> Answer<'a, ()> {
         self.memory.mark(name, at, keep)
     }
 
-    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
+    fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
         self.memory.marked(name)
     }
 
@@ -553,7 +534,7 @@ impl StateStore for FileStore {
     }
 
     /// Fails while the file cannot be written, with the outage's first error.
-    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+    fn ping(&self) -> Answer<'_, ()> {
         let error = self
             .outage
             .lock()
@@ -563,7 +544,7 @@ impl StateStore for FileStore {
     }
 
     /// Writes what is not written yet, opening the database again if a write lost it.
-    fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {
+    fn close(&self) -> Answer<'_, ()> {
         self.flush().boxed()
     }
 }

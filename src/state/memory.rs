@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::FutureExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Begin, ClaimId, Keep, Settlement, Start, StateError, StateStore, Taken};
+use super::{Answer, Begin, ClaimId, GiveBack, Keep, Settle, Settlement, Start, StateStore, Taken};
 use crate::clock::{Clock, Millis, millis};
 use crate::model::content_key::ContentKey;
 use crate::ratelimit::{RateLimiter, Reservation};
@@ -249,6 +249,20 @@ impl Inner {
             changes.total |= total;
         }
     }
+
+    /// Settles the SMS of `request`, claimed as `claim`, as held back (`settlement`): its
+    /// recipient's held-back count changed.
+    fn hold_back(
+        &mut self,
+        request: &Begin<'_>,
+        claim: ClaimId,
+        settlement: Settlement,
+        now: Millis,
+    ) {
+        let (key, window) = (request.key, request.window);
+        self.ledger.settle(key, claim, settlement, now, window);
+        self.recipient_changed(request.recipient, false);
+    }
 }
 
 impl StateStore for MemoryStore {
@@ -256,7 +270,7 @@ impl StateStore for MemoryStore {
         "memory"
     }
 
-    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+    fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start> {
         let now = self.clock.now();
         let mut inner = self.inner();
         let start = match inner
@@ -266,15 +280,8 @@ impl StateStore for MemoryStore {
             Claim::Settled(settlement) => Start::Settled(settlement),
             Claim::InFlight => Start::InFlight,
             Claim::Claimed(claim) if request.hold => {
-                inner.ledger.settle(
-                    request.key,
-                    claim,
-                    Settlement::QuietHours,
-                    now,
-                    request.window,
-                );
                 inner.limiter.restore_held(request.recipient, 1);
-                inner.recipient_changed(request.recipient, false);
+                inner.hold_back(&request, claim, Settlement::QuietHours, now);
                 Start::HeldBack
             }
             Claim::Claimed(claim) => {
@@ -283,14 +290,7 @@ impl StateStore for MemoryStore {
                     .try_acquire(request.recipient, &request.limits, now, claim.0)
                 {
                     Err(_) => {
-                        inner.ledger.settle(
-                            request.key,
-                            claim,
-                            Settlement::RateLimited,
-                            now,
-                            request.window,
-                        );
-                        inner.recipient_changed(request.recipient, false);
+                        inner.hold_back(&request, claim, Settlement::RateLimited, now);
                         Start::RateLimited
                     }
                     Ok(reservation) => {
@@ -311,13 +311,13 @@ impl StateStore for MemoryStore {
         std::future::ready(Ok(start)).boxed()
     }
 
-    fn settle(
-        &self,
-        key: ContentKey,
-        claim: ClaimId,
-        settlement: Settlement,
-        window: Duration,
-    ) -> BoxFuture<'_, Result<(), StateError>> {
+    fn settle(&self, request: Settle) -> Answer<'_, ()> {
+        let Settle {
+            key,
+            claim,
+            settlement,
+            window,
+        } = request;
         let now = self.clock.now();
         self.inner()
             .ledger
@@ -325,12 +325,12 @@ impl StateStore for MemoryStore {
         std::future::ready(Ok(())).boxed()
     }
 
-    fn give_back<'a>(
-        &'a self,
-        key: ContentKey,
-        recipient: &'a str,
-        taken: Taken,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
+    fn give_back<'a>(&'a self, request: GiveBack<'a>) -> Answer<'a, ()> {
+        let GiveBack {
+            key,
+            recipient,
+            taken,
+        } = request;
         let mut inner = self.inner();
         inner.ledger.release(key, taken.claim);
         if let Some(reservation) = taken.reservation {
@@ -343,7 +343,7 @@ impl StateStore for MemoryStore {
         std::future::ready(Ok(())).boxed()
     }
 
-    fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
+    fn wait_for(&self, key: ContentKey, until: Instant) -> Answer<'_, bool> {
         async move {
             loop {
                 let now = self.clock.now();
@@ -364,11 +364,7 @@ impl StateStore for MemoryStore {
         .boxed()
     }
 
-    fn claim_once<'a>(
-        &'a self,
-        event: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StateError>> {
+    fn claim_once<'a>(&'a self, event: &'a str, ttl: Duration) -> Answer<'a, bool> {
         let now = self.clock.now();
         let mut inner = self.inner();
         let mut gone = Vec::new();
@@ -390,12 +386,7 @@ impl StateStore for MemoryStore {
         std::future::ready(Ok(first)).boxed()
     }
 
-    fn mark<'a>(
-        &'a self,
-        name: &'a str,
-        at: Millis,
-        keep: Keep,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
+    fn mark<'a>(&'a self, name: &'a str, at: Millis, keep: Keep) -> Answer<'a, ()> {
         let mut inner = self.inner();
         let kept = inner
             .marks
@@ -409,11 +400,11 @@ impl StateStore for MemoryStore {
         std::future::ready(Ok(())).boxed()
     }
 
-    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
+    fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
         std::future::ready(Ok(self.inner().marks.get(name).copied())).boxed()
     }
 
-    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+    fn ping(&self) -> Answer<'_, ()> {
         std::future::ready(Ok(())).boxed()
     }
 }
@@ -615,6 +606,7 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_secs(600);
     const LEASE: Duration = Duration::from_secs(60);
+    const T0: Millis = 1_000_000;
 
     fn key(n: u8) -> ContentKey {
         ContentKey::from_bytes([n; 32])
@@ -622,19 +614,18 @@ mod tests {
 
     #[test]
     fn settled_is_a_duplicate_until_the_window_ends() {
-        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(10);
         assert_eq!(
-            ledger.claim(key(1), ClaimId(1), t0, LEASE),
+            ledger.claim(key(1), ClaimId(1), T0, LEASE),
             Claim::Claimed(ClaimId(1))
         );
-        ledger.settle(key(1), ClaimId(1), Settlement::Sent, t0, WINDOW);
+        ledger.settle(key(1), ClaimId(1), Settlement::Sent, T0, WINDOW);
         assert_eq!(
-            ledger.claim(key(1), ClaimId(2), t0 + 599_000, LEASE),
+            ledger.claim(key(1), ClaimId(2), T0 + 599_000, LEASE),
             Claim::Settled(Settlement::Sent)
         );
         assert_eq!(
-            ledger.claim(key(1), ClaimId(3), t0 + millis(WINDOW), LEASE),
+            ledger.claim(key(1), ClaimId(3), T0 + millis(WINDOW), LEASE),
             Claim::Claimed(ClaimId(3))
         );
     }
@@ -643,8 +634,7 @@ mod tests {
     async fn the_whole_state_holds_also_what_earlier_snapshots_took() {
         use crate::clock::ManualClock;
         use crate::ratelimit::{Limits, Rate};
-        let t0: Millis = 1_000_000;
-        let store = MemoryStore::persisted(10, Arc::new(ManualClock::at(t0)));
+        let store = MemoryStore::persisted(10, Arc::new(ManualClock::at(T0)));
         let limits = Limits {
             per_recipient: Some(Rate::parse("5/h").unwrap()),
             total: Some(Rate::parse("50/h").unwrap()),
@@ -664,19 +654,24 @@ mod tests {
                 panic!("not claimed")
             };
             store
-                .settle(key(n), taken.claim, Settlement::Sent, WINDOW)
+                .settle(Settle {
+                    key: key(n),
+                    claim: taken.claim,
+                    settlement: Settlement::Sent,
+                    window: WINDOW,
+                })
                 .await
                 .unwrap();
             // The write of the first one went through, before the one that failed.
             let _ = store.snapshot();
         }
         assert!(store.claim_once("shift:primary:1", WINDOW).await.unwrap());
-        store.mark("watchdog", t0 - 5, Keep::Latest).await.unwrap();
+        store.mark("watchdog", T0 - 5, Keep::Latest).await.unwrap();
 
         let mut whole = store.whole();
         whole.settled.sort_by_key(|(key, _)| *key.as_bytes());
-        let until = t0 + millis(WINDOW);
-        let slots: Vec<Reservation> = (1..=2).map(|id| Reservation { at: t0, id }).collect();
+        let until = T0 + millis(WINDOW);
+        let slots: Vec<Reservation> = (1..=2).map(|id| Reservation { at: T0, id }).collect();
         assert_eq!(
             whole,
             Snapshot {
@@ -687,7 +682,7 @@ mod tests {
                 recipients: vec![("alice".to_string(), slots.clone(), 0)],
                 total: Some(slots),
                 once: vec![("shift:primary:1".to_string(), Some(until))],
-                marks: vec![("watchdog".to_string(), t0 - 5)],
+                marks: vec![("watchdog".to_string(), T0 - 5)],
             }
         );
         assert!(
@@ -698,34 +693,32 @@ mod tests {
 
     #[test]
     fn in_flight_claims_are_exclusive_and_released_on_failure() {
-        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(10);
         assert_eq!(
-            ledger.claim(key(1), ClaimId(1), t0, LEASE),
+            ledger.claim(key(1), ClaimId(1), T0, LEASE),
             Claim::Claimed(ClaimId(1))
         );
-        assert_eq!(ledger.claim(key(1), ClaimId(2), t0, LEASE), Claim::InFlight);
-        let (done, _) = ledger.holder(key(1), t0).unwrap();
+        assert_eq!(ledger.claim(key(1), ClaimId(2), T0, LEASE), Claim::InFlight);
+        let (done, _) = ledger.holder(key(1), T0).unwrap();
         ledger.release(key(1), ClaimId(2));
         assert_eq!(
-            ledger.claim(key(1), ClaimId(3), t0, LEASE),
+            ledger.claim(key(1), ClaimId(3), T0, LEASE),
             Claim::InFlight,
             "not theirs to release"
         );
         ledger.release(key(1), ClaimId(1));
         assert!(*done.borrow());
         assert_eq!(
-            ledger.claim(key(1), ClaimId(4), t0, LEASE),
+            ledger.claim(key(1), ClaimId(4), T0, LEASE),
             Claim::Claimed(ClaimId(4))
         );
     }
 
     #[test]
     fn a_lease_that_ran_out_lets_the_next_claim_win() {
-        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(10);
-        let _ = ledger.claim(key(1), ClaimId(1), t0, LEASE);
-        let later = t0 + millis(LEASE);
+        let _ = ledger.claim(key(1), ClaimId(1), T0, LEASE);
+        let later = T0 + millis(LEASE);
         assert_eq!(
             ledger.claim(key(1), ClaimId(2), later, LEASE),
             Claim::Claimed(ClaimId(2))
@@ -740,43 +733,40 @@ mod tests {
 
     #[test]
     fn held_back_sms_are_remembered_as_such() {
-        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(10);
-        let _ = ledger.claim(key(1), ClaimId(1), t0, LEASE);
-        ledger.settle(key(1), ClaimId(1), Settlement::RateLimited, t0, WINDOW);
+        let _ = ledger.claim(key(1), ClaimId(1), T0, LEASE);
+        ledger.settle(key(1), ClaimId(1), Settlement::RateLimited, T0, WINDOW);
         assert_eq!(
-            ledger.claim(key(1), ClaimId(2), t0, LEASE),
+            ledger.claim(key(1), ClaimId(2), T0, LEASE),
             Claim::Settled(Settlement::RateLimited)
         );
     }
 
     #[test]
     fn size_is_bounded_by_evicting_the_oldest() {
-        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(3);
         for i in 0..10 {
-            let _ = ledger.claim(key(i), ClaimId(i.into()), t0, LEASE);
-            ledger.settle(key(i), ClaimId(i.into()), Settlement::Sent, t0, WINDOW);
+            let _ = ledger.claim(key(i), ClaimId(i.into()), T0, LEASE);
+            ledger.settle(key(i), ClaimId(i.into()), Settlement::Sent, T0, WINDOW);
         }
         assert_eq!(ledger.len(), 3);
         assert_eq!(
-            ledger.claim(key(9), ClaimId(100), t0, LEASE),
+            ledger.claim(key(9), ClaimId(100), T0, LEASE),
             Claim::Settled(Settlement::Sent)
         );
         assert_eq!(
-            ledger.claim(key(0), ClaimId(101), t0, LEASE),
+            ledger.claim(key(0), ClaimId(101), T0, LEASE),
             Claim::Claimed(ClaimId(101))
         );
     }
 
     #[test]
     fn a_resettled_key_is_not_dropped_by_its_old_expiry() {
-        let t0: Millis = 1_000_000;
         let window = Duration::from_secs(10);
         let mut ledger = Ledger::new(100);
-        let _ = ledger.claim(key(7), ClaimId(1), t0, LEASE);
-        ledger.settle(key(7), ClaimId(1), Settlement::Sent, t0, window);
-        let t1 = t0 + millis(window);
+        let _ = ledger.claim(key(7), ClaimId(1), T0, LEASE);
+        ledger.settle(key(7), ClaimId(1), Settlement::Sent, T0, window);
+        let t1 = T0 + millis(window);
         assert_eq!(
             ledger.claim(key(7), ClaimId(2), t1, LEASE),
             Claim::Claimed(ClaimId(2))
@@ -790,31 +780,29 @@ mod tests {
 
     #[test]
     fn expired_entries_are_dropped() {
-        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(100);
         for i in 0..50 {
-            let _ = ledger.claim(key(i), ClaimId(i.into()), t0, LEASE);
+            let _ = ledger.claim(key(i), ClaimId(i.into()), T0, LEASE);
             ledger.settle(
                 key(i),
                 ClaimId(i.into()),
                 Settlement::Sent,
-                t0,
+                T0,
                 Duration::from_secs(1),
             );
         }
-        let _ = ledger.claim(key(200), ClaimId(200), t0 + 2_000, LEASE);
+        let _ = ledger.claim(key(200), ClaimId(200), T0 + 2_000, LEASE);
         assert_eq!(ledger.len(), 1, "only the new claim is left");
     }
 
     #[test]
     fn claims_of_holders_that_died_are_swept() {
-        let t0: Millis = 1_000_000;
         let mut ledger = Ledger::new(100);
         for i in 0..20 {
-            let _ = ledger.claim(key(i), ClaimId(i.into()), t0, LEASE);
+            let _ = ledger.claim(key(i), ClaimId(i.into()), T0, LEASE);
         }
         assert_eq!(ledger.len(), 20);
-        let _ = ledger.claim(key(100), ClaimId(100), t0 + millis(LEASE), LEASE);
+        let _ = ledger.claim(key(100), ClaimId(100), T0 + millis(LEASE), LEASE);
         assert_eq!(ledger.len(), 1, "only the new claim is left");
     }
 }

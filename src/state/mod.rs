@@ -126,6 +126,27 @@ pub struct Begin<'a> {
     pub answer_by: Instant,
 }
 
+/// What an SMS that went out asks of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Settle {
+    pub key: ContentKey,
+    /// The claim it was sent under: a holder whose lease ran out does not settle over the
+    /// claim someone else took since.
+    pub claim: ClaimId,
+    pub settlement: Settlement,
+    /// How long it is not sent again.
+    pub window: Duration,
+}
+
+/// What an SMS that was not sent gives back to the store: what `begin` took for it.
+#[derive(Debug, Clone, Copy)]
+pub struct GiveBack<'a> {
+    pub key: ContentKey,
+    /// Whose rate-limit slot and held-back count come back.
+    pub recipient: &'a str,
+    pub taken: Taken,
+}
+
 /// What the store holds for an SMS it let through, until it is settled or given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
@@ -173,6 +194,9 @@ pub enum StateError {
     Unavailable(String),
 }
 
+/// What every operation of a store returns: boxed, so that `StateStore` is a trait object.
+pub type Answer<'a, T> = BoxFuture<'a, Result<T, StateError>>;
+
 /// Where the ledger, the rate limits and once-only events live. Every operation is atomic, also
 /// across replicas sharing the store; time is the store's `Clock`.
 pub trait StateStore: fmt::Debug + Send + Sync {
@@ -181,49 +205,29 @@ pub trait StateStore: fmt::Debug + Send + Sync {
 
     /// Claims the SMS, takes its rate-limit slot and its held-back count, in one step. A held-back
     /// count may be forgotten after a week without an SMS to take it (`redis::HELD_BACK_TTL`).
-    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>>;
+    fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start>;
 
     /// The SMS went out: `key` is not sent again for `window`, unless another holder claimed it
     /// since this one's lease ran out.
-    fn settle(
-        &self,
-        key: ContentKey,
-        claim: ClaimId,
-        settlement: Settlement,
-        window: Duration,
-    ) -> BoxFuture<'_, Result<(), StateError>>;
+    fn settle(&self, request: Settle) -> Answer<'_, ()>;
 
     /// The SMS was not sent: the claim goes, the slot and the held-back count come back, so that
     /// the caller's retry finds everything as before.
-    fn give_back<'a>(
-        &'a self,
-        key: ContentKey,
-        recipient: &'a str,
-        taken: Taken,
-    ) -> BoxFuture<'a, Result<(), StateError>>;
+    fn give_back<'a>(&'a self, request: GiveBack<'a>) -> Answer<'a, ()>;
 
     /// Waits while someone else holds `key` (until they settle or release it, their lease ends,
     /// or `until`). True when the claim ended, false when `until` came first.
-    fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>>;
+    fn wait_for(&self, key: ContentKey, until: Instant) -> Answer<'_, bool>;
 
     /// True for the first caller that claims `event` within `ttl`, false for every other.
-    fn claim_once<'a>(
-        &'a self,
-        event: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StateError>>;
+    fn claim_once<'a>(&'a self, event: &'a str, ttl: Duration) -> Answer<'a, bool>;
 
     /// Records that `name` happened at `at` (a heartbeat); across replicas the latest or the
     /// earliest time is kept.
-    fn mark<'a>(
-        &'a self,
-        name: &'a str,
-        at: Millis,
-        keep: Keep,
-    ) -> BoxFuture<'a, Result<(), StateError>>;
+    fn mark<'a>(&'a self, name: &'a str, at: Millis, keep: Keep) -> Answer<'a, ()>;
 
     /// The time kept for `name`, if it was ever marked (within `MARK_TTL` on Redis).
-    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>>;
+    fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>>;
 
     /// What an outage means for the SMS, for the one log line that reports it.
     fn when_down(&self) -> &'static str {
@@ -232,7 +236,7 @@ pub trait StateStore: fmt::Debug + Send + Sync {
 
     /// Whether the store answers, and takes writes, for `alertmanager_sipgate_state_up`
     /// between notifications.
-    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>>;
+    fn ping(&self) -> Answer<'_, ()>;
 
     /// What the last ping learned about the store dropping keys under memory pressure; `None`
     /// for a store that never does.
@@ -241,7 +245,7 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     }
 
     /// Writes out what is not yet durable; called once at shutdown.
-    fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {
+    fn close(&self) -> Answer<'_, ()> {
         std::future::ready(Ok(())).boxed()
     }
 }

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::FutureExt;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Begin, ClaimId, Eviction, Settlement, Start, StateError, StateStore, Taken};
+use super::{Answer, Begin, Eviction, GiveBack, Keep, Settle, Start, StateError, StateStore};
 use crate::clock::Millis;
 use crate::metrics::{Metrics, StateOperation};
 use crate::model::content_key::ContentKey;
@@ -57,6 +57,16 @@ impl Monitored {
             outage: Mutex::new(None),
             eviction: Mutex::new(None),
         }
+    }
+
+    /// Runs `operation` of the store (`call`), and records what its answer proves.
+    fn watched<'a, T: Send + 'a>(
+        &'a self,
+        operation: StateOperation,
+        proof: Proof,
+        call: impl FnOnce() -> Answer<'a, T> + Send + 'a,
+    ) -> Answer<'a, T> {
+        async move { self.record(operation, proof, call().await) }.boxed()
     }
 
     fn record<T>(
@@ -187,7 +197,7 @@ impl StateStore for Monitored {
         self.store.name()
     }
 
-    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+    fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start> {
         async move {
             match timeout_at(request.answer_by, self.store.begin(request)).await {
                 Ok(result) => self.record(StateOperation::Begin, Proof::Write, result),
@@ -206,34 +216,19 @@ impl StateStore for Monitored {
         .boxed()
     }
 
-    fn settle(
-        &self,
-        key: ContentKey,
-        claim: ClaimId,
-        settlement: Settlement,
-        window: Duration,
-    ) -> BoxFuture<'_, Result<(), StateError>> {
-        async move {
-            let result = self.store.settle(key, claim, settlement, window).await;
-            self.record(StateOperation::Settle, Proof::Write, result)
-        }
-        .boxed()
+    fn settle(&self, request: Settle) -> Answer<'_, ()> {
+        self.watched(StateOperation::Settle, Proof::Write, move || {
+            self.store.settle(request)
+        })
     }
 
-    fn give_back<'a>(
-        &'a self,
-        key: ContentKey,
-        recipient: &'a str,
-        taken: Taken,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        async move {
-            let result = self.store.give_back(key, recipient, taken).await;
-            self.record(StateOperation::GiveBack, Proof::Write, result)
-        }
-        .boxed()
+    fn give_back<'a>(&'a self, request: GiveBack<'a>) -> Answer<'a, ()> {
+        self.watched(StateOperation::GiveBack, Proof::Write, move || {
+            self.store.give_back(request)
+        })
     }
 
-    fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
+    fn wait_for(&self, key: ContentKey, until: Instant) -> Answer<'_, bool> {
         async move {
             // A store that stalls must not keep the caller past `until` either; running out of
             // time proves nothing about the store.
@@ -245,40 +240,25 @@ impl StateStore for Monitored {
         .boxed()
     }
 
-    fn claim_once<'a>(
-        &'a self,
-        event: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StateError>> {
-        async move {
-            let result = self.store.claim_once(event, ttl).await;
-            self.record(StateOperation::ClaimOnce, Proof::Write, result)
-        }
-        .boxed()
+    fn claim_once<'a>(&'a self, event: &'a str, ttl: Duration) -> Answer<'a, bool> {
+        self.watched(StateOperation::ClaimOnce, Proof::Write, move || {
+            self.store.claim_once(event, ttl)
+        })
     }
 
-    fn mark<'a>(
-        &'a self,
-        name: &'a str,
-        at: Millis,
-        keep: super::Keep,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        async move {
-            let result = self.store.mark(name, at, keep).await;
-            self.record(StateOperation::Mark, Proof::Write, result)
-        }
-        .boxed()
+    fn mark<'a>(&'a self, name: &'a str, at: Millis, keep: Keep) -> Answer<'a, ()> {
+        self.watched(StateOperation::Mark, Proof::Write, move || {
+            self.store.mark(name, at, keep)
+        })
     }
 
-    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Millis>, StateError>> {
-        async move {
-            let result = self.store.marked(name).await;
-            self.record(StateOperation::Mark, Proof::Read, result)
-        }
-        .boxed()
+    fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
+        self.watched(StateOperation::Mark, Proof::Read, move || {
+            self.store.marked(name)
+        })
     }
 
-    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+    fn ping(&self) -> Answer<'_, ()> {
         async move {
             let result = self.store.ping().await;
             if result.is_ok()
@@ -299,7 +279,7 @@ impl StateStore for Monitored {
         self.store.eviction()
     }
 
-    fn close(&self) -> BoxFuture<'_, Result<(), StateError>> {
+    fn close(&self) -> Answer<'_, ()> {
         self.store.close()
     }
 }
@@ -309,8 +289,8 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
+    use crate::state::MemoryStore;
     use crate::state::faulty::{Faulty, Op};
-    use crate::state::{Keep, MemoryStore};
 
     /// Which kinds of operation fail while set: reads, writes, pings.
     #[derive(Debug, Default)]

@@ -9,15 +9,21 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::FutureExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Client, IntoConnectionInfo, RedisConnectionInfo, RedisError, Script, TlsMode};
+use redis::{
+    Client, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo, RedisError, Script,
+    ScriptInvocation, TlsMode,
+};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
-use super::{Begin, ClaimId, Eviction, Settlement, Start, StateError, StateStore, Taken};
-use crate::clock::{Clock, millis};
+use super::{
+    Answer, Begin, Eviction, GiveBack, Keep, MARK_TTL, Settle, Settlement, Start, StateError,
+    StateStore, Taken,
+};
+use crate::clock::{Clock, Millis, millis};
 use crate::config::RedisConfig;
 use crate::model::content_key::ContentKey;
 use crate::ratelimit::Reservation;
@@ -163,14 +169,37 @@ enum Connection {
 
 struct Direct {
     client: Client,
-    current: Mutex<Option<ConnectionManager>>,
+    current: Current,
     config: ConnectionManagerConfig,
 }
 
 struct ViaSentinel {
     sentinel: tokio::sync::Mutex<SentinelClient>,
-    current: Mutex<Option<ConnectionManager>>,
+    current: Current,
     config: ConnectionManagerConfig,
+}
+
+/// The connection in use; none until one is made, and again once it is dropped.
+#[derive(Default)]
+struct Current(Mutex<Option<ConnectionManager>>);
+
+impl Current {
+    fn get(&self) -> Option<ConnectionManager> {
+        self.slot().clone()
+    }
+
+    fn set(&self, manager: ConnectionManager) {
+        *self.slot() = Some(manager);
+    }
+
+    /// Drops the connection: the next call makes one anew.
+    fn forget(&self) {
+        *self.slot() = None;
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<ConnectionManager>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -207,7 +236,7 @@ impl RedisStore {
                         .map_err(|e| RedisSetupError(e.to_string()))?;
                 Connection::Direct(Box::new(Direct {
                     client,
-                    current: Mutex::new(Some(manager)),
+                    current: Current(Mutex::new(Some(manager))),
                     config: manager_config,
                 }))
             }
@@ -236,7 +265,7 @@ impl RedisStore {
                 .map_err(|e| RedisSetupError(format!("sentinel.urls: {e}")))?;
                 Connection::Sentinel(Box::new(ViaSentinel {
                     sentinel: tokio::sync::Mutex::new(client),
-                    current: Mutex::new(None),
+                    current: Current::default(),
                     config: manager_config,
                 }))
             }
@@ -277,7 +306,7 @@ impl RedisStore {
     async fn manager(&self) -> Result<ConnectionManager, RedisError> {
         match &self.connection {
             Connection::Direct(direct) => {
-                let mut current = direct.current.lock().unwrap_or_else(|p| p.into_inner());
+                let mut current = direct.current.slot();
                 if let Some(manager) = current.as_ref() {
                     return Ok(manager.clone());
                 }
@@ -289,28 +318,18 @@ impl RedisStore {
                 Ok(manager)
             }
             Connection::Sentinel(via) => {
-                if let Some(manager) = via
-                    .current
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                {
+                if let Some(manager) = via.current.get() {
                     return Ok(manager);
                 }
                 // One asks the sentinels; those that queued behind it take its answer.
                 let mut sentinel = via.sentinel.lock().await;
-                if let Some(manager) = via
-                    .current
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                {
+                if let Some(manager) = via.current.get() {
                     return Ok(manager);
                 }
                 let client = sentinel.async_get_client().await?;
                 let manager =
                     ConnectionManager::new_with_config(client, via.config.clone()).await?;
-                *via.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(manager.clone());
+                via.current.set(manager.clone());
                 Ok(manager)
             }
         }
@@ -333,7 +352,7 @@ impl RedisStore {
             Ok(Err(e)) if refused_credentials(&e) => {
                 // The manager would keep the refused connection: the next call connects anew.
                 if let Connection::Direct(direct) = &self.connection {
-                    *direct.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    direct.current.forget();
                 }
                 (
                     format!(
@@ -350,9 +369,18 @@ impl RedisStore {
             ),
         };
         if reconnect && let Connection::Sentinel(via) = &self.connection {
-            *via.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            via.current.forget();
         }
         Err(StateError::Unavailable(error))
+    }
+
+    /// Runs a script in one round trip.
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: ScriptInvocation<'_>,
+    ) -> Result<T, StateError> {
+        self.run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await
     }
 }
 
@@ -411,7 +439,7 @@ impl StateStore for RedisStore {
         "redis"
     }
 
-    fn begin<'a>(&'a self, request: Begin<'a>) -> BoxFuture<'a, Result<Start, StateError>> {
+    fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start> {
         async move {
             let now = self.clock.now();
             let claim = request.claim;
@@ -440,9 +468,7 @@ impl StateStore for RedisStore {
                 .arg(now + window)
                 .arg(now + lease)
                 .arg(if request.hold { "1" } else { "0" });
-            let reply: Vec<u64> = self
-                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-                .await?;
+            let reply: Vec<u64> = self.invoke(invocation).await?;
             Ok(match reply.as_slice() {
                 [1, _] => Start::Settled(Settlement::Sent),
                 [2, _] => Start::Settled(Settlement::RateLimited),
@@ -468,43 +494,35 @@ impl StateStore for RedisStore {
         .boxed()
     }
 
-    fn settle(
-        &self,
-        key: ContentKey,
-        claim: ClaimId,
-        settlement: Settlement,
-        window: Duration,
-    ) -> BoxFuture<'_, Result<(), StateError>> {
+    fn settle(&self, request: Settle) -> Answer<'_, ()> {
         async move {
             let now = self.clock.now();
-            let window = millis(window).max(1);
-            let kind = match settlement {
+            let window = millis(request.window).max(1);
+            let kind = match request.settlement {
                 Settlement::Sent => 's',
                 Settlement::RateLimited => 'r',
                 Settlement::QuietHours => 'q',
             };
             let mut invocation = self.scripts.settle.prepare_invoke();
             invocation
-                .key(self.sms_key(key))
-                .arg(claim.0.to_string())
+                .key(self.sms_key(request.key))
+                .arg(request.claim.0.to_string())
                 .arg(format!("{kind}:{}", now + window))
                 .arg(now)
                 .arg(window);
-            let _: u64 = self
-                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-                .await?;
+            let _: u64 = self.invoke(invocation).await?;
             Ok(())
         }
         .boxed()
     }
 
-    fn give_back<'a>(
-        &'a self,
-        key: ContentKey,
-        recipient: &'a str,
-        taken: Taken,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
+    fn give_back<'a>(&'a self, request: GiveBack<'a>) -> Answer<'a, ()> {
         async move {
+            let GiveBack {
+                key,
+                recipient,
+                taken,
+            } = request;
             let [rate, total, held] = self.recipient_keys(recipient);
             let member = taken
                 .reservation
@@ -520,15 +538,13 @@ impl StateStore for RedisStore {
                 .arg(member)
                 .arg(taken.held)
                 .arg(millis(HELD_BACK_TTL));
-            let _: u64 = self
-                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-                .await?;
+            let _: u64 = self.invoke(invocation).await?;
             Ok(())
         }
         .boxed()
     }
 
-    fn wait_for(&self, key: ContentKey, until: Instant) -> BoxFuture<'_, Result<bool, StateError>> {
+    fn wait_for(&self, key: ContentKey, until: Instant) -> Answer<'_, bool> {
         async move {
             let sms_key = self.sms_key(key);
             loop {
@@ -556,11 +572,7 @@ impl StateStore for RedisStore {
         .boxed()
     }
 
-    fn claim_once<'a>(
-        &'a self,
-        event: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StateError>> {
+    fn claim_once<'a>(&'a self, event: &'a str, ttl: Duration) -> Answer<'a, bool> {
         async move {
             let now = self.clock.now();
             let ttl = millis(ttl).max(1);
@@ -570,39 +582,30 @@ impl StateStore for RedisStore {
                 .arg(now)
                 .arg(ttl)
                 .arg(now + ttl);
-            let first: u64 = self
-                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-                .await?;
+            let first: u64 = self.invoke(invocation).await?;
             Ok(first == 1)
         }
         .boxed()
     }
 
-    fn mark<'a>(
-        &'a self,
-        name: &'a str,
-        at: u64,
-        keep: super::Keep,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
+    fn mark<'a>(&'a self, name: &'a str, at: Millis, keep: Keep) -> Answer<'a, ()> {
         async move {
             let mut invocation = self.scripts.mark.prepare_invoke();
             invocation
                 .key(self.key("mark", name))
                 .arg(at)
-                .arg(millis(super::MARK_TTL))
+                .arg(millis(MARK_TTL))
                 .arg(match keep {
-                    super::Keep::Latest => "latest",
-                    super::Keep::Earliest => "earliest",
+                    Keep::Latest => "latest",
+                    Keep::Earliest => "earliest",
                 });
-            let _: u64 = self
-                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-                .await?;
+            let _: u64 = self.invoke(invocation).await?;
             Ok(())
         }
         .boxed()
     }
 
-    fn marked<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>, StateError>> {
+    fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
         async move {
             let key = self.key("mark", name);
             let at: Option<u64> = self
@@ -616,7 +619,7 @@ impl StateStore for RedisStore {
     /// Writes a short-lived probe key, since a Redis out of memory answers reads but refuses
     /// writes; then reads `INFO` for how it evicts keys. A Redis that does not let the service
     /// read `INFO` (an ACL, a managed offering) is still up.
-    fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
+    fn ping(&self) -> Answer<'_, ()> {
         async move {
             let probe = self.key("probe", "ping");
             let now = self.clock.now();

@@ -83,18 +83,22 @@ async fn oversized_body_is_413() {
 #[tokio::test]
 async fn wrong_method_and_unknown_path() {
     let (app, _fake) = app().await;
-    let response = app
-        .http
-        .get(format!("{}/alerts", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["allow"], "POST, PUT");
-    assert_eq!(
-        response.json::<serde_json::Value>().await.unwrap(),
-        json!({"status": "error", "error": "method not allowed"})
-    );
+    // Each webhook names the methods it takes.
+    for path in ["/alerts", "/healthchecks"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{path}");
+        assert_eq!(response.headers()["allow"], "POST, PUT", "{path}");
+        assert_eq!(
+            response.json::<serde_json::Value>().await.unwrap(),
+            json!({"status": "error", "error": "method not allowed"}),
+            "{path}"
+        );
+    }
     let response = app
         .http
         .get(format!("{}/nope", app.url))

@@ -11,8 +11,8 @@ use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::model::content_key::ContentKey;
 use alertmanager_sipgate::ratelimit::{Limits, Rate};
 use alertmanager_sipgate::state::{
-    self, Begin, ClaimId, FileStore, Keep, MemoryStore, RedisStore, Settlement, Start, StateStore,
-    Taken,
+    self, Begin, ClaimId, FileStore, GiveBack, Keep, MemoryStore, RedisStore, Settle, Settlement,
+    Start, StateStore, Taken,
 };
 use tokio::time::Instant;
 
@@ -38,6 +38,25 @@ fn begin(key: ContentKey, recipient: &str, limits: Limits) -> Begin<'_> {
         limits,
         hold: false,
         answer_by: Instant::now() + Duration::from_secs(60),
+    }
+}
+
+/// `key`, sent under `claim`: not to be sent again for the window.
+fn sent(key: ContentKey, claim: ClaimId) -> Settle {
+    Settle {
+        key,
+        claim,
+        settlement: Settlement::Sent,
+        window: WINDOW,
+    }
+}
+
+/// What `begin` took for `key`, given back: it was not sent.
+fn not_sent(key: ContentKey, recipient: &str, taken: Taken) -> GiveBack<'_> {
+    GiveBack {
+        key,
+        recipient,
+        taken,
     }
 }
 
@@ -69,10 +88,7 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
         store.begin(begin(key(1), "alice", none)).await.unwrap(),
         Start::InFlight
     );
-    store
-        .settle(key(1), first.claim, Settlement::Sent, WINDOW)
-        .await
-        .unwrap();
+    store.settle(sent(key(1), first.claim)).await.unwrap();
     assert_eq!(
         store.begin(begin(key(1), "alice", none)).await.unwrap(),
         Start::Settled(Settlement::Sent)
@@ -88,9 +104,15 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
 
     // Given back, the next request claims it; a stale holder cannot release someone else's.
     let taken = claimed(store, begin(key(2), "alice", none)).await;
-    store.give_back(key(2), "alice", taken).await.unwrap();
+    store
+        .give_back(not_sent(key(2), "alice", taken))
+        .await
+        .unwrap();
     let retry = claimed(store, begin(key(2), "alice", none)).await;
-    store.give_back(key(2), "alice", taken).await.unwrap();
+    store
+        .give_back(not_sent(key(2), "alice", taken))
+        .await
+        .unwrap();
     assert_eq!(
         store.begin(begin(key(2), "alice", none)).await.unwrap(),
         Start::InFlight,
@@ -100,38 +122,26 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
     // A holder that died: its lease ends and the next claim wins; it cannot settle late.
     clock.advance(LEASE);
     let successor = claimed(store, begin(key(2), "alice", none)).await;
-    store
-        .settle(key(2), retry.claim, Settlement::Sent, WINDOW)
-        .await
-        .unwrap();
+    store.settle(sent(key(2), retry.claim)).await.unwrap();
     assert_eq!(
         store.begin(begin(key(2), "alice", none)).await.unwrap(),
         Start::InFlight,
         "the late holder's settle must not overwrite the successor's claim"
     );
-    store
-        .settle(key(2), successor.claim, Settlement::Sent, WINDOW)
-        .await
-        .unwrap();
+    store.settle(sent(key(2), successor.claim)).await.unwrap();
     // Once the successor's lease is over too, a late settle counts: the SMS did go out.
     let late = claimed(store, begin(key(5), "alice", none)).await;
     clock.advance(LEASE);
     let _ = claimed(store, begin(key(5), "alice", none)).await;
     clock.advance(LEASE);
-    store
-        .settle(key(5), late.claim, Settlement::Sent, WINDOW)
-        .await
-        .unwrap();
+    store.settle(sent(key(5), late.claim)).await.unwrap();
     assert_eq!(
         store.begin(begin(key(5), "alice", none)).await.unwrap(),
         Start::Settled(Settlement::Sent)
     );
     // A claim whose answer got lost: the caller settles it by its id, taken or not.
     let unanswered = ClaimId::random();
-    store
-        .settle(key(6), unanswered, Settlement::Sent, WINDOW)
-        .await
-        .unwrap();
+    store.settle(sent(key(6), unanswered)).await.unwrap();
     assert_eq!(
         store.begin(begin(key(6), "alice", none)).await.unwrap(),
         Start::Settled(Settlement::Sent)
@@ -143,10 +153,7 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
         store.wait_for(key(3), Instant::now() + Duration::from_secs(5)),
         async {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            store
-                .settle(key(3), holder.claim, Settlement::Sent, WINDOW)
-                .await
-                .unwrap();
+            store.settle(sent(key(3), holder.claim)).await.unwrap();
         }
     );
     assert!(waited.unwrap(), "the holder settled");
@@ -173,10 +180,7 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
     for n in [10, 11] {
         let taken = claimed(store, begin(key(n), "carol", limits)).await;
         assert!(taken.reservation.is_some());
-        store
-            .settle(key(n), taken.claim, Settlement::Sent, WINDOW)
-            .await
-            .unwrap();
+        store.settle(sent(key(n), taken.claim)).await.unwrap();
     }
     assert_eq!(
         store.begin(begin(key(12), "carol", limits)).await.unwrap(),
@@ -198,7 +202,10 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
     assert_eq!(next.held, 2, "the two held back");
 
     // A slot and a count given back are there for the retry.
-    store.give_back(key(15), "carol", next).await.unwrap();
+    store
+        .give_back(not_sent(key(15), "carol", next))
+        .await
+        .unwrap();
     let retry = claimed(store, begin(key(15), "carol", limits)).await;
     assert_eq!(retry.held, 2);
     let _ = claimed(store, begin(key(16), "carol", limits)).await;
@@ -317,17 +324,11 @@ async fn an_sms_costs_two_redis_round_trips() {
     let store = RedisStore::new(&redis_config(&redis), clock.clone()).unwrap();
     // The first call loads the script; count from the second SMS on.
     let warm = claimed(&store, begin(key(1), "alice", per_recipient(10))).await;
-    store
-        .settle(key(1), warm.claim, Settlement::Sent, WINDOW)
-        .await
-        .unwrap();
+    store.settle(sent(key(1), warm.claim)).await.unwrap();
     redis.cli(&["CONFIG", "RESETSTAT"]);
     for n in 2..12 {
         let taken = claimed(&store, begin(key(n), "alice", per_recipient(100))).await;
-        store
-            .settle(key(n), taken.claim, Settlement::Sent, WINDOW)
-            .await
-            .unwrap();
+        store.settle(sent(key(n), taken.claim)).await.unwrap();
     }
     let stats = redis.cli(&["INFO", "commandstats"]);
     assert_eq!(
@@ -370,11 +371,8 @@ async fn the_file_store_remembers_across_a_restart() {
     let clock = Arc::new(ManualClock::at(T0));
     {
         let store = FileStore::open(&path, clock.clone()).unwrap();
-        let sent = claimed(&store, begin(key(1), "alice", per_recipient(1))).await;
-        store
-            .settle(key(1), sent.claim, Settlement::Sent, WINDOW)
-            .await
-            .unwrap();
+        let taken = claimed(&store, begin(key(1), "alice", per_recipient(1))).await;
+        store.settle(sent(key(1), taken.claim)).await.unwrap();
         assert_eq!(
             store
                 .begin(begin(key(2), "alice", per_recipient(1)))
@@ -463,10 +461,7 @@ async fn the_file_stays_bounded_under_a_storm() {
             bytes[4..8].copy_from_slice(&n.to_be_bytes());
             let key = ContentKey::from_bytes(bytes);
             let taken = claimed(store.as_ref(), begin(key, "alice", Limits::default())).await;
-            store
-                .settle(key, taken.claim, Settlement::Sent, WINDOW)
-                .await
-                .unwrap();
+            store.settle(sent(key, taken.claim)).await.unwrap();
         }
         store.close().await.unwrap();
         sizes.push(std::fs::metadata(&path).unwrap().len());
