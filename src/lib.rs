@@ -15,6 +15,7 @@ pub mod log_sampler;
 pub mod metrics;
 pub mod model;
 pub mod oncall;
+pub mod panic;
 pub mod pipeline;
 pub mod provider;
 pub mod ratelimit;

@@ -180,11 +180,7 @@ pub async fn contain_panics<F: std::future::Future>(future: F) -> Result<F::Outp
     match std::panic::AssertUnwindSafe(future).catch_unwind().await {
         Ok(output) => Ok(output),
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let message = crate::panic::message(panic.as_ref());
             tracing::error!(panic = %message, "bug: a request panicked; answered 500");
             Err(())
         }

@@ -140,11 +140,7 @@ impl Services {
             Ok(next) => (next - now).to_std().unwrap_or_default(),
             // A bug: the other jobs go on, and this one is tried again a period later.
             Err(panic) => {
-                let panic = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let panic = crate::panic::message(panic.as_ref());
                 tracing::error!(
                     job = tick.job,
                     %panic,
