@@ -98,15 +98,15 @@ pub fn reload(state: &AppState) -> Result<Arc<Live>, ReloadError> {
 /// The config file of `old` as it is now, with its provider; the credential verdict of `old`
 /// stands until the new config's own check answers.
 fn load(old: &Live, force_dry_run: bool) -> Result<Live, ReloadError> {
-    let config = Config::load(&old.config.path)?;
-    if let Some(field) = config.state.changed_from(&old.config.state) {
+    let live = Live::new(Config::load(&old.config.path)?, force_dry_run)?;
+    let state = &live.config.state;
+    if let Some(field) = state.changed_from(&old.config.state) {
         return Err(ReloadError::StateStoreChanged {
             field,
             before: old.config.state.backend(),
-            now: config.state.backend(),
+            now: state.backend(),
         });
     }
-    let live = Live::new(config, force_dry_run)?;
     live.credentials.carry_over(&old.credentials);
     Ok(live)
 }

@@ -3,7 +3,7 @@
 //! quote matchers that way).
 #![no_main]
 
-use alertmanager_sipgate::matcher::parse_matchers;
+use alertmanager_sipgate::routing::matcher::parse_matchers;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &str| {

@@ -2,7 +2,7 @@
 //! webhook and as Healthchecks.io's, must return, never panic.
 #![no_main]
 
-use alertmanager_sipgate::payload::{parse_alertmanager, parse_healthchecks};
+use alertmanager_sipgate::ingest::{parse_alertmanager, parse_healthchecks};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

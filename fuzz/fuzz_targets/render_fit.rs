@@ -5,10 +5,10 @@
 
 use std::sync::OnceLock;
 
-use alertmanager_sipgate::compose;
+use alertmanager_sipgate::pipeline;
 use alertmanager_sipgate::config::Config;
-use alertmanager_sipgate::payload::parse_alertmanager;
-use alertmanager_sipgate::sms::{self, Encoding};
+use alertmanager_sipgate::ingest::parse_alertmanager;
+use alertmanager_sipgate::text::sms::{self, Encoding};
 use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 
@@ -49,7 +49,7 @@ fuzz_target!(|body: &[u8]| {
     // Fixed, so that a crash reproduces from the input alone.
     let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("valid timestamp");
     let config = config();
-    let plan = compose::plan(config, &notification, now);
+    let plan = pipeline::plan(config, &notification, now);
     for sms in &plan.messages {
         let route = config
             .routes

@@ -125,8 +125,7 @@ impl Notification {
     }
 }
 
-/// Alerts and notifications built by hand rather than parsed: the service's own samples and the
-/// unit tests of every layer start from these.
+/// Alerts and notifications built by hand rather than parsed, for the unit tests of every layer.
 impl Alert {
     /// A firing alert with `labels` and nothing else set.
     pub fn firing(labels: &[(&str, &str)]) -> Alert {

@@ -13,7 +13,7 @@ use handlebars::{
 };
 
 use crate::model::alert::{
-    Alert, AlertExtras, AlertStatus, Labels, Notification, NotificationExtras,
+    Alert, AlertExtras, AlertStatus, Labels, Notification, NotificationExtras, pairs,
 };
 use crate::text::fields::{Field, Fields};
 
@@ -577,20 +577,14 @@ fn sample_notification(now: DateTime<Utc>) -> Notification {
             },
         }
     };
-    let labels = |pairs: &[(&str, &str)]| -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
     Notification {
         source: crate::model::alert::Source::Alertmanager,
         receiver: "sms".to_string(),
         status: AlertStatus::Firing,
         group_key: "{}:{alertname=\"DiskFull\"}".to_string(),
-        group_labels: labels(&[("severity", "critical")]),
-        common_labels: labels(&[("severity", "critical")]),
-        common_annotations: labels(&[("runbook", "http://runbooks.example/disk")]),
+        group_labels: pairs(&[("severity", "critical")]),
+        common_labels: pairs(&[("severity", "critical")]),
+        common_annotations: pairs(&[("runbook", "http://runbooks.example/disk")]),
         external_url: "http://alertmanager.example".to_string(),
         truncated_alerts: 0,
         extras: NotificationExtras {
