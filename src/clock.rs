@@ -86,10 +86,7 @@ impl ManualClock {
     }
 
     pub fn set(&self, to: DateTime<Utc>) {
-        self.0.store(
-            u64::try_from(to.timestamp_millis()).unwrap_or(0),
-            Ordering::SeqCst,
-        );
+        self.0.store(millis_at(to), Ordering::SeqCst);
     }
 }
 

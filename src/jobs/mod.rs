@@ -269,6 +269,23 @@ impl Runner {
     }
 }
 
+/// A runner for the jobs' unit tests: its own metrics, one send at a time, on `store`.
+#[cfg(test)]
+pub(crate) fn test_runner(
+    store: Arc<dyn crate::state::StateStore>,
+    clock: Arc<dyn Clock>,
+) -> (Runner, Metrics) {
+    let metrics = Metrics::new().expect("the metrics register");
+    let deliverer = Deliverer::new(
+        store,
+        1,
+        1,
+        tokio::runtime::Handle::current(),
+        metrics.clone(),
+    );
+    (Runner::new(deliverer, metrics.clone(), clock), metrics)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -334,15 +351,7 @@ mod tests {
     }
 
     fn runner(store: Arc<dyn StateStore>, clock: Arc<dyn Clock>) -> Runner {
-        let metrics = Metrics::new().unwrap();
-        let deliverer = Deliverer::new(
-            store,
-            1,
-            1,
-            tokio::runtime::Handle::current(),
-            metrics.clone(),
-        );
-        Runner::new(deliverer, metrics, clock)
+        test_runner(store, clock).0
     }
 
     /// Starts `runner` on a config that never changes; the handle to wake it as a reload does.

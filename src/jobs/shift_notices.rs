@@ -148,8 +148,7 @@ mod tests {
 
     use super::*;
     use crate::clock::SystemClock;
-    use crate::delivery::Deliverer;
-    use crate::jobs::Runner;
+    use crate::jobs::test_runner;
     use crate::live::Live;
     use crate::metrics::Metrics;
     use crate::state::faulty::{Faulty, Op};
@@ -182,16 +181,8 @@ mod tests {
             MemoryStore::new(100, Arc::new(SystemClock)),
             |_| async { Ok(()) }.boxed(),
         ));
-        let metrics = Metrics::new().unwrap();
-        let deliverer = Deliverer::new(
-            store.clone(),
-            1,
-            1,
-            tokio::runtime::Handle::current(),
-            metrics.clone(),
-        );
-        let mut runner = Runner::new(deliverer, metrics.clone(), Arc::new(SystemClock))
-            .with(ShiftJob::default());
+        let (runner, metrics) = test_runner(store.clone(), Arc::new(SystemClock));
+        let mut runner = runner.with(ShiftJob::default());
         let handoff = DateTime::parse_from_rfc3339("2026-01-12T08:00:00Z")
             .unwrap()
             .to_utc();
@@ -214,17 +205,8 @@ mod tests {
         let live = live();
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new(100, Arc::new(SystemClock)));
         let replica = || {
-            let metrics = Metrics::new().unwrap();
-            let deliverer = Deliverer::new(
-                store.clone(),
-                1,
-                1,
-                tokio::runtime::Handle::current(),
-                metrics.clone(),
-            );
-            let runner = Runner::new(deliverer, metrics.clone(), Arc::new(SystemClock))
-                .with(ShiftJob::default());
-            (runner, metrics)
+            let (runner, metrics) = test_runner(store.clone(), Arc::new(SystemClock));
+            (runner.with(ShiftJob::default()), metrics)
         };
         let ((mut a, metrics_a), (mut b, metrics_b)) = (replica(), replica());
         let handoff = DateTime::parse_from_rfc3339("2026-01-12T08:00:00Z")

@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use crate::clock::{Millis, millis_at};
+use crate::clock::{Millis, millis, millis_at};
 use crate::config::{Config, Watchdog};
 use crate::delivery::{Deliverer, Policy};
 use crate::jobs::{Job, Tick};
@@ -151,7 +151,10 @@ impl WatchdogJob {
                 return;
             }
             // One try per minute across all replicas, until every recipient took it.
-            let attempt = format!("watchdog:silent:{since}:{}", now_ms / ms_of(ALARM_RETRY));
+            let attempt = format!(
+                "watchdog:silent:{since}:{}",
+                now_ms / millis(ALARM_RETRY).max(1)
+            );
             if matches!(store.claim_once(&attempt, ALARM_RETRY).await, Ok(false)) {
                 return;
             }
@@ -227,10 +230,6 @@ impl WatchdogJob {
             };
         }
     }
-}
-
-fn ms_of(d: Duration) -> Millis {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// One of the watchdog's two SMS: the pipeline is silent, or it is back.
@@ -370,18 +369,10 @@ mod tests {
         }
 
         fn on(store: Arc<Faulty>, down: Arc<AtomicBool>) -> Replica {
-            let metrics = Metrics::new().unwrap();
-            let deliverer = Deliverer::new(
-                store.clone(),
-                1,
-                1,
-                tokio::runtime::Handle::current(),
-                metrics.clone(),
-            );
-            let heartbeats = Arc::new(Heartbeats::new(store.clone(), metrics.clone()));
             let clock = Arc::new(crate::clock::SystemClock);
-            let runner = Runner::new(deliverer, metrics.clone(), clock)
-                .with(WatchdogJob::new(heartbeats.clone()));
+            let (runner, metrics) = crate::jobs::test_runner(store.clone(), clock);
+            let heartbeats = Arc::new(Heartbeats::new(store.clone(), metrics.clone()));
+            let runner = runner.with(WatchdogJob::new(heartbeats.clone()));
             Replica {
                 live: Live::new(config(), true).unwrap(),
                 runner,
