@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod escalation;
 pub mod health;
 pub mod http;
 pub mod ingest;

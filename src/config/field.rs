@@ -84,6 +84,26 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("invalid size {text:?}; use e.g. \"1MiB\", \"512KiB\""))
 }
 
+/// A base URL that paths are appended to: http(s), no credentials (`why_not_credentials` says
+/// where they belong instead), no query or fragment; trimmed, without trailing slashes.
+pub(super) fn base_url(text: &str, why_not_credentials: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/').to_string();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!("must be an http:// or https:// URL, got {url:?}"));
+    }
+    match reqwest::Url::parse(&url) {
+        Err(e) => Err(format!("is not a valid URL ({e}), got {url:?}")),
+        // Not echoed: what it carries would end up in logs.
+        Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => Err(format!(
+            "must not carry credentials (user:password@); {why_not_credentials}"
+        )),
+        Ok(parsed) if parsed.query().is_some() || parsed.fragment().is_some() => {
+            Err(format!("must not have a query or fragment, got {url:?}"))
+        }
+        Ok(_) => Ok(url),
+    }
+}
+
 /// A count of at least one and at most `max`.
 pub(super) fn count_in_range(
     value: usize,

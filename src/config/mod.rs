@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 mod delivery;
 mod document;
+mod escalation;
 mod field;
 mod oncall;
 mod problem;
@@ -24,6 +25,7 @@ mod sipgate;
 mod state;
 mod templates;
 mod watchdog;
+mod web;
 
 use crate::routing::Route;
 pub use delivery::{DeliveryConfig, SEND_RESERVE};
@@ -36,7 +38,9 @@ pub use sipgate::{
 };
 pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
 pub use watchdog::Watchdog;
+pub use web::WebConfig;
 
+use crate::escalation::Policy;
 use crate::model::phone::PhoneNumber;
 use crate::oncall::Schedule;
 use crate::oncall::quiet_hours::QuietHours;
@@ -102,6 +106,9 @@ pub struct Config {
     /// A person's quiet hours: names of time intervals.
     pub quiet_hours: QuietHours,
     pub watchdog: Option<Watchdog>,
+    /// Routes with `escalation:` name one of these.
+    pub escalation_policies: BTreeMap<String, Policy>,
+    pub web: WebConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -128,6 +135,10 @@ struct RawConfig {
     #[serde(default)]
     state: state::RawState,
     watchdog: Option<watchdog::RawWatchdog>,
+    #[serde(default)]
+    escalation_policies: BTreeMap<String, escalation::RawPolicy>,
+    #[serde(default)]
+    web: web::RawWeb,
 }
 
 impl Config {
@@ -183,6 +194,9 @@ impl Config {
             schedules: &schedules,
             time_intervals: &time_intervals,
         };
+        let escalation_policies =
+            escalation::policies(raw.escalation_policies, &targets, &mut problems);
+        let web = web::web_config(raw.web, &mut problems);
         let routes = routes::routes(raw.routes, &targets, templates.as_ref(), &mut problems);
         let watchdog = raw
             .watchdog
@@ -216,6 +230,8 @@ impl Config {
                 time_intervals,
                 quiet_hours,
                 watchdog,
+                escalation_policies,
+                web,
             }),
             _ => Err(problems),
         }

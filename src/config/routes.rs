@@ -11,8 +11,8 @@ use super::oncall::known_intervals;
 use super::problem::{Problem, problem};
 use crate::oncall::Schedule;
 use crate::oncall::timeinterval::NamedIntervals;
-use crate::routing::Route;
 use crate::routing::matcher::{Matcher, parse_matchers};
+use crate::routing::{Route, Target};
 use crate::text::sms::MAX_SEGMENTS_CAP;
 use crate::text::template::Templates;
 
@@ -163,28 +163,15 @@ pub(super) fn reach(
     }
     let mut recipients: Vec<String> = Vec::new();
     let mut schedules: Vec<String> = Vec::new();
-    for (j, name) in to.iter().enumerate() {
-        let members: Vec<String> = if targets.names.contains(name.as_str()) {
-            vec![name.clone()]
-        } else if let Some(members) = targets.groups.get(name) {
-            members.clone()
-        } else if targets.schedule_names.contains(name) {
-            if !schedules.contains(name) {
-                schedules.push(name.clone());
+    for target in resolve(at, to, targets, problems) {
+        match target {
+            Target::Person(name) => add_once(&mut recipients, name),
+            Target::Group { members, .. } => {
+                for member in members {
+                    add_once(&mut recipients, member);
+                }
             }
-            continue;
-        } else {
-            problem(
-                problems,
-                format!("{at}.to[{j}]"),
-                format!("unknown recipient, group or schedule {name:?}"),
-            );
-            continue;
-        };
-        for m in members {
-            if !recipients.contains(&m) {
-                recipients.push(m);
-            }
+            Target::Schedule(name) => add_once(&mut schedules, name),
         }
     }
     let mut may_page = recipients.clone();
@@ -193,15 +180,49 @@ pub(super) fn reach(
         .filter_map(|s| targets.schedules.get(s))
         .flat_map(|s| s.people())
     {
-        if !may_page.iter().any(|p| p == person) {
-            may_page.push(person.to_string());
-        }
+        add_once(&mut may_page, person.to_string());
     }
     Reach {
         recipients,
         schedules,
         may_page,
     }
+}
+
+fn add_once(list: &mut Vec<String>, name: String) {
+    if !list.contains(&name) {
+        list.push(name);
+    }
+}
+
+/// Each name of the `to:` under `at` as a person, group or schedule; an unknown one is a
+/// problem at its place and left out.
+pub(super) fn resolve(
+    at: &str,
+    to: &[String],
+    targets: &Targets<'_>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Target> {
+    let mut resolved = Vec::with_capacity(to.len());
+    for (j, name) in to.iter().enumerate() {
+        if targets.names.contains(name.as_str()) {
+            resolved.push(Target::Person(name.clone()));
+        } else if let Some(members) = targets.groups.get(name) {
+            resolved.push(Target::Group {
+                name: name.clone(),
+                members: members.clone(),
+            });
+        } else if targets.schedule_names.contains(name) {
+            resolved.push(Target::Schedule(name.clone()));
+        } else {
+            problem(
+                problems,
+                format!("{at}.to[{j}]"),
+                format!("unknown recipient, group or schedule {name:?}"),
+            );
+        }
+    }
+    resolved
 }
 
 /// A template name is known, and the template renders the sample notification (tried once per

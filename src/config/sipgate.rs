@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::field::duration_at_most;
+use super::field::{base_url, duration_at_most};
 use super::problem::{Problem, problem};
 use super::secret::{EnvLookup, Secret, optional_secret};
 
@@ -92,37 +92,14 @@ fn api_url(written: Option<String>, env: EnvLookup<'_>, problems: &mut Vec<Probl
             "sipgate.api_url".to_string(),
         ),
     };
-    let api_url = api_url.trim().trim_end_matches('/').to_string();
-    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
-        problem(
-            problems,
-            &field,
-            format!("must be an http:// or https:// URL, got {api_url:?}"),
-        );
-    } else {
-        match reqwest::Url::parse(&api_url) {
-            Err(e) => problem(
-                problems,
-                &field,
-                format!("is not a valid URL ({e}), got {api_url:?}"),
-            ),
-            // Not echoed: what it carries would end up in logs.
-            Ok(url) if !url.username().is_empty() || url.password().is_some() => problem(
-                problems,
-                &field,
-                "must not carry credentials (user:password@); the Sipgate token goes in \
-                 sipgate.token_id and sipgate.token",
-            ),
-            // The paths of the API are appended to it.
-            Ok(url) if url.query().is_some() || url.fragment().is_some() => problem(
-                problems,
-                &field,
-                format!("must not have a query or fragment, got {api_url:?}"),
-            ),
-            Ok(_) => {}
-        }
-    }
-    api_url
+    base_url(
+        &api_url,
+        "the Sipgate token goes in sipgate.token_id and sipgate.token",
+    )
+    .unwrap_or_else(|message| {
+        problem(problems, &field, message);
+        api_url.trim().trim_end_matches('/').to_string()
+    })
 }
 
 /// Token id and token from the environment or the file; none for dry-run.

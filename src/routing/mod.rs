@@ -5,9 +5,11 @@
 pub mod matcher;
 pub mod route;
 pub mod rules;
+pub mod target;
 
 pub use route::Route;
 pub use rules::{At, Rules};
+pub use target::Target;
 
 use crate::model::alert::{Alert, AlertStatus, Notification};
 use crate::model::outcome::SuppressReason;
