@@ -197,7 +197,17 @@ impl Config {
         let escalation_policies =
             escalation::policies(raw.escalation_policies, &targets, &mut problems);
         let web = web::web_config(raw.web, &mut problems);
-        let routes = routes::routes(raw.routes, &targets, templates.as_ref(), &mut problems);
+        let escalation = routes::Escalation {
+            policies: &escalation_policies,
+            external_url: web.external_url.as_deref(),
+        };
+        let routes = routes::routes(
+            raw.routes,
+            &targets,
+            &escalation,
+            templates.as_ref(),
+            &mut problems,
+        );
         let watchdog = raw
             .watchdog
             .map(|w| watchdog::watchdog(w, &targets, templates.as_ref(), &mut problems));

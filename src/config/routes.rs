@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::field::{NAME_RULE, count_in_range, valid_name};
 use super::oncall::known_intervals;
 use super::problem::{Problem, problem};
+use crate::escalation::Policy;
 use crate::oncall::Schedule;
 use crate::oncall::timeinterval::NamedIntervals;
 use crate::routing::matcher::{Matcher, parse_matchers};
@@ -40,6 +41,7 @@ pub(super) struct RawRoute {
     mute_time_intervals: Vec<String>,
     #[serde(default)]
     ignore_quiet_hours: bool,
+    escalation: Option<String>,
 }
 
 /// What a route's `to:` and its time intervals may name.
@@ -55,9 +57,44 @@ pub(super) struct Targets<'a> {
     pub time_intervals: &'a NamedIntervals,
 }
 
+/// What a route's `escalation:` needs: a policy of that name, and a URL for the links to
+/// acknowledge it.
+pub(super) struct Escalation<'a> {
+    pub policies: &'a BTreeMap<String, Policy>,
+    pub external_url: Option<&'a str>,
+}
+
+impl Escalation<'_> {
+    /// The `escalation:` of the route at `at`, naming `policy`.
+    fn check(&self, policy: &str, at: &str, problems: &mut Vec<Problem>) {
+        let field = format!("{at}.escalation");
+        if !self.policies.contains_key(policy) {
+            let known: Vec<&str> = self.policies.keys().map(String::as_str).collect();
+            let known = if known.is_empty() {
+                "none under escalation_policies".to_string()
+            } else {
+                known.join(", ")
+            };
+            problem(
+                problems,
+                &field,
+                format!("unknown escalation policy {policy:?}; known: {known}"),
+            );
+        }
+        if self.external_url.is_none() {
+            problem(
+                problems,
+                field,
+                "needs web.external_url: the SMS of an escalation carry a link to acknowledge it",
+            );
+        }
+    }
+}
+
 pub(super) fn routes(
     raw: Vec<RawRoute>,
     targets: &Targets<'_>,
+    escalation: &Escalation<'_>,
     templates: Option<&Templates>,
     problems: &mut Vec<Problem>,
 ) -> Vec<Route> {
@@ -86,6 +123,20 @@ pub(super) fn routes(
             );
         }
         let matchers = matchers(&r.matchers, &at, problems);
+        match (r.to.is_empty(), &r.escalation) {
+            (true, None) => problem(
+                problems,
+                format!("{at}.to"),
+                "a route needs to (recipients, groups or schedules) or escalation (a policy)",
+            ),
+            (false, Some(_)) => problem(
+                problems,
+                &at,
+                "to and escalation exclude each other: the policy says whom to page",
+            ),
+            (true, Some(policy)) => escalation.check(policy, &at, problems),
+            (false, None) => {}
+        }
         let reach = reach(&at, &r.to, targets, problems);
         for (field, names) in [
             ("active_time_intervals", &r.active_time_intervals),
@@ -120,6 +171,7 @@ pub(super) fn routes(
             active_time_intervals: r.active_time_intervals,
             mute_time_intervals: r.mute_time_intervals,
             ignore_quiet_hours: r.ignore_quiet_hours,
+            escalation: r.escalation,
         });
     }
     out
@@ -147,20 +199,14 @@ pub(super) struct Reach {
     pub may_page: Vec<String>,
 }
 
-/// The `to:` under `at`: phone-book names, groups and schedules, each name known.
+/// The `to:` under `at`: phone-book names, groups and schedules, each name known; the caller
+/// says whether it may be empty.
 pub(super) fn reach(
     at: &str,
     to: &[String],
     targets: &Targets<'_>,
     problems: &mut Vec<Problem>,
 ) -> Reach {
-    if to.is_empty() {
-        problem(
-            problems,
-            format!("{at}.to"),
-            "a route needs at least one recipient, group or schedule",
-        );
-    }
     let mut recipients: Vec<String> = Vec::new();
     let mut schedules: Vec<String> = Vec::new();
     for target in resolve(at, to, targets, problems) {
@@ -246,7 +292,7 @@ fn check_template(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::tests::load;
+    use crate::config::tests::{load, problems};
 
     #[test]
     fn a_route_without_name_or_recipients_says_so_at_the_route() {
@@ -256,7 +302,66 @@ mod tests {
             got,
             vec![
                 "line 2: routes[0].name: missing: every route needs a name",
-                "line 2: routes[0].to: a route needs at least one recipient, group or schedule",
+                "line 2: routes[0].to: a route needs to (recipients, groups or schedules) or \
+                 escalation (a policy)",
+            ]
+        );
+    }
+
+    const ESCALATING: &str = "\
+recipients: {alice: \"+4915228817386\"}
+escalation_policies:
+  critical: {steps: [{to: [alice]}]}
+";
+
+    #[test]
+    fn a_route_escalates_by_a_known_policy_instead_of_texting_its_to() {
+        let config = load(&format!(
+            "{ESCALATING}web: {{external_url: https://pager.example.com}}\n\
+             routes: [{{name: r, escalation: critical}}]\n"
+        ))
+        .unwrap();
+        let route = &config.routes[0];
+        assert_eq!(route.escalation.as_deref(), Some("critical"));
+        assert!(route.recipients.is_empty() && route.schedules.is_empty());
+        assert!(
+            load(&format!("{ESCALATING}routes: [{{name: r, to: [alice]}}]\n"))
+                .unwrap()
+                .routes[0]
+                .escalation
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_route_names_to_or_a_known_escalation_policy_and_the_external_url_is_set() {
+        let listed = |routes: &str| {
+            problems(&format!(
+                "{ESCALATING}web: {{external_url: https://pager.example.com}}\nroutes:\n{routes}"
+            ))
+        };
+        assert_eq!(
+            listed("  - {name: r, escalation: critcal}\n"),
+            ["routes[0].escalation: unknown escalation policy \"critcal\"; known: critical"]
+        );
+        assert_eq!(
+            listed("  - {name: r, to: [alice], escalation: critical}\n"),
+            ["routes[0]: to and escalation exclude each other: the policy says whom to page"]
+        );
+        assert_eq!(
+            listed("  - {name: r}\n"),
+            [
+                "routes[0].to: a route needs to (recipients, groups or schedules) or escalation \
+              (a policy)"
+            ]
+        );
+        assert_eq!(
+            problems(&format!(
+                "{ESCALATING}routes: [{{name: r, escalation: critical}}]\n"
+            )),
+            [
+                "routes[0].escalation: needs web.external_url: the SMS of an escalation carry a \
+              link to acknowledge it"
             ]
         );
     }

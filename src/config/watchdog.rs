@@ -60,6 +60,13 @@ pub(super) fn watchdog(
             MIN_TIMEOUT
         }
     };
+    if raw.to.is_empty() {
+        problem(
+            problems,
+            "watchdog.to",
+            "the watchdog needs at least one recipient, group or schedule",
+        );
+    }
     let reach = reach("watchdog", &raw.to, targets, problems);
     if let Some(templates) = templates {
         let sample = WatchdogData {
@@ -104,6 +111,7 @@ pub(super) fn watchdog(
             active_time_intervals: Vec::new(),
             mute_time_intervals: Vec::new(),
             ignore_quiet_hours: true,
+            escalation: None,
         },
     }
 }

@@ -195,6 +195,7 @@ mod tests {
             active_time_intervals: Vec::new(),
             mute_time_intervals: Vec::new(),
             ignore_quiet_hours: false,
+            escalation: None,
         }
     }
 

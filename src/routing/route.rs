@@ -26,4 +26,6 @@ pub struct Route {
     pub mute_time_intervals: Vec<String>,
     /// Pages through the recipients' quiet hours.
     pub ignore_quiet_hours: bool,
+    /// The escalation policy that pages instead of `to:`; its recipients are then empty.
+    pub escalation: Option<String>,
 }

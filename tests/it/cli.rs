@@ -557,7 +557,8 @@ sipgate:
                  \"2026-01-05T09:00\"",
                 "line 9: time_intervals[0].name: missing: every time interval needs a name",
                 "line 11: routes[0].name: missing: every route needs a name",
-                "line 13: routes[1].to: a route needs at least one recipient, group or schedule",
+                "line 13: routes[1].to: a route needs to (recipients, groups or schedules) or \
+                 escalation (a policy)",
                 "line 14: sipgate.token: token_id is set but no token: set token, token_file or \
                  $SIPGATE_TOKEN",
             ]
