@@ -11,8 +11,16 @@ use crate::text::plural::counted;
 
 pub(super) fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
     let config = load_config(path)?;
+    // Policies are counted only where there are any: most configs have none.
+    let policies = match config.escalation_policies.len() {
+        0 => String::new(),
+        n => format!(
+            ", {}",
+            counted(n, "escalation policy", "escalation policies")
+        ),
+    };
     println!(
-        "{}: OK ({}, {}, schedules: {}, templates: {}, state: {})",
+        "{}: OK ({}, {}{policies}, schedules: {}, templates: {}, state: {})",
         path.display(),
         counted(config.recipients.len(), "recipient", "recipients"),
         counted(config.routes.len(), "route", "routes"),
@@ -41,8 +49,18 @@ pub(super) fn check_config(path: &Path, at: &At) -> anyhow::Result<()> {
             given.with_timezone(&Utc),
         );
         for route in &config.routes {
+            let policy = route
+                .escalation
+                .as_ref()
+                .and_then(|name| config.escalation_policies.get(name));
             let state = if rules.muted(route) {
                 "muted".to_string()
+            } else if let Some(policy) = policy {
+                format!(
+                    "escalates by {}: {}",
+                    policy.name,
+                    policy.plan_at(&config.schedules, given.with_timezone(&Utc))
+                )
             } else {
                 let recipients = rules.recipients(route);
                 let quiet: Vec<&str> = recipients

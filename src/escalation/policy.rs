@@ -91,3 +91,38 @@ impl Step {
             .join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn plan(policy: &str) -> String {
+        let config = Config::from_yaml(
+            &format!(
+                "recipients: {{alice: \"+4915228817386\", bob: \"+4915254599371\"}}\n\
+                 groups: {{both: [bob, alice]}}\n\
+                 routes: [{{name: r, to: [alice]}}]\n\
+                 escalation_policies: {{p: {policy}}}\n"
+            ),
+            Path::new("test.yml"),
+            Path::new("."),
+            &|_| None,
+        )
+        .unwrap();
+        config.escalation_policies["p"].plan_at(&config.schedules, chrono::DateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn the_plan_says_whom_each_step_pages_and_how_often_it_repeats() {
+        assert_eq!(
+            plan("{steps: [{to: [alice]}]}"),
+            "alice now; does not repeat"
+        );
+        assert_eq!(
+            plan("{steps: [{to: [alice], wait: 5m}, {to: [both], wait: 1h30m}], repeat: 3}"),
+            "alice now, then after 5m both (bob, alice); repeats 3 times after 1h 30m each"
+        );
+    }
+}

@@ -132,7 +132,7 @@ fn check_config_reports_every_structural_problem_once() {
     assert!(!out.status.success());
     let expected = "one of `name`, `matchers`, `to`, `template`, `send_resolved`, `max_segments`, \
                     `gsm_only`, `continue`, `active_time_intervals`, `mute_time_intervals`, \
-                    `ignore_quiet_hours`";
+                    `ignore_quiet_hours`, `escalation`";
     assert_eq!(
         text(&out.stderr),
         format!(
@@ -776,6 +776,53 @@ fn check_config_accepts_a_watchdog_without_routes_and_counts_in_words() {
     assert_eq!(
         text(&out.stdout),
         "1 alert would not be sent: no route matches\n"
+    );
+}
+
+/// An escalating route shows its plan at `--at`: each step with whom its schedules and groups
+/// reach when it would be paged, and how often the steps run again.
+#[test]
+fn check_config_counts_escalation_policies_and_shows_the_plan_of_an_escalating_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "\
+recipients: {alice: \"+4915228817386\", bob: \"+4915254599371\", carol: \"+491729980752\"}
+groups: {ops: [carol, alice]}
+schedules:
+  primary: {time_zone: UTC, rotation: {members: [alice, bob], shift: 1h, start: '2026-01-05T09:00'}}
+web: {external_url: https://pager.example.com/}
+escalation_policies:
+  critical:
+    steps:
+      - {to: [primary], wait: 10m}
+      - {to: [primary, ops], wait: 50m}
+      - {to: [carol, primary], wait: 15m}
+    repeat: 1
+routes:
+  - {name: critical, matchers: ['severity=\"critical\"'], escalation: critical}
+  - {name: rest, to: [bob]}
+",
+    );
+    let out = run(&[
+        "check-config",
+        &format!("--config.file={}", config.display()),
+        "--at=2026-01-05T09:55:00Z",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}: OK (3 recipients, 2 routes, 1 escalation policy, schedules: primary, \
+             templates: compact, default, watchdog_back, watchdog_silent, state: memory)\n\
+             no Sipgate credentials: the service would run in dry-run mode and send nothing\n\
+             at 2026-01-05T09:55:00+00:00:\n\
+             \x20 route critical: escalates by critical: primary (alice) now, then after 10m \
+             primary (bob), ops (carol, alice), then after 50m carol, primary (bob); \
+             repeats 1 time after 15m\n\
+             \x20 route rest: texts bob\n",
+            config.display()
+        )
     );
 }
 
