@@ -78,17 +78,20 @@ pub enum StateOperation {
     ClaimOnce,
     /// Record or read a heartbeat.
     Mark,
+    /// Read, write or list incidents of escalations.
+    Incident,
     Ping,
 }
 
 impl StateOperation {
-    pub const ALL: [StateOperation; 7] = [
+    pub const ALL: [StateOperation; 8] = [
         StateOperation::Begin,
         StateOperation::Settle,
         StateOperation::GiveBack,
         StateOperation::Wait,
         StateOperation::ClaimOnce,
         StateOperation::Mark,
+        StateOperation::Incident,
         StateOperation::Ping,
     ];
 
@@ -100,6 +103,7 @@ impl StateOperation {
             StateOperation::Wait => "wait",
             StateOperation::ClaimOnce => "claim_once",
             StateOperation::Mark => "mark",
+            StateOperation::Incident => "incident",
             StateOperation::Ping => "ping",
         }
     }

@@ -10,7 +10,8 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::{
-    Answer, Begin, ContentKey, GiveBack, Keep, MemoryStore, Settle, Start, StateError, StateStore,
+    Answer, Begin, ContentKey, GiveBack, Keep, MemoryStore, Record, Settle, Start, StateError,
+    StateStore, Swap,
 };
 use crate::clock::Millis;
 
@@ -24,6 +25,7 @@ pub enum Op {
     ClaimOnce,
     Mark,
     Marked,
+    Incident,
     Ping,
 }
 
@@ -108,6 +110,15 @@ impl StateStore for Faulty {
     }
     fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
         self.after_asking(Op::Marked, move || self.memory.marked(name))
+    }
+    fn incident<'a>(&'a self, key: &'a str) -> Answer<'a, Option<Record>> {
+        self.after_asking(Op::Incident, move || self.memory.incident(key))
+    }
+    fn swap_incident<'a>(&'a self, request: Swap<'a>) -> Answer<'a, Option<u64>> {
+        self.after_asking(Op::Incident, move || self.memory.swap_incident(request))
+    }
+    fn open_incidents(&self) -> Answer<'_, Vec<String>> {
+        self.after_asking(Op::Incident, move || self.memory.open_incidents())
     }
     fn ping(&self) -> Answer<'_, ()> {
         self.after_asking(Op::Ping, move || self.memory.ping())

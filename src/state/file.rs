@@ -16,7 +16,8 @@ use tokio::time::Instant;
 
 use super::memory::{DEFAULT_CAPACITY, Snapshot};
 use super::{
-    Answer, Begin, GiveBack, Keep, MemoryStore, Settle, Settlement, Start, StateError, StateStore,
+    Answer, Begin, GiveBack, Keep, MemoryStore, Record, Settle, Settlement, Start, StateError,
+    StateStore, Swap,
 };
 use crate::clock::{Clock, Millis};
 use crate::model::content_key::ContentKey;
@@ -526,6 +527,18 @@ impl StateStore for FileStore {
 
     fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
         self.memory.marked(name)
+    }
+
+    fn incident<'a>(&'a self, key: &'a str) -> Answer<'a, Option<Record>> {
+        self.memory.incident(key)
+    }
+
+    fn swap_incident<'a>(&'a self, request: Swap<'a>) -> Answer<'a, Option<u64>> {
+        self.memory.swap_incident(request)
+    }
+
+    fn open_incidents(&self) -> Answer<'_, Vec<String>> {
+        self.memory.open_incidents()
     }
 
     fn when_down(&self) -> &'static str {

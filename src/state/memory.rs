@@ -9,7 +9,10 @@ use futures_util::future::FutureExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Answer, Begin, ClaimId, GiveBack, Keep, Settle, Settlement, Start, StateStore, Taken};
+use super::{
+    Answer, Begin, ClaimId, GiveBack, Keep, Record, Settle, Settlement, Start, StateStore, Swap,
+    Taken,
+};
 use crate::clock::{Clock, Millis, millis};
 use crate::model::content_key::ContentKey;
 use crate::ratelimit::{RateLimiter, Reservation};
@@ -32,6 +35,8 @@ struct Inner {
     once: HashMap<String, Millis>,
     /// The latest time of each mark.
     marks: HashMap<String, Millis>,
+    /// Incidents by key: the record, until when it is kept, and whether it is open.
+    incidents: HashMap<String, Incident>,
     /// What changed since it was last persisted; `None` when nothing is persisted.
     changes: Option<Changes>,
 }
@@ -42,6 +47,16 @@ struct Changes {
     total: bool,
     once: HashSet<String>,
     marks: HashSet<String>,
+    incidents: HashSet<String>,
+}
+
+/// One incident as this store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub record: Record,
+    /// When it expires.
+    pub until: Millis,
+    pub open: bool,
 }
 
 /// What changed since the last snapshot, with the values to persist (`None`: gone).
@@ -73,6 +88,7 @@ impl MemoryStore {
                 limiter: RateLimiter::default(),
                 once: HashMap::new(),
                 marks: HashMap::new(),
+                incidents: HashMap::new(),
                 changes: None,
             }),
             clock,
@@ -105,6 +121,7 @@ impl MemoryStore {
             once,
             marks,
             changes,
+            incidents: _,
         } = &mut *inner;
         let Some(changes) = changes.as_mut() else {
             return Snapshot::default();
@@ -162,6 +179,7 @@ impl MemoryStore {
                 once,
                 marks,
                 changes,
+                incidents: _,
             } = &mut *inner;
             let keys: Vec<ContentKey> = ledger.entries.keys().copied().collect();
             for key in keys {
@@ -402,6 +420,59 @@ impl StateStore for MemoryStore {
 
     fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
         std::future::ready(Ok(self.inner().marks.get(name).copied())).boxed()
+    }
+
+    fn incident<'a>(&'a self, key: &'a str) -> Answer<'a, Option<Record>> {
+        let now = self.clock.now();
+        let record = self
+            .inner()
+            .incidents
+            .get(key)
+            .filter(|incident| incident.until > now)
+            .map(|incident| incident.record.clone());
+        std::future::ready(Ok(record)).boxed()
+    }
+
+    fn swap_incident<'a>(&'a self, request: Swap<'a>) -> Answer<'a, Option<u64>> {
+        let now = self.clock.now();
+        let mut inner = self.inner();
+        let current = inner
+            .incidents
+            .get(request.key)
+            .filter(|incident| incident.until > now)
+            .map(|incident| incident.record.version);
+        if current != request.expected {
+            return std::future::ready(Ok(None)).boxed();
+        }
+        let version = current.map_or(1, |v| v + 1);
+        inner.incidents.retain(|_, incident| incident.until > now);
+        inner.incidents.insert(
+            request.key.to_string(),
+            Incident {
+                record: Record {
+                    version,
+                    value: request.value.to_vec(),
+                },
+                until: now + millis(request.ttl),
+                open: request.open,
+            },
+        );
+        if let Some(changes) = &mut inner.changes {
+            changes.incidents.insert(request.key.to_string());
+        }
+        std::future::ready(Ok(Some(version))).boxed()
+    }
+
+    fn open_incidents(&self) -> Answer<'_, Vec<String>> {
+        let now = self.clock.now();
+        let keys = self
+            .inner()
+            .incidents
+            .iter()
+            .filter(|(_, incident)| incident.open && incident.until > now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        std::future::ready(Ok(keys)).boxed()
     }
 
     fn ping(&self) -> Answer<'_, ()> {

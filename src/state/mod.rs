@@ -174,6 +174,28 @@ pub enum Start {
     HeldBack,
 }
 
+/// An incident as the store keeps it: opaque bytes with a version that every write raises, so
+/// that replicas change it by compare-and-swap and none overwrites what another wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub version: u64,
+    pub value: Vec<u8>,
+}
+
+/// What `swap_incident` asks: write `value` at `key` if the record there still has version
+/// `expected` (`None`: if there is none).
+#[derive(Debug, Clone, Copy)]
+pub struct Swap<'a> {
+    /// An incident id: a hash, no alert content.
+    pub key: &'a str,
+    pub expected: Option<u64>,
+    pub value: &'a [u8],
+    /// How long the record is kept after this write.
+    pub ttl: Duration,
+    /// Whether `open_incidents` lists the key after this write.
+    pub open: bool,
+}
+
 /// How a store that may drop keys under memory pressure (Redis's `maxmemory`) is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eviction {
@@ -228,6 +250,17 @@ pub trait StateStore: fmt::Debug + Send + Sync {
 
     /// The time kept for `name`, if it was ever marked (within `MARK_TTL` on Redis).
     fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>>;
+
+    /// The incident at `key`, unless there is none or it expired.
+    fn incident<'a>(&'a self, key: &'a str) -> Answer<'a, Option<Record>>;
+
+    /// Writes an incident if nobody wrote it since the caller read it, and lists or unlists it
+    /// as open in the same step. The new version, or `None` when `expected` did not match.
+    fn swap_incident<'a>(&'a self, request: Swap<'a>) -> Answer<'a, Option<u64>>;
+
+    /// The keys of the incidents whose last write said open, in no particular order; an
+    /// expired one is not among them.
+    fn open_incidents(&self) -> Answer<'_, Vec<String>>;
 
     /// What an outage means for the SMS, for the one log line that reports it.
     fn when_down(&self) -> &'static str {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use futures_util::future::FutureExt;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Answer, Begin, Eviction, GiveBack, Keep, Settle, Start, StateError, StateStore};
+use super::{
+    Answer, Begin, Eviction, GiveBack, Keep, Record, Settle, Start, StateError, StateStore, Swap,
+};
 use crate::clock::Millis;
 use crate::metrics::{Metrics, StateOperation};
 use crate::model::content_key::ContentKey;
@@ -255,6 +257,24 @@ impl StateStore for Monitored {
     fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
         self.watched(StateOperation::Mark, Proof::Read, move || {
             self.store.marked(name)
+        })
+    }
+
+    fn incident<'a>(&'a self, key: &'a str) -> Answer<'a, Option<Record>> {
+        self.watched(StateOperation::Incident, Proof::Read, move || {
+            self.store.incident(key)
+        })
+    }
+
+    fn swap_incident<'a>(&'a self, request: Swap<'a>) -> Answer<'a, Option<u64>> {
+        self.watched(StateOperation::Incident, Proof::Write, move || {
+            self.store.swap_incident(request)
+        })
+    }
+
+    fn open_incidents(&self) -> Answer<'_, Vec<String>> {
+        self.watched(StateOperation::Incident, Proof::Read, move || {
+            self.store.open_incidents()
         })
     }
 

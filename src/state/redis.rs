@@ -20,8 +20,8 @@ use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
 use super::{
-    Answer, Begin, Eviction, GiveBack, Keep, MARK_TTL, Settle, Settlement, Start, StateError,
-    StateStore, Taken,
+    Answer, Begin, Eviction, GiveBack, Keep, MARK_TTL, Record, Settle, Settlement, Start,
+    StateError, StateStore, Swap, Taken,
 };
 use crate::clock::{Clock, Millis, millis};
 use crate::config::RedisConfig;
@@ -603,6 +603,18 @@ impl StateStore for RedisStore {
             Ok(())
         }
         .boxed()
+    }
+
+    fn incident<'a>(&'a self, _key: &'a str) -> Answer<'a, Option<Record>> {
+        std::future::ready(Err(StateError::Unavailable("incidents: not yet".into()))).boxed()
+    }
+
+    fn swap_incident<'a>(&'a self, _request: Swap<'a>) -> Answer<'a, Option<u64>> {
+        std::future::ready(Err(StateError::Unavailable("incidents: not yet".into()))).boxed()
+    }
+
+    fn open_incidents(&self) -> Answer<'_, Vec<String>> {
+        std::future::ready(Err(StateError::Unavailable("incidents: not yet".into()))).boxed()
     }
 
     fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {
