@@ -25,6 +25,8 @@ pub mod reload;
 pub mod routing;
 pub mod startup;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 pub mod version;
 pub mod watchdog;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::model::alert::AlertStatus;
@@ -28,6 +28,72 @@ pub struct Metrics {
     registry: Registry,
     sms: SmsFamilies,
     service: ServiceFamilies,
+    escalation: EscalationFamilies,
+}
+
+/// Incidents and their escalation.
+#[derive(Clone)]
+struct EscalationFamilies {
+    incidents_open: IntGaugeVec,
+    pages: IntCounterVec,
+    exhausted: IntCounterVec,
+    acknowledgements: IntCounterVec,
+    time_to_acknowledge: HistogramVec,
+    alertmanager_errors: IntCounterVec,
+}
+
+impl EscalationFamilies {
+    fn register(r: &Registry) -> Result<Self, MetricsError> {
+        Ok(EscalationFamilies {
+            incidents_open: registered(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "incidents_open",
+                        "Incidents whose alerts still fire, by route (escalating or not).",
+                    ),
+                    &["route"],
+                )?,
+            )?,
+            pages: counter_vec(
+                r,
+                "escalation_pages_total",
+                "Escalation steps paged, by policy and step (1 is the first), every round counted.",
+                &["policy", "step"],
+            )?,
+            exhausted: counter_vec(
+                r,
+                "escalations_exhausted_total",
+                "Incidents whose policy ran out of steps without an acknowledgement, by policy.",
+                &["policy"],
+            )?,
+            acknowledgements: counter_vec(
+                r,
+                "acknowledgements_total",
+                "Incidents acknowledged, by how: link (the page of an SMS) or silence (made in Alertmanager by someone).",
+                &["via"],
+            )?,
+            time_to_acknowledge: registered(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::from(opts(
+                        "time_to_acknowledge_seconds",
+                        "From the first page of an incident to its acknowledgement, by policy.",
+                    ))
+                    .buckets(vec![
+                        30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+                    ]),
+                    &["policy"],
+                )?,
+            )?,
+            alertmanager_errors: counter_vec(
+                r,
+                "alertmanager_errors_total",
+                "Requests to Alertmanager's API that failed, by operation (silence, expire, alerts); escalation goes on without it.",
+                &["operation"],
+            )?,
+        })
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -308,6 +374,7 @@ impl Metrics {
         let metrics = Metrics {
             sms: SmsFamilies::register(&registry)?,
             service: ServiceFamilies::register(&registry)?,
+            escalation: EscalationFamilies::register(&registry)?,
             registry: registry.clone(),
         };
         let build_info = registered(
@@ -471,6 +538,62 @@ impl Metrics {
     /// After a reload: schedules and people may be gone; the next `on_call` sets what is there.
     pub fn schedules_changed(&self) {
         self.service.oncall.reset();
+    }
+
+    /// Creates the series of the policies at zero.
+    pub fn initialize_escalation<'a>(&self, policies: impl IntoIterator<Item = (&'a str, usize)>) {
+        for via in ["link", "silence"] {
+            self.escalation.acknowledgements.with_label_values(&[via]);
+        }
+        for (policy, steps) in policies {
+            self.escalation.exhausted.with_label_values(&[policy]);
+            for step in 1..=steps {
+                self.escalation
+                    .pages
+                    .with_label_values(&[policy, &step.to_string()]);
+            }
+        }
+    }
+
+    /// The open incidents per route, as the state store lists them now; routes not given are 0.
+    pub fn incidents_open(&self, routes: &[Route], open: &[&str]) {
+        for route in routes {
+            let count = open.iter().filter(|r| **r == route.name).count();
+            self.escalation
+                .incidents_open
+                .with_label_values(&[&route.name])
+                .set(count as i64);
+        }
+    }
+
+    /// `step` counted from 0.
+    pub fn escalation_page(&self, policy: &str, step: usize) {
+        self.escalation
+            .pages
+            .with_label_values(&[policy, &(step + 1).to_string()])
+            .inc();
+    }
+
+    pub fn escalation_exhausted(&self, policy: &str) {
+        self.escalation.exhausted.with_label_values(&[policy]).inc();
+    }
+
+    pub fn acknowledged(&self, via: &str, policy: &str, after: Duration) {
+        self.escalation
+            .acknowledgements
+            .with_label_values(&[via])
+            .inc();
+        self.escalation
+            .time_to_acknowledge
+            .with_label_values(&[policy])
+            .observe(after.as_secs_f64());
+    }
+
+    pub fn alertmanager_error(&self, operation: &str) {
+        self.escalation
+            .alertmanager_errors
+            .with_label_values(&[operation])
+            .inc();
     }
 
     /// A heartbeat at `at_millis`; the gauge never goes back.

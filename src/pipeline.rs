@@ -3,10 +3,12 @@
 //! the body before and turns the report into an answer after.
 
 use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::delivery::{Deliverer, Policy};
+use crate::escalation::Escalation;
 use crate::live::Live;
 use crate::metrics::{Metrics, Truncated};
 use crate::model::alert::{Alert, AlertStatus, Notification};
@@ -53,6 +55,15 @@ pub struct Plan {
     pub held: Vec<Held>,
     /// Alerts that matched no route.
     pub unrouted: usize,
+    /// The groups that routes with an escalation policy took, for their incidents.
+    pub escalations: Vec<Escalating>,
+}
+
+/// The alerts of a notification one escalating route took, as a notification of their own.
+#[derive(Debug)]
+pub struct Escalating {
+    pub route: String,
+    pub group: Notification,
 }
 
 /// What `notification` leads to at `now`: who is on call, which routes are muted and who is in
@@ -84,6 +95,21 @@ pub fn plan(config: &Config, notification: &Notification, now: DateTime<Utc>) ->
             })
             .collect(),
         unrouted: routing.unrouted.len(),
+        escalations: routing
+            .escalated
+            .iter()
+            .map(|e| {
+                let mut group = notification.clone();
+                group.alerts = e.alerts.iter().map(|a| (*a).clone()).collect();
+                if group.count(AlertStatus::Firing) == 0 {
+                    group.status = AlertStatus::Resolved;
+                }
+                Escalating {
+                    route: e.route.name.clone(),
+                    group,
+                }
+            })
+            .collect(),
     }
 }
 
@@ -117,10 +143,23 @@ pub async fn run(
             "alerts matched no route; nobody is texted about them"
         );
     }
-    let (mut sms, ()) = tokio::join!(
+    let escalation = Escalation {
+        live,
+        deliverer,
+        metrics,
+        delivery: policy,
+        now,
+    };
+    let escalations = join_all(plan.escalations.into_iter().filter_map(|e| {
+        let route = live.config.routes.iter().find(|r| r.name == e.route)?;
+        Some(escalation.notify(route, e.group))
+    }));
+    let (mut sms, (), escalated) = tokio::join!(
         deliverer.deliver(&live.outlet, plan.messages, policy),
-        record_heartbeat
+        record_heartbeat,
+        escalations
     );
+    sms.extend(escalated.into_iter().flatten());
     sms.extend(
         plan.held
             .iter()
@@ -197,53 +236,21 @@ mod tests {
     //! The pipeline on fakes of both seams: a provider that records what it was asked to send,
     //! and the memory store (or one that is down or stalls), on tokio's paused clock.
 
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use futures_util::FutureExt;
-    use futures_util::future::BoxFuture;
-    use tokio::runtime::Handle;
 
     use super::*;
     use crate::clock::TokioClock;
-    use crate::config::Config;
-    use crate::live::Credentials;
-    use crate::model::phone::PhoneNumber;
-    use crate::provider::{CredentialCheck, Outlet, SendError, SmsProvider};
+    use crate::provider::Outlet;
     use crate::state::faulty::Faulty;
     use crate::state::memory::DEFAULT_CAPACITY;
-    use crate::state::monitored::Monitored;
     use crate::state::{MemoryStore, StateError, StateStore};
+    use crate::testing::Fixture;
 
     const ALICE: &str = "+4915228817386";
     const BOB: &str = "+4915254599371";
-
-    /// Accepts every SMS and records (number, text) of each, in order.
-    #[derive(Debug, Default)]
-    struct Recording {
-        sent: Mutex<Vec<(String, String)>>,
-    }
-
-    impl Recording {
-        fn sent(&self) -> Vec<(String, String)> {
-            self.sent.lock().unwrap().clone()
-        }
-    }
-
-    impl SmsProvider for Recording {
-        fn send<'a>(
-            &'a self,
-            to: &'a PhoneNumber,
-            text: &'a str,
-        ) -> BoxFuture<'a, Result<(), SendError>> {
-            let sent = (to.e164().to_string(), text.to_string());
-            self.sent.lock().unwrap().push(sent);
-            std::future::ready(Ok(())).boxed()
-        }
-        fn check_credentials(&self) -> BoxFuture<'_, CredentialCheck> {
-            std::future::ready(CredentialCheck::Valid).boxed()
-        }
-    }
 
     /// alice and bob (quiet at night); `critical` pages alice, `warnings` both, without resolved.
     const CONFIG: &str = r#"
@@ -268,73 +275,16 @@ routes:
     const DAY: &str = "2026-11-25T10:00:00Z";
     const NIGHT: &str = "2026-11-25T23:00:00Z";
 
-    /// The service's pieces around one store: what `run` needs, and the fake provider.
-    struct Pipeline {
-        live: Live,
-        deliverer: Deliverer,
-        metrics: Metrics,
-        heartbeats: Heartbeats,
-        provider: Arc<Recording>,
-    }
+    /// The service's pieces on `CONFIG`.
+    struct Pipeline;
 
     impl Pipeline {
-        fn on(store: Arc<dyn StateStore>) -> Pipeline {
-            let config = Config::from_yaml(
-                CONFIG,
-                std::path::Path::new("t.yml"),
-                std::path::Path::new("."),
-                &|_| None,
-            )
-            .unwrap();
-            let metrics = Metrics::new().unwrap();
-            let provider = Arc::new(Recording::default());
-            let store: Arc<dyn StateStore> = Arc::new(Monitored::new(store, metrics.clone()));
-            Pipeline {
-                live: Live {
-                    config,
-                    outlet: Outlet::Provider {
-                        name: "Recording",
-                        provider: provider.clone(),
-                    },
-                    credentials: Credentials::new(false),
-                },
-                heartbeats: Heartbeats::new(store.clone(), metrics.clone()),
-                deliverer: Deliverer::new(store, 8, 100, Handle::current(), metrics.clone()),
-                metrics,
-                provider,
-            }
+        fn on(store: Arc<dyn StateStore>) -> Fixture {
+            Fixture::on(CONFIG, store)
         }
 
-        fn new() -> Pipeline {
+        fn new() -> Fixture {
             Pipeline::on(Arc::new(memory()))
-        }
-
-        async fn run(&self, body: &str, now: &str) -> Report {
-            let notification = crate::ingest::parse_alertmanager(body.as_bytes()).unwrap();
-            run(
-                &self.live,
-                &self.deliverer,
-                &self.metrics,
-                &self.heartbeats,
-                notification,
-                Instant::now(),
-                now.parse().unwrap(),
-            )
-            .await
-        }
-
-        /// The non-zero series of `sms_suppressed_total`, sorted.
-        fn suppressed(&self) -> Vec<String> {
-            let mut lines: Vec<String> = self
-                .metrics
-                .render()
-                .lines()
-                .filter(|l| l.starts_with("alertmanager_sipgate_sms_suppressed_total"))
-                .filter(|l| !l.ends_with(" 0"))
-                .map(str::to_string)
-                .collect();
-            lines.sort();
-            lines
         }
     }
 

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::Deliverer;
+use crate::escalation::job::EscalationJob;
 use crate::jobs::Runner;
 use crate::jobs::shift_notices::ShiftJob;
 use crate::live::Live;
@@ -118,6 +119,7 @@ impl Service {
         )
         .with(ShiftJob::default())
         .with(WatchdogJob::new(state.heartbeats.clone()))
+        .with(EscalationJob)
     }
 
     /// The HTTP server on `listener`; a graceful stop lets requests in flight finish within

@@ -17,6 +17,8 @@ pub(super) struct RawPolicy {
     steps: Vec<RawStep>,
     /// Wider than `u8`, so that `repeat: 300` or `-1` is told the range rather than a type.
     repeat: Option<i64>,
+    /// `ACK <alertname> by alice` to the others paged; on unless `false`.
+    ack_notice: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -67,6 +69,7 @@ pub(super) fn policies(
                 name,
                 steps,
                 repeat: repeat.unwrap_or(0),
+                ack_notice: raw.ack_notice.unwrap_or(true),
             },
         );
     }
@@ -215,6 +218,7 @@ mod tests {
                     },
                 ],
                 repeat: 2,
+                ack_notice: true,
             }
         );
         let simple = &config.escalation_policies["simple"];
@@ -317,7 +321,7 @@ mod tests {
                 "  p: {steps: [{to: [alice]}], repeats: 1}\n"
             )),
             [
-                "escalation_policies.p.repeats: unknown field `repeats`, expected `steps` or `repeat`"
+                "escalation_policies.p.repeats: unknown field `repeats`, expected one of `steps`, `repeat`, `ack_notice`"
             ]
         );
         assert_eq!(

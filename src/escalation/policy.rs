@@ -20,6 +20,8 @@ pub struct Policy {
     pub steps: Vec<Step>,
     /// How often the steps run again after the last one, at most `MAX_REPEAT`.
     pub repeat: u8,
+    /// Whether the others paged get `ACK <alertname> by alice` when one acknowledges.
+    pub ack_notice: bool,
 }
 
 /// Who is paged together, and how long they have to acknowledge.

@@ -26,7 +26,7 @@ impl AlertStatus {
 }
 
 /// Who posted the notification; it decides nothing in routing but shows in logs and templates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Alertmanager,
@@ -45,7 +45,7 @@ impl Source {
 }
 
 /// What Grafana adds to an alert; empty for other senders.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertExtras {
     /// Query results by ref id; Grafana may send `null`.
@@ -62,7 +62,7 @@ pub struct AlertExtras {
 }
 
 /// What Grafana adds to a notification; empty for other senders.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationExtras {
     #[serde(default)]
@@ -84,7 +84,9 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialize and Deserialize are for the state store (an incident keeps its alerts), not the
+/// wire: each sender's format is parsed in `ingest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub status: AlertStatus,
     pub labels: Labels,
@@ -97,7 +99,7 @@ pub struct Alert {
     pub extras: AlertExtras,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     pub source: Source,
     pub receiver: String,

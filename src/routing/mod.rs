@@ -35,9 +35,18 @@ pub struct Held<'a> {
     pub reason: SuppressReason,
 }
 
+/// The alerts of a notification that a route with an escalation policy took: they open or
+/// update that route's incident instead of paging anyone directly.
+#[derive(Debug)]
+pub struct Escalated<'a> {
+    pub route: &'a Route,
+    pub alerts: Vec<&'a Alert>,
+}
+
 #[derive(Debug, Default)]
 pub struct Routing<'a> {
     pub deliveries: Vec<Delivery<'a>>,
+    pub escalated: Vec<Escalated<'a>>,
     pub held: Vec<Held<'a>>,
     /// Alerts no route matched: counted and logged, never sent.
     pub unrouted: Vec<&'a Alert>,
@@ -74,6 +83,7 @@ pub fn route<'a>(
     rules: &impl Rules<'a>,
 ) -> Routing<'a> {
     let mut recipients: Vec<Recipient<'a>> = Vec::new();
+    let mut escalated: Vec<Escalated<'a>> = Vec::new();
     let mut unrouted = Vec::new();
     for alert in &notification.alerts {
         let mut matched = false;
@@ -82,6 +92,22 @@ pub fn route<'a>(
                 continue;
             }
             matched = true;
+            if route.escalation.is_some() {
+                // A muted route opens no incident; quiet hours hold no escalation back.
+                if !rules.muted(route) {
+                    match escalated.iter_mut().find(|e| std::ptr::eq(e.route, route)) {
+                        Some(entry) => entry.alerts.push(alert),
+                        None => escalated.push(Escalated {
+                            route,
+                            alerts: vec![alert],
+                        }),
+                    }
+                }
+                if !route.continue_matching {
+                    break;
+                }
+                continue;
+            }
             let resolved_held = alert.status == AlertStatus::Resolved && !route.send_resolved;
             let muted = rules.muted(route);
             for name in rules.recipients(route) {
@@ -120,6 +146,7 @@ pub fn route<'a>(
     }
     let mut routing = Routing {
         unrouted,
+        escalated,
         ..Routing::default()
     };
     for mut r in recipients {

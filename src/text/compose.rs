@@ -36,12 +36,35 @@ pub fn compose(
     delivery: &Delivery<'_>,
     now: DateTime<Utc>,
 ) -> Sms {
+    let key = ContentKey::new(
+        delivery.recipient,
+        &notification.group_key,
+        &delivery.alerts,
+    );
+    // Held back is not sent: the same alerts after the quiet hours are a new SMS.
+    let key = if delivery.quiet { key.held_back() } else { key };
+    compose_with_trailer(templates, number, notification, delivery, now, "", key)
+}
+
+/// An SMS whose last lines are `trailer` (an escalation's note and acknowledgement link): the
+/// alerts are fitted into what the budget leaves beside it, and it is never cut. `key` says what
+/// the SMS is about, for the ledger.
+pub fn compose_with_trailer(
+    templates: &Templates,
+    number: PhoneNumber,
+    notification: &Notification,
+    delivery: &Delivery<'_>,
+    now: DateTime<Utc>,
+    trailer: &str,
+    key: ContentKey,
+) -> Sms {
     let route = delivery.route;
     let text = Composer {
         templates,
         notification,
         delivery,
         now,
+        trailer,
     }
     .fitted_text();
     Sms {
@@ -51,15 +74,7 @@ pub fn compose(
         size: sms::measure(&text),
         text,
         max_segments: route.max_segments,
-        key: {
-            let key = ContentKey::new(
-                delivery.recipient,
-                &notification.group_key,
-                &delivery.alerts,
-            );
-            // Held back is not sent: the same alerts after the quiet hours are a new SMS.
-            if delivery.quiet { key.held_back() } else { key }
-        },
+        key,
         quiet: delivery.quiet,
     }
 }
@@ -69,6 +84,8 @@ struct Composer<'a> {
     notification: &'a Notification,
     delivery: &'a Delivery<'a>,
     now: DateTime<Utc>,
+    /// Lines that end the text whole; empty for most SMS.
+    trailer: &'a str,
 }
 
 impl Composer<'_> {
@@ -98,7 +115,7 @@ impl Composer<'_> {
                 Some(marker) => text + &marker,
                 None => text,
             };
-            self.encode(text)
+            self.encode(text + self.trailer)
         };
         let all = with_more(total);
         if fits(&all) || total == 0 {
@@ -121,13 +138,17 @@ impl Composer<'_> {
         }
         data.show(1);
         let first = self.encode(self.render(&data, &alerts[..1]));
-        let ellipsis = match sms::measure(&first).encoding {
+        let trailer = self.encode(self.trailer.to_string());
+        let ellipsis = match sms::measure(&(first.clone() + &trailer)).encoding {
             Encoding::Gsm7 => "...",
             Encoding::Ucs2 => "…",
         };
         match more_marker(&first, (total - 1).saturating_add(dropped)) {
-            Some(more) => sms::shorten_with_marker(&first, budget, &format!("{ellipsis}{more}")),
-            None => sms::truncate_to_segments(&first, budget, ellipsis),
+            Some(more) => {
+                sms::shorten_with_marker(&first, budget, &format!("{ellipsis}{more}{trailer}"))
+            }
+            None if trailer.is_empty() => sms::truncate_to_segments(&first, budget, ellipsis),
+            None => sms::shorten_with_marker(&first, budget, &format!("{ellipsis}{trailer}")),
         }
     }
 

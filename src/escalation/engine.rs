@@ -1,0 +1,978 @@
+//! The escalation engine: what a notification, a due step, an acknowledgement and a resolution
+//! do to an incident and whom they text. Every change to an incident is a compare-and-swap in
+//! the state store, and every SMS has a ledger key derived from the incident and the step, so
+//! that replicas racing over one incident page each step once and never undo each other.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::clock::{Millis, millis_at};
+use crate::delivery::{Deliverer, Policy as DeliveryPolicy};
+use crate::escalation::code;
+use crate::escalation::incident::{Incident, Next, Via};
+use crate::escalation::policy::Policy;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::model::alert::{Alert, AlertStatus, Notification};
+use crate::model::content_key::ContentKey;
+use crate::model::outcome::{Outcome, SmsReport};
+use crate::routing::{Delivery, Route};
+use crate::state::{StateError, StateStore, Swap};
+use crate::text::compose::{Sms, compose, compose_with_trailer};
+
+/// How often a change is tried again after another replica changed the incident first.
+const ATTEMPTS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EscalationError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    NoRandom(#[from] code::NoRandom),
+    #[error("the incident kept changing under this replica; it tries again at its next look")]
+    Contended,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    /// Malformed, never issued, or its incident ended more than a day ago.
+    #[error("unknown or expired acknowledgement link")]
+    Unknown,
+    #[error(transparent)]
+    Escalation(#[from] EscalationError),
+}
+
+impl From<StateError> for AckError {
+    fn from(e: StateError) -> Self {
+        AckError::Escalation(e.into())
+    }
+}
+
+/// What an acknowledgement link leads to.
+#[derive(Debug, Clone)]
+pub struct Visit {
+    pub incident: Incident,
+    /// Whose link it is.
+    pub person: String,
+}
+
+/// What a POST to an acknowledgement link did.
+#[derive(Debug, Clone)]
+pub struct Acknowledged {
+    pub visit: Visit,
+    /// False when someone (or a silence) had acknowledged before, or the incident had ended.
+    pub now: bool,
+}
+
+/// One use of the engine: the config it runs on, the seams it sends through, and the time.
+pub struct Escalation<'a> {
+    pub live: &'a Live,
+    pub deliverer: &'a Deliverer,
+    pub metrics: &'a Metrics,
+    pub delivery: DeliveryPolicy,
+    pub now: DateTime<Utc>,
+}
+
+/// What one attempt at a change decides.
+enum Edit<T> {
+    /// Write the incident and return `T`.
+    Write(Box<Incident>, T),
+    /// Leave it as it is and return `T`.
+    Keep(T),
+}
+
+impl<'a> Escalation<'a> {
+    /// For a background job: delivery deadlines counted from now.
+    pub fn at(
+        live: &'a Live,
+        deliverer: &'a Deliverer,
+        metrics: &'a Metrics,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Escalation {
+            live,
+            deliverer,
+            metrics,
+            delivery: DeliveryPolicy::of(&live.config, Instant::now()),
+            now,
+        }
+    }
+
+    fn store(&self) -> &dyn StateStore {
+        self.deliverer.store().as_ref()
+    }
+
+    fn now_ms(&self) -> Millis {
+        millis_at(self.now)
+    }
+
+    /// The alerts `route` took from a notification: a firing group opens its incident (and pages
+    /// the first step at once) or updates it; new alerts of an acknowledged incident go to whoever
+    /// acknowledged; a resolved group ends it and tells everyone paged.
+    pub async fn notify(&self, route: &Route, group: Notification) -> Vec<SmsReport> {
+        let Some(policy) = route.escalation.as_deref() else {
+            return Vec::new();
+        };
+        let id = code::incident_id(&route.name, &group_identity(&group));
+        if group.count(AlertStatus::Firing) == 0 {
+            return match self.resolve(route, &id, group.alerts).await {
+                Ok(reports) => reports,
+                Err(e) => {
+                    tracing::warn!(route = %route.name, incident = %id, error = %e, "could not end the incident; it ends when Alertmanager no longer has its alerts or at the next resolved notification");
+                    Vec::new()
+                }
+            };
+        }
+        let now = self.now_ms();
+        let opened = self
+            .change(&id, |current| match current {
+                Some(mut incident) if incident.is_open() => {
+                    let known = incident.firing().join("\u{0}");
+                    let new: Vec<Alert> = group
+                        .alerts
+                        .iter()
+                        .filter(|a| a.status == AlertStatus::Firing)
+                        .filter(|a| !known.split('\u{0}').any(|f| f == a.fingerprint))
+                        .cloned()
+                        .collect();
+                    let told = match &incident.ack {
+                        Some(ack) if !new.is_empty() => match &ack.by {
+                            Some(person) => vec![person.clone()],
+                            None => incident
+                                .paged_people()
+                                .iter()
+                                .map(|p| p.to_string())
+                                .collect(),
+                        },
+                        _ => Vec::new(),
+                    };
+                    incident.notification = group.clone();
+                    Edit::Write(Box::new(incident), Some((told, new)))
+                }
+                _ => Edit::Write(
+                    Box::new(Incident::open(
+                        id.clone(),
+                        &route.name,
+                        policy,
+                        group.clone(),
+                        now,
+                    )),
+                    None,
+                ),
+            })
+            .await;
+        let mut reports = match opened {
+            Ok(None) => {
+                tracing::info!(route = %route.name, policy, incident = %id, "incident opened");
+                Vec::new()
+            }
+            Ok(Some((told, new))) if !told.is_empty() => {
+                self.tell_new_alerts(route, &group, &told, &new).await
+            }
+            Ok(Some(_)) => Vec::new(),
+            Err(e) => {
+                // A page is never held back because the store is down: the first step gets the
+                // usual SMS, without a link nobody could use.
+                tracing::warn!(route = %route.name, policy, error = %e, "incident not recorded; the first step is paged without escalation or acknowledgement link");
+                return self.page_without_incident(route, policy, &group).await;
+            }
+        };
+        match self.page_due(&id).await {
+            Ok(paged) => reports.extend(paged),
+            Err(e) => {
+                tracing::warn!(route = %route.name, incident = %id, error = %e, "the due step was not paged now; the escalation job tries again")
+            }
+        }
+        reports
+    }
+
+    /// Pages the step of incident `id` that is due, if one is, and moves the incident on once
+    /// every SMS of it went out (or was held back on purpose). A step that failed is tried
+    /// again at the next call; its ledger keys keep an SMS that went out from going out twice.
+    pub async fn page_due(&self, id: &str) -> Result<Vec<SmsReport>, EscalationError> {
+        let now = self.now_ms();
+        for _ in 0..ATTEMPTS {
+            let Some((version, mut incident)) = self.load(id).await? else {
+                return Ok(Vec::new());
+            };
+            let Some(next) = incident.due(now) else {
+                return Ok(Vec::new());
+            };
+            let config = &self.live.config;
+            let (Some(route), Some(policy)) = (
+                config.routes.iter().find(|r| r.name == incident.route),
+                config.escalation_policies.get(&incident.policy),
+            ) else {
+                tracing::warn!(incident = %id, route = %incident.route, policy = %incident.policy, "the route or policy of an open incident is gone from the config; its escalation stops");
+                self.change(id, |i| match i {
+                    Some(mut i) if i.next.is_some() => {
+                        i.next = None;
+                        Edit::Write(Box::new(i), ())
+                    }
+                    _ => Edit::Keep(()),
+                })
+                .await?;
+                return Ok(Vec::new());
+            };
+            let people = self.people_of_step(policy, next);
+            if incident.give_codes(&people)? {
+                let value = encode(&incident);
+                let written = self
+                    .store()
+                    .swap_incident(Swap {
+                        key: id,
+                        expected: Some(version),
+                        value: &value,
+                        ttl: incident.ttl(),
+                        open: incident.is_open(),
+                    })
+                    .await?;
+                if written.is_none() {
+                    continue;
+                }
+            }
+            let messages = people
+                .iter()
+                .filter_map(|person| self.page(route, &incident, next, person))
+                .collect();
+            let reports = self
+                .deliverer
+                .deliver(&self.live.outlet, messages, self.delivery)
+                .await;
+            if reports.iter().any(|r| r.outcome == Outcome::Failed) {
+                return Ok(reports);
+            }
+            let moved = self
+                .change(id, |i| match i {
+                    Some(mut i) if i.next == Some(next) => {
+                        i.paged(next, people.clone(), now, policy);
+                        let exhausted = i.exhausted;
+                        Edit::Write(Box::new(i), Some(exhausted))
+                    }
+                    _ => Edit::Keep(None),
+                })
+                .await?;
+            if let Some(exhausted) = moved {
+                self.metrics.escalation_page(&policy.name, next.step);
+                tracing::info!(
+                    incident = %id,
+                    route = %route.name,
+                    policy = %policy.name,
+                    step = next.step + 1,
+                    round = next.round + 1,
+                    people = %people.join(","),
+                    "escalation step paged"
+                );
+                if exhausted {
+                    self.metrics.escalation_exhausted(&policy.name);
+                    tracing::warn!(incident = %id, route = %route.name, policy = %policy.name, "escalation ran out of steps and nobody acknowledged");
+                }
+            }
+            return Ok(reports);
+        }
+        Err(EscalationError::Contended)
+    }
+
+    /// The incident and person an acknowledgement link names, to show on its page.
+    pub async fn visit(&self, code: &str) -> Result<Visit, AckError> {
+        let id = code::incident_of(code).ok_or(AckError::Unknown)?;
+        let (_, incident) = self.load(id).await?.ok_or(AckError::Unknown)?;
+        let person = incident
+            .person_of(code)
+            .ok_or(AckError::Unknown)?
+            .to_string();
+        Ok(Visit { incident, person })
+    }
+
+    /// The person of `code` acknowledges: the escalation stops, the others paged are told.
+    pub async fn acknowledge(&self, code: &str) -> Result<Acknowledged, AckError> {
+        let id = code::incident_of(code).ok_or(AckError::Unknown)?;
+        let now = self.now_ms();
+        let outcome = self
+            .change(id, |current| {
+                let Some(mut incident) = current else {
+                    return Edit::Keep(None);
+                };
+                let Some(person) = incident.person_of(code).map(str::to_string) else {
+                    return Edit::Keep(None);
+                };
+                if incident.acknowledge(Some(person.clone()), Via::Link, now) {
+                    Edit::Write(Box::new(incident.clone()), Some((incident, person, true)))
+                } else {
+                    Edit::Keep(Some((incident, person, false)))
+                }
+            })
+            .await
+            .map_err(AckError::Escalation)?;
+        let (incident, person, acknowledged) = outcome.ok_or(AckError::Unknown)?;
+        if acknowledged {
+            self.acknowledged(&incident, Via::Link).await;
+        }
+        Ok(Acknowledged {
+            visit: Visit { incident, person },
+            now: acknowledged,
+        })
+    }
+
+    /// Counts and logs an acknowledgement that was just written, and tells the others paged.
+    async fn acknowledged(&self, incident: &Incident, via: Via) {
+        let Some(ack) = &incident.ack else { return };
+        let after = Duration::from_millis(ack.at.saturating_sub(incident.opened_at));
+        self.metrics
+            .acknowledged(via.as_str(), &incident.policy, after);
+        tracing::info!(
+            incident = %incident.id,
+            route = %incident.route,
+            policy = %incident.policy,
+            by = ack.by.as_deref().unwrap_or("-"),
+            via = via.as_str(),
+            after_s = after.as_secs(),
+            "incident acknowledged"
+        );
+        let notice = self
+            .live
+            .config
+            .escalation_policies
+            .get(&incident.policy)
+            .is_none_or(|p| p.ack_notice);
+        if !notice {
+            return;
+        }
+        let text = match &ack.by {
+            Some(by) => format!("ACK {} by {by}", incident.alertname()),
+            None => format!("ACK {} by silence", incident.alertname()),
+        };
+        let event = format!("ack:{}:{}", incident.id, incident.opened_at);
+        let messages = incident
+            .paged_people()
+            .into_iter()
+            .filter(|person| Some(*person) != ack.by.as_deref())
+            .filter_map(|person| self.plain(&incident.route, person, &text, &event))
+            .collect();
+        self.deliverer
+            .deliver(&self.live.outlet, messages, self.delivery)
+            .await;
+    }
+
+    /// Ends incident `id` because `alerts` resolved, and sends everyone paged the resolved
+    /// SMS when the route sends resolved alerts.
+    pub async fn resolve(
+        &self,
+        route: &Route,
+        id: &str,
+        alerts: Vec<Alert>,
+    ) -> Result<Vec<SmsReport>, EscalationError> {
+        let now = self.now_ms();
+        let ended = self
+            .change(id, |current| match current {
+                Some(mut incident) if incident.is_open() => {
+                    incident.end(now);
+                    let mut resolved = incident.notification.clone();
+                    resolved.status = AlertStatus::Resolved;
+                    resolved.alerts = alerts.clone();
+                    incident.notification = resolved;
+                    Edit::Write(Box::new(incident.clone()), Some(incident))
+                }
+                _ => Edit::Keep(None),
+            })
+            .await?;
+        let Some(incident) = ended else {
+            return Ok(Vec::new());
+        };
+        tracing::info!(incident = %id, route = %route.name, policy = %incident.policy, "incident ended: its alerts resolved");
+        if !route.send_resolved {
+            return Ok(Vec::new());
+        }
+        let people = incident.paged_people();
+        let alerts: Vec<&Alert> = incident.notification.alerts.iter().collect();
+        let messages = people
+            .iter()
+            .filter_map(|person| {
+                let number = self.live.config.recipients.get(*person)?.clone();
+                let delivery = Delivery {
+                    route,
+                    recipient: person,
+                    alerts: alerts.clone(),
+                    quiet: false,
+                };
+                Some(compose(
+                    &self.live.config.templates,
+                    number,
+                    &incident.notification,
+                    &delivery,
+                    self.now,
+                ))
+            })
+            .collect();
+        Ok(self
+            .deliverer
+            .deliver(&self.live.outlet, messages, self.delivery)
+            .await)
+    }
+
+    /// The open incidents as the store has them now.
+    pub async fn open_incidents(&self) -> Result<Vec<Incident>, StateError> {
+        let mut incidents = Vec::new();
+        for id in self.store().open_incidents().await? {
+            if let Some((_, incident)) = self.load(&id).await?
+                && incident.is_open()
+            {
+                incidents.push(incident);
+            }
+        }
+        incidents.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
+        Ok(incidents)
+    }
+
+    /// The people `next` pages now, each once, those in the phone book.
+    fn people_of_step(&self, policy: &Policy, next: Next) -> Vec<String> {
+        let config = &self.live.config;
+        let mut people: Vec<String> = Vec::new();
+        for target in policy.steps.get(next.step).map_or(&[][..], |s| &s.to[..]) {
+            for person in target.people_at(&config.schedules, self.now) {
+                if config.recipients.contains_key(person) && !people.iter().any(|p| p == person) {
+                    people.push(person.to_string());
+                }
+            }
+        }
+        people
+    }
+
+    /// The SMS of step `next` to `person`: the route's text about the group's firing alerts, a
+    /// note who did not acknowledge from the second page on, and the link.
+    fn page(&self, route: &Route, incident: &Incident, next: Next, person: &str) -> Option<Sms> {
+        let config = &self.live.config;
+        let number = config.recipients.get(person)?.clone();
+        let code = incident.codes.get(person)?;
+        let base = config.web.external_url.as_deref().unwrap_or_default();
+        let mut trailer = String::new();
+        if let Some(first) = incident.pages.first() {
+            let missed = incident.paged_people().join(", ");
+            let waited = Duration::from_secs(self.now_ms().saturating_sub(first.at) / 1000);
+            trailer.push_str(&format!(
+                "\nNot acknowledged by {missed} for {}",
+                short_duration(waited)
+            ));
+        }
+        trailer.push_str(&format!("\nAck: {base}/a/{code}"));
+        let firing: Vec<&Alert> = incident
+            .notification
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .collect();
+        let delivery = Delivery {
+            route,
+            recipient: person,
+            alerts: firing,
+            quiet: false,
+        };
+        let event = format!(
+            "page:{}:{}:{}:{}",
+            incident.id, incident.opened_at, next.round, next.step
+        );
+        Some(compose_with_trailer(
+            &config.templates,
+            number,
+            &incident.notification,
+            &delivery,
+            self.now,
+            &trailer,
+            ContentKey::for_event(person, &event),
+        ))
+    }
+
+    /// A short fixed text to `person` (no template), keyed by `event`.
+    fn plain(&self, route: &str, person: &str, text: &str, event: &str) -> Option<Sms> {
+        let number = self.live.config.recipients.get(person)?.clone();
+        Some(Sms {
+            route: route.to_string(),
+            recipient: person.to_string(),
+            number,
+            size: crate::text::sms::measure(text),
+            text: text.to_string(),
+            max_segments: 1,
+            key: ContentKey::for_event(person, event),
+            quiet: false,
+        })
+    }
+
+    /// New alerts of an acknowledged incident: the usual SMS about them to `people`.
+    async fn tell_new_alerts(
+        &self,
+        route: &Route,
+        group: &Notification,
+        people: &[String],
+        new: &[Alert],
+    ) -> Vec<SmsReport> {
+        let alerts: Vec<&Alert> = new.iter().collect();
+        let messages = people
+            .iter()
+            .filter_map(|person| {
+                let number = self.live.config.recipients.get(person)?.clone();
+                let delivery = Delivery {
+                    route,
+                    recipient: person,
+                    alerts: alerts.clone(),
+                    quiet: false,
+                };
+                Some(compose(
+                    &self.live.config.templates,
+                    number,
+                    group,
+                    &delivery,
+                    self.now,
+                ))
+            })
+            .collect();
+        self.deliverer
+            .deliver(&self.live.outlet, messages, self.delivery)
+            .await
+    }
+
+    /// The first step's people get the usual SMS, as a route with `to:` would send it.
+    async fn page_without_incident(
+        &self,
+        route: &Route,
+        policy: &str,
+        group: &Notification,
+    ) -> Vec<SmsReport> {
+        let Some(policy) = self.live.config.escalation_policies.get(policy) else {
+            return Vec::new();
+        };
+        let people = self.people_of_step(
+            policy,
+            Next {
+                step: 0,
+                round: 0,
+                due: 0,
+            },
+        );
+        let firing: Vec<Alert> = group
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .cloned()
+            .collect();
+        self.tell_new_alerts(route, group, &people, &firing).await
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<(u64, Incident)>, StateError> {
+        let Some(record) = self.store().incident(id).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice::<Incident>(&record.value) {
+            Ok(incident) => Ok(Some((record.version, incident))),
+            Err(e) => {
+                // Written by a release that stored it otherwise: the next write replaces it.
+                tracing::error!(incident = %id, error = %e, "an incident in the state store could not be read; it is treated as absent");
+                Ok(Some((record.version, unreadable(id))))
+            }
+        }
+    }
+
+    /// Reads incident `id`, lets `edit` decide, and writes what it returns unless another
+    /// replica wrote the incident since it was read; then reads again, a few times.
+    async fn change<T>(
+        &self,
+        id: &str,
+        mut edit: impl FnMut(Option<Incident>) -> Edit<T>,
+    ) -> Result<T, EscalationError> {
+        for _ in 0..ATTEMPTS {
+            let loaded = self.load(id).await?;
+            let (version, current) = match loaded {
+                Some((version, incident)) if incident.id == id => (Some(version), Some(incident)),
+                Some((version, _)) => (Some(version), None),
+                None => (None, None),
+            };
+            match edit(current) {
+                Edit::Keep(result) => return Ok(result),
+                Edit::Write(incident, result) => {
+                    let value = encode(&incident);
+                    let written = self
+                        .store()
+                        .swap_incident(Swap {
+                            key: id,
+                            expected: version,
+                            value: &value,
+                            ttl: incident.ttl(),
+                            open: incident.is_open(),
+                        })
+                        .await?;
+                    if written.is_some() {
+                        return Ok(result);
+                    }
+                }
+            }
+        }
+        Err(EscalationError::Contended)
+    }
+}
+
+/// An incident record that could not be read: it carries an id no incident has, so that
+/// `change` sees no incident and replaces it.
+fn unreadable(_id: &str) -> Incident {
+    Incident::open(String::new(), "", "", Notification::of(Vec::new()), 0)
+}
+
+fn encode(incident: &Incident) -> Vec<u8> {
+    // Serializing plain data with string keys cannot fail.
+    serde_json::to_vec(incident).unwrap_or_default()
+}
+
+/// What makes two notifications the same group: Alertmanager's group key, or for a sender
+/// without one, the set of its alerts.
+fn group_identity(group: &Notification) -> String {
+    if !group.group_key.is_empty() {
+        return group.group_key.clone();
+    }
+    let mut fingerprints: Vec<&str> = group
+        .alerts
+        .iter()
+        .map(|a| a.fingerprint.as_str())
+        .collect();
+    fingerprints.sort_unstable();
+    fingerprints.join(",")
+}
+
+/// `10m`, `1h5m`: minutes are what a person on call counts in.
+fn short_duration(d: Duration) -> String {
+    let minutes = d.as_secs() / 60;
+    match (minutes / 60, minutes % 60) {
+        (0, 0) => format!("{}s", d.as_secs()),
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine on the memory store and the recording provider, at explicit instants.
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::state::MemoryStore;
+    use crate::state::memory::DEFAULT_CAPACITY;
+    use crate::testing::Fixture;
+
+    const ALICE: &str = "+4915228817386";
+    const BOB: &str = "+4915254599371";
+    const CAROL: &str = "+4915799912345";
+
+    const CONFIG: &str = r#"
+recipients: {alice: "+4915228817386", bob: "+4915254599371", carol: "+4915799912345"}
+web: {external_url: "https://pager.example.com"}
+escalation_policies:
+  critical:
+    steps:
+      - {to: [alice], wait: 10m}
+      - {to: [bob], wait: 15m}
+      - {to: [carol, bob], wait: 5m}
+    repeat: 1
+routes:
+  - name: critical
+    matchers: ['severity="critical"']
+    escalation: critical
+"#;
+
+    const T0: &str = "2026-11-25T10:00:00Z";
+
+    fn at(minutes: i64, seconds: i64) -> DateTime<Utc> {
+        T0.parse::<DateTime<Utc>>().unwrap()
+            + chrono::Duration::minutes(minutes)
+            + chrono::Duration::seconds(seconds)
+    }
+
+    fn store() -> Arc<dyn StateStore> {
+        Arc::new(MemoryStore::new(
+            DEFAULT_CAPACITY,
+            Arc::new(TokioClock::new()),
+        ))
+    }
+
+    /// `DiskFull` on each of `instances`, firing or resolved, as Alertmanager posts the group.
+    fn group(status: &str, instances: &[&str]) -> String {
+        let alerts: Vec<String> = instances
+            .iter()
+            .map(|i| {
+                format!(
+                    r#"{{"status":"{status}","fingerprint":"f-{i}","startsAt":"2026-11-25T09:55:00Z",
+                    "labels":{{"alertname":"DiskFull","instance":"{i}","severity":"critical"}},
+                    "annotations":{{"summary":"Disk on {i} is full"}}}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"status":"{status}","groupKey":"{{}}:{{alertname=\"DiskFull\"}}",
+            "groupLabels":{{"alertname":"DiskFull"}},"commonLabels":{{"alertname":"DiskFull","severity":"critical"}},
+            "alerts":[{}]}}"#,
+            alerts.join(",")
+        )
+    }
+
+    fn engine(f: &Fixture, now: DateTime<Utc>) -> Escalation<'_> {
+        Escalation::at(&f.live, &f.deliverer, &f.metrics, now)
+    }
+
+    /// Pages what is due in every open incident at `now`, as the job does.
+    async fn look(f: &Fixture, now: DateTime<Utc>) {
+        let engine = engine(f, now);
+        for incident in engine.open_incidents().await.unwrap() {
+            engine.page_due(&incident.id).await.unwrap();
+        }
+    }
+
+    /// The SMS sent since the last call, as (number, text).
+    fn sent_since(f: &Fixture, seen: &mut usize) -> Vec<(String, String)> {
+        let all = f.provider.sent();
+        let new = all[*seen..].to_vec();
+        *seen = all.len();
+        new
+    }
+
+    /// The code of the link in `text`.
+    fn code_in(text: &str) -> String {
+        text.rsplit("/a/").next().unwrap().to_string()
+    }
+
+    fn page(text_before: &str, code: &str) -> String {
+        format!("{text_before}\nAck: https://pager.example.com/a/{code}")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_step_is_paged_at_its_time_the_steps_repeat_and_then_stop() {
+        let f = Fixture::on(CONFIG, store());
+        let mut seen = 0;
+        let report = f.run(&group("firing", &["db1"]), T0).await;
+        assert!(report.all_delivered());
+        let first = sent_since(&f, &mut seen);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, ALICE);
+        let alice = code_in(&first[0].1);
+        assert_eq!(alice.len(), code::LENGTH);
+        assert_eq!(
+            first[0].1,
+            page(
+                "FIRING DiskFull db1 since Nov 25 09:55 UTC: Disk on db1 is full",
+                &alice
+            )
+        );
+
+        look(&f, at(9, 59)).await;
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+        // Late by 30 s, as a look may be: the note counts from the first page.
+        look(&f, at(10, 30)).await;
+        let second = sent_since(&f, &mut seen);
+        let bob = code_in(&second[0].1);
+        assert_eq!(
+            second,
+            vec![(
+                BOB.to_string(),
+                page(
+                    "FIRING DiskFull db1 since Nov 25 09:55 UTC: Disk on db1 is full\nNot acknowledged by alice for 10m",
+                    &bob
+                )
+            )]
+        );
+        // The next step counts from when this one was due, not from when it went out.
+        look(&f, at(24, 59)).await;
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+        look(&f, at(25, 0)).await;
+        let third = sent_since(&f, &mut seen);
+        let numbers: Vec<&str> = third.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(numbers, [CAROL, BOB]);
+        assert!(third[1].1.ends_with(&format!(
+            "Not acknowledged by alice, bob for 25m\nAck: https://pager.example.com/a/{bob}"
+        )));
+        // repeat: 1 runs the steps once more, after the last wait, with the same codes.
+        look(&f, at(30, 0)).await;
+        let again = sent_since(&f, &mut seen);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].0, ALICE);
+        assert!(again[0].1.ends_with(&format!("/a/{alice}")));
+        look(&f, at(40, 0)).await;
+        look(&f, at(55, 0)).await;
+        assert_eq!(
+            sent_since(&f, &mut seen).len(),
+            3,
+            "bob, then carol and bob"
+        );
+        // Out of steps: nobody more, ever.
+        look(&f, at(600, 0)).await;
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+        let metrics = f.metrics.render();
+        assert!(
+            metrics.contains(
+                "alertmanager_sipgate_escalation_pages_total{policy=\"critical\",step=\"1\"} 2"
+            ),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                "alertmanager_sipgate_escalations_exhausted_total{policy=\"critical\"} 1"
+            )
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_acknowledgement_stops_the_escalation_and_tells_the_others() {
+        let f = Fixture::on(CONFIG, store());
+        let mut seen = 0;
+        f.run(&group("firing", &["db1"]), T0).await;
+        look(&f, at(10, 0)).await;
+        let pages = sent_since(&f, &mut seen);
+        let bob = code_in(&pages[1].1);
+        let acked = engine(&f, at(12, 0)).acknowledge(&bob).await.unwrap();
+        assert!(acked.now);
+        assert_eq!(acked.visit.person, "bob");
+        assert_eq!(
+            sent_since(&f, &mut seen),
+            vec![(ALICE.to_string(), "ACK DiskFull by bob".to_string())]
+        );
+        // Twice is once; alice's link now says who did.
+        let again = engine(&f, at(13, 0))
+            .acknowledge(&code_in(&pages[0].1))
+            .await
+            .unwrap();
+        assert!(!again.now);
+        assert_eq!(again.visit.incident.ack.unwrap().by.as_deref(), Some("bob"));
+        look(&f, at(25, 0)).await;
+        look(&f, at(600, 0)).await;
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+        let metrics = f.metrics.render();
+        assert!(metrics.contains("alertmanager_sipgate_acknowledgements_total{via=\"link\"} 1"));
+        assert!(metrics.contains(
+            "alertmanager_sipgate_time_to_acknowledge_seconds_sum{policy=\"critical\"} 720"
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resolved_group_ends_the_incident_and_tells_everyone_paged() {
+        let f = Fixture::on(CONFIG, store());
+        let mut seen = 0;
+        f.run(&group("firing", &["db1"]), T0).await;
+        look(&f, at(10, 0)).await;
+        sent_since(&f, &mut seen);
+        let report = f
+            .run(&group("resolved", &["db1"]), &at(11, 0).to_rfc3339())
+            .await;
+        assert!(report.all_delivered());
+        let resolved = "RESOLVED DiskFull db1: Disk on db1 is full".to_string();
+        assert_eq!(
+            sent_since(&f, &mut seen),
+            vec![
+                (ALICE.to_string(), resolved.clone()),
+                (BOB.to_string(), resolved)
+            ]
+        );
+        look(&f, at(25, 0)).await;
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+        assert!(
+            engine(&f, at(25, 0))
+                .open_incidents()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The same group firing again is a new incident: step 1 again, a new code.
+        f.run(&group("firing", &["db1"]), &at(30, 0).to_rfc3339())
+            .await;
+        let reopened = sent_since(&f, &mut seen);
+        assert_eq!(reopened.len(), 1);
+        assert_eq!(reopened[0].0, ALICE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_alerts_of_an_acknowledged_group_go_to_who_acknowledged() {
+        let f = Fixture::on(CONFIG, store());
+        let mut seen = 0;
+        f.run(&group("firing", &["db1"]), T0).await;
+        let alice = code_in(&sent_since(&f, &mut seen)[0].1);
+        engine(&f, at(2, 0)).acknowledge(&alice).await.unwrap();
+        // A repeat of the same alerts texts nobody; a new alert texts alice alone, no link.
+        f.run(&group("firing", &["db1"]), &at(5, 0).to_rfc3339())
+            .await;
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+        f.run(&group("firing", &["db1", "db2"]), &at(6, 0).to_rfc3339())
+            .await;
+        assert_eq!(
+            sent_since(&f, &mut seen),
+            vec![(
+                ALICE.to_string(),
+                "FIRING DiskFull db2 since Nov 25 09:55 UTC: Disk on db2 is full".to_string()
+            )]
+        );
+        look(&f, at(30, 0)).await;
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replicas_sharing_a_store_page_each_step_once_and_an_ack_racing_a_step_wins() {
+        let shared = store();
+        let a = Fixture::on(CONFIG, shared.clone());
+        let b = Fixture::on(CONFIG, shared);
+        // Both replicas get the notification (two Alertmanagers) and look at the same time.
+        let body = group("firing", &["db1"]);
+        tokio::join!(a.run(&body, T0), b.run(&body, T0));
+        tokio::join!(look(&a, at(10, 0)), look(&b, at(10, 0)));
+        let all = |who: &str| {
+            let mut sent: Vec<String> = [a.provider.sent(), b.provider.sent()]
+                .concat()
+                .into_iter()
+                .filter(|(n, _)| n == who)
+                .map(|(_, t)| t)
+                .collect();
+            sent.sort();
+            sent
+        };
+        assert_eq!(all(ALICE).len(), 1);
+        assert_eq!(all(BOB).len(), 1);
+        // alice acknowledges at one replica while the other pages the next step.
+        let alice = code_in(&all(ALICE)[0]);
+        let at_a = engine(&a, at(25, 0));
+        let (acked, _) = tokio::join!(at_a.acknowledge(&alice), look(&b, at(25, 0)));
+        assert!(acked.unwrap().now);
+        // Whether carol's page went out before the acknowledgement or not, nothing follows it.
+        tokio::join!(look(&a, at(600, 0)), look(&b, at(600, 0)));
+        assert!(all(CAROL).len() <= 1);
+        assert_eq!(
+            all(BOB).iter().filter(|t| t.starts_with("FIRING")).count(),
+            all(CAROL).len() + 1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_and_malformed_codes_acknowledge_nothing() {
+        let f = Fixture::on(CONFIG, store());
+        let mut seen = 0;
+        f.run(&group("firing", &["db1"]), T0).await;
+        let alice = code_in(&sent_since(&f, &mut seen)[0].1);
+        let forged = format!("{}{}", &alice[..12], "A".repeat(12));
+        for code in [
+            forged.as_str(),
+            "",
+            "../../etc",
+            &"A".repeat(24),
+            &alice[..23],
+        ] {
+            assert!(
+                matches!(
+                    engine(&f, at(1, 0)).acknowledge(code).await,
+                    Err(AckError::Unknown)
+                ),
+                "{code:?}"
+            );
+        }
+        look(&f, at(10, 0)).await;
+        assert_eq!(
+            sent_since(&f, &mut seen).len(),
+            1,
+            "bob is paged: nothing was acknowledged"
+        );
+    }
+}
