@@ -1494,16 +1494,16 @@ mod tests {
             &'a self,
             _: &'a str,
         ) -> BoxFuture<'a, Result<Option<crate::state::Record>, StateError>> {
-            std::future::ready(Ok(None)).boxed()
+            std::future::ready(Err(StateError::Unavailable("down".to_string()))).boxed()
         }
         fn swap_incident<'a>(
             &'a self,
             _: crate::state::Swap<'a>,
         ) -> BoxFuture<'a, Result<Option<u64>, StateError>> {
-            std::future::ready(Ok(None)).boxed()
+            std::future::ready(Err(StateError::Unavailable("down".to_string()))).boxed()
         }
         fn open_incidents(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
-            std::future::ready(Ok(Vec::new())).boxed()
+            std::future::ready(Err(StateError::Unavailable("down".to_string()))).boxed()
         }
         fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
             std::future::ready(Ok(())).boxed()

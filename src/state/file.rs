@@ -3,7 +3,8 @@
 //!
 //! Claims in flight are not written: they die with the process. What is written expires like
 //! the memory store's entries and is deleted from the file as it does, so the file stays as
-//! bounded as the ledger (`memory::DEFAULT_CAPACITY` SMS).
+//! bounded as the ledger (`memory::DEFAULT_CAPACITY` SMS) plus the incidents within their time
+//! to live.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
-use super::memory::{DEFAULT_CAPACITY, Snapshot};
+use super::memory::{DEFAULT_CAPACITY, Incident, Snapshot};
 use super::{
     Answer, Begin, GiveBack, Keep, MemoryStore, Record, Settle, Settlement, Start, StateError,
     StateStore, Swap,
@@ -26,7 +27,9 @@ use crate::ratelimit::Reservation;
 /// How long a change may wait before it is written: what a crash (not a shutdown) can forget.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The layout of the tables below; a file of another layout is refused, not misread.
+/// The layout of the tables below; a file of another layout is refused, not misread. A table
+/// added later (incidents) leaves it as it is: a file without that table opens with it empty,
+/// and a release that does not know the table leaves it alone.
 const FORMAT: u64 = 1;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -40,6 +43,8 @@ const TOTAL: TableDefinition<(), &[u8]> = TableDefinition::new("total");
 const ONCE: TableDefinition<&str, u64> = TableDefinition::new("once");
 /// Mark (a heartbeat) -> its latest time in Unix ms.
 const MARKS: TableDefinition<&str, u64> = TableDefinition::new("marks");
+/// Incident key -> (version, expiry in Unix ms, open, value).
+const INCIDENTS: TableDefinition<&str, (u64, u64, bool, &[u8])> = TableDefinition::new("incidents");
 
 /// How often a database closed by a failed write is opened again, while that fails too.
 pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
@@ -341,6 +346,7 @@ fn load(db: &Database) -> Result<Snapshot, (FileErrorKind, String)> {
             txn.open_table(TOTAL).map_err(read_error)?;
             txn.open_table(ONCE).map_err(read_error)?;
             txn.open_table(MARKS).map_err(read_error)?;
+            txn.open_table(INCIDENTS).map_err(read_error)?;
         }
         txn.commit().map_err(read_error)?;
     }
@@ -390,6 +396,22 @@ fn load(db: &Database) -> Result<Snapshot, (FileErrorKind, String)> {
         let (name, at) = entry.map_err(read_error)?;
         snapshot.marks.push((name.value().to_string(), at.value()));
     }
+    let incidents = txn.open_table(INCIDENTS).map_err(read_error)?;
+    for entry in incidents.iter().map_err(read_error)? {
+        let (key, value) = entry.map_err(read_error)?;
+        let (version, until, open, value) = value.value();
+        let incident = Incident {
+            record: Record {
+                version,
+                value: value.to_vec(),
+            },
+            until,
+            open,
+        };
+        snapshot
+            .incidents
+            .push((key.value().to_string(), Some(incident)));
+    }
     Ok(snapshot)
 }
 
@@ -414,6 +436,7 @@ fn write(db: &Database, snapshot: &Snapshot, whole: bool) -> Result<(), String> 
             txn.delete_table(TOTAL),
             txn.delete_table(ONCE),
             txn.delete_table(MARKS),
+            txn.delete_table(INCIDENTS),
         ];
         for result in emptied {
             result.map_err(|e| e.to_string())?;
@@ -425,6 +448,7 @@ fn write(db: &Database, snapshot: &Snapshot, whole: bool) -> Result<(), String> 
         let mut total = txn.open_table(TOTAL).map_err(|e| e.to_string())?;
         let mut once = txn.open_table(ONCE).map_err(|e| e.to_string())?;
         let mut marks = txn.open_table(MARKS).map_err(|e| e.to_string())?;
+        let mut incidents = txn.open_table(INCIDENTS).map_err(|e| e.to_string())?;
         {
             for (key, value) in &snapshot.settled {
                 match value {
@@ -466,6 +490,22 @@ fn write(db: &Database, snapshot: &Snapshot, whole: bool) -> Result<(), String> 
                 match until {
                     Some(until) => once.insert(event.as_str(), *until).map(|_| ()),
                     None => once.remove(event.as_str()).map(|_| ()),
+                }
+                .map_err(|e| e.to_string())?;
+            }
+            for (key, incident) in &snapshot.incidents {
+                match incident {
+                    Some(Incident {
+                        record,
+                        until,
+                        open,
+                    }) => incidents
+                        .insert(
+                            key.as_str(),
+                            (record.version, *until, *open, record.value.as_slice()),
+                        )
+                        .map(|_| ()),
+                    None => incidents.remove(key.as_str()).map(|_| ()),
                 }
                 .map_err(|e| e.to_string())?;
             }
@@ -559,5 +599,78 @@ impl StateStore for FileStore {
     /// Writes what is not written yet, opening the database again if a write lost it.
     fn close(&self) -> Answer<'_, ()> {
         self.flush().boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ratelimit::Limits;
+    use crate::state::ClaimId;
+
+    const T0: Millis = 1_700_000_000_000;
+
+    /// A file as the releases before incidents wrote it: layout 1, without their table.
+    fn file_without_incidents(path: &Path, sent: ContentKey) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            txn.open_table(META).unwrap().insert("format", 1).unwrap();
+            txn.open_table(LEDGER)
+                .unwrap()
+                .insert(sent.as_bytes(), (0, T0 + 600_000))
+                .unwrap();
+            txn.open_table(RECIPIENTS).unwrap();
+            txn.open_table(TOTAL).unwrap();
+            txn.open_table(ONCE).unwrap();
+            txn.open_table(MARKS).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_of_the_layout_before_incidents_opens_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let sent = ContentKey::from_bytes([7; 32]);
+        file_without_incidents(&path, sent);
+        let clock = Arc::new(ManualClock::at(T0));
+        let swap = Swap {
+            key: "incident-1",
+            expected: None,
+            value: b"{\"step\":0}",
+            ttl: Duration::from_secs(3600),
+            open: true,
+        };
+        {
+            let store = FileStore::open(&path, clock.clone()).unwrap();
+            assert_eq!(store.swap_incident(swap).await.unwrap(), Some(1));
+            store.close().await.unwrap();
+        }
+        let store = FileStore::open(&path, clock).unwrap();
+        let begin = Begin {
+            key: sent,
+            claim: ClaimId(1),
+            recipient: "alice",
+            lease: Duration::from_secs(30),
+            window: Duration::from_secs(600),
+            limits: Limits::default(),
+            hold: false,
+            answer_by: Instant::now() + Duration::from_secs(60),
+        };
+        assert_eq!(
+            store.begin(begin).await.unwrap(),
+            Start::Settled(Settlement::Sent),
+            "what the file held before is read as before"
+        );
+        assert_eq!(
+            store.incident("incident-1").await.unwrap(),
+            Some(Record {
+                version: 1,
+                value: b"{\"step\":0}".to_vec(),
+            })
+        );
+        assert_eq!(store.open_incidents().await.unwrap(), ["incident-1"]);
     }
 }

@@ -68,6 +68,7 @@ pub struct Snapshot {
     pub total: Option<Vec<Reservation>>,
     pub once: Vec<(String, Option<Millis>)>,
     pub marks: Vec<(String, Millis)>,
+    pub incidents: Vec<(String, Option<Incident>)>,
 }
 
 impl Snapshot {
@@ -77,6 +78,7 @@ impl Snapshot {
             && self.total.is_none()
             && self.once.is_empty()
             && self.marks.is_empty()
+            && self.incidents.is_empty()
     }
 }
 
@@ -112,7 +114,7 @@ impl MemoryStore {
     }
 
     /// What changed since the last call: settled SMS (claims in flight die with the process),
-    /// rate-limit slots, held-back counts and once-only events.
+    /// rate-limit slots, held-back counts, once-only events, marks and incidents.
     pub fn snapshot(&self) -> Snapshot {
         let mut inner = self.inner();
         let Inner {
@@ -121,7 +123,7 @@ impl MemoryStore {
             once,
             marks,
             changes,
-            incidents: _,
+            incidents,
         } = &mut *inner;
         let Some(changes) = changes.as_mut() else {
             return Snapshot::default();
@@ -159,17 +161,26 @@ impl MemoryStore {
             .into_iter()
             .filter_map(|name| marks.get(&name).map(|at| (name, *at)))
             .collect();
+        let incidents = std::mem::take(&mut changes.incidents)
+            .into_iter()
+            .map(|key| {
+                let incident = incidents.get(&key).cloned();
+                (key, incident)
+            })
+            .collect();
         Snapshot {
             settled,
             recipients,
             total,
             once,
             marks,
+            incidents,
         }
     }
 
     /// Everything there is to persist, for a file written anew: settled SMS, rate-limit slots,
-    /// held-back counts, once-only events and marks, taken as `snapshot` takes what changed.
+    /// held-back counts, once-only events, marks and incidents, taken as `snapshot` takes what
+    /// changed.
     pub fn whole(&self) -> Snapshot {
         {
             let mut inner = self.inner();
@@ -179,7 +190,7 @@ impl MemoryStore {
                 once,
                 marks,
                 changes,
-                incidents: _,
+                incidents,
             } = &mut *inner;
             let keys: Vec<ContentKey> = ledger.entries.keys().copied().collect();
             for key in keys {
@@ -192,6 +203,7 @@ impl MemoryStore {
                 changes.total = true;
                 changes.once.extend(once.keys().cloned());
                 changes.marks.extend(marks.keys().cloned());
+                changes.incidents.extend(incidents.keys().cloned());
             }
         }
         self.snapshot()
@@ -215,6 +227,9 @@ impl MemoryStore {
             changes
                 .marks
                 .extend(snapshot.marks.iter().map(|(name, _)| name.clone()));
+            changes
+                .incidents
+                .extend(snapshot.incidents.iter().map(|(key, _)| key.clone()));
         }
     }
 
@@ -253,6 +268,18 @@ impl MemoryStore {
                 None => {
                     if let Some(changes) = &mut inner.changes {
                         changes.once.insert(event);
+                    }
+                }
+            }
+        }
+        for (key, incident) in snapshot.incidents {
+            match incident.filter(|incident| incident.until > now) {
+                Some(incident) => {
+                    inner.incidents.insert(key, incident);
+                }
+                None => {
+                    if let Some(changes) = &mut inner.changes {
+                        changes.incidents.insert(key);
                     }
                 }
             }
@@ -445,7 +472,15 @@ impl StateStore for MemoryStore {
             return std::future::ready(Ok(None)).boxed();
         }
         let version = current.map_or(1, |v| v + 1);
-        inner.incidents.retain(|_, incident| incident.until > now);
+        // What expired goes, from the file too.
+        let mut gone = vec![request.key.to_string()];
+        inner.incidents.retain(|key, incident| {
+            let keep = incident.until > now;
+            if !keep {
+                gone.push(key.clone());
+            }
+            keep
+        });
         inner.incidents.insert(
             request.key.to_string(),
             Incident {
@@ -458,7 +493,7 @@ impl StateStore for MemoryStore {
             },
         );
         if let Some(changes) = &mut inner.changes {
-            changes.incidents.insert(request.key.to_string());
+            changes.incidents.extend(gone);
         }
         std::future::ready(Ok(Some(version))).boxed()
     }
@@ -738,6 +773,15 @@ mod tests {
         }
         assert!(store.claim_once("shift:primary:1", WINDOW).await.unwrap());
         store.mark("watchdog", T0 - 5, Keep::Latest).await.unwrap();
+        let incident = Swap {
+            key: "incident-1",
+            expected: None,
+            value: b"{}",
+            ttl: WINDOW,
+            open: true,
+        };
+        assert_eq!(store.swap_incident(incident).await.unwrap(), Some(1));
+        let _ = store.snapshot();
 
         let mut whole = store.whole();
         whole.settled.sort_by_key(|(key, _)| *key.as_bytes());
@@ -754,11 +798,59 @@ mod tests {
                 total: Some(slots),
                 once: vec![("shift:primary:1".to_string(), Some(until))],
                 marks: vec![("watchdog".to_string(), T0 - 5)],
+                incidents: vec![(
+                    "incident-1".to_string(),
+                    Some(Incident {
+                        record: Record {
+                            version: 1,
+                            value: b"{}".to_vec(),
+                        },
+                        until,
+                        open: true,
+                    })
+                )],
             }
         );
         assert!(
             store.snapshot().is_empty(),
             "what the whole state held counts as written"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_incident_leaves_the_snapshot_as_gone() {
+        use crate::clock::ManualClock;
+        let clock = Arc::new(ManualClock::at(T0));
+        let store = MemoryStore::persisted(10, clock.clone());
+        let create = |key| Swap {
+            key,
+            expected: None,
+            value: b"{}",
+            ttl: WINDOW,
+            open: true,
+        };
+        assert_eq!(store.swap_incident(create("old")).await.unwrap(), Some(1));
+        let _ = store.snapshot();
+        clock.advance(WINDOW);
+        assert_eq!(store.swap_incident(create("new")).await.unwrap(), Some(1));
+        let mut incidents = store.snapshot().incidents;
+        incidents.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            incidents,
+            [
+                (
+                    "new".to_string(),
+                    Some(Incident {
+                        record: Record {
+                            version: 1,
+                            value: b"{}".to_vec(),
+                        },
+                        until: T0 + 2 * millis(WINDOW),
+                        open: true,
+                    })
+                ),
+                ("old".to_string(), None),
+            ]
         );
     }
 

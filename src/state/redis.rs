@@ -136,6 +136,53 @@ end
 return 1
 ";
 
+/// Writes an incident (a hash: `version`, `value`, `until`) if its version is still `ARGV[2]`
+/// (empty: none, or expired by the caller's clock), and adds it to or removes it from the set of
+/// open incidents (`KEYS[2]`), whose expiry is stretched to the longest record's in it. Returns
+/// the new version, 0 when the version did not match.
+const SWAP_INCIDENT: &str = r"
+local now = tonumber(ARGV[1])
+local current = redis.call('HMGET', KEYS[1], 'version', 'until')
+local version = 0
+if current[1] and current[2] and tonumber(current[2]) > now then
+  version = tonumber(current[1])
+end
+if ARGV[2] == '' then
+  if version ~= 0 then return 0 end
+elseif version == 0 or version ~= tonumber(ARGV[2]) then
+  return 0
+end
+version = version + 1
+redis.call('HSET', KEYS[1], 'version', string.format('%d', version), 'value', ARGV[3], 'until', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[6] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[7])
+  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[4]) then
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
+else
+  redis.call('SREM', KEYS[2], ARGV[7])
+end
+return version
+";
+
+/// The members of the open set (`KEYS[1]`) whose record (`ARGV[1]` .. member) has not expired
+/// by the caller's clock; the others leave the set. The record keys are made from the set's
+/// members, so a cluster port must give both kinds one hash slot.
+const OPEN_INCIDENTS: &str = r"
+local now = tonumber(ARGV[2])
+local open = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local ends = redis.call('HGET', ARGV[1] .. member, 'until')
+  if ends and tonumber(ends) > now then
+    table.insert(open, member)
+  else
+    redis.call('SREM', KEYS[1], member)
+  end
+end
+return open
+";
+
 #[derive(Debug, thiserror::Error)]
 #[error("state.redis: {0}")]
 pub struct RedisSetupError(String);
@@ -156,6 +203,8 @@ struct Scripts {
     give_back: Script,
     claim_once: Script,
     mark: Script,
+    swap_incident: Script,
+    open_incidents: Script,
 }
 
 /// Where the commands go. A plain connection manager reconnects by itself after a lost
@@ -281,6 +330,8 @@ impl RedisStore {
                 give_back: Script::new(GIVE_BACK),
                 claim_once: Script::new(CLAIM_ONCE),
                 mark: Script::new(MARK),
+                swap_incident: Script::new(SWAP_INCIDENT),
+                open_incidents: Script::new(OPEN_INCIDENTS),
             },
             eviction: Mutex::new(None),
         })
@@ -292,6 +343,15 @@ impl RedisStore {
 
     fn sms_key(&self, key: ContentKey) -> String {
         self.key("sms", &key.hex())
+    }
+
+    fn incident_key(&self, key: &str) -> String {
+        self.key("incident", key)
+    }
+
+    /// The set of the keys of open incidents.
+    fn open_incidents_key(&self) -> String {
+        self.key("incidents", "open")
     }
 
     /// The rate-limit and held-back keys of `recipient`: its window, the total window, its count.
@@ -605,16 +665,62 @@ impl StateStore for RedisStore {
         .boxed()
     }
 
-    fn incident<'a>(&'a self, _key: &'a str) -> Answer<'a, Option<Record>> {
-        std::future::ready(Err(StateError::Unavailable("incidents: not yet".into()))).boxed()
+    fn incident<'a>(&'a self, key: &'a str) -> Answer<'a, Option<Record>> {
+        async move {
+            let now = self.clock.now();
+            let key = self.incident_key(key);
+            let fields: (Option<u64>, Option<Vec<u8>>, Option<u64>) = self
+                .run(|mut c| async move {
+                    redis::cmd("HMGET")
+                        .arg(key)
+                        .arg("version")
+                        .arg("value")
+                        .arg("until")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(match fields {
+                (Some(version), Some(value), Some(until)) if until > now => {
+                    Some(Record { version, value })
+                }
+                _ => None,
+            })
+        }
+        .boxed()
     }
 
-    fn swap_incident<'a>(&'a self, _request: Swap<'a>) -> Answer<'a, Option<u64>> {
-        std::future::ready(Err(StateError::Unavailable("incidents: not yet".into()))).boxed()
+    fn swap_incident<'a>(&'a self, request: Swap<'a>) -> Answer<'a, Option<u64>> {
+        async move {
+            let now = self.clock.now();
+            let ttl = millis(request.ttl).max(1);
+            let mut invocation = self.scripts.swap_incident.prepare_invoke();
+            invocation
+                .key(self.incident_key(request.key))
+                .key(self.open_incidents_key())
+                .arg(now)
+                .arg(request.expected.map(|v| v.to_string()).unwrap_or_default())
+                .arg(request.value)
+                .arg(ttl)
+                .arg(now + ttl)
+                .arg(if request.open { "1" } else { "0" })
+                .arg(request.key);
+            let version: u64 = self.invoke(invocation).await?;
+            Ok((version > 0).then_some(version))
+        }
+        .boxed()
     }
 
     fn open_incidents(&self) -> Answer<'_, Vec<String>> {
-        std::future::ready(Err(StateError::Unavailable("incidents: not yet".into()))).boxed()
+        async move {
+            let mut invocation = self.scripts.open_incidents.prepare_invoke();
+            invocation
+                .key(self.open_incidents_key())
+                .arg(self.incident_key(""))
+                .arg(self.clock.now());
+            self.invoke(invocation).await
+        }
+        .boxed()
     }
 
     fn marked<'a>(&'a self, name: &'a str) -> Answer<'a, Option<Millis>> {

@@ -11,9 +11,10 @@ use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::model::content_key::ContentKey;
 use alertmanager_sipgate::ratelimit::{Limits, Rate};
 use alertmanager_sipgate::state::{
-    self, Begin, ClaimId, FileStore, GiveBack, Keep, MemoryStore, RedisStore, Settle, Settlement,
-    Start, StateStore, Taken,
+    self, Begin, ClaimId, FileStore, GiveBack, Keep, MemoryStore, Record, RedisStore, Settle,
+    Settlement, Start, StateStore, Swap, Taken,
 };
+use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use crate::harness::*;
@@ -260,7 +261,198 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
     assert_eq!(store.marked("beat").await.unwrap(), Some(T0 + 100));
     assert_eq!(store.marked("start").await.unwrap(), Some(T0 + 50));
 
+    incidents(store, clock).await;
+
     store.ping().await.unwrap();
+}
+
+/// A write of incident `key` that expects version `expected`, kept for an hour.
+fn swap<'a>(key: &'a str, expected: Option<u64>, value: &'a [u8], open: bool) -> Swap<'a> {
+    Swap {
+        key,
+        expected,
+        value,
+        ttl: HOUR,
+        open,
+    }
+}
+
+fn record(version: u64, value: &[u8]) -> Option<Record> {
+    Some(Record {
+        version,
+        value: value.to_vec(),
+    })
+}
+
+async fn open_incidents(store: &dyn StateStore) -> Vec<String> {
+    let mut keys = store.open_incidents().await.unwrap();
+    keys.sort_unstable();
+    keys
+}
+
+/// The incidents of escalations: records changed by compare-and-swap, listed while open, gone
+/// when their time to live since the last write is over.
+async fn incidents(store: &dyn StateStore, clock: &ManualClock) {
+    assert_eq!(store.incident("a").await.unwrap(), None);
+    assert!(open_incidents(store).await.is_empty());
+
+    // Created once: a second create finds it there and changes nothing.
+    assert_eq!(
+        store
+            .swap_incident(swap("a", None, b"{\"step\":0}", true))
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store.incident("a").await.unwrap(),
+        record(1, b"{\"step\":0}")
+    );
+    assert_eq!(
+        store
+            .swap_incident(swap("a", None, b"other", true))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.incident("a").await.unwrap(),
+        record(1, b"{\"step\":0}")
+    );
+
+    // The version read wins once; a stale or a made-up one changes nothing.
+    assert_eq!(
+        store
+            .swap_incident(swap("a", Some(1), b"{\"step\":1}", true))
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    for stale in [Some(0), Some(1), Some(3), Some(u64::MAX)] {
+        assert_eq!(
+            store
+                .swap_incident(swap("a", stale, b"stale", false))
+                .await
+                .unwrap(),
+            None,
+            "expected {stale:?}"
+        );
+    }
+    assert_eq!(
+        store.incident("a").await.unwrap(),
+        record(2, b"{\"step\":1}")
+    );
+
+    // Listed while its last write says open; a closed one is still there to read.
+    assert_eq!(
+        store
+            .swap_incident(swap("b", None, b"b", false))
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(open_incidents(store).await, ["a"]);
+    assert_eq!(
+        store
+            .swap_incident(swap("b", Some(1), b"b", true))
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(open_incidents(store).await, ["a", "b"]);
+    assert_eq!(
+        store
+            .swap_incident(swap("a", Some(2), b"acked", false))
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    assert_eq!(open_incidents(store).await, ["b"]);
+    assert_eq!(store.incident("a").await.unwrap(), record(3, b"acked"));
+
+    // Values are opaque bytes of some tens of kB, NUL and invalid UTF-8 included.
+    let big: Vec<u8> = (0..40_000u32).map(|i| (i % 256) as u8).collect();
+    assert_eq!(
+        store
+            .swap_incident(swap("big", None, &big, true))
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(store.incident("big").await.unwrap(), record(1, &big));
+
+    // Kept for the time to live of the last write: "b" is written again just before the end.
+    clock.advance(HOUR - Duration::from_millis(1));
+    assert_eq!(store.incident("a").await.unwrap(), record(3, b"acked"));
+    assert_eq!(open_incidents(store).await, ["b", "big"]);
+    assert_eq!(
+        store
+            .swap_incident(swap("b", Some(2), b"b", true))
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(store.incident("a").await.unwrap(), None);
+    assert_eq!(store.incident("big").await.unwrap(), None);
+    assert_eq!(
+        open_incidents(store).await,
+        ["b"],
+        "an expired one is not listed"
+    );
+    assert_eq!(
+        store
+            .swap_incident(swap("a", Some(3), b"late", true))
+            .await
+            .unwrap(),
+        None,
+        "an expired record has no version to match"
+    );
+    assert_eq!(
+        store
+            .swap_incident(swap("a", None, b"anew", false))
+            .await
+            .unwrap(),
+        Some(1),
+        "an expired record is created anew"
+    );
+    assert_eq!(store.incident("a").await.unwrap(), record(1, b"anew"));
+    clock.advance(HOUR);
+    assert_eq!(store.incident("b").await.unwrap(), None);
+    assert!(open_incidents(store).await.is_empty());
+
+    // Racing writers of the same version, and racing creators: exactly one wins each race.
+    let values: Vec<Vec<u8>> = (0..32u8).map(|n| vec![n]).collect();
+    let created = join_all(
+        values
+            .iter()
+            .map(|value| store.swap_incident(swap("c", None, value, true))),
+    )
+    .await;
+    let winners: Vec<usize> = (0..values.len())
+        .filter(|n| created[*n].as_ref().unwrap().is_some())
+        .collect();
+    assert_eq!(winners.len(), 1, "{created:?}");
+    assert_eq!(
+        store.incident("c").await.unwrap(),
+        record(1, &values[winners[0]])
+    );
+    let swapped = join_all(
+        values
+            .iter()
+            .map(|value| store.swap_incident(swap("c", Some(1), value, true))),
+    )
+    .await;
+    let winners: Vec<usize> = (0..values.len())
+        .filter(|n| swapped[*n].as_ref().unwrap() == &Some(2))
+        .collect();
+    assert_eq!(winners.len(), 1, "{swapped:?}");
+    assert!(swapped.iter().all(|r| matches!(r, Ok(None | Some(2)))));
+    assert_eq!(
+        store.incident("c").await.unwrap(),
+        record(2, &values[winners[0]])
+    );
+    assert_eq!(open_incidents(store).await, ["c"]);
 }
 
 #[tokio::test]
@@ -309,6 +501,8 @@ async fn the_redis_store_keeps_the_contract() {
         keys.contains(&format!("test:sms:{}", key(1).hex()).as_str()),
         "{keys:?}"
     );
+    assert!(keys.contains(&"test:incident:c"), "{keys:?}");
+    assert!(keys.contains(&"test:incidents:open"), "{keys:?}");
     for key in &keys {
         assert!(key.starts_with("test:"), "{key}");
         let ttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
@@ -406,6 +600,103 @@ async fn the_file_store_remembers_across_a_restart() {
     clock.advance(HOUR);
     let next = claimed(&store, begin(key(5), "alice", per_recipient(1))).await;
     assert_eq!(next.held, 2, "held back before and after the restart");
+}
+
+#[tokio::test]
+async fn the_file_store_keeps_incidents_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let clock = Arc::new(ManualClock::at(T0));
+    let minute = Duration::from_secs(60);
+    {
+        let store = FileStore::open(&path, clock.clone()).unwrap();
+        for request in [
+            swap("a", None, b"a1", true),
+            swap("a", Some(1), b"a2", true),
+            swap("b", None, b"b1", false),
+            Swap {
+                ttl: minute,
+                ..swap("short", None, b"s1", true)
+            },
+        ] {
+            assert!(store.swap_incident(request).await.unwrap().is_some());
+        }
+        store.close().await.unwrap();
+    }
+    clock.advance(minute);
+    {
+        let store = FileStore::open(&path, clock.clone()).unwrap();
+        assert_eq!(store.incident("a").await.unwrap(), record(2, b"a2"));
+        assert_eq!(store.incident("b").await.unwrap(), record(1, b"b1"));
+        assert_eq!(
+            store.incident("short").await.unwrap(),
+            None,
+            "expired meanwhile"
+        );
+        assert_eq!(open_incidents(&store).await, ["a"]);
+        assert_eq!(
+            store
+                .swap_incident(swap("a", Some(1), b"stale", true))
+                .await
+                .unwrap(),
+            None,
+            "the version survived the restart"
+        );
+        assert_eq!(
+            store
+                .swap_incident(swap("b", Some(1), b"b2", true))
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        store.close().await.unwrap();
+    }
+    // "a" keeps the expiry of its last write before the first restart, "b" of its write since.
+    clock.advance(HOUR - minute);
+    let store = FileStore::open(&path, clock.clone()).unwrap();
+    assert_eq!(store.incident("a").await.unwrap(), None);
+    assert_eq!(store.incident("b").await.unwrap(), record(2, b"b2"));
+    assert_eq!(open_incidents(&store).await, ["b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
+async fn replicas_racing_for_an_incident_in_redis_let_exactly_one_win() {
+    let redis = Redis::start().await;
+    let clock = Arc::new(ManualClock::at(T0));
+    // Each replica has a connection of its own.
+    let replicas: Vec<Arc<RedisStore>> = (0..8)
+        .map(|_| Arc::new(RedisStore::new(&redis_config(&redis), clock.clone()).unwrap()))
+        .collect();
+    let mut expected = None;
+    for round in 0..20u64 {
+        let tasks: Vec<_> = (0..64)
+            .map(|n: usize| {
+                let store = replicas[n % replicas.len()].clone();
+                tokio::spawn(async move {
+                    let value = format!("{round}:{n}").into_bytes();
+                    let won = store
+                        .swap_incident(swap("race", expected, &value, true))
+                        .await
+                        .unwrap();
+                    won.map(|version| (version, value))
+                })
+            })
+            .collect();
+        let winners: Vec<(u64, Vec<u8>)> = join_all(tasks)
+            .await
+            .into_iter()
+            .filter_map(|task| task.unwrap())
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let (version, value) = winners.into_iter().next().unwrap();
+        assert_eq!(version, round + 1);
+        assert_eq!(
+            replicas[0].incident("race").await.unwrap(),
+            record(version, &value)
+        );
+        expected = Some(version);
+    }
 }
 
 #[tokio::test]
