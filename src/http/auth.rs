@@ -119,6 +119,7 @@ pub enum Guarded {
     Reload,
     Metrics,
     OnCall,
+    Incidents,
 }
 
 impl Guarded {
@@ -139,6 +140,9 @@ impl Guarded {
             Guarded::OnCall => {
                 "request refused: missing or wrong credentials; the on-call query gets no answer"
             }
+            Guarded::Incidents => {
+                "request refused: missing or wrong credentials; the incidents query gets no answer"
+            }
         }
     }
 }
@@ -150,6 +154,7 @@ pub struct RefusalLog {
     reloads: LogSampler,
     metrics: LogSampler,
     oncall: LogSampler,
+    incidents: LogSampler,
     pub(crate) grafana_signature: LogSampler,
 }
 
@@ -161,6 +166,7 @@ impl RefusalLog {
             Guarded::Reload => &self.reloads,
             Guarded::Metrics => &self.metrics,
             Guarded::OnCall => &self.oncall,
+            Guarded::Incidents => &self.incidents,
         }
     }
 }
@@ -172,6 +178,7 @@ impl Default for RefusalLog {
             reloads: LogSampler::new(REFUSAL_LOG_INTERVAL),
             metrics: LogSampler::new(REFUSAL_LOG_INTERVAL),
             oncall: LogSampler::new(REFUSAL_LOG_INTERVAL),
+            incidents: LogSampler::new(REFUSAL_LOG_INTERVAL),
             grafana_signature: LogSampler::new(REFUSAL_LOG_INTERVAL),
         }
     }

@@ -1,5 +1,6 @@
 //! The HTTP side: routes, body limits, and the one place where errors become status codes.
 
+pub mod ack;
 pub mod auth;
 
 use secrecy::ExposeSecret;
@@ -51,6 +52,8 @@ pub enum ApiError {
     NotFound,
     #[error("invalid query: {0}")]
     BadQuery(String),
+    #[error("{0}; try again")]
+    Unavailable(String),
 }
 
 #[derive(Serialize)]
@@ -73,6 +76,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized { .. } | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -115,10 +119,13 @@ pub fn build(
     let data = web::Data::from(state);
     // One for all workers, so that a flood of refusals is sampled as one.
     let refusals = web::Data::new(RefusalLog::default());
+    // One for all workers, so that guesses spread over connections count together.
+    let guesses = web::Data::new(ack::Guesses::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(refusals.clone())
+            .app_data(guesses.clone())
             .wrap(actix_web::middleware::from_fn(count_requests))
             // Alertmanager's and Grafana's webhooks.
             .service(webhook("/alerts", ingest::parse_alertmanager))
@@ -128,6 +135,19 @@ pub fn build(
                 web::resource("/api/v1/oncall")
                     .route(web::get().to(oncall))
                     .default_service(web::to(only_get)),
+            )
+            .service(
+                web::resource("/api/v1/incidents")
+                    .route(web::get().to(incidents))
+                    .default_service(web::to(only_get)),
+            )
+            // The acknowledgement pages: outside server.auth, the code is the credential.
+            .service(
+                web::resource("/a/{code}")
+                    .app_data(web::PayloadConfig::new(ACK_FORM_LIMIT))
+                    .route(web::get().to(ack::show))
+                    .route(web::post().to(ack::act))
+                    .default_service(web::to(only_get_or_post)),
             )
             .route("/metrics", web::get().to(metrics))
             .route("/-/healthy", web::get().to(healthy))
@@ -325,6 +345,31 @@ async fn oncall(
     }))
 }
 
+/// The open incidents: names only, behind the same credentials as `/alerts`.
+async fn incidents(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let live = state.current();
+    authorize(&live, &request, Guarded::Incidents)?;
+    let escalation = crate::escalation::Escalation::at(
+        &live,
+        &state.deliverer,
+        &state.metrics,
+        state.clock.datetime(),
+    );
+    let incidents = escalation
+        .open_incidents()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let summaries: Vec<ack::IncidentSummary<'_>> =
+        incidents.iter().map(ack::IncidentSummary::of).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "incidents": summaries })))
+}
+
+/// The largest acknowledgement form: a token and an action.
+const ACK_FORM_LIMIT: usize = 4096;
+
 async fn metrics(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -457,6 +502,10 @@ async fn only_get() -> Result<HttpResponse, ApiError> {
 
 async fn only_post() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed { allow: "POST" })
+}
+
+async fn only_get_or_post() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow: "GET, POST" })
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod delivery;
 mod disk_faults;
+mod escalation;
 mod observability;
 mod oncall;
 mod operations;

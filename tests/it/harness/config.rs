@@ -40,6 +40,12 @@ pub struct TestConfig {
     pub state: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watchdog: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub escalation_policies: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<Value>,
 }
 
 /// The `sipgate:` section.
@@ -60,7 +66,10 @@ pub struct TestSipgate {
 pub struct TestRoute {
     pub name: String,
     pub matchers: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub to: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +90,7 @@ impl TestRoute {
             name: name.to_string(),
             matchers: matchers.iter().map(ToString::to_string).collect(),
             to: to.iter().map(ToString::to_string).collect(),
+            escalation: None,
             template: None,
             send_resolved: None,
             max_segments: None,
@@ -135,6 +145,9 @@ impl TestConfig {
             server: None,
             state: None,
             watchdog: None,
+            web: None,
+            escalation_policies: BTreeMap::new(),
+            alertmanager: None,
         }
     }
 
