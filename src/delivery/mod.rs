@@ -1490,6 +1490,21 @@ mod tests {
         ) -> BoxFuture<'a, Result<Option<crate::clock::Millis>, StateError>> {
             std::future::ready(Ok(None)).boxed()
         }
+        fn incident<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<crate::state::Record>, StateError>> {
+            std::future::ready(Ok(None)).boxed()
+        }
+        fn swap_incident<'a>(
+            &'a self,
+            _: crate::state::Swap<'a>,
+        ) -> BoxFuture<'a, Result<Option<u64>, StateError>> {
+            std::future::ready(Ok(None)).boxed()
+        }
+        fn open_incidents(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
+            std::future::ready(Ok(Vec::new())).boxed()
+        }
         fn ping(&self) -> BoxFuture<'_, Result<(), StateError>> {
             std::future::ready(Ok(())).boxed()
         }
