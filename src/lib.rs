@@ -1,6 +1,7 @@
 //! Turns Prometheus Alertmanager notifications into SMS sent through the Sipgate REST API.
 #![forbid(unsafe_code)]
 
+pub mod alertmanager;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod alertmanager;
 mod delivery;
 mod document;
 mod escalation;
@@ -28,6 +29,7 @@ mod watchdog;
 mod web;
 
 use crate::routing::Route;
+pub use alertmanager::{AlertmanagerAuth, AlertmanagerConfig, AlertmanagerTls, CaFile};
 pub use delivery::{DeliveryConfig, SEND_RESERVE};
 pub use field::{parse_duration, parse_size};
 pub use problem::Problem;
@@ -109,6 +111,8 @@ pub struct Config {
     /// Routes with `escalation:` name one of these.
     pub escalation_policies: BTreeMap<String, Policy>,
     pub web: WebConfig,
+    /// The Alertmanagers whose API the service asks about alerts and silences; none when absent.
+    pub alertmanager: Option<AlertmanagerConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -139,6 +143,7 @@ struct RawConfig {
     escalation_policies: BTreeMap<String, escalation::RawPolicy>,
     #[serde(default)]
     web: web::RawWeb,
+    alertmanager: Option<alertmanager::RawAlertmanager>,
 }
 
 impl Config {
@@ -197,6 +202,9 @@ impl Config {
         let escalation_policies =
             escalation::policies(raw.escalation_policies, &targets, &mut problems);
         let web = web::web_config(raw.web, &mut problems);
+        let alertmanager = raw
+            .alertmanager
+            .map(|raw| alertmanager::alertmanager_config(raw, base, &mut problems));
         let escalation = routes::Escalation {
             policies: &escalation_policies,
             external_url: web.external_url.as_deref(),
@@ -242,6 +250,7 @@ impl Config {
                 watchdog,
                 escalation_policies,
                 web,
+                alertmanager,
             }),
             _ => Err(problems),
         }

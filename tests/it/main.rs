@@ -4,6 +4,7 @@
 mod harness;
 
 mod alertmanager;
+mod alertmanager_api;
 mod bad_input;
 mod cli;
 mod delivery;

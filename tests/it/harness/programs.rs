@@ -207,6 +207,17 @@ pub fn quick_alertmanager_config(
     config
 }
 
+/// An Alertmanager config in `dir` that notifies nobody: for tests of its API alone.
+pub fn silent_alertmanager_config(dir: &Path) -> PathBuf {
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
+    )
+    .unwrap();
+    config
+}
+
 /// Debian's `prometheus` on a loopback port with `config` (YAML) written to a folder of its own,
 /// evaluating rules and sending alerts as fast as its flags allow.
 pub struct Prometheus {
