@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use crate::alertmanager::Alertmanager;
 use crate::config::Config;
 use crate::provider::sipgate::ClientError;
 use crate::provider::{self, CredentialCheck, Outlet};
@@ -92,12 +93,14 @@ pub struct Live {
     /// Where SMS go: the provider built from the config, or dry-run.
     pub outlet: Outlet,
     pub credentials: Credentials,
+    /// The client of `alertmanager.urls`, for silences and the alerts of open incidents.
+    pub alertmanager: Option<Alertmanager>,
 }
 
 impl Live {
     /// Whether silences can be made and alerts watched.
     pub fn alertmanager_configured(&self) -> bool {
-        false
+        self.alertmanager.is_some()
     }
 
     pub fn new(config: Config, force_dry_run: bool) -> Result<Live, ClientError> {
@@ -105,10 +108,18 @@ impl Live {
         // Only a provider has credentials to check.
         let credentials =
             Credentials::new(!outlet.is_dry_run() && config.sipgate.check_credentials);
+        // The config checked the URLs and read the CA; what is left to fail is the TLS setup,
+        // and pages go out without Alertmanager as they do while it is down.
+        let alertmanager = config.alertmanager.as_ref().and_then(|am| {
+            Alertmanager::new(am)
+                .inspect_err(|e| tracing::error!(error = %e, "Alertmanager client not built; acknowledgements make no silences and resolved alerts are not watched"))
+                .ok()
+        });
         Ok(Live {
             config,
             outlet,
             credentials,
+            alertmanager,
         })
     }
 

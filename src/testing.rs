@@ -76,6 +76,7 @@ impl Fixture {
                     provider: provider.clone(),
                 },
                 credentials: Credentials::new(false),
+                alertmanager: None,
             },
             heartbeats: Heartbeats::new(store.clone(), metrics.clone()),
             deliverer: Deliverer::new(store, 8, 100, Handle::current(), metrics.clone()),

@@ -8,19 +8,25 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::alertmanager::Silence as AmSilence;
 use crate::clock::{Millis, millis_at};
 use crate::delivery::{Deliverer, Policy as DeliveryPolicy};
 use crate::escalation::code;
-use crate::escalation::incident::{Incident, Next, Via};
+use crate::escalation::incident::{Incident, Next, OwnSilence, Via};
 use crate::escalation::policy::Policy;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::model::alert::{Alert, AlertStatus, Notification};
+use crate::model::alert::{Alert, AlertStatus, Notification, Source};
 use crate::model::content_key::ContentKey;
 use crate::model::outcome::{Outcome, SmsReport};
 use crate::routing::{Delivery, Route};
 use crate::state::{StateError, StateStore, Swap};
 use crate::text::compose::{Sms, compose, compose_with_trailer};
+
+/// How long a silence of an acknowledgement lasts; renewed while its alerts fire.
+const SILENCE_SPAN: chrono::Duration = chrono::Duration::hours(1);
+/// `createdBy` of this service's silences.
+const SILENCE_CREATOR: &str = "alertmanager-sipgate";
 
 /// How often a change is tried again after another replica changed the incident first.
 const ATTEMPTS: usize = 8;
@@ -323,10 +329,204 @@ impl<'a> Escalation<'a> {
         })
     }
 
-    /// Silences the incident's alerts in Alertmanager until they resolve; `None` without
-    /// `alertmanager.urls`.
-    async fn silence(&self, _incident: &Incident, _person: &str) -> Option<Result<(), String>> {
-        None
+    /// Silences the incident's alerts in Alertmanager until they resolve (renewed by `watch`);
+    /// `None` without `alertmanager.urls`.
+    async fn silence(&self, incident: &Incident, person: &str) -> Option<Result<(), String>> {
+        let alertmanager = self.live.alertmanager.as_ref()?;
+        let matchers = silence_matchers(&incident.notification);
+        if matchers.is_empty() {
+            return Some(Err(
+                "the alert group has no labels to silence it by".to_string()
+            ));
+        }
+        let silence = AmSilence {
+            id: None,
+            matchers,
+            starts_at: self.now,
+            ends_at: self.now + SILENCE_SPAN,
+            created_by: SILENCE_CREATOR.to_string(),
+            comment: format!("Acknowledged by {person} via SMS"),
+        };
+        match alertmanager.silence(&silence).await {
+            Ok(id) => {
+                let until = millis_at(silence.ends_at);
+                let kept = self
+                    .change(&incident.id, |i| match i {
+                        Some(mut i) if i.is_open() => {
+                            i.silence = Some(OwnSilence {
+                                id: id.clone(),
+                                until,
+                            });
+                            Edit::Write(Box::new(i), ())
+                        }
+                        _ => Edit::Keep(()),
+                    })
+                    .await;
+                if let Err(e) = kept {
+                    // It ends by itself at its end; meanwhile the incident does not renew it.
+                    tracing::warn!(incident = %incident.id, error = %e, "silence made but not recorded; it is not renewed");
+                }
+                tracing::info!(incident = %incident.id, by = person, "alerts silenced until they resolve");
+                Some(Ok(()))
+            }
+            Err(e) => {
+                self.metrics.alertmanager_error("silence");
+                tracing::warn!(incident = %incident.id, error = %e, "acknowledged, but the silence could not be made");
+                Some(Err(e.to_string()))
+            }
+        }
+    }
+
+    /// Asks Alertmanager about an open incident's alerts: gone means resolved (Alertmanager
+    /// sends no resolved notification for silenced alerts), all silenced by someone else's
+    /// silence means acknowledged, and this service's own silence is renewed while they fire.
+    /// Alertmanager down changes nothing: the escalation goes on.
+    pub async fn watch(&self, incident: &Incident) {
+        let Some(alertmanager) = self.live.alertmanager.as_ref() else {
+            return;
+        };
+        // Grafana's and Healthchecks.io's alerts are not in Alertmanager.
+        if incident.notification.source != Source::Alertmanager || !incident.is_open() {
+            return;
+        }
+        let firing = incident.firing();
+        let held = match alertmanager
+            .alerts_at(&silence_matchers(&incident.notification), self.now)
+            .await
+        {
+            Ok(alerts) => alerts,
+            Err(e) => {
+                self.metrics.alertmanager_error("alerts");
+                tracing::warn!(incident = %incident.id, error = %e, "Alertmanager not asked about the incident's alerts; the escalation goes on");
+                return;
+            }
+        };
+        let present: Vec<_> = held
+            .iter()
+            .filter(|a| firing.contains(&a.fingerprint.as_str()))
+            .collect();
+        if present.is_empty() {
+            self.resolved_in_alertmanager(incident).await;
+            return;
+        }
+        let own = incident.silence.as_ref().map(|s| s.id.as_str());
+        let silenced_by_others = present
+            .iter()
+            .all(|a| a.silenced_by.iter().any(|id| Some(id.as_str()) != own));
+        if incident.ack.is_none() && silenced_by_others {
+            let now = self.now_ms();
+            let acked = self
+                .change(&incident.id, |i| match i {
+                    Some(mut i) => {
+                        if i.acknowledge(None, Via::Silence, now) {
+                            Edit::Write(Box::new(i.clone()), Some(i))
+                        } else {
+                            Edit::Keep(None)
+                        }
+                    }
+                    None => Edit::Keep(None),
+                })
+                .await;
+            match acked {
+                Ok(Some(acked)) => self.acknowledged(&acked, Via::Silence).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(incident = %incident.id, error = %e, "acknowledgement by silence not recorded; tried again at the next look")
+                }
+            }
+        }
+        if let Some(silence) = &incident.silence
+            && silence.until < millis_at(self.now + SILENCE_SPAN / 2)
+        {
+            self.renew(incident, silence).await;
+        }
+    }
+
+    /// Extends this service's silence of `incident` by another span.
+    async fn renew(&self, incident: &Incident, silence: &OwnSilence) {
+        let Some(alertmanager) = self.live.alertmanager.as_ref() else {
+            return;
+        };
+        let by = incident
+            .ack
+            .as_ref()
+            .and_then(|a| a.by.as_deref())
+            .unwrap_or("someone");
+        let renewed = AmSilence {
+            id: Some(silence.id.clone()),
+            matchers: silence_matchers(&incident.notification),
+            starts_at: self.now,
+            ends_at: self.now + SILENCE_SPAN,
+            created_by: SILENCE_CREATOR.to_string(),
+            comment: format!("Acknowledged by {by} via SMS"),
+        };
+        match alertmanager.silence(&renewed).await {
+            Ok(id) => {
+                let until = millis_at(renewed.ends_at);
+                let kept = self
+                    .change(&incident.id, |i| match i {
+                        Some(mut i) if i.is_open() && i.silence.is_some() => {
+                            i.silence = Some(OwnSilence {
+                                id: id.clone(),
+                                until,
+                            });
+                            Edit::Write(Box::new(i), ())
+                        }
+                        _ => Edit::Keep(()),
+                    })
+                    .await;
+                if let Err(e) = kept {
+                    tracing::warn!(incident = %incident.id, error = %e, "silence renewed but not recorded");
+                }
+            }
+            Err(e) => {
+                self.metrics.alertmanager_error("silence");
+                tracing::warn!(incident = %incident.id, error = %e, "silence not renewed; tried again at the next look");
+            }
+        }
+    }
+
+    /// The incident's alerts are gone from Alertmanager: they resolved.
+    async fn resolved_in_alertmanager(&self, incident: &Incident) {
+        let Some(route) = self
+            .live
+            .config
+            .routes
+            .iter()
+            .find(|r| r.name == incident.route)
+        else {
+            return;
+        };
+        let ends_at = self.now;
+        let alerts = incident
+            .notification
+            .alerts
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                if a.status == AlertStatus::Firing {
+                    a.status = AlertStatus::Resolved;
+                    a.ends_at = Some(ends_at);
+                }
+                a
+            })
+            .collect();
+        if let Err(e) = self.resolve(route, &incident.id, alerts).await {
+            tracing::warn!(incident = %incident.id, error = %e, "incident not ended; tried again at the next look");
+        }
+    }
+
+    /// Expires this service's silence of an incident that ended.
+    async fn expire_silence(&self, incident: &Incident) {
+        let (Some(alertmanager), Some(silence)) =
+            (self.live.alertmanager.as_ref(), incident.silence.as_ref())
+        else {
+            return;
+        };
+        if let Err(e) = alertmanager.expire_silence(&silence.id).await {
+            self.metrics.alertmanager_error("expire");
+            tracing::warn!(incident = %incident.id, error = %e, "silence not expired; it ends by itself within the hour");
+        }
     }
 
     /// Counts and logs an acknowledgement that was just written, and tells the others paged.
@@ -395,6 +595,7 @@ impl<'a> Escalation<'a> {
             return Ok(Vec::new());
         };
         tracing::info!(incident = %id, route = %route.name, policy = %incident.policy, "incident ended: its alerts resolved");
+        self.expire_silence(&incident).await;
         if !route.send_resolved {
             return Ok(Vec::new());
         }
@@ -648,6 +849,17 @@ fn group_identity(group: &Notification) -> String {
         .collect();
     fingerprints.sort_unstable();
     fingerprints.join(",")
+}
+
+/// The labels a silence of the group matches: its group labels, or when it has none, the labels
+/// its firing alerts share.
+fn silence_matchers(group: &Notification) -> Vec<(String, String)> {
+    let labels = if group.group_labels.is_empty() {
+        &group.common_labels
+    } else {
+        &group.group_labels
+    };
+    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// `10m`, `1h5m`: minutes are what a person on call counts in.

@@ -73,6 +73,7 @@ async fn look(tick: &Tick<'_>) -> Option<DateTime<Utc>> {
     let now = millis_at(tick.now);
     let mut wake: Option<u64> = None;
     for incident in &incidents {
+        escalation.watch(incident).await;
         let next = match incident.due(now) {
             Some(_) => match escalation.page_due(&incident.id).await {
                 // A page that failed is tried again a period later, not at once.

@@ -81,13 +81,26 @@ async fn the_page_shows_without_acting_and_only_its_form_acknowledges() {
     let code = code_of(&sent[0].1);
 
     // GET shows, with the headers of a page whose URL is a credential, and acts on nothing.
-    let response = app.http.get(format!("{}/a/{code}", app.url)).send().await.unwrap();
+    let response = app
+        .http
+        .get(format!("{}/a/{code}", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["referrer-policy"], "no-referrer");
-    assert!(response.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     let page = response.text().await.unwrap();
-    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
     assert!(page.contains("&quot;quoted&quot; &amp; javascript:alert(2)"));
     assert!(!page.contains("<script>"));
     assert!(!page.contains(ALICE) && !page.contains("15228817386"));
@@ -97,10 +110,18 @@ async fn the_page_shows_without_acting_and_only_its_form_acknowledges() {
     assert_eq!(post_form(&app, &code, "action=ack").await.0, 403);
     assert_eq!(post_form(&app, &code, "action=ack&csrf=AAAA").await.0, 403);
     let token = token_in(&page);
-    assert_eq!(post_form(&app, &code, &format!("action=dance&csrf={token}")).await.0, 400);
+    assert_eq!(
+        post_form(&app, &code, &format!("action=dance&csrf={token}"))
+            .await
+            .0,
+        400
+    );
     let (status, done) = post_form(&app, &code, &format!("action=ack&csrf={token}")).await;
     assert_eq!(status, 200);
-    assert!(done.contains("Acknowledged. Nobody else will be paged."), "{done}");
+    assert!(
+        done.contains("Acknowledged. Nobody else will be paged."),
+        "{done}"
+    );
     assert!(done.contains("Acknowledged by alice"));
 
     // bob's step never comes.
@@ -120,11 +141,25 @@ async fn hostile_requests_to_the_acknowledgement_pages_acknowledge_nothing() {
     let forged = format!("{}{}", &code[..12], "B".repeat(12));
 
     // Unknown, malformed and over-long codes: 404, each counted as a guess.
-    for path in [format!("/a/{forged}"), "/a/x".to_string(), format!("/a/{}", "A".repeat(5000))] {
-        assert_eq!(app.get(&path).await.0, 404, "{}", &path[..20.min(path.len())]);
+    for path in [
+        format!("/a/{forged}"),
+        "/a/x".to_string(),
+        format!("/a/{}", "A".repeat(5000)),
+    ] {
+        assert_eq!(
+            app.get(&path).await.0,
+            404,
+            "{}",
+            &path[..20.min(path.len())]
+        );
     }
     assert_eq!(app.get("/a/").await.0, 404);
-    let put = app.http.put(format!("{}/a/{code}", app.url)).send().await.unwrap();
+    let put = app
+        .http
+        .put(format!("{}/a/{code}", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 405);
     assert_eq!(put.headers()["allow"], "GET, POST");
     // A form too large to be one.
@@ -139,9 +174,18 @@ async fn hostile_requests_to_the_acknowledgement_pages_acknowledge_nothing() {
         let status = post_form(&app, &guess, "action=ack&csrf=x").await.0;
         *statuses.entry(status).or_insert(0) += 1;
     }
-    assert_eq!(statuses.get(&404).copied().unwrap_or(0) + 3, 10, "{statuses:?}");
+    assert_eq!(
+        statuses.get(&404).copied().unwrap_or(0) + 3,
+        10,
+        "{statuses:?}"
+    );
     assert_eq!(statuses[&429], 1000 - 7);
-    let response = app.http.get(format!("{}/a/{code}", app.url)).send().await.unwrap();
+    let response = app
+        .http
+        .get(format!("{}/a/{code}", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "60");
 
@@ -150,7 +194,10 @@ async fn hostile_requests_to_the_acknowledgement_pages_acknowledge_nothing() {
     app.tick("escalation", later).await;
     let sent = sent_sms(&fake).await;
     assert_eq!(sent.len(), 2);
-    assert!(sent.iter().any(|(to, text)| to == BOB && text.contains("Not acknowledged by alice for 10m")));
+    assert!(
+        sent.iter()
+            .any(|(to, text)| to == BOB && text.contains("Not acknowledged by alice for 10m"))
+    );
 }
 
 #[tokio::test]
