@@ -283,7 +283,7 @@ routes:
             Fixture::on(CONFIG, store)
         }
 
-        fn new() -> Fixture {
+        fn in_memory() -> Fixture {
             Pipeline::on(Arc::new(memory()))
         }
     }
@@ -321,7 +321,7 @@ routes:
 
     #[tokio::test(start_paused = true)]
     async fn a_notification_is_texted_to_each_recipient_of_its_route() {
-        let pipeline = Pipeline::new();
+        let pipeline = Pipeline::in_memory();
         let report = pipeline.run(&notification("warning", "firing"), DAY).await;
         assert_eq!(
             report.sms,
@@ -348,7 +348,7 @@ routes:
 
     #[tokio::test(start_paused = true)]
     async fn the_same_notification_again_is_a_duplicate_and_sends_nothing() {
-        let pipeline = Pipeline::new();
+        let pipeline = Pipeline::in_memory();
         pipeline.run(&notification("critical", "firing"), DAY).await;
         let again = pipeline.run(&notification("critical", "firing"), DAY).await;
         assert_eq!(
@@ -373,7 +373,7 @@ routes:
 
     #[tokio::test(start_paused = true)]
     async fn alerts_no_route_takes_are_counted_and_text_nobody() {
-        let pipeline = Pipeline::new();
+        let pipeline = Pipeline::in_memory();
         let report = pipeline.run(&notification("info", "firing"), DAY).await;
         assert_eq!(report.sms, []);
         assert_eq!(report.unrouted_alerts, 1);
@@ -431,7 +431,7 @@ routes:
 
     #[tokio::test(start_paused = true)]
     async fn quiet_hours_hold_back_only_the_sms_of_whoever_is_in_them() {
-        let pipeline = Pipeline::new();
+        let pipeline = Pipeline::in_memory();
         let report = pipeline
             .run(&notification("warning", "firing"), NIGHT)
             .await;
@@ -457,7 +457,7 @@ routes:
 
     #[tokio::test(start_paused = true)]
     async fn a_resolved_alert_on_a_route_without_send_resolved_is_held_back() {
-        let pipeline = Pipeline::new();
+        let pipeline = Pipeline::in_memory();
         let report = pipeline
             .run(&notification("warning", "resolved"), DAY)
             .await;
@@ -482,7 +482,7 @@ routes:
 
     #[tokio::test(start_paused = true)]
     async fn the_next_sms_after_quiet_hours_says_how_many_were_held_back() {
-        let pipeline = Pipeline::new();
+        let pipeline = Pipeline::in_memory();
         pipeline
             .run(&notification("warning", "firing"), NIGHT)
             .await;
@@ -505,7 +505,7 @@ routes:
 
     #[tokio::test(start_paused = true)]
     async fn in_dry_run_nothing_is_sent_and_each_sms_says_so() {
-        let mut pipeline = Pipeline::new();
+        let mut pipeline = Pipeline::in_memory();
         pipeline.live.outlet = Outlet::DryRun;
         let report = pipeline.run(&notification("warning", "firing"), DAY).await;
         assert_eq!(

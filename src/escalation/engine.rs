@@ -1064,7 +1064,7 @@ routes:
         );
         // Twice is once; alice's link now says who did.
         let again = engine(&f, at(13, 0))
-            .acknowledge(&code_in(&pages[0].1))
+            .acknowledge(&code_in(&pages[0].1), false)
             .await
             .unwrap();
         assert!(!again.now);
