@@ -51,6 +51,14 @@ KNOWN = {
     "alertmanager_sipgate_oncall",
     "alertmanager_sipgate_watchdog_last_seen_timestamp_seconds",
     "alertmanager_sipgate_watchdog_silent",
+    "alertmanager_sipgate_incidents_open",
+    "alertmanager_sipgate_escalation_pages_total",
+    "alertmanager_sipgate_escalations_exhausted_total",
+    "alertmanager_sipgate_acknowledgements_total",
+    "alertmanager_sipgate_time_to_acknowledge_seconds_bucket",
+    "alertmanager_sipgate_time_to_acknowledge_seconds_sum",
+    "alertmanager_sipgate_time_to_acknowledge_seconds_count",
+    "alertmanager_sipgate_alertmanager_errors_total",
 }
 METRIC = re.compile(r"\balertmanager_sipgate_[a-z0-9_]+")
 
