@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use super::field::{name_is_valid, parse_duration};
 use super::problem::{Problem, problem};
 use super::routes::{Targets, resolve};
-use crate::escalation::policy::MAX_REPEAT;
-use crate::escalation::{Policy, Step};
+use crate::routing::policy::MAX_REPEAT;
+use crate::routing::policy::{Policy, Step};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -167,7 +167,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::tests::{load, problems};
-    use crate::escalation::{Policy, Step};
+    use crate::routing::policy::{Policy, Step};
     use crate::routing::Target;
 
     /// A phone book, a group and a schedule, and `policies` under `escalation_policies:`.

@@ -42,7 +42,7 @@ pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
 pub use watchdog::Watchdog;
 pub use web::WebConfig;
 
-use crate::escalation::Policy;
+use crate::routing::policy::Policy;
 use crate::model::phone::PhoneNumber;
 use crate::oncall::Schedule;
 use crate::oncall::quiet_hours::QuietHours;

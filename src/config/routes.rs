@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::field::{NAME_RULE, count_in_range, valid_name};
 use super::oncall::known_intervals;
 use super::problem::{Problem, problem};
-use crate::escalation::Policy;
+use crate::routing::policy::Policy;
 use crate::oncall::Schedule;
 use crate::oncall::timeinterval::NamedIntervals;
 use crate::routing::matcher::{Matcher, parse_matchers};

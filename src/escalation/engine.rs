@@ -13,7 +13,7 @@ use crate::clock::{Millis, millis_at};
 use crate::delivery::{Deliverer, Policy as DeliveryPolicy};
 use crate::escalation::code;
 use crate::escalation::incident::{Incident, Next, OwnSilence, Via};
-use crate::escalation::policy::Policy;
+use crate::routing::policy::Policy;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::alert::{Alert, AlertStatus, Notification, Source};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Millis, millis};
 use crate::escalation::code;
-use crate::escalation::policy::Policy;
+use crate::routing::policy::Policy;
 use crate::model::alert::{AlertStatus, Notification};
 
 /// How long an open incident is kept after its last change: a repeat notification of a group
@@ -245,7 +245,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::escalation::policy::Step;
+    use crate::routing::policy::Step;
     use crate::model::alert::Alert;
     use crate::routing::Target;
 

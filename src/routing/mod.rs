@@ -3,6 +3,7 @@
 //! that reach them in their quiet hours).
 
 pub mod matcher;
+pub mod policy;
 pub mod route;
 pub mod rules;
 pub mod target;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::oncall::Schedule;
-use crate::routing::Target;
+use crate::routing::target::Target;
 
 /// The largest `repeat`: six rounds of pages nobody answers are enough to give up on.
 pub const MAX_REPEAT: u8 = 5;
