@@ -167,8 +167,8 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::tests::{load, problems};
-    use crate::routing::policy::{Policy, Step};
     use crate::routing::Target;
+    use crate::routing::policy::{Policy, Step};
 
     /// A phone book, a group and a schedule, and `policies` under `escalation_policies:`.
     fn with_policies(policies: &str) -> String {

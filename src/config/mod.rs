@@ -42,11 +42,11 @@ pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
 pub use watchdog::Watchdog;
 pub use web::WebConfig;
 
-use crate::routing::policy::Policy;
 use crate::model::phone::PhoneNumber;
 use crate::oncall::Schedule;
 use crate::oncall::quiet_hours::QuietHours;
 use crate::oncall::timeinterval::NamedIntervals;
+use crate::routing::policy::Policy;
 use crate::text::template::Templates;
 use problem::problem;
 

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Millis, millis};
 use crate::escalation::code;
-use crate::routing::policy::Policy;
 use crate::model::alert::{AlertStatus, Notification};
+use crate::routing::policy::Policy;
 
 /// How long an open incident is kept after its last change: a repeat notification of a group
 /// that still fires writes it again long before.
@@ -245,9 +245,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::routing::policy::Step;
     use crate::model::alert::Alert;
     use crate::routing::Target;
+    use crate::routing::policy::Step;
 
     const MIN: Millis = 60_000;
 
