@@ -35,6 +35,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Self {
         metrics.initialize(&live.config.routes);
+        metrics.initialize_escalation(&live.config.escalation_policies);
         let heartbeats = Arc::new(Heartbeats::new(deliverer.store().clone(), metrics.clone()));
         AppState {
             live: ArcSwap::from_pointee(live),

@@ -1,6 +1,7 @@
 //! The service's own Prometheus metrics. Label values are route names, phone-book names and bounded
 //! reasons only: never numbers, alert names or label values from alerts.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus::core::Collector;
@@ -12,6 +13,7 @@ use prometheus::{
 use crate::model::alert::AlertStatus;
 use crate::model::outcome::{FailureReason, SuppressReason};
 use crate::routing::Route;
+use crate::routing::policy::Policy;
 
 const NAMESPACE: &str = "alertmanager_sipgate";
 
@@ -541,16 +543,16 @@ impl Metrics {
     }
 
     /// Creates the series of the policies at zero.
-    pub fn initialize_escalation<'a>(&self, policies: impl IntoIterator<Item = (&'a str, usize)>) {
+    pub fn initialize_escalation(&self, policies: &BTreeMap<String, Policy>) {
         for via in ["link", "silence"] {
             self.escalation.acknowledgements.with_label_values(&[via]);
         }
-        for (policy, steps) in policies {
-            self.escalation.exhausted.with_label_values(&[policy]);
-            for step in 1..=steps {
+        for policy in policies.values() {
+            self.escalation.exhausted.with_label_values(&[&policy.name]);
+            for step in 1..=policy.steps.len() {
                 self.escalation
                     .pages
-                    .with_label_values(&[policy, &step.to_string()]);
+                    .with_label_values(&[&policy.name, &step.to_string()]);
             }
         }
     }

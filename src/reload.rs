@@ -79,6 +79,9 @@ pub fn reload(state: &AppState) -> Result<Arc<Live>, ReloadError> {
     state
         .metrics
         .routes_changed(&old.config.routes, &live.config.routes);
+    state
+        .metrics
+        .initialize_escalation(&live.config.escalation_policies);
     state.replace(live.clone());
     state.metrics.schedules_changed();
     // A permit, so that a job busy at this moment looks again right after.

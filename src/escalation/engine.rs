@@ -190,7 +190,10 @@ impl<'a> Escalation<'a> {
         match self.page_due(&id).await {
             Ok(paged) => reports.extend(paged),
             Err(e) => {
-                tracing::warn!(route = %route.name, incident = %id, error = %e, "the due step was not paged now; the escalation job tries again")
+                // Whether the first step went out is unknown: the usual SMS now (its ledger key
+                // keeps a retry from sending it twice), the escalation when the store answers.
+                tracing::warn!(route = %route.name, incident = %id, error = %e, "the due step was not paged through the incident; its people get the usual SMS");
+                reports.extend(self.page_without_incident(route, policy, &group).await);
             }
         }
         reports
