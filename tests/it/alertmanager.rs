@@ -159,33 +159,12 @@ async fn an_alertmanager_ha_pair_on_two_replicas_sends_one_sms_each() {
     let replicas = [Service::start(&yaml).await, Service::start(&yaml).await];
 
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let gossip = format!("127.0.0.1:{}", free_port());
-    let first = Alertmanager::start_in_cluster(
-        &quick_alertmanager_config(dirs[0].path(), &replicas[0].url, "2s", "1h"),
-        &dirs[0].path().join("data"),
-        &gossip,
-        &[],
-    )
-    .await;
-    let second = Alertmanager::start_in_cluster(
-        &quick_alertmanager_config(dirs[1].path(), &replicas[1].url, "2s", "1h"),
-        &dirs[1].path().join("data"),
-        &format!("127.0.0.1:{}", free_port()),
-        &[&gossip],
-    )
-    .await;
-    eventually(
-        Duration::from_secs(20),
-        "the peers see each other",
-        || async {
-            let status: serde_json::Value = reqwest::get(format!("{}/api/v2/status", first.url))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (status["cluster"]["peers"].as_array()?.len() == 2).then_some(())
-        },
+    let [first, second] = Alertmanager::start_pair(
+        [
+            &quick_alertmanager_config(dirs[0].path(), &replicas[0].url, "2s", "1h"),
+            &quick_alertmanager_config(dirs[1].path(), &replicas[1].url, "2s", "1h"),
+        ],
+        [&dirs[0].path().join("data"), &dirs[1].path().join("data")],
     )
     .await;
     // Prometheus sends every alert to every Alertmanager.

@@ -240,3 +240,266 @@ async fn open_incidents_are_listed_behind_auth_with_names_only() {
         .unwrap();
     assert_eq!(listed["incidents"], json!([]));
 }
+
+const CAROL: &str = "+4915799912345";
+
+/// alice, then bob after 4 s, then carol after 4 s more; on `redis`, watching `alertmanagers`.
+fn escalating_replica(api_url: &str, redis: &Redis, alertmanagers: &[&str]) -> String {
+    let mut config = TestConfig::new(api_url).on_redis(redis);
+    config.recipients.insert("carol".to_string(), CAROL.into());
+    config.web = Some(json!({"external_url": "https://pager.example.com"}));
+    config.escalation_policies.insert(
+        "critical".to_string(),
+        json!({"steps": [
+            {"to": ["alice"], "wait": "4s"}, {"to": ["bob"], "wait": "4s"}, {"to": ["carol"]}
+        ]}),
+    );
+    if !alertmanagers.is_empty() {
+        config.alertmanager = Some(json!({"urls": alertmanagers, "timeout": "2s"}));
+    }
+    let route = config.route("critical");
+    route.to.clear();
+    route.escalation = Some("critical".to_string());
+    config.yaml()
+}
+
+/// The texts the fake Sipgate took for `number`, in the order they came.
+async fn texts_to(fake: &wiremock::MockServer, number: &str) -> Vec<String> {
+    fake.received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .filter_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            (body["recipient"] == number).then(|| body["message"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Waits until `number` got `count` texts; returns them.
+async fn wait_for_texts(fake: &wiremock::MockServer, number: &str, count: usize) -> Vec<String> {
+    eventually(
+        std::time::Duration::from_secs(40),
+        &format!("{count} SMS to {number}"),
+        || async {
+            let texts = texts_to(fake, number).await;
+            (texts.len() >= count).then_some(texts)
+        },
+    )
+    .await
+}
+
+/// `amtool silence query` (with `--expired`: the expired ones instead of the others), as JSON.
+fn amtool_silences(alertmanager: &str, expired: bool) -> serde_json::Value {
+    let url = format!("--alertmanager.url={alertmanager}");
+    let mut args = vec!["silence", "query", "--output=json", &url];
+    if expired {
+        args.push("--expired");
+    }
+    let output = std::process::Command::new("amtool")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn disk_full(ends_at: Option<&str>) -> serde_json::Value {
+    let mut alert = json!({
+        "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
+        "annotations": {"summary": "Disk on db1 is 95% full"},
+        "startsAt": "2026-11-25T09:05:47Z"
+    });
+    if let Some(ends_at) = ends_at {
+        alert["endsAt"] = json!(ends_at);
+    }
+    json!([alert])
+}
+
+/// The whole loop with the real programs: an Alertmanager HA pair, each posting to its own
+/// replica, both replicas on one Redis. Nobody acknowledges alice's page, so bob is paged once;
+/// bob acknowledges and silences at the other replica; the alert resolves while silenced and
+/// the resolved SMS still goes out.
+#[tokio::test]
+#[ignore = "needs prometheus-alertmanager (amtool) and redis-server: apt-get install prometheus-alertmanager redis-server"]
+async fn an_escalation_runs_across_replicas_and_an_alertmanager_pair_until_resolved() {
+    let redis = Redis::start().await;
+    let fake = FakeSipgate::new().start().await;
+    let ports = [free_port(), free_port()];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let urls = ports.map(|p| format!("http://127.0.0.1:{p}"));
+    let [first, second] = Alertmanager::start_pair(
+        [
+            &quick_alertmanager_config(dirs[0].path(), &urls[0], "2s", "1h"),
+            &quick_alertmanager_config(dirs[1].path(), &urls[1], "2s", "1h"),
+        ],
+        [&dirs[0].path().join("data"), &dirs[1].path().join("data")],
+    )
+    .await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        config_dir.path(),
+        &escalating_replica(&fake.uri(), &redis, &[&first.url, &second.url]),
+    );
+    let replicas = [
+        Service::start_at("127.0.0.1", ports[0], &config, &[], &[]).await,
+        Service::start_at("127.0.0.1", ports[1], &config, &[], &[]).await,
+    ];
+    // Prometheus sends every alert to every Alertmanager.
+    first.post_alerts(disk_full(None)).await;
+    second.post_alerts(disk_full(None)).await;
+
+    let alice = wait_for_texts(&fake, ALICE, 1).await;
+    let text = "FIRING DiskFull db1:9100 since Nov 25 09:05 UTC: Disk on db1 is 95% full";
+    let (body, code) = alice[0]
+        .split_once("\nAck: https://pager.example.com/a/")
+        .unwrap();
+    assert_eq!(body, text);
+    assert_eq!(code.len(), 24);
+
+    // Nobody acknowledges: bob, once across both replicas.
+    let bob = wait_for_texts(&fake, BOB, 1).await;
+    let (body, bob_code) = bob[0]
+        .split_once("\nAck: https://pager.example.com/a/")
+        .unwrap();
+    assert_eq!(
+        body.split_once("\nNot acknowledged by alice for ")
+            .unwrap()
+            .0,
+        text
+    );
+    // bob acknowledges at the replica the page did not come from, with the page's form.
+    let page = reqwest::get(format!("{}/a/{bob_code}", replicas[0].url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/a/{bob_code}", replicas[1].url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}&action=silence", token_in(&page)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Acknowledged and silenced until the alerts resolve")
+    );
+    let ack = wait_for_texts(&fake, ALICE, 2).await;
+    assert_eq!(ack[1], "ACK DiskFull by bob");
+
+    // The silence is in both Alertmanagers, as amtool shows it.
+    for alertmanager in [&first.url, &second.url] {
+        let silences = eventually(
+            std::time::Duration::from_secs(10),
+            "the silence gossiped",
+            || async {
+                let silences = amtool_silences(alertmanager, false);
+                (silences.as_array()?.len() == 1).then_some(silences)
+            },
+        )
+        .await;
+        let silence = &silences[0];
+        assert_eq!(silence["createdBy"], "alertmanager-sipgate");
+        assert_eq!(silence["comment"], "Acknowledged by bob via SMS");
+        assert_eq!(silence["status"]["state"], "active");
+        assert_eq!(
+            silence["matchers"],
+            json!([{"name": "alertname", "value": "DiskFull", "isRegex": false, "isEqual": true}])
+        );
+    }
+    // carol's step was due 4 s after bob's; two more looks of each replica after it: nobody.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert_eq!(texts_to(&fake, CAROL).await, Vec::<String>::new());
+    assert_eq!(texts_to(&fake, BOB).await.len(), 1);
+
+    // The alert resolves while silenced: Alertmanager sends nothing, the service notices.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    first.post_alerts(disk_full(Some(&now))).await;
+    second.post_alerts(disk_full(Some(&now))).await;
+    let resolved = wait_for_texts(&fake, BOB, 2).await;
+    assert!(
+        resolved[1].starts_with("RESOLVED DiskFull db1:9100"),
+        "{}",
+        resolved[1]
+    );
+    let alice = wait_for_texts(&fake, ALICE, 3).await;
+    assert_eq!(alice[2], resolved[1]);
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the silence expired",
+        || async {
+            let expired = amtool_silences(&first.url, true);
+            (expired[0]["status"]["state"] == "expired").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(amtool_silences(&first.url, false), json!([]));
+    let mut pages = 0;
+    for replica in &replicas {
+        let metrics = metrics(&replica.url).await;
+        pages += metric_value(
+            &metrics,
+            "alertmanager_sipgate_escalation_pages_total{policy=\"critical\",step=\"2\"}",
+        );
+    }
+    assert_eq!(pages, 1);
+    assert_eq!(texts_to(&fake, CAROL).await, Vec::<String>::new());
+}
+
+/// The replica that opened an incident dies; the other pages the next step when it is due,
+/// once.
+#[tokio::test]
+#[ignore = "needs redis-server: apt-get install redis-server"]
+async fn a_replica_killed_during_an_escalation_leaves_the_next_step_to_the_other() {
+    let redis = Redis::start().await;
+    let fake = FakeSipgate::new().start().await;
+    let yaml = escalating_replica(&fake.uri(), &redis, &[]);
+    let opener = Service::start(&yaml).await;
+    let other = Service::start(&yaml).await;
+    let body = serde_json::to_vec(&json!({
+        "version": "4", "status": "firing", "receiver": "sms",
+        "groupKey": "{}:{alertname=\"DiskFull\"}", "groupLabels": {"alertname": "DiskFull"},
+        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "", "truncatedAlerts": 0,
+        "alerts": [{"status": "firing", "fingerprint": "f1", "startsAt": "2026-11-25T09:05:47Z",
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
+            "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
+            "annotations": {"summary": "Disk on db1 is 95% full"}}]
+    }))
+    .unwrap();
+    let (status, _) = opener.post_alerts(body).await;
+    assert_eq!(status, 200);
+    assert_eq!(texts_to(&fake, ALICE).await.len(), 1);
+    opener.child.signal("KILL");
+
+    wait_for_texts(&fake, BOB, 1).await;
+    wait_for_texts(&fake, CAROL, 1).await;
+    let listed: serde_json::Value = reqwest::get(format!("{}/api/v1/incidents", other.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paged = listed["incidents"][0]["paged"].as_array().unwrap();
+    let at =
+        |i: usize| chrono::DateTime::parse_from_rfc3339(paged[i]["at"].as_str().unwrap()).unwrap();
+    // Each step at its time: 4 s after the one before, late by at most about one look (1 s).
+    for step in 1..3 {
+        let gap = (at(step) - at(step - 1)).num_milliseconds();
+        assert!(
+            (3_900..6_500).contains(&gap),
+            "step {} came {gap} ms after the one before",
+            step + 1
+        );
+    }
+    assert_eq!(listed["incidents"][0]["exhausted"], true);
+    assert_eq!(texts_to(&fake, BOB).await.len(), 1);
+    assert_eq!(texts_to(&fake, CAROL).await.len(), 1);
+    drop(opener);
+}

@@ -137,6 +137,36 @@ impl Alertmanager {
         am
     }
 
+    /// An HA pair in one gossip cluster, the first on `configs[0]` with its data in `dirs[0]`,
+    /// the second on `configs[1]`; returns once each sees the other.
+    pub async fn start_pair(configs: [&Path; 2], dirs: [&Path; 2]) -> [Alertmanager; 2] {
+        let gossip = format!("127.0.0.1:{}", free_port());
+        let first = Alertmanager::start_in_cluster(configs[0], dirs[0], &gossip, &[]).await;
+        let second = Alertmanager::start_in_cluster(
+            configs[1],
+            dirs[1],
+            &format!("127.0.0.1:{}", free_port()),
+            &[&gossip],
+        )
+        .await;
+        eventually(
+            Duration::from_secs(20),
+            "the peers see each other",
+            || async {
+                let status: serde_json::Value =
+                    reqwest::get(format!("{}/api/v2/status", first.url))
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                (status["cluster"]["peers"].as_array()?.len() == 2).then_some(())
+            },
+        )
+        .await;
+        [first, second]
+    }
+
     /// Starts it again after `kill`, with the same flags and port.
     pub async fn start_again(&mut self) {
         let log = std::fs::OpenOptions::new()
