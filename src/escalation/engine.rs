@@ -289,7 +289,11 @@ impl<'a> Escalation<'a> {
     /// The incident and person an acknowledgement link names, to show on its page.
     pub async fn visit(&self, code: &str) -> Result<Visit, AckError> {
         let id = code::incident_of(code).ok_or(AckError::Unknown)?;
-        let (_, incident) = self.load(id).await?.ok_or(AckError::Unknown)?;
+        let (_, incident) = self
+            .load(id)
+            .await?
+            .filter(|(_, incident)| !incident.links_expired(self.now_ms()))
+            .ok_or(AckError::Unknown)?;
         let person = incident
             .person_of(code)
             .ok_or(AckError::Unknown)?
@@ -303,7 +307,7 @@ impl<'a> Escalation<'a> {
         let now = self.now_ms();
         let outcome = self
             .change(id, |current| {
-                let Some(mut incident) = current else {
+                let Some(mut incident) = current.filter(|i| !i.links_expired(now)) else {
                     return Edit::Keep(None);
                 };
                 let Some(person) = incident.person_of(code).map(str::to_string) else {

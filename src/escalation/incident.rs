@@ -119,6 +119,13 @@ impl Incident {
         self.ended_at.is_none()
     }
 
+    /// Whether its links no longer lead to it: a day after it ended. The store forgets it then
+    /// too, by its own clock; this holds by the service's.
+    pub fn links_expired(&self, now: Millis) -> bool {
+        self.ended_at
+            .is_some_and(|ended| now >= ended.saturating_add(millis(ENDED_TTL)))
+    }
+
     /// How long the store keeps it after a write now.
     pub fn ttl(&self) -> Duration {
         if self.is_open() { OPEN_TTL } else { ENDED_TTL }
@@ -353,6 +360,8 @@ mod tests {
         assert_eq!(i.due(u64::MAX), None);
         assert!(!i.acknowledge(Some("a".into()), Via::Link, 7_000));
         assert_eq!(i.ttl(), ENDED_TTL);
+        assert!(!i.links_expired(5_000 + 86_400_000 - 1));
+        assert!(i.links_expired(5_000 + 86_400_000));
     }
 
     #[test]

@@ -212,7 +212,7 @@ fn client(request: &HttpRequest) -> IpAddr {
 
 /// The form's token: derived from the code, so that every replica checks it alike, and only
 /// a page that knew the code can send it.
-fn token(code: &str) -> String {
+pub fn form_token(code: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(code.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(b"acknowledge form");
@@ -220,7 +220,7 @@ fn token(code: &str) -> String {
 }
 
 fn token_is_right(code: &str, given: &str) -> bool {
-    crate::escalation::code::same(given, &token(code))
+    crate::escalation::code::same(given, &form_token(code))
 }
 
 /// An HTML page with the headers every `/a/` page carries.
@@ -311,7 +311,7 @@ fn incident_page(visit: &Visit, code: &str, note: Option<&str>, can_silence: boo
         html.push_str(&format!(
             "<form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <p>You are {}.</p><button name=\"action\" value=\"ack\">Acknowledge</button>",
-            token(code),
+            form_token(code),
             escape(&visit.person)
         ));
         if can_silence {
@@ -424,8 +424,8 @@ mod tests {
 
     #[test]
     fn the_form_token_belongs_to_its_code() {
-        assert!(token_is_right("a", &token("a")));
-        assert!(!token_is_right("b", &token("a")));
+        assert!(token_is_right("a", &form_token("a")));
+        assert!(!token_is_right("b", &form_token("a")));
         assert!(!token_is_right("a", ""));
     }
 

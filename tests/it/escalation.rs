@@ -241,6 +241,35 @@ async fn open_incidents_are_listed_behind_auth_with_names_only() {
     assert_eq!(listed["incidents"], json!([]));
 }
 
+#[tokio::test]
+async fn a_link_shows_its_ended_incident_for_a_day_and_then_is_unknown() {
+    let fake = FakeSipgate::new().start().await;
+    let app = TestApp::start(&escalating(&fake.uri())).await;
+    assert_eq!(fire(&app, "firing").await.0, 200);
+    let code = code_of(&sent_sms(&fake).await[0].1);
+    assert_eq!(fire(&app, "resolved").await.0, 200);
+    let (status, page) = app.get(&format!("/a/{code}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Resolved"), "{page}");
+    assert!(
+        !page.contains("<form"),
+        "an ended incident takes no acknowledgement"
+    );
+    let token = alertmanager_sipgate::http::ack::form_token(&code);
+    let (status, done) = post_form(&app, &code, &format!("action=ack&csrf={token}")).await;
+    assert_eq!(status, 200);
+    assert!(done.contains("acknowledged before, or has ended"), "{done}");
+
+    app.clock.advance(std::time::Duration::from_secs(86_400));
+    assert_eq!(app.get(&format!("/a/{code}")).await.0, 404);
+    assert_eq!(
+        post_form(&app, &code, &format!("action=ack&csrf={token}"))
+            .await
+            .0,
+        404
+    );
+}
+
 const CAROL: &str = "+4915799912345";
 
 /// alice, then bob after 4 s, then carol after 4 s more; on `redis`, watching `alertmanagers`.
