@@ -44,12 +44,25 @@ fn body(n: usize) -> Vec<u8> {
     body
 }
 
-/// `examples/config.yml` as installed: beside its templates and the secret it reads.
+/// `examples/config.yml` as installed: beside its templates and the secret it reads. Its
+/// critical route texts the primary with `to:` instead of escalating, so that `pipeline::plan`
+/// composes its SMS (an escalating route's pages are composed by the escalation engine).
 fn example_config() -> Config {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let text =
+        std::fs::read_to_string(examples.join("config.yml")).unwrap_or_else(|e| panic!("{e}"));
+    let mut yaml: yaml_serde::Value = yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(critical) = yaml["routes"][0].as_mapping_mut() {
+        critical.remove("escalation");
+        critical.insert(
+            "to".into(),
+            yaml_serde::Value::Sequence(vec!["primary".into()]),
+        );
+    }
+    let text = yaml_serde::to_string(&yaml).unwrap_or_else(|e| panic!("{e}"));
     let installed = || -> std::io::Result<()> {
-        std::fs::copy(examples.join("config.yml"), dir.path().join("config.yml"))?;
+        std::fs::write(dir.path().join("config.yml"), text)?;
         std::os::unix::fs::symlink(examples.join("templates"), dir.path().join("templates"))?;
         std::fs::write(dir.path().join("sms-password"), "benchmark\n")
     };

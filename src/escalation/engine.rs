@@ -13,6 +13,7 @@ use crate::clock::{Millis, millis_at};
 use crate::delivery::{Deliverer, Policy as DeliveryPolicy};
 use crate::escalation::code;
 use crate::escalation::incident::{Incident, Next, OwnSilence, Via};
+use crate::escalation::page::{self, Missed, Trailer};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::alert::{Alert, AlertStatus, Notification, Source};
@@ -21,7 +22,7 @@ use crate::model::outcome::{Outcome, SmsReport};
 use crate::routing::policy::Policy;
 use crate::routing::{Delivery, Route};
 use crate::state::{StateError, StateStore, Swap};
-use crate::text::compose::{Sms, compose, compose_with_trailer};
+use crate::text::compose::{Sms, compose};
 
 /// How long a silence of an acknowledgement lasts; renewed while its alerts fire.
 const SILENCE_SPAN: chrono::Duration = chrono::Duration::hours(1);
@@ -649,60 +650,34 @@ impl<'a> Escalation<'a> {
 
     /// The people `next` pages now, each once, those in the phone book.
     fn people_of_step(&self, policy: &Policy, next: Next) -> Vec<String> {
-        let config = &self.live.config;
-        let mut people: Vec<String> = Vec::new();
-        for target in policy.steps.get(next.step).map_or(&[][..], |s| &s.to[..]) {
-            for person in target.people_at(&config.schedules, self.now) {
-                if config.recipients.contains_key(person) && !people.iter().any(|p| p == person) {
-                    people.push(person.to_string());
-                }
-            }
-        }
-        people
+        page::people_of_step(&self.live.config, policy, next.step, self.now)
     }
 
     /// The SMS of step `next` to `person`: the route's text about the group's firing alerts, a
     /// note who did not acknowledge from the second page on, and the link.
     fn page(&self, route: &Route, incident: &Incident, next: Next, person: &str) -> Option<Sms> {
-        let config = &self.live.config;
-        let number = config.recipients.get(person)?.clone();
-        let code = incident.codes.get(person)?;
-        let base = config.web.external_url.as_deref().unwrap_or_default();
-        let mut trailer = String::new();
-        if let Some(first) = incident.pages.first() {
-            let missed = incident.paged_people().join(", ");
-            let waited = Duration::from_secs(self.now_ms().saturating_sub(first.at) / 1000);
-            trailer.push_str(&format!(
-                "\nNot acknowledged by {missed} for {}",
-                short_duration(waited)
-            ));
-        }
-        trailer.push_str(&format!("\nAck: {base}/a/{code}"));
-        let firing: Vec<&Alert> = incident
-            .notification
-            .alerts
-            .iter()
-            .filter(|a| a.status == AlertStatus::Firing)
-            .collect();
-        let delivery = Delivery {
-            route,
-            recipient: person,
-            alerts: firing,
-            quiet: false,
+        let trailer = Trailer {
+            code: incident.codes.get(person)?,
+            missed: incident.pages.first().map(|first| Missed {
+                people: incident.paged_people().join(", "),
+                since_first_page: Duration::from_secs(
+                    self.now_ms().saturating_sub(first.at) / 1000,
+                ),
+            }),
         };
         let event = format!(
             "page:{}:{}:{}:{}",
             incident.id, incident.opened_at, next.round, next.step
         );
-        Some(compose_with_trailer(
-            &config.templates,
-            number,
+        page::compose_page(
+            &self.live.config,
+            route,
             &incident.notification,
-            &delivery,
-            self.now,
+            person,
             &trailer,
+            self.now,
             ContentKey::for_event(person, &event),
-        ))
+        )
     }
 
     /// A short fixed text to `person` (no template), keyed by `event`.
@@ -867,17 +842,6 @@ fn silence_matchers(group: &Notification) -> Vec<(String, String)> {
         &group.group_labels
     };
     labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-/// `10m`, `1h5m`: minutes are what a person on call counts in.
-fn short_duration(d: Duration) -> String {
-    let minutes = d.as_secs() / 60;
-    match (minutes / 60, minutes % 60) {
-        (0, 0) => format!("{}s", d.as_secs()),
-        (0, m) => format!("{m}m"),
-        (h, 0) => format!("{h}h"),
-        (h, m) => format!("{h}h{m}m"),
-    }
 }
 
 #[cfg(test)]

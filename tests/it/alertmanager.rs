@@ -72,33 +72,16 @@ async fn flaky_sipgate_behind_a_real_alertmanager_gives_exactly_one_sms_each() {
 
 /// `examples/alertmanager.yml` and `examples/config.yml`, each in a folder of its own as on two
 /// machines, with the shared secret written beside each as the README says. Only the receiver
-/// URL's port (Alertmanager), Sipgate's `api_url`, the token and the listen port (service) differ
-/// from the files in the repository.
+/// URL's port (Alertmanager), Sipgate's `api_url`, `alertmanager.urls`, the token and the listen
+/// port (service) differ from the files in the repository.
 #[tokio::test]
 #[ignore = "needs prometheus-alertmanager (apt-get install prometheus-alertmanager); run with: cargo test -- --include-ignored"]
 async fn the_example_configs_work_together_as_copied() {
     let fake = FakeSipgate::new().with_credential_check().start().await;
-    let api_url = format!("{}/v2", fake.uri());
-    let service_dir = example_service_dir(Some(&|config| {
-        config["sipgate"]["api_url"] = api_url.clone().into();
-    }));
-    let config_path = service_dir.path().join("config.yml");
-    let service = Service::start_with(
-        &config_path,
-        &[],
-        &[("SIPGATE_TOKEN_ID", TOKEN_ID), ("SIPGATE_TOKEN", TOKEN)],
-    )
-    .await;
-    wait_until_ok(
-        &format!("{}/-/ready", service.url),
-        Duration::from_secs(10),
-        "the service (credential check)",
-    )
-    .await;
-
+    // Alertmanager first, on the port the service will have: the service's config names it.
+    let port = free_port();
     let am_dir = tempfile::tempdir().unwrap();
     let am_config = am_dir.path().join("alertmanager.yml");
-    let port = service.url.rsplit(':').next().unwrap();
     std::fs::write(
         &am_config,
         replace_once(
@@ -115,6 +98,27 @@ async fn the_example_configs_work_together_as_copied() {
     .unwrap();
     let am = Alertmanager::start(&am_config, &am_dir.path().join("data")).await;
 
+    let api_url = format!("{}/v2", fake.uri());
+    let service_dir = example_service_dir(Some(&|config| {
+        config["sipgate"]["api_url"] = api_url.clone().into();
+        config["alertmanager"]["urls"] = yaml_serde::Value::Sequence(vec![am.url.clone().into()]);
+    }));
+    let config_path = service_dir.path().join("config.yml");
+    let service = Service::start_at(
+        "127.0.0.1",
+        port,
+        &config_path,
+        &[],
+        &[("SIPGATE_TOKEN_ID", TOKEN_ID), ("SIPGATE_TOKEN", TOKEN)],
+    )
+    .await;
+    wait_until_ok(
+        &format!("{}/-/ready", service.url),
+        Duration::from_secs(10),
+        "the service (credential check)",
+    )
+    .await;
+
     am.post_alerts(serde_json::json!([{
         "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
         "annotations": {"summary": "Disk on db1 is 95% full"},
@@ -122,16 +126,28 @@ async fn the_example_configs_work_together_as_copied() {
     }]))
     .await;
 
-    // The example waits group_wait (30s) before the first notification of a group, and pages
-    // whoever its schedule has on call.
+    // The example waits group_wait (30s) before the first notification of a group, and its
+    // escalation's step 1 pages whoever the primary schedule has on call, with a link.
     let sms = wait_for_sms(&fake, 1, Duration::from_secs(60)).await;
     let config =
         alertmanager_sipgate::config::Config::load_with_env(&config_path, &|_| None).unwrap();
     let on_call = config.schedules["primary"].who(chrono::Utc::now());
     let number = config.recipients[on_call].e164();
-    let text = "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full";
-    let expected = format!(r#"{{"smsId":"s0","recipient":"{number}","message":"{text}"}}"#);
-    assert_eq!(sms, [expected], "log:\n{}", service.log());
+    let [body] = &sms[..] else {
+        panic!("one SMS expected: {sms:?}\nlog:\n{}", service.log())
+    };
+    let message: serde_json::Value = serde_json::from_str(body).unwrap();
+    let (text, code) = split_at_ack_code(message["message"].as_str().unwrap());
+    assert_eq!(
+        text,
+        "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full\n\
+         Ack: https://pager.example.com/a/"
+    );
+    let expected = format!(
+        r#"{{"smsId":"s0","recipient":"{number}","message":{}}}"#,
+        serde_json::to_string(&format!("{text}{code}")).unwrap()
+    );
+    assert_eq!(body, &expected, "log:\n{}", service.log());
     // The example protects /metrics with the credentials Alertmanager has.
     assert_eq!(service.get("/metrics").await.0, 401);
     let metrics = metrics_as(&service.url, Some(("alertmanager", EXAMPLE_SECRET))).await;

@@ -39,7 +39,7 @@ fn check_config_accepts_the_example() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}: OK (3 recipients, 2 routes, schedules: primary, templates: compact, default, short, watchdog_back, watchdog_silent, state: memory)\n\
+            "{}: OK (3 recipients, 2 routes, 1 escalation policy, schedules: primary, secondary, templates: compact, default, short, watchdog_back, watchdog_silent, state: memory)\n\
              no Sipgate credentials: the service would run in dry-run mode and send nothing\n",
             dir.path().join("config.yml").display()
         )
@@ -202,12 +202,17 @@ fn check_config_reports_a_missing_file() {
     assert!(text(&out.stderr).contains("cannot read config file does-not-exist.yml"));
 }
 
-/// A Wednesday noon in the example schedule's 47th week: bob is on call.
+/// A Wednesday noon in the example schedule's 47th week: bob is primary, carol secondary.
 const AT: &str = "--at=2026-11-25T12:00:00+01:00";
 
+/// The example's critical route escalates: its plan, then step 1's page with a placeholder of
+/// the code's length, so that characters and segments are those of the real page.
 const RENDERED_FIRING: &str = "\
-route: critical  recipient: bob  encoding: GSM-7  characters: 72  segments: 1
+route: critical  escalates by critical: primary (bob) now, then after 10m secondary (carol), then after 15m ops-lead (carol); does not repeat
+step 1, as an incident opened now pages it (XXXXXXXXXXXXXXXXXXXXXXXX stands for each person's own code, as long):
+route: critical  recipient: bob  encoding: GSM-7  characters: 130  segments: 1
 FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full
+Ack: https://pager.example.com/a/XXXXXXXXXXXXXXXXXXXXXXXX
 
 ";
 
@@ -248,7 +253,9 @@ fn render_at_a_given_time_shows_who_is_paged_and_what_is_muted() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).ends_with(
-            "at 2026-11-25T03:00:00+01:00:\n  route critical: texts bob\n  route warnings: muted\n"
+            "at 2026-11-25T03:00:00+01:00:\n  route critical: escalates by critical: primary (bob) \
+             now, then after 10m secondary (carol), then after 15m ops-lead (carol); does not \
+             repeat\n  route warnings: muted\n"
         ),
         "{}",
         text(&out.stdout)
@@ -257,9 +264,16 @@ fn render_at_a_given_time_shows_who_is_paged_and_what_is_muted() {
 
 #[test]
 fn check_config_at_a_given_time_names_who_is_in_quiet_hours() {
-    // The critical route without its ignore_quiet_hours: bob, on call, is in his nights.
+    // The critical route texting whoever is primary, without its ignore_quiet_hours: bob, on
+    // call, is in his nights. (Quiet hours hold back no escalation page.)
     let dir = example_service_dir(Some(&|config: &mut yaml_serde::Value| {
-        config["routes"][0]["ignore_quiet_hours"] = false.into();
+        let route = config["routes"][0].as_mapping_mut().unwrap();
+        route.remove("escalation").unwrap();
+        route.insert(
+            "to".into(),
+            yaml_serde::Value::Sequence(vec!["primary".into()]),
+        );
+        route.insert("ignore_quiet_hours".into(), false.into());
     }));
     let out = run(&[
         "check-config",
@@ -293,7 +307,12 @@ fn oncall_prints_who_is_on_call_and_the_next_handoffs() {
          \x20 on call: carol        since Mon 21 Dec 09:00  until Thu 24 Dec 00:00\n\
          \x20 then:    alice        from  Thu 24 Dec 00:00  until Sun 27 Dec 00:00\n\
          \x20 then:    carol        from  Sun 27 Dec 00:00  until Mon 28 Dec 09:00\n\
-         \x20 then:    alice        from  Mon 28 Dec 09:00  until Mon 04 Jan 2027 09:00\n"
+         \x20 then:    alice        from  Mon 28 Dec 09:00  until Mon 04 Jan 2027 09:00\n\
+         secondary (Europe/Berlin)\n\
+         \x20 on call: alice        since Mon 21 Dec 09:00  until Thu 24 Dec 00:00\n\
+         \x20 then:    bob          from  Thu 24 Dec 00:00  until Sun 27 Dec 00:00\n\
+         \x20 then:    alice        from  Sun 27 Dec 00:00  until Mon 28 Dec 09:00\n\
+         \x20 then:    bob          from  Mon 28 Dec 09:00  until Mon 04 Jan 2027 09:00\n"
     );
 }
 
@@ -313,7 +332,14 @@ fn oncall_names_the_year_of_dates_in_another_year_than_the_one_looked_at() {
          \x20 then:    alice        from  Thu 24 Dec 00:00  until Sun 27 Dec 00:00\n\
          \x20 then:    carol        from  Sun 27 Dec 00:00  until Mon 28 Dec 09:00\n\
          \x20 then:    alice        from  Mon 28 Dec 09:00  until Mon 04 Jan 2027 09:00\n\
-         \x20 then:    bob          from  Mon 04 Jan 2027 09:00  until Mon 11 Jan 2027 09:00\n"
+         \x20 then:    bob          from  Mon 04 Jan 2027 09:00  until Mon 11 Jan 2027 09:00\n\
+         secondary (Europe/Berlin)\n\
+         \x20 on call: carol        since Mon 14 Dec 09:00  until Mon 21 Dec 09:00\n\
+         \x20 then:    alice        from  Mon 21 Dec 09:00  until Thu 24 Dec 00:00\n\
+         \x20 then:    bob          from  Thu 24 Dec 00:00  until Sun 27 Dec 00:00\n\
+         \x20 then:    alice        from  Sun 27 Dec 00:00  until Mon 28 Dec 09:00\n\
+         \x20 then:    bob          from  Mon 28 Dec 09:00  until Mon 04 Jan 2027 09:00\n\
+         \x20 then:    carol        from  Mon 04 Jan 2027 09:00  until Mon 11 Jan 2027 09:00\n"
     );
     // Looked at from January, December is the other year.
     assert_eq!(
@@ -324,7 +350,14 @@ fn oncall_names_the_year_of_dates_in_another_year_than_the_one_looked_at() {
          \x20 then:    carol        from  Mon 11 Jan 09:00  until Mon 18 Jan 09:00\n\
          \x20 then:    alice        from  Mon 18 Jan 09:00  until Mon 25 Jan 09:00\n\
          \x20 then:    bob          from  Mon 25 Jan 09:00  until Mon 01 Feb 09:00\n\
-         \x20 then:    carol        from  Mon 01 Feb 09:00  until Mon 08 Feb 09:00\n"
+         \x20 then:    carol        from  Mon 01 Feb 09:00  until Mon 08 Feb 09:00\n\
+         secondary (Europe/Berlin)\n\
+         \x20 on call: bob          since Mon 28 Dec 2026 09:00  until Mon 04 Jan 09:00\n\
+         \x20 then:    carol        from  Mon 04 Jan 09:00  until Mon 11 Jan 09:00\n\
+         \x20 then:    alice        from  Mon 11 Jan 09:00  until Mon 18 Jan 09:00\n\
+         \x20 then:    bob          from  Mon 18 Jan 09:00  until Mon 25 Jan 09:00\n\
+         \x20 then:    carol        from  Mon 25 Jan 09:00  until Mon 01 Feb 09:00\n\
+         \x20 then:    alice        from  Mon 01 Feb 09:00  until Mon 08 Feb 09:00\n"
     );
 }
 
@@ -343,7 +376,9 @@ fn check_config_echoes_the_time_looked_at_in_the_offset_it_was_given() {
         let stdout = text(&out.stdout);
         assert!(
             stdout.ends_with(&format!(
-                "at {at}:\n  route critical: texts carol\n  route warnings: muted\n"
+                "at {at}:\n  route critical: escalates by critical: primary (carol) now, then \
+                 after 10m secondary (alice), then after 15m ops-lead (carol); does not repeat\n  \
+                 route warnings: muted\n"
             )),
             "{stdout}"
         );
@@ -377,10 +412,78 @@ fn render_shows_the_text_without_control_characters_as_it_is_sent() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
+        RENDERED_FIRING
+            .replace("characters: 130", "characters: 138")
+            .replace(
+                "Disk on db1 is 95% full",
+                SUMMARY_WITHOUT_CONTROL_CHARACTERS
+            )
+    );
+}
+
+#[test]
+fn render_shows_the_first_page_of_an_escalating_route_to_each_person_of_step_1() {
+    // Step 1 pages the group oncall: alice and bob each get their page.
+    let dir = example_service_dir(Some(&|config: &mut yaml_serde::Value| {
+        config["escalation_policies"]["critical"]["steps"][0]["to"] =
+            yaml_serde::Value::Sequence(vec!["oncall".into()]);
+    }));
+    let out = run(&[
+        "render",
+        &example_config(&dir),
+        AT,
+        "examples/payloads/firing.json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = "encoding: GSM-7  characters: 130  segments: 1\n\
+                FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full\n\
+                Ack: https://pager.example.com/a/XXXXXXXXXXXXXXXXXXXXXXXX\n\n";
+    assert_eq!(
+        text(&out.stdout),
         format!(
-            "route: critical  recipient: bob  encoding: GSM-7  characters: 80  segments: 1\n\
-             FIRING DiskFull db1:9100 since Nov 25 10:05 CET: {SUMMARY_WITHOUT_CONTROL_CHARACTERS}\n\n"
+            "route: critical  escalates by critical: oncall (alice, bob) now, then after 10m \
+             secondary (carol), then after 15m ops-lead (carol); does not repeat\n\
+             step 1, as an incident opened now pages it (XXXXXXXXXXXXXXXXXXXXXXXX stands for each \
+             person's own code, as long):\n\
+             route: critical  recipient: alice  {page}\
+             route: critical  recipient: bob  {page}"
         )
+    );
+}
+
+#[test]
+fn render_says_that_a_resolved_group_on_an_escalating_route_ends_its_incident() {
+    let dir = example_service_dir(None);
+    let out = run(&[
+        "render",
+        &example_config(&dir),
+        AT,
+        "examples/payloads/resolved.json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "route: critical  escalates by critical: the alerts resolved: their incident ends, and \
+         everyone it paged gets the resolved SMS\n\n"
+    );
+}
+
+#[test]
+fn render_says_that_a_muted_escalating_route_pages_nobody() {
+    let dir = example_service_dir(Some(&|config: &mut yaml_serde::Value| {
+        config["routes"][0]["active_time_intervals"] =
+            yaml_serde::Value::Sequence(vec!["business-hours".into()]);
+    }));
+    let out = run(&[
+        "render",
+        &example_config(&dir),
+        "--at=2026-11-25T03:00:00+01:00",
+        "examples/payloads/firing.json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "no SMS: the routes that take its alerts are muted at this time (time intervals)\n"
     );
 }
 

@@ -325,13 +325,16 @@ async fn sipgate_api_url_in_the_environment_points_the_unedited_example_elsewher
     assert_eq!(response.status(), 200, "log:\n{}", service.log());
     let loaded = alertmanager_sipgate::config::Config::load_with_env(&config, &|_| None).unwrap();
     let on_call = loaded.schedules["primary"].who(chrono::Utc::now());
-    let text = "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full";
+    // The example's critical route escalates: step 1 pages the primary with a link.
+    let sent = sent_sms(&fake).await;
+    let [(number, text)] = &sent[..] else {
+        panic!("one SMS expected: {sent:?}")
+    };
+    assert_eq!(number, loaded.recipients[on_call].e164());
     assert_eq!(
-        sent_sms(&fake).await,
-        [(
-            loaded.recipients[on_call].e164().to_string(),
-            text.to_string()
-        )]
+        split_at_ack_code(text).0,
+        "FIRING DiskFull db1:9100 since Nov 25 10:05 CET: Disk on db1 is 95% full\n\
+         Ack: https://pager.example.com/a/"
     );
     assert_eq!(credential_checks(&fake).await, 1);
     assert!(

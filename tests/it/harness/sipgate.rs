@@ -202,6 +202,21 @@ pub async fn sent_sms(fake: &MockServer) -> Vec<(String, String)> {
     sent
 }
 
+/// A page's text up to its acknowledgement code, and the code, which is random: checked to have
+/// a code's shape (and to be the text's end).
+pub fn split_at_ack_code(text: &str) -> (&str, &str) {
+    let at = text
+        .rfind("/a/")
+        .unwrap_or_else(|| panic!("no acknowledgement link in {text:?}"))
+        + "/a/".len();
+    let (before, code) = text.split_at(at);
+    assert!(
+        alertmanager_sipgate::escalation::code::incident_of(code).is_some(),
+        "not an acknowledgement code: {code:?}"
+    );
+    (before, code)
+}
+
 /// How many requests the fake received for each recipient number.
 pub async fn requests_per_recipient(
     fake: &MockServer,
