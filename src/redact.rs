@@ -47,6 +47,31 @@ pub fn phone_numbers(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// What stands after `/a/` in a link: the code, a credential.
+const ACK_PATH: &str = "/a/";
+
+/// `text` with the code of every acknowledgement link replaced by `*`, so that a log of an SMS
+/// (dry-run) cannot acknowledge anything; borrowed when there is none.
+pub fn ack_codes(text: &str) -> Cow<'_, str> {
+    if !text.contains(ACK_PATH) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(ACK_PATH) {
+        let (before, after) = rest.split_at(at + ACK_PATH.len());
+        out.push_str(before);
+        let code = after
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            .count();
+        out.push_str(&"*".repeat(code));
+        rest = &after[code..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 /// Where the digits of the number that starts with the digit at `start` stand.
 fn digits_of_number_at(bytes: &[u8], start: usize) -> Vec<usize> {
     let mut digits = vec![start];
@@ -70,6 +95,16 @@ fn digits_of_number_at(bytes: &[u8], start: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_codes_of_acknowledgement_links_are_masked() {
+        assert_eq!(
+            ack_codes("FIRING x\nAck: https://p.example.com/a/Ab-_9AAAAAAAAAAAAAAAAAAA"),
+            "FIRING x\nAck: https://p.example.com/a/************************"
+        );
+        assert_eq!(ack_codes("/a/xy and /a/z."), "/a/** and /a/*.");
+        assert!(matches!(ack_codes("no link"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn every_way_of_writing_a_number_is_masked() {

@@ -431,7 +431,7 @@ impl Deliverer {
         tracing::info!(
             route = %sms.route,
             recipient = %sms.recipient,
-            text = %text,
+            text = %crate::redact::ack_codes(text),
             "dry-run: SMS not sent"
         );
         self.inner.metrics.sms_dry_run(&sms.route);

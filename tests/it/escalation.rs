@@ -532,3 +532,26 @@ async fn a_replica_killed_during_an_escalation_leaves_the_next_step_to_the_other
     assert_eq!(texts_to(&fake, CAROL).await.len(), 1);
     drop(opener);
 }
+
+/// A dry run logs each SMS, but an acknowledgement link's code is a credential: masked.
+#[tokio::test]
+async fn dry_run_logs_a_page_without_its_code() {
+    let fake = FakeSipgate::new().start().await;
+    let service = Service::start_with_flags(&escalating(&fake.uri()), &["--dry-run"]).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/alerts", service.url))
+        .basic_auth("am", Some("pw"))
+        .body(fixture("firing-diskfull.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let log = eventually(std::time::Duration::from_secs(10), "the page is logged", || {
+        let log = service.log();
+        async move { log.contains("dry-run: SMS not sent").then_some(log) }
+    })
+    .await;
+    let links: Vec<&str> = log.split("/a/").skip(1).collect();
+    assert_eq!(links.len(), 1, "{log}");
+    assert!(links[0].starts_with(&format!("{}\"", "*".repeat(24))), "{log}");
+}
