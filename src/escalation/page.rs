@@ -90,22 +90,11 @@ impl Trailer<'_> {
             text.push_str(&format!(
                 "\nNot acknowledged by {} for {}",
                 missed.people,
-                short_duration(missed.since_first_page)
+                crate::text::duration::short(missed.since_first_page)
             ));
         }
         text.push_str(&format!("\nAck: {external_url}/a/{}", self.code));
         text
-    }
-}
-
-/// `10m`, `1h5m`: minutes are what a person on call counts in.
-fn short_duration(d: Duration) -> String {
-    let minutes = d.as_secs() / 60;
-    match (minutes / 60, minutes % 60) {
-        (0, 0) => format!("{}s", d.as_secs()),
-        (0, m) => format!("{m}m"),
-        (h, 0) => format!("{h}h"),
-        (h, m) => format!("{h}h{m}m"),
     }
 }
 
@@ -132,7 +121,7 @@ mod tests {
         };
         assert_eq!(
             later.text("https://pager.example.com"),
-            "\nNot acknowledged by alice, bob for 1h5m\nAck: https://pager.example.com/a/c0de"
+            "\nNot acknowledged by alice, bob for 1h 5m\nAck: https://pager.example.com/a/c0de"
         );
     }
 }

@@ -2,6 +2,7 @@
 //! composing and fitting one SMS per recipient into its segment budget.
 
 pub mod compose;
+pub mod duration;
 pub mod fields;
 pub mod plural;
 pub mod sms;

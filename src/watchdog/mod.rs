@@ -165,7 +165,7 @@ impl WatchdogJob {
                 silent_for: Duration::from_millis(now_ms.saturating_sub(since)),
                 heartbeat_seen: last_beat.is_some(),
             };
-            let texted = short_duration(alarm.silent_for);
+            let texted = crate::text::duration::short(alarm.silent_for);
             if alarm.heartbeat_seen {
                 tracing::error!(
                     silent_for = %texted,
@@ -209,7 +209,7 @@ impl WatchdogJob {
                     silent_for: Duration::from_millis(since.saturating_sub(silence)),
                     heartbeat_seen: !from_start,
                 };
-                let silent_for = short_duration(alarm.silent_for);
+                let silent_for = crate::text::duration::short(alarm.silent_for);
                 if from_start {
                     tracing::info!(
                         %silent_for,
@@ -259,7 +259,7 @@ async fn send(
         .format("%b %d %H:%M %Z")
         .to_string();
     let data = WatchdogData {
-        silent_for: short_duration(alarm.silent_for),
+        silent_for: crate::text::duration::short(alarm.silent_for),
         last_heartbeat,
         heartbeat_seen: alarm.heartbeat_seen,
     };
@@ -306,20 +306,6 @@ async fn send(
         matches!(r.outcome, Outcome::Sent | Outcome::DryRun)
             || r.reason == Some(SuppressReason::Duplicate.as_str())
     })
-}
-
-/// `45s`, `12m`, `1h 5m`, `2d 3h`: the two largest units.
-fn short_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (days, hours, minutes) {
-        (0, 0, 0) => format!("{seconds}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, 0) => format!("{h}h"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, 0, _) => format!("{d}d"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
 }
 
 #[cfg(test)]
@@ -469,14 +455,5 @@ mod tests {
         replica.tick("2026-01-12T08:20:06Z").await;
         replica.tick("2026-01-12T08:20:11Z").await;
         assert!(replica.sms().ends_with(" 2"), "{}", replica.sms());
-    }
-
-    #[test]
-    fn durations_read_short() {
-        let d = |s| short_duration(Duration::from_secs(s));
-        assert_eq!(
-            [d(45), d(600), d(3600), d(3900), d(86_400), d(97_200)],
-            ["45s", "10m", "1h", "1h 5m", "1d", "1d 3h"]
-        );
     }
 }

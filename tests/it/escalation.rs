@@ -546,12 +546,19 @@ async fn dry_run_logs_a_page_without_its_code() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let log = eventually(std::time::Duration::from_secs(10), "the page is logged", || {
-        let log = service.log();
-        async move { log.contains("dry-run: SMS not sent").then_some(log) }
-    })
+    let log = eventually(
+        std::time::Duration::from_secs(10),
+        "the page is logged",
+        || {
+            let log = service.log();
+            async move { log.contains("dry-run: SMS not sent").then_some(log) }
+        },
+    )
     .await;
     let links: Vec<&str> = log.split("/a/").skip(1).collect();
     assert_eq!(links.len(), 1, "{log}");
-    assert!(links[0].starts_with(&format!("{}\"", "*".repeat(24))), "{log}");
+    assert!(
+        links[0].starts_with(&format!("{}\"", "*".repeat(24))),
+        "{log}"
+    );
 }
