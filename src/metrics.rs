@@ -557,9 +557,9 @@ impl Metrics {
         }
     }
 
-    /// The open incidents per route, as the state store lists them now; routes not given are 0.
+    /// The open incidents per escalating route, as the state store lists them now.
     pub fn incidents_open(&self, routes: &[Route], open: &[&str]) {
-        for route in routes {
+        for route in routes.iter().filter(|r| r.escalation.is_some()) {
             let count = open.iter().filter(|r| **r == route.name).count();
             self.escalation
                 .incidents_open
