@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
+use crate::alertmanager::Alertmanager;
 use crate::config::Config;
 use crate::delivery::Deliverer;
 use crate::live::{Credentials, Live};
@@ -68,15 +69,20 @@ impl Fixture {
         let metrics = Metrics::new().unwrap();
         let provider = Arc::new(Recording::default());
         let store: Arc<dyn StateStore> = Arc::new(Monitored::new(store, metrics.clone()));
+        // As `Live::new` builds it: an `alertmanager:` section in `yaml` is a client of it.
+        let alertmanager = config
+            .alertmanager
+            .as_ref()
+            .map(|am| Alertmanager::new(am).unwrap());
         Fixture {
             live: Live {
-                config,
                 outlet: Outlet::Provider {
                     name: "Recording",
                     provider: provider.clone(),
                 },
                 credentials: Credentials::new(false),
-                alertmanager: None,
+                config,
+                alertmanager,
             },
             heartbeats: Heartbeats::new(store.clone(), metrics.clone()),
             deliverer: Deliverer::new(store, 8, 100, Handle::current(), metrics.clone()),

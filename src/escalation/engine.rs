@@ -1177,4 +1177,491 @@ routes:
             "bob is paged: nothing was acknowledged"
         );
     }
+
+    /// Alertmanager's side of the engine: a fake Alertmanager on loopback, asked as the job asks.
+    mod alertmanager {
+        use std::net::TcpListener;
+
+        use serde_json::{Value, json};
+        use wiremock::matchers::{body_json, method, path, query_param};
+        use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+        use super::*;
+
+        /// `CONFIG` with the Alertmanagers at `urls`.
+        fn watched(urls: &[String]) -> Fixture {
+            let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+            let yaml = format!(
+                "{CONFIG}alertmanager: {{urls: [{}], timeout: 5s}}\n",
+                urls.join(", ")
+            );
+            Fixture::on(&yaml, store())
+        }
+
+        /// A loopback address nothing listens on.
+        fn nobody() -> String {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", listener.local_addr().unwrap())
+        }
+
+        /// Runs `work` with the paused clock held still while it waits for loopback answers,
+        /// which take real time: waiting, the runtime would move the clock on to the client's
+        /// timeout. A blocking task that runs keeps it still (tokio's "preventing auto-advance").
+        async fn held_still<T>(work: impl Future<Output = T>) -> T {
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let hold = tokio::task::spawn_blocking(move || released.recv());
+            let done = work.await;
+            drop(release);
+            let _ = hold.await;
+            done
+        }
+
+        /// A look of the job at `now`: the due steps paged, every open incident watched.
+        async fn watch(f: &Fixture, now: DateTime<Utc>) {
+            held_still(async {
+                let engine = engine(f, now);
+                for incident in engine.open_incidents().await.unwrap() {
+                    engine.page_due(&incident.id).await.unwrap();
+                    engine.watch(&incident).await;
+                }
+            })
+            .await;
+        }
+
+        async fn acknowledge(f: &Fixture, now: DateTime<Utc>, code: &str) -> Acknowledged {
+            held_still(engine(f, now).acknowledge(code, true))
+                .await
+                .unwrap()
+        }
+
+        /// Alertmanager's `gettableAlert` of `DiskFull` on `instance`, silenced by `silences`.
+        fn held(instance: &str, silences: &[&str]) -> Value {
+            json!({
+                "fingerprint": format!("f-{instance}"),
+                "labels": {"alertname": "DiskFull", "instance": instance, "severity": "critical"},
+                "annotations": {"summary": format!("Disk on {instance} is full")},
+                "startsAt": "2026-11-25T09:55:00Z",
+                "endsAt": "2026-11-25T12:00:00Z",
+                "updatedAt": "2026-11-25T09:55:00Z",
+                "receivers": [{"name": "sms"}],
+                "status": {
+                    "state": if silences.is_empty() { "active" } else { "suppressed" },
+                    "silencedBy": silences,
+                    "inhibitedBy": [],
+                }
+            })
+        }
+
+        /// From now on `GET /api/v2/alerts` of the group answers `alerts`; what was mocked and
+        /// asked before is forgotten.
+        async fn holding(am: &MockServer, alerts: Vec<Value>) {
+            am.reset().await;
+            Mock::given(method("GET"))
+                .and(path("/api/v2/alerts"))
+                .and(query_param("filter", r#"alertname="DiskFull""#))
+                .and(query_param("active", "true"))
+                .and(query_param("silenced", "true"))
+                .and(query_param("inhibited", "true"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(alerts))
+                .mount(am)
+                .await;
+        }
+
+        /// The body of this service's silence of the `DiskFull` group, as posted.
+        fn silence_body(id: Option<&str>, by: &str, starts: &str, ends: &str) -> Value {
+            let mut body = json!({
+                "matchers": [
+                    {"name": "alertname", "value": "DiskFull", "isRegex": false, "isEqual": true}
+                ],
+                "startsAt": starts,
+                "endsAt": ends,
+                "createdBy": "alertmanager-sipgate",
+                "comment": format!("Acknowledged by {by} via SMS"),
+            });
+            if let Some(id) = id {
+                body["id"] = json!(id);
+            }
+            body
+        }
+
+        /// Answers a posted silence with `id`, once.
+        async fn makes_silence(am: &MockServer, body: Value, id: &str) {
+            Mock::given(method("POST"))
+                .and(path("/api/v2/silences"))
+                .and(body_json(body))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({"silenceID": id})))
+                .expect(1)
+                .mount(am)
+                .await;
+        }
+
+        async fn requests(am: &MockServer) -> Vec<String> {
+            am.received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .map(|r: &Request| format!("{} {}", r.method, r.url.path()))
+                .collect()
+        }
+
+        /// The value of `series`, 0 while it has none.
+        fn metric(f: &Fixture, series: &str) -> f64 {
+            f.metrics
+                .render()
+                .lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+                .unwrap_or(0.0)
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn acknowledge_and_silence_posts_the_groups_silence_and_records_it() {
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            let alice = code_in(&sent_since(&f, &mut seen)[0].1);
+            makes_silence(
+                &am,
+                silence_body(
+                    None,
+                    "alice",
+                    "2026-11-25T10:02:00Z",
+                    "2026-11-25T11:02:00Z",
+                ),
+                "s-1",
+            )
+            .await;
+            let acked = acknowledge(&f, at(2, 0), &alice).await;
+            assert!(acked.now);
+            assert_eq!(acked.silenced, Some(Ok(())));
+            let incident = engine(&f, at(2, 0)).visit(&alice).await.unwrap().incident;
+            assert_eq!(
+                incident.silence,
+                Some(OwnSilence {
+                    id: "s-1".to_string(),
+                    until: millis_at(at(62, 0)),
+                })
+            );
+            assert_eq!(requests(&am).await, ["POST /api/v2/silences"]);
+            am.verify().await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_acknowledgement_holds_when_no_alertmanager_can_make_its_silence() {
+            let am = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(500))
+                .mount(&am)
+                .await;
+            let f = watched(&[nobody(), am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            let alice = code_in(&sent_since(&f, &mut seen)[0].1);
+            let acked = acknowledge(&f, at(2, 0), &alice).await;
+            assert!(acked.now);
+            let Some(Err(error)) = acked.silenced else {
+                panic!("{:?}", acked.silenced);
+            };
+            assert!(
+                error.starts_with("no Alertmanager answered: 127.0.0.1:"),
+                "{error}"
+            );
+            assert!(error.ends_with(": HTTP 500"), "{error}");
+            assert!(!error.contains("DiskFull"), "{error}");
+            assert_eq!(
+                metric(
+                    &f,
+                    "alertmanager_sipgate_alertmanager_errors_total{operation=\"silence\"}"
+                ),
+                1.0
+            );
+            let incident = engine(&f, at(2, 0)).visit(&alice).await.unwrap().incident;
+            assert_eq!(incident.ack.unwrap().by.as_deref(), Some("alice"));
+            assert_eq!(incident.silence, None);
+            look(&f, at(10, 0)).await;
+            look(&f, at(600, 0)).await;
+            assert_eq!(sent_since(&f, &mut seen), vec![], "the escalation stopped");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_silence_made_by_someone_else_over_all_the_alerts_acknowledges() {
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1", "db2"]), T0).await;
+            holding(&am, vec![held("db1", &[]), held("db2", &[])]).await;
+            watch(&f, at(10, 0)).await;
+            assert_eq!(sent_since(&f, &mut seen).len(), 2, "alice, then bob");
+            // Someone silences db1 only: not acknowledged, carol is paged at her time.
+            holding(&am, vec![held("db1", &["theirs"]), held("db2", &[])]).await;
+            watch(&f, at(12, 0)).await;
+            assert_eq!(sent_since(&f, &mut seen), vec![]);
+            // Then both: acknowledged by silence; everyone paged is told, nobody more is paged.
+            holding(
+                &am,
+                vec![held("db1", &["theirs"]), held("db2", &["theirs", "more"])],
+            )
+            .await;
+            watch(&f, at(13, 0)).await;
+            let ack = "ACK DiskFull by silence".to_string();
+            assert_eq!(
+                sent_since(&f, &mut seen),
+                vec![(ALICE.to_string(), ack.clone()), (BOB.to_string(), ack)]
+            );
+            watch(&f, at(25, 0)).await;
+            watch(&f, at(100, 0)).await;
+            assert_eq!(sent_since(&f, &mut seen), vec![]);
+            assert_eq!(
+                metric(
+                    &f,
+                    "alertmanager_sipgate_acknowledgements_total{via=\"silence\"}"
+                ),
+                1.0
+            );
+            let incident = engine(&f, at(100, 0)).open_incidents().await.unwrap();
+            assert_eq!(incident[0].ack.as_ref().unwrap().via, Via::Silence);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn this_services_own_silence_is_not_an_acknowledgement_by_silence() {
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            watch(&f, at(10, 0)).await;
+            let bob = code_in(&sent_since(&f, &mut seen)[1].1);
+            makes_silence(
+                &am,
+                silence_body(None, "bob", "2026-11-25T10:11:00Z", "2026-11-25T11:11:00Z"),
+                "ours",
+            )
+            .await;
+            acknowledge(&f, at(11, 0), &bob).await;
+            assert_eq!(
+                sent_since(&f, &mut seen),
+                vec![(ALICE.to_string(), "ACK DiskFull by bob".to_string())]
+            );
+            holding(&am, vec![held("db1", &["ours"])]).await;
+            watch(&f, at(12, 0)).await;
+            watch(&f, at(25, 0)).await;
+            assert_eq!(sent_since(&f, &mut seen), vec![]);
+            let incidents = engine(&f, at(25, 0)).open_incidents().await.unwrap();
+            let ack = incidents[0].ack.as_ref().unwrap();
+            assert_eq!((ack.by.as_deref(), ack.via), (Some("bob"), Via::Link));
+            assert_eq!(
+                metric(
+                    &f,
+                    "alertmanager_sipgate_acknowledgements_total{via=\"silence\"}"
+                ),
+                0.0
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn alerts_of_other_groups_in_the_answer_are_not_the_incidents() {
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            // An Alertmanager that ignores the filter: other groups' alerts, all silenced by
+            // someone, beside the incident's own, unsilenced one.
+            let mut other = held("web1", &["theirs"]);
+            other["labels"]["alertname"] = json!("HighLatency");
+            other["fingerprint"] = json!("f-other");
+            holding(&am, vec![other.clone(), held("db1", &[])]).await;
+            watch(&f, at(10, 0)).await;
+            assert_eq!(sent_since(&f, &mut seen).len(), 2, "alice, then bob");
+            // Only the others left: the incident's alert is gone, it resolved.
+            holding(&am, vec![other]).await;
+            watch(&f, at(11, 0)).await;
+            let resolved =
+                "RESOLVED DiskFull db1 at Nov 25 10:11 UTC: Disk on db1 is full".to_string();
+            assert_eq!(
+                sent_since(&f, &mut seen),
+                vec![
+                    (ALICE.to_string(), resolved.clone()),
+                    (BOB.to_string(), resolved)
+                ]
+            );
+            assert_eq!(
+                metric(
+                    &f,
+                    "alertmanager_sipgate_acknowledgements_total{via=\"silence\"}"
+                ),
+                0.0
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn alerts_gone_from_alertmanager_end_the_incident_once_and_expire_its_silence() {
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            holding(&am, vec![held("db1", &[])]).await;
+            watch(&f, at(10, 0)).await;
+            let bob = code_in(&sent_since(&f, &mut seen)[1].1);
+            makes_silence(
+                &am,
+                silence_body(None, "bob", "2026-11-25T10:11:00Z", "2026-11-25T11:11:00Z"),
+                "s-1",
+            )
+            .await;
+            acknowledge(&f, at(11, 0), &bob).await;
+            sent_since(&f, &mut seen);
+            // The silenced group resolves: Alertmanager sends no notification, its alert is gone.
+            holding(&am, vec![]).await;
+            Mock::given(method("DELETE"))
+                .and(path("/api/v2/silence/s-1"))
+                .respond_with(ResponseTemplate::new(200))
+                .expect(1)
+                .mount(&am)
+                .await;
+            watch(&f, at(20, 0)).await;
+            // Resolved when Alertmanager was seen without them.
+            let resolved =
+                "RESOLVED DiskFull db1 at Nov 25 10:20 UTC: Disk on db1 is full".to_string();
+            assert_eq!(
+                sent_since(&f, &mut seen),
+                vec![
+                    (ALICE.to_string(), resolved.clone()),
+                    (BOB.to_string(), resolved)
+                ]
+            );
+            assert_eq!(
+                requests(&am).await,
+                ["GET /api/v2/alerts", "DELETE /api/v2/silence/s-1"]
+            );
+            assert!(
+                engine(&f, at(20, 0))
+                    .open_incidents()
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // Neither the next look nor a late resolved notification tells anyone again.
+            watch(&f, at(21, 0)).await;
+            f.run(&group("resolved", &["db1"]), &at(22, 0).to_rfc3339())
+                .await;
+            assert_eq!(sent_since(&f, &mut seen), vec![]);
+            assert_eq!(requests(&am).await.len(), 2);
+            am.verify().await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn the_escalation_goes_on_while_alertmanager_is_down() {
+            let am = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(503))
+                .mount(&am)
+                .await;
+            let f = watched(&[am.uri(), nobody()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            sent_since(&f, &mut seen);
+            watch(&f, at(9, 59)).await;
+            assert_eq!(sent_since(&f, &mut seen), vec![]);
+            watch(&f, at(10, 0)).await;
+            let paged = sent_since(&f, &mut seen);
+            assert_eq!(paged.len(), 1);
+            assert_eq!(paged[0].0, BOB);
+            assert_eq!(
+                metric(
+                    &f,
+                    "alertmanager_sipgate_alertmanager_errors_total{operation=\"alerts\"}"
+                ),
+                2.0
+            );
+            assert_eq!(
+                engine(&f, at(10, 0)).open_incidents().await.unwrap().len(),
+                1
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn our_silence_is_renewed_when_less_than_half_of_it_is_left() {
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            let alice = code_in(&sent_since(&f, &mut seen)[0].1);
+            makes_silence(
+                &am,
+                silence_body(
+                    None,
+                    "alice",
+                    "2026-11-25T10:02:00Z",
+                    "2026-11-25T11:02:00Z",
+                ),
+                "s-1",
+            )
+            .await;
+            acknowledge(&f, at(2, 0), &alice).await;
+            holding(&am, vec![held("db1", &["s-1"])]).await;
+            // 30 min left is half: not yet.
+            watch(&f, at(32, 0)).await;
+            assert_eq!(requests(&am).await, ["GET /api/v2/alerts"]);
+            Mock::given(method("GET"))
+                .and(path("/api/v2/silence/s-1"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                    "id": "s-1",
+                    "matchers": [{"name": "alertname", "value": "DiskFull", "isRegex": false, "isEqual": true}],
+                    "startsAt": "2026-11-25T10:02:00.123Z",
+                    "endsAt": "2026-11-25T11:02:00Z",
+                    "updatedAt": "2026-11-25T10:02:00.123Z",
+                    "createdBy": "alertmanager-sipgate",
+                    "comment": "Acknowledged by alice via SMS",
+                    "status": {"state": "active"}
+                })))
+                .mount(&am)
+                .await;
+            makes_silence(
+                &am,
+                silence_body(
+                    Some("s-1"),
+                    "alice",
+                    "2026-11-25T10:02:00.123Z",
+                    "2026-11-25T11:32:01Z",
+                ),
+                "s-1",
+            )
+            .await;
+            watch(&f, at(32, 1)).await;
+            assert_eq!(
+                requests(&am).await,
+                [
+                    "GET /api/v2/alerts",
+                    "GET /api/v2/alerts",
+                    "GET /api/v2/silence/s-1",
+                    "POST /api/v2/silences"
+                ]
+            );
+            let incident = engine(&f, at(33, 0)).visit(&alice).await.unwrap().incident;
+            assert_eq!(
+                incident.silence,
+                Some(OwnSilence {
+                    id: "s-1".to_string(),
+                    until: millis_at(at(92, 1)),
+                })
+            );
+            // Renewed, it is not renewed again at the next look.
+            watch(&f, at(33, 0)).await;
+            assert_eq!(requests(&am).await.len(), 5);
+            am.verify().await;
+            assert_eq!(sent_since(&f, &mut seen), vec![]);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_incident_from_grafana_is_not_looked_up_in_alertmanager() {
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            let grafana = group("firing", &["db1"]).replacen('{', r#"{"version":"1","#, 1);
+            f.run(&grafana, T0).await;
+            assert_eq!(sent_since(&f, &mut seen).len(), 1);
+            watch(&f, at(10, 0)).await;
+            assert_eq!(sent_since(&f, &mut seen)[0].0, BOB);
+            assert_eq!(requests(&am).await, Vec::<String>::new());
+        }
+    }
 }
