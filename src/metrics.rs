@@ -52,7 +52,7 @@ impl EscalationFamilies {
                 IntGaugeVec::new(
                     opts(
                         "incidents_open",
-                        "Incidents whose alerts still fire, by route (escalating or not).",
+                        "Incidents whose alerts still fire, by escalating route.",
                     ),
                     &["route"],
                 )?,

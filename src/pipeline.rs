@@ -22,6 +22,8 @@ use crate::watchdog::heartbeat::Heartbeats;
 pub struct Report {
     pub sms: Vec<SmsReport>,
     pub unrouted_alerts: usize,
+    /// Incidents whose change the state store did not take, with nothing sent instead.
+    pub unrecorded: usize,
 }
 
 impl Report {
@@ -35,7 +37,7 @@ impl Report {
     /// Every SMS went out, was sent before, or was held back on purpose: the caller may
     /// forget the notification.
     pub fn all_delivered(&self) -> bool {
-        self.failed() == 0
+        self.failed() == 0 && self.unrecorded == 0
     }
 }
 
@@ -159,7 +161,8 @@ pub async fn run(
         record_heartbeat,
         escalations
     );
-    sms.extend(escalated.into_iter().flatten());
+    let unrecorded = escalated.iter().filter(|e| e.unrecorded).count();
+    sms.extend(escalated.into_iter().flat_map(|e| e.sms));
     sms.extend(
         plan.held
             .iter()
@@ -168,6 +171,7 @@ pub async fn run(
     let report = Report {
         sms,
         unrouted_alerts: plan.unrouted,
+        unrecorded,
     };
     if notification.alerts.is_empty() && !beats.is_empty() {
         log_heartbeats_only(&beats, started);

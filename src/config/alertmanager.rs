@@ -20,6 +20,10 @@ pub struct AlertmanagerConfig {
     pub urls: Vec<String>,
     /// The longest one request may take, answer included.
     pub timeout: Duration,
+    /// How long an incident's alerts, once seen in Alertmanager, must be missing from it before
+    /// they count as resolved: longer than Prometheus takes to send them again to an
+    /// Alertmanager that restarted (which keeps no alerts), so that a restart is no resolution.
+    pub resolved_after: Duration,
     pub auth: Option<AlertmanagerAuth>,
     pub tls: AlertmanagerTls,
 }
@@ -64,6 +68,7 @@ pub(super) struct RawAlertmanager {
     #[serde(default)]
     urls: Vec<String>,
     timeout: Option<String>,
+    resolved_after: Option<String>,
     basic_auth: Option<RawBasicAuth>,
     authorization: Option<RawAuthorization>,
     tls_config: Option<RawTls>,
@@ -108,6 +113,14 @@ pub(super) fn alertmanager_config(
         "alertmanager.timeout",
         problems,
     );
+    // Prometheus sends firing alerts again every minute (--rules.alert.resend-delay).
+    let resolved_after = duration_at_most(
+        raw.resolved_after.as_deref(),
+        Duration::from_secs(180),
+        Duration::from_secs(86_400),
+        "alertmanager.resolved_after",
+        problems,
+    );
     if raw.basic_auth.is_some() && raw.authorization.is_some() {
         problem(
             problems,
@@ -131,6 +144,7 @@ pub(super) fn alertmanager_config(
     AlertmanagerConfig {
         urls,
         timeout,
+        resolved_after,
         auth: basic.or(authorization),
         tls,
     }
@@ -295,6 +309,7 @@ mod tests {
             ["http://alertmanager-0:9093", "https://am.example/prefix"]
         );
         assert_eq!(c.timeout, Duration::from_secs(10));
+        assert_eq!(c.resolved_after, Duration::from_secs(180));
         assert!(c.auth.is_none());
         assert!(c.tls.ca.is_none());
         assert!(!c.tls.insecure_skip_verify);
@@ -437,6 +452,10 @@ mod tests {
                 "alertmanager.timeout: must be at most 5m, got 1h",
             ),
             (
+                "{urls: [\"http://am:9093\"], resolved_after: 2d}",
+                "alertmanager.resolved_after: must be at most 1day, got 2days",
+            ),
+            (
                 "{urls: [\"http://am:9093\"], basic_auth: {username: sms}}",
                 "alertmanager.basic_auth.password: missing: set it or its _file variant",
             ),
@@ -475,7 +494,7 @@ mod tests {
             (
                 "{urls: [\"http://am:9093\"], bearer_token: t0k3n}",
                 "alertmanager.bearer_token: unknown field `bearer_token`, expected one of `urls`, \
-                 `timeout`, `basic_auth`, `authorization`, `tls_config`",
+                 `timeout`, `resolved_after`, `basic_auth`, `authorization`, `tls_config`",
             ),
             (
                 "{urls: [\"http://am:9093\"], tls_config: {cert_file: c.pem}}",

@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::alertmanager::Silence as AmSilence;
-use crate::clock::{Millis, millis_at};
+use crate::clock::{Millis, millis, millis_at};
 use crate::delivery::{Deliverer, Policy as DeliveryPolicy};
 use crate::escalation::code;
-use crate::escalation::incident::{Incident, Next, OwnSilence, Via};
+use crate::escalation::incident::{Ack, Incident, Next, OwnSilence, Page, Via};
 use crate::escalation::page::{self, Missed, Trailer};
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -22,7 +22,7 @@ use crate::model::outcome::{Outcome, SmsReport};
 use crate::routing::policy::Policy;
 use crate::routing::{Delivery, Route};
 use crate::state::{StateError, StateStore, Swap};
-use crate::text::compose::{Sms, compose};
+use crate::text::compose::{Sms, compose, compose_with_trailer};
 
 /// How long a silence of an acknowledgement lasts; renewed while its alerts fire.
 const SILENCE_SPAN: chrono::Duration = chrono::Duration::hours(1);
@@ -63,6 +63,14 @@ pub struct Visit {
     pub incident: Incident,
     /// Whose link it is.
     pub person: String,
+}
+
+/// What a notification did to the incidents of its escalating routes.
+#[derive(Debug, Default)]
+pub struct Notified {
+    pub sms: Vec<SmsReport>,
+    /// A change could not be recorded and nothing was sent instead: the sender must retry.
+    pub unrecorded: bool,
 }
 
 /// What a POST to an acknowledgement link did.
@@ -120,17 +128,24 @@ impl<'a> Escalation<'a> {
     /// The alerts `route` took from a notification: a firing group opens its incident (and pages
     /// the first step at once) or updates it; new alerts of an acknowledged incident go to whoever
     /// acknowledged; a resolved group ends it and tells everyone paged.
-    pub async fn notify(&self, route: &Route, group: Notification) -> Vec<SmsReport> {
+    pub async fn notify(&self, route: &Route, group: Notification) -> Notified {
         let Some(policy) = route.escalation.as_deref() else {
-            return Vec::new();
+            return Notified::default();
         };
         let id = code::incident_id(&route.name, &group_identity(&group));
         if group.count(AlertStatus::Firing) == 0 {
-            return match self.resolve(route, &id, group.alerts).await {
-                Ok(reports) => reports,
+            return match self.resolve(route, &id, group.alerts, None).await {
+                Ok(sms) => Notified {
+                    sms,
+                    unrecorded: false,
+                },
                 Err(e) => {
-                    tracing::warn!(route = %route.name, incident = %id, error = %e, "could not end the incident; it ends when Alertmanager no longer has its alerts or at the next resolved notification");
-                    Vec::new()
+                    // Who was paged is in the store: the caller retries until it answers.
+                    tracing::warn!(route = %route.name, incident = %id, error = %e, "could not end the incident; the notification is to be sent again");
+                    Notified {
+                        sms: Vec::new(),
+                        unrecorded: true,
+                    }
                 }
             };
         }
@@ -146,18 +161,26 @@ impl<'a> Escalation<'a> {
                         .filter(|a| !known.split('\u{0}').any(|f| f == a.fingerprint))
                         .cloned()
                         .collect();
-                    let told = match &incident.ack {
-                        Some(ack) if !new.is_empty() => match &ack.by {
+                    let everyone_paged = || {
+                        incident
+                            .paged_people()
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect()
+                    };
+                    let told = match (&incident.ack, incident.next) {
+                        _ if new.is_empty() => Vec::new(),
+                        (Some(ack), _) => match &ack.by {
                             Some(person) => vec![person.clone()],
-                            None => incident
-                                .paged_people()
-                                .iter()
-                                .map(|p| p.to_string())
-                                .collect(),
+                            None => everyone_paged(),
                         },
-                        _ => Vec::new(),
+                        // Out of steps: nobody would hear of them otherwise.
+                        (None, None) => everyone_paged(),
+                        (None, Some(_)) => Vec::new(),
                     };
                     incident.notification = group.clone();
+                    // Alerts that fire are held by Alertmanager, whatever a look found.
+                    incident.missing_since = None;
                     Edit::Write(Box::new(incident), Some((told, new)))
                 }
                 _ => Edit::Write(
@@ -185,19 +208,25 @@ impl<'a> Escalation<'a> {
                 // A page is never held back because the store is down: the first step gets the
                 // usual SMS, without a link nobody could use.
                 tracing::warn!(route = %route.name, policy, error = %e, "incident not recorded; the first step is paged without escalation or acknowledgement link");
-                return self.page_without_incident(route, policy, &group).await;
+                return Notified {
+                    sms: self.page_without_incident(route, policy, &group).await,
+                    unrecorded: false,
+                };
             }
         };
         match self.page_due(&id).await {
             Ok(paged) => reports.extend(paged),
             Err(e) => {
-                // Whether the first step went out is unknown: the usual SMS now (its ledger key
-                // keeps a retry from sending it twice), the escalation when the store answers.
+                // The store failed before the step went out (after, `page_due` answers with
+                // what was sent): the usual SMS now, the escalation when the store answers.
                 tracing::warn!(route = %route.name, incident = %id, error = %e, "the due step was not paged through the incident; its people get the usual SMS");
                 reports.extend(self.page_without_incident(route, policy, &group).await);
             }
         }
-        reports
+        Notified {
+            sms: reports,
+            unrecorded: false,
+        }
     }
 
     /// Pages the step of incident `id` that is due, if one is, and moves the incident on once
@@ -229,6 +258,9 @@ impl<'a> Escalation<'a> {
                 return Ok(Vec::new());
             };
             let people = self.people_of_step(policy, next);
+            if people.is_empty() {
+                tracing::warn!(incident = %id, policy = %policy.name, step = next.step + 1, "the step reaches nobody in the phone book; the escalation moves on");
+            }
             if incident.give_codes(&people)? {
                 let value = encode(&incident);
                 let written = self
@@ -253,19 +285,67 @@ impl<'a> Escalation<'a> {
                 .deliverer
                 .deliver(&self.live.outlet, messages, self.delivery)
                 .await;
+            let wait = policy
+                .steps
+                .get(next.step)
+                .and_then(|s| s.wait)
+                .map_or(0, millis);
             if reports.iter().any(|r| r.outcome == Outcome::Failed) {
-                return Ok(reports);
+                // Tried again at every look, until the next step is due: a number that always
+                // fails must not keep the escalation from the others.
+                if now < next.due.saturating_add(wait) {
+                    return Ok(reports);
+                }
+                tracing::warn!(incident = %id, policy = %policy.name, step = next.step + 1, "a page of this step kept failing until the next step was due; the escalation moves on");
             }
             let moved = self
                 .change(id, |i| match i {
                     Some(mut i) if i.next == Some(next) => {
                         i.paged(next, people.clone(), now, policy);
                         let exhausted = i.exhausted;
-                        Edit::Write(Box::new(i), Some(exhausted))
+                        Edit::Write(Box::new(i), Some((exhausted, None)))
+                    }
+                    // Acknowledged while this step went out: its people are on record, so
+                    // that they hear who acknowledged and, later, that it resolved.
+                    Some(mut i) if i.ack.is_some() && i.is_open() => {
+                        let ack = i.ack.clone();
+                        i.pages.push(Page {
+                            step: next.step,
+                            round: next.round,
+                            at: now,
+                            people: people.clone(),
+                        });
+                        Edit::Write(Box::new(i), Some((false, ack)))
                     }
                     _ => Edit::Keep(None),
                 })
-                .await?;
+                .await;
+            let moved = match moved {
+                Ok(moved) => moved,
+                Err(e) => {
+                    // The pages went out; the next look finds the step still due, the ledger
+                    // answers that its SMS were sent, and the incident moves on then.
+                    tracing::warn!(incident = %id, error = %e, "step paged but not recorded; recorded at the next look");
+                    return Ok(reports);
+                }
+            };
+            let moved = match moved {
+                Some((_, Some(ack))) => {
+                    let text = ack_text(&incident, &ack);
+                    let event = format!("ack:{}:{}", incident.id, incident.opened_at);
+                    let late: Vec<Sms> = people
+                        .iter()
+                        .filter(|p| Some(p.as_str()) != ack.by.as_deref())
+                        .filter_map(|p| self.plain(&incident.route, p, &text, &event))
+                        .collect();
+                    self.deliverer
+                        .deliver(&self.live.outlet, late, self.delivery)
+                        .await;
+                    None
+                }
+                Some((exhausted, None)) => Some(exhausted),
+                None => None,
+            };
             if let Some(exhausted) = moved {
                 self.metrics.escalation_page(&policy.name, next.step);
                 tracing::info!(
@@ -362,6 +442,7 @@ impl<'a> Escalation<'a> {
                     .change(&incident.id, |i| match i {
                         Some(mut i) if i.is_open() => {
                             i.silence = Some(OwnSilence {
+                                matchers: silence.matchers.clone(),
                                 id: id.clone(),
                                 until,
                             });
@@ -399,7 +480,7 @@ impl<'a> Escalation<'a> {
         }
         let firing = incident.firing();
         let held = match alertmanager
-            .alerts_at(&silence_matchers(&incident.notification), self.now)
+            .alerts_at(&group_matchers(&incident.notification), self.now)
             .await
         {
             Ok(alerts) => alerts,
@@ -413,16 +494,33 @@ impl<'a> Escalation<'a> {
             .iter()
             .filter(|a| firing.contains(&a.fingerprint.as_str()))
             .collect();
+        let now = self.now_ms();
         if present.is_empty() {
-            self.resolved_in_alertmanager(incident).await;
+            if !incident.seen_in_alertmanager {
+                return;
+            }
+            let resolved_after = self
+                .live
+                .config
+                .alertmanager
+                .as_ref()
+                .map_or(0, |a| millis(a.resolved_after));
+            let since = incident.missing_since.unwrap_or(now);
+            if now.saturating_sub(since) >= resolved_after {
+                self.resolved_in_alertmanager(incident).await;
+            } else if incident.missing_since.is_none() {
+                self.note_alertmanager(incident, Some(now)).await;
+            }
             return;
+        }
+        if !incident.seen_in_alertmanager || incident.missing_since.is_some() {
+            self.note_alertmanager(incident, None).await;
         }
         let own = incident.silence.as_ref().map(|s| s.id.as_str());
         let silenced_by_others = present
             .iter()
             .all(|a| a.silenced_by.iter().any(|id| Some(id.as_str()) != own));
         if incident.ack.is_none() && silenced_by_others {
-            let now = self.now_ms();
             let acked = self
                 .change(&incident.id, |i| match i {
                     Some(mut i) => {
@@ -450,6 +548,24 @@ impl<'a> Escalation<'a> {
         }
     }
 
+    /// Records that Alertmanager holds the incident's alerts (`missing_since` none) or, since
+    /// `missing_since`, none of them.
+    async fn note_alertmanager(&self, incident: &Incident, missing_since: Option<Millis>) {
+        let noted = self
+            .change(&incident.id, |i| match i {
+                Some(mut i) if i.is_open() => {
+                    i.seen_in_alertmanager = true;
+                    i.missing_since = missing_since;
+                    Edit::Write(Box::new(i), ())
+                }
+                _ => Edit::Keep(()),
+            })
+            .await;
+        if let Err(e) = noted {
+            tracing::warn!(incident = %incident.id, error = %e, "what Alertmanager holds of the incident not recorded; noted again at the next look");
+        }
+    }
+
     /// Extends this service's silence of `incident` by another span.
     async fn renew(&self, incident: &Incident, silence: &OwnSilence) {
         let Some(alertmanager) = self.live.alertmanager.as_ref() else {
@@ -462,7 +578,12 @@ impl<'a> Escalation<'a> {
             .unwrap_or("someone");
         let renewed = AmSilence {
             id: Some(silence.id.clone()),
-            matchers: silence_matchers(&incident.notification),
+            // The same as when it was made: Alertmanager replaces a silence whose matchers change.
+            matchers: if silence.matchers.is_empty() {
+                silence_matchers(&incident.notification)
+            } else {
+                silence.matchers.clone()
+            },
             starts_at: self.now,
             ends_at: self.now + SILENCE_SPAN,
             created_by: SILENCE_CREATOR.to_string(),
@@ -475,6 +596,7 @@ impl<'a> Escalation<'a> {
                     .change(&incident.id, |i| match i {
                         Some(mut i) if i.is_open() && i.silence.is_some() => {
                             i.silence = Some(OwnSilence {
+                                matchers: renewed.matchers.clone(),
                                 id: id.clone(),
                                 until,
                             });
@@ -505,7 +627,11 @@ impl<'a> Escalation<'a> {
         else {
             return;
         };
-        let ends_at = self.now;
+        // When a look first found them gone, not when this one did.
+        let ends_at = incident
+            .missing_since
+            .and_then(|at| DateTime::from_timestamp_millis(i64::try_from(at).ok()?))
+            .unwrap_or(self.now);
         let alerts = incident
             .notification
             .alerts
@@ -519,7 +645,11 @@ impl<'a> Escalation<'a> {
                 a
             })
             .collect();
-        if let Err(e) = self.resolve(route, &incident.id, alerts).await {
+        let checked: Vec<String> = incident.firing().iter().map(|f| f.to_string()).collect();
+        if let Err(e) = self
+            .resolve(route, &incident.id, alerts, Some(&checked))
+            .await
+        {
             tracing::warn!(incident = %incident.id, error = %e, "incident not ended; tried again at the next look");
         }
     }
@@ -561,10 +691,7 @@ impl<'a> Escalation<'a> {
         if !notice {
             return;
         }
-        let text = match &ack.by {
-            Some(by) => format!("ACK {} by {by}", incident.alertname()),
-            None => format!("ACK {} by silence", incident.alertname()),
-        };
+        let text = ack_text(incident, ack);
         let event = format!("ack:{}:{}", incident.id, incident.opened_at);
         let messages = incident
             .paged_people()
@@ -584,47 +711,66 @@ impl<'a> Escalation<'a> {
         route: &Route,
         id: &str,
         alerts: Vec<Alert>,
+        checked: Option<&[String]>,
     ) -> Result<Vec<SmsReport>, EscalationError> {
         let now = self.now_ms();
         let ended = self
             .change(id, |current| match current {
                 Some(mut incident) if incident.is_open() => {
+                    // A look ends it only if what it found gone is still all that fires: a
+                    // notification may have added an alert since.
+                    if let Some(checked) = checked
+                        && !incident
+                            .firing()
+                            .iter()
+                            .all(|f| checked.iter().any(|c| c == f))
+                    {
+                        return Edit::Keep(None);
+                    }
                     incident.end(now);
                     let mut resolved = incident.notification.clone();
                     resolved.status = AlertStatus::Resolved;
                     resolved.alerts = alerts.clone();
                     incident.notification = resolved;
-                    Edit::Write(Box::new(incident.clone()), Some(incident))
+                    Edit::Write(Box::new(incident.clone()), Some((incident, true)))
                 }
+                // Ended before (a retry of this notification, or a look came first): its
+                // resolved SMS again, which the ledger lets out once.
+                Some(incident) if checked.is_none() => Edit::Keep(Some((incident, false))),
                 _ => Edit::Keep(None),
             })
             .await?;
-        let Some(incident) = ended else {
+        let Some((incident, just_ended)) = ended else {
             return Ok(Vec::new());
         };
-        tracing::info!(incident = %id, route = %route.name, policy = %incident.policy, "incident ended: its alerts resolved");
-        self.expire_silence(&incident).await;
+        if just_ended {
+            tracing::info!(incident = %id, route = %route.name, policy = %incident.policy, "incident ended: its alerts resolved");
+            self.expire_silence(&incident).await;
+        }
         if !route.send_resolved {
             return Ok(Vec::new());
         }
-        let people = incident.paged_people();
         let alerts: Vec<&Alert> = incident.notification.alerts.iter().collect();
-        let messages = people
-            .iter()
+        let event = format!("resolved:{}:{}", incident.id, incident.opened_at);
+        let messages = incident
+            .paged_people()
+            .into_iter()
             .filter_map(|person| {
-                let number = self.live.config.recipients.get(*person)?.clone();
+                let number = self.live.config.recipients.get(person)?.clone();
                 let delivery = Delivery {
                     route,
                     recipient: person,
                     alerts: alerts.clone(),
                     quiet: false,
                 };
-                Some(compose(
+                Some(compose_with_trailer(
                     &self.live.config.templates,
                     number,
                     &incident.notification,
                     &delivery,
                     self.now,
+                    "",
+                    ContentKey::for_event(person, &event),
                 ))
             })
             .collect();
@@ -638,8 +784,10 @@ impl<'a> Escalation<'a> {
     pub async fn open_incidents(&self) -> Result<Vec<Incident>, StateError> {
         let mut incidents = Vec::new();
         for id in self.store().open_incidents().await? {
+            // An unreadable record (`unreadable`) carries no id: no incident to list.
             if let Some((_, incident)) = self.load(&id).await?
                 && incident.is_open()
+                && incident.id == id
             {
                 incidents.push(incident);
             }
@@ -808,9 +956,17 @@ impl<'a> Escalation<'a> {
 }
 
 /// An incident record that could not be read: it carries an id no incident has, so that
-/// `change` sees no incident and replaces it.
+/// `change` sees no incident and replaces it, and `open_incidents` leaves it out.
 fn unreadable(_id: &str) -> Incident {
     Incident::open(String::new(), "", "", Notification::of(Vec::new()), 0)
+}
+
+/// `ACK DiskFull by alice`, to the others paged.
+fn ack_text(incident: &Incident, ack: &Ack) -> String {
+    match &ack.by {
+        Some(by) => format!("ACK {} by {by}", incident.alertname()),
+        None => format!("ACK {} by silence", incident.alertname()),
+    }
 }
 
 fn encode(incident: &Incident) -> Vec<u8> {
@@ -833,15 +989,36 @@ fn group_identity(group: &Notification) -> String {
     fingerprints.join(",")
 }
 
-/// The labels a silence of the group matches: its group labels, or when it has none, the labels
-/// its firing alerts share.
-fn silence_matchers(group: &Notification) -> Vec<(String, String)> {
+/// The labels that pick the group's alerts out of Alertmanager's: its group labels, or when it
+/// has none, the labels its alerts share. The alerts found are then told apart by fingerprint.
+fn group_matchers(group: &Notification) -> Vec<(String, String)> {
     let labels = if group.group_labels.is_empty() {
         &group.common_labels
     } else {
         &group.group_labels
     };
     labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// What a silence of the group matches: every label its firing alerts share (the group labels
+/// among them), so that it silences these alerts and not, say, every `DiskFull` of other teams
+/// that a group by `alertname` alone would name.
+fn silence_matchers(group: &Notification) -> Vec<(String, String)> {
+    let mut firing = group
+        .alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Firing);
+    let Some(first) = firing.next() else {
+        return group_matchers(group);
+    };
+    let mut shared = first.labels.clone();
+    for alert in firing {
+        shared.retain(|name, value| alert.labels.get(name) == Some(value));
+    }
+    if shared.is_empty() {
+        return group_matchers(group);
+    }
+    shared.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -1270,8 +1447,11 @@ routes:
         /// The body of this service's silence of the `DiskFull` group, as posted.
         fn silence_body(id: Option<&str>, by: &str, starts: &str, ends: &str) -> Value {
             let mut body = json!({
+                // Every label the firing alerts share: these alerts, not every DiskFull.
                 "matchers": [
-                    {"name": "alertname", "value": "DiskFull", "isRegex": false, "isEqual": true}
+                    {"name": "alertname", "value": "DiskFull", "isRegex": false, "isEqual": true},
+                    {"name": "instance", "value": "db1", "isRegex": false, "isEqual": true},
+                    {"name": "severity", "value": "critical", "isRegex": false, "isEqual": true}
                 ],
                 "startsAt": starts,
                 "endsAt": ends,
@@ -1282,6 +1462,16 @@ routes:
                 body["id"] = json!(id);
             }
             body
+        }
+
+        fn silenced_labels() -> Vec<(String, String)> {
+            [
+                ("alertname", "DiskFull"),
+                ("instance", "db1"),
+                ("severity", "critical"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .to_vec()
         }
 
         /// Answers a posted silence with `id`, once.
@@ -1340,6 +1530,7 @@ routes:
                 Some(OwnSilence {
                     id: "s-1".to_string(),
                     until: millis_at(at(62, 0)),
+                    matchers: silenced_labels(),
                 })
             );
             assert_eq!(requests(&am).await, ["POST /api/v2/silences"]);
@@ -1471,9 +1662,11 @@ routes:
             holding(&am, vec![other.clone(), held("db1", &[])]).await;
             watch(&f, at(10, 0)).await;
             assert_eq!(sent_since(&f, &mut seen).len(), 2, "alice, then bob");
-            // Only the others left: the incident's alert is gone, it resolved.
+            // Only the others left: the incident's alert is gone, for resolved_after it resolved.
             holding(&am, vec![other]).await;
             watch(&f, at(11, 0)).await;
+            assert_eq!(sent_since(&f, &mut seen), vec![]);
+            watch(&f, at(14, 0)).await;
             let resolved =
                 "RESOLVED DiskFull db1 at Nov 25 10:11 UTC: Disk on db1 is full".to_string();
             assert_eq!(
@@ -1518,7 +1711,13 @@ routes:
                 .mount(&am)
                 .await;
             watch(&f, at(20, 0)).await;
-            // Resolved when Alertmanager was seen without them.
+            assert_eq!(
+                sent_since(&f, &mut seen),
+                vec![],
+                "missing, not yet for resolved_after"
+            );
+            watch(&f, at(23, 0)).await;
+            // Resolved after resolved_after, as of when Alertmanager was first seen without them.
             let resolved =
                 "RESOLVED DiskFull db1 at Nov 25 10:20 UTC: Disk on db1 is full".to_string();
             assert_eq!(
@@ -1530,22 +1729,72 @@ routes:
             );
             assert_eq!(
                 requests(&am).await,
-                ["GET /api/v2/alerts", "DELETE /api/v2/silence/s-1"]
+                [
+                    "GET /api/v2/alerts",
+                    "GET /api/v2/alerts",
+                    "DELETE /api/v2/silence/s-1"
+                ]
             );
             assert!(
-                engine(&f, at(20, 0))
+                engine(&f, at(23, 0))
                     .open_incidents()
                     .await
                     .unwrap()
                     .is_empty()
             );
             // Neither the next look nor a late resolved notification tells anyone again.
-            watch(&f, at(21, 0)).await;
-            f.run(&group("resolved", &["db1"]), &at(22, 0).to_rfc3339())
+            watch(&f, at(24, 0)).await;
+            f.run(&group("resolved", &["db1"]), &at(25, 0).to_rfc3339())
                 .await;
             assert_eq!(sent_since(&f, &mut seen), vec![]);
-            assert_eq!(requests(&am).await.len(), 2);
+            assert_eq!(requests(&am).await.len(), 3);
             am.verify().await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_alertmanager_that_never_held_the_alerts_resolves_nothing() {
+            // Another cluster's Alertmanager, or one not told yet: its empty answer means nothing.
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            holding(&am, vec![]).await;
+            for minute in [1, 5, 9] {
+                watch(&f, at(minute, 0)).await;
+            }
+            look(&f, at(10, 0)).await;
+            let sent = sent_since(&f, &mut seen);
+            assert_eq!(sent.len(), 2, "alice, then bob: {sent:?}");
+            assert_eq!(sent[1].0, BOB);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn alerts_missing_for_less_than_resolved_after_are_no_resolution() {
+            // Alertmanager restarted (it keeps no alerts) until Prometheus sent them again.
+            let am = MockServer::start().await;
+            let f = watched(&[am.uri()]);
+            let mut seen = 0;
+            f.run(&group("firing", &["db1"]), T0).await;
+            holding(&am, vec![held("db1", &[])]).await;
+            watch(&f, at(1, 0)).await;
+            holding(&am, vec![]).await;
+            watch(&f, at(2, 0)).await;
+            holding(&am, vec![held("db1", &[])]).await;
+            watch(&f, at(3, 0)).await;
+            holding(&am, vec![]).await;
+            // Missing since 4:00, 2m59s at 6:59: not yet; the clock restarted at 4:00.
+            watch(&f, at(4, 0)).await;
+            watch(&f, at(6, 59)).await;
+            assert_eq!(sent_since(&f, &mut seen).len(), 1, "alice's page only");
+            watch(&f, at(7, 0)).await;
+            let sent = sent_since(&f, &mut seen);
+            assert_eq!(sent.len(), 1, "{sent:?}");
+            assert!(
+                sent[0]
+                    .1
+                    .starts_with("RESOLVED DiskFull db1 at Nov 25 10:04 UTC"),
+                "{sent:?}"
+            );
         }
 
         #[tokio::test(start_paused = true)]
@@ -1642,6 +1891,7 @@ routes:
                 Some(OwnSilence {
                     id: "s-1".to_string(),
                     until: millis_at(at(92, 1)),
+                    matchers: silenced_labels(),
                 })
             );
             // Renewed, it is not renewed again at the next look.

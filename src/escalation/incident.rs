@@ -15,6 +15,8 @@ use crate::routing::policy::Policy;
 /// How long an open incident is kept after its last change: a repeat notification of a group
 /// that still fires writes it again long before.
 pub const OPEN_TTL: Duration = Duration::from_secs(30 * 86_400);
+/// How late a step may go out and the next still count from when it was due.
+const LATE: Duration = Duration::from_secs(60);
 /// How long an ended incident, and so its acknowledgement links, are kept.
 pub const ENDED_TTL: Duration = Duration::from_secs(86_400);
 
@@ -38,6 +40,14 @@ pub struct Incident {
     pub ended_at: Option<Millis>,
     /// The steps ran out and nobody acknowledged.
     pub exhausted: bool,
+    /// Alertmanager was seen holding its alerts: only then does their absence mean anything
+    /// (an Alertmanager of another cluster, or one not yet told, holds none).
+    #[serde(default)]
+    pub seen_in_alertmanager: bool,
+    /// Since when Alertmanager holds none of its alerts; they count as resolved after
+    /// `alertmanager.resolved_after`.
+    #[serde(default)]
+    pub missing_since: Option<Millis>,
 }
 
 /// A step due to be paged: `step` of the policy in round `round` (0 is the first run).
@@ -84,6 +94,9 @@ impl Via {
 pub struct OwnSilence {
     pub id: String,
     pub until: Millis,
+    /// As made, for every renewal.
+    #[serde(default)]
+    pub matchers: Vec<(String, String)>,
 }
 
 impl Incident {
@@ -112,6 +125,8 @@ impl Incident {
             silence: None,
             ended_at: None,
             exhausted: false,
+            seen_in_alertmanager: false,
+            missing_since: None,
         }
     }
 
@@ -149,8 +164,9 @@ impl Incident {
     }
 
     /// Records that `paged` went out and moves on: the next step after its wait, counted from
-    /// when this step was due (not when it went out), so that the times do not drift; after the
-    /// last step the first again while rounds are left, then nothing.
+    /// when this step was due (not when it went out, unless that was over a minute later), so
+    /// that the times do not drift; after the last step the first again while rounds are left,
+    /// then nothing.
     pub fn paged(&mut self, paged: Next, people: Vec<String>, now: Millis, policy: &Policy) {
         if self.next != Some(paged) {
             return;
@@ -166,7 +182,14 @@ impl Incident {
             .get(paged.step)
             .and_then(|step| step.wait)
             .map_or(0, millis);
-        let due = paged.due.saturating_add(wait);
+        // A step that went out much later than due (the provider down, no replica running)
+        // leaves the next one its whole wait, rather than paging it right behind.
+        let base = if now.saturating_sub(paged.due) > millis(LATE) {
+            now
+        } else {
+            paged.due
+        };
+        let due = base.saturating_add(wait);
         self.next = if paged.step + 1 < policy.steps.len() {
             Some(Next {
                 step: paged.step + 1,
@@ -327,6 +350,20 @@ mod tests {
         i.paged(first, vec!["person0".into()], 1_000, &p);
         assert_eq!(i.due(1_000 + 10 * MIN - 1), None);
         assert_eq!(i.due(1_000 + 10 * MIN).map(|n| n.step), Some(1));
+    }
+
+    #[test]
+    fn a_step_that_went_out_long_after_it_was_due_leaves_the_next_its_whole_wait() {
+        let p = policy(&[Some(10), Some(10), None], 0);
+        let mut i = incident();
+        // Sipgate was down for 20 minutes: step 1 went out at 21 minutes.
+        let first = i.due(1_000).unwrap();
+        i.paged(first, vec![], 1_000 + 21 * MIN, &p);
+        assert_eq!(i.next.map(|n| n.due), Some(1_000 + 31 * MIN));
+        // Late by a minute at most: counted from when it was due.
+        let second = i.next.unwrap();
+        i.paged(second, vec![], second.due + MIN, &p);
+        assert_eq!(i.next.map(|n| n.due), Some(second.due + 10 * MIN));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The acknowledgement pages (`/a/<code>`, outside `server.auth`: the code is the credential)
 //! and the incidents query. A GET only shows; only a POST from the page, with its CSRF token,
 //! acts, because SMS apps and link scanners fetch every link they see. Wrong codes are counted
-//! per client address, and past a limit every code from that address is refused for a while.
+//! per client address (an IPv6 /64 as one), and past a limit they get 429 instead of 404. A
+//! right code is always served: with 72 random bits guessing is hopeless anyway, and a guesser
+//! behind the same proxy or NAT must not lock out the person on call.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,7 +26,7 @@ use crate::escalation::{AckError, Escalation, Visit};
 /// Wrong codes one client address may try within `GUESS_WINDOW`.
 pub const GUESSES: u32 = 10;
 pub const GUESS_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses remembered at most; beyond, the oldest windows are forgotten first.
+/// Addresses remembered at most; beyond, the one whose window started first is forgotten.
 const REMEMBERED: usize = 10_000;
 
 /// Wrong codes per client address, for the 429.
@@ -37,21 +39,45 @@ impl Guesses {
     /// Whether `client` may try a code now.
     fn allowed(&self, client: IpAddr, now: Instant) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(&client).is_none_or(|(since, count)| {
+        seen.get(&network(client)).is_none_or(|(since, count)| {
             now.duration_since(*since) >= GUESS_WINDOW || *count < GUESSES
         })
     }
 
-    fn wrong(&self, client: IpAddr, now: Instant) {
+    /// Counts a wrong code from `client`; whether it was within the limit.
+    fn wrong(&self, client: IpAddr, now: Instant) -> bool {
+        let allowed = self.allowed(client, now);
+        let client = network(client);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= REMEMBERED {
+        if seen.len() >= REMEMBERED && !seen.contains_key(&client) {
             seen.retain(|_, (since, _)| now.duration_since(*since) < GUESS_WINDOW);
+            if seen.len() >= REMEMBERED
+                && let Some(oldest) = seen
+                    .iter()
+                    .min_by_key(|(_, (since, _))| *since)
+                    .map(|(a, _)| *a)
+            {
+                seen.remove(&oldest);
+            }
         }
         let entry = seen.entry(client).or_insert((now, 0));
         if now.duration_since(entry.0) >= GUESS_WINDOW {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1);
+        allowed
+    }
+}
+
+/// The address guesses are counted by: an IPv6 client has a /64 to itself.
+fn network(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::from(segments)
+        }
     }
 }
 
@@ -69,9 +95,6 @@ pub async fn show(
     code: web::Path<String>,
 ) -> HttpResponse {
     let client = client(&request);
-    if !guesses.allowed(client, Instant::now()) {
-        return too_many();
-    }
     let live = state.current();
     let escalation = Escalation::at(
         &live,
@@ -97,9 +120,6 @@ pub async fn act(
     body: web::Bytes,
 ) -> HttpResponse {
     let client = client(&request);
-    if !guesses.allowed(client, Instant::now()) {
-        return too_many();
-    }
     let form = std::str::from_utf8(&body)
         .ok()
         .and_then(|body| web::Query::<AckForm>::from_query(body).ok());
@@ -173,7 +193,9 @@ pub async fn act(
 fn failed(e: AckError, guesses: &Guesses, client: IpAddr) -> HttpResponse {
     match e {
         AckError::Unknown => {
-            guesses.wrong(client, Instant::now());
+            if !guesses.wrong(client, Instant::now()) {
+                return too_many();
+            }
             message(
                 StatusCode::NOT_FOUND,
                 "This link is unknown or has expired. Links expire a day after their incident ended.",
@@ -441,5 +463,25 @@ mod tests {
         assert!(!guesses.allowed(one, start));
         assert!(guesses.allowed(other, start));
         assert!(guesses.allowed(one, start + GUESS_WINDOW));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_the_table_stays_bounded() {
+        let guesses = Guesses::default();
+        let start = Instant::now();
+        let host = |n: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, n]);
+        for n in 0..GUESSES as u16 {
+            guesses.wrong(host(n), start);
+        }
+        assert!(
+            !guesses.allowed(host(999), start),
+            "another address of the same /64"
+        );
+        assert!(guesses.allowed(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]), start));
+        for n in 0..(REMEMBERED as u32 + 50) {
+            guesses.wrong(IpAddr::from(n.to_be_bytes()), start);
+        }
+        let seen = guesses.seen.lock().unwrap().len();
+        assert!(seen <= REMEMBERED, "{seen}");
     }
 }

@@ -94,8 +94,9 @@ pub fn route<'a>(
             }
             matched = true;
             if route.escalation.is_some() {
-                // A muted route opens no incident; quiet hours hold no escalation back.
-                if !rules.muted(route) {
+                // A muted route opens no incident, but its resolved alerts still end one;
+                // quiet hours hold no escalation back.
+                if !rules.muted(route) || alert.status == AlertStatus::Resolved {
                     match escalated.iter_mut().find(|e| std::ptr::eq(e.route, route)) {
                         Some(entry) => entry.alerts.push(alert),
                         None => escalated.push(Escalated {

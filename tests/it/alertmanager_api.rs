@@ -23,6 +23,7 @@ fn client_config(urls: &[&str]) -> AlertmanagerConfig {
     AlertmanagerConfig {
         urls: urls.iter().map(ToString::to_string).collect(),
         timeout: Duration::from_secs(10),
+        resolved_after: Duration::from_secs(180),
         auth: None,
         tls: AlertmanagerTls::default(),
     }
