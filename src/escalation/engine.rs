@@ -1326,6 +1326,78 @@ routes:
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_resolved_group_the_store_cannot_end_is_to_be_sent_again_and_told_once() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        use futures_util::FutureExt;
+
+        use crate::state::StateError;
+        use crate::state::faulty::{Faulty, Op};
+
+        let down = Arc::new(AtomicBool::new(false));
+        let flag = down.clone();
+        let memory = MemoryStore::new(DEFAULT_CAPACITY, Arc::new(TokioClock::new()));
+        let store = Faulty::new(memory, move |op| {
+            let fail = op == Op::Incident && flag.load(Ordering::SeqCst);
+            let answer = if fail {
+                Err(StateError::Unavailable("down".to_string()))
+            } else {
+                Ok(())
+            };
+            std::future::ready(answer).boxed()
+        });
+        let f = Fixture::on(CONFIG, Arc::new(store));
+        let mut seen = 0;
+        f.run(&group("firing", &["db1"]), T0).await;
+        assert_eq!(sent_since(&f, &mut seen).len(), 1);
+        down.store(true, Ordering::SeqCst);
+        let report = f
+            .run(&group("resolved", &["db1"]), &at(11, 0).to_rfc3339())
+            .await;
+        assert!(!report.all_delivered(), "Alertmanager must send it again");
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+        down.store(false, Ordering::SeqCst);
+        let resolved = vec![(
+            ALICE.to_string(),
+            "RESOLVED DiskFull db1: Disk on db1 is full".to_string(),
+        )];
+        let report = f
+            .run(&group("resolved", &["db1"]), &at(12, 0).to_rfc3339())
+            .await;
+        assert!(report.all_delivered());
+        assert_eq!(sent_since(&f, &mut seen), resolved);
+        // A retry of an ended incident's resolved notification: the ledger lets it out once.
+        let report = f
+            .run(&group("resolved", &["db1"]), &at(13, 0).to_rfc3339())
+            .await;
+        assert!(report.all_delivered());
+        assert_eq!(sent_since(&f, &mut seen), vec![]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_alerts_of_an_incident_out_of_steps_go_to_everyone_paged() {
+        let f = Fixture::on(CONFIG, store());
+        let mut seen = 0;
+        f.run(&group("firing", &["db1"]), T0).await;
+        for minute in [10, 25, 30, 40, 55] {
+            look(&f, at(minute, 0)).await;
+        }
+        assert!(engine(&f, at(60, 0)).open_incidents().await.unwrap()[0].exhausted);
+        sent_since(&f, &mut seen);
+        f.run(&group("firing", &["db1", "db2"]), &at(70, 0).to_rfc3339())
+            .await;
+        let text = "FIRING DiskFull db2 since Nov 25 09:55 UTC: Disk on db2 is full".to_string();
+        assert_eq!(
+            sent_since(&f, &mut seen),
+            vec![
+                (ALICE.to_string(), text.clone()),
+                (BOB.to_string(), text.clone()),
+                (CAROL.to_string(), text)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn unknown_and_malformed_codes_acknowledge_nothing() {
         let f = Fixture::on(CONFIG, store());
         let mut seen = 0;
