@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::field::{base_url, duration_at_most};
 use super::problem::{Problem, problem};
-use super::secret::{Secret, secret_value};
+use super::secret::{RawBasicAuth, Secret, secret_value};
 
 #[derive(Debug, Clone)]
 pub struct AlertmanagerConfig {
@@ -72,15 +72,6 @@ pub(super) struct RawAlertmanager {
     basic_auth: Option<RawBasicAuth>,
     authorization: Option<RawAuthorization>,
     tls_config: Option<RawTls>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawBasicAuth {
-    #[serde(default)]
-    username: String,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

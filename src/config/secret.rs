@@ -78,3 +78,13 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
     }
     Ok(trimmed.to_string())
 }
+
+/// `basic_auth:` as written, wherever the service takes or sends Basic credentials.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBasicAuth {
+    #[serde(default)]
+    pub(super) username: String,
+    pub(super) password: Option<String>,
+    pub(super) password_file: Option<std::path::PathBuf>,
+}

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::field::{count_in_range, parse_field, parse_size};
 use super::problem::{Problem, problem};
-use super::secret::{Secret, optional_secret, secret_value};
+use super::secret::{RawBasicAuth, Secret, optional_secret, secret_value};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -57,15 +57,6 @@ struct RawAuth {
     bearer: Option<RawBearerAuth>,
     #[serde(default)]
     protect_metrics: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawBasicAuth {
-    #[serde(default)]
-    username: String,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

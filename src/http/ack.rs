@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use crate::app::AppState;
 use crate::escalation::incident::{Incident, Via};
-use crate::escalation::{AckError, Escalation, Visit};
+use crate::escalation::{AckError, Visit};
 
 /// Wrong codes one client address may try within `GUESS_WINDOW`.
 pub const GUESSES: u32 = 10;
@@ -96,12 +96,7 @@ pub async fn show(
 ) -> HttpResponse {
     let client = client(&request);
     let live = state.current();
-    let escalation = Escalation::at(
-        &live,
-        &state.deliverer,
-        &state.metrics,
-        state.clock.datetime(),
-    );
+    let escalation = super::escalation(&state, &live);
     match escalation.visit(&code).await {
         Ok(visit) => page(
             StatusCode::OK,
@@ -124,12 +119,7 @@ pub async fn act(
         .ok()
         .and_then(|body| web::Query::<AckForm>::from_query(body).ok());
     let live = state.current();
-    let escalation = Escalation::at(
-        &live,
-        &state.deliverer,
-        &state.metrics,
-        state.clock.datetime(),
-    );
+    let escalation = super::escalation(&state, &live);
     // An unknown code is told as such whatever the form says, so that it counts as a guess.
     if let Err(e) = escalation.visit(&code).await {
         return failed(e, &guesses, client);

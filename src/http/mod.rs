@@ -352,12 +352,7 @@ async fn incidents(
 ) -> Result<HttpResponse, ApiError> {
     let live = state.current();
     authorize(&live, &request, Guarded::Incidents)?;
-    let escalation = crate::escalation::Escalation::at(
-        &live,
-        &state.deliverer,
-        &state.metrics,
-        state.clock.datetime(),
-    );
+    let escalation = escalation(&state, &live);
     let incidents = escalation
         .open_incidents()
         .await
@@ -365,6 +360,16 @@ async fn incidents(
     let summaries: Vec<ack::IncidentSummary<'_>> =
         incidents.iter().map(ack::IncidentSummary::of).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "incidents": summaries })))
+}
+
+/// The escalation engine on `live`, at the service's time.
+fn escalation<'a>(state: &'a AppState, live: &'a Live) -> crate::escalation::Escalation<'a> {
+    crate::escalation::Escalation::at(
+        live,
+        &state.deliverer,
+        &state.metrics,
+        state.clock.datetime(),
+    )
 }
 
 /// The largest acknowledgement form: a token and an action.

@@ -47,6 +47,19 @@ async fn fire(app: &TestApp, status: &str) -> (u16, serde_json::Value) {
     (status, response.json().await.unwrap())
 }
 
+/// `GET /api/v1/incidents` with the test's credentials.
+async fn incidents_listed(app: &TestApp) -> serde_json::Value {
+    app.http
+        .get(format!("{}/api/v1/incidents", app.url))
+        .basic_auth("am", Some("pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn code_of(text: &str) -> String {
     text.rsplit("/a/").next().unwrap().to_string()
 }
@@ -208,16 +221,7 @@ async fn open_incidents_are_listed_behind_auth_with_names_only() {
     let app = TestApp::start(&escalating(&fake.uri())).await;
     assert_eq!(fire(&app, "firing").await.0, 200);
     assert_eq!(app.get("/api/v1/incidents").await.0, 401);
-    let listed: serde_json::Value = app
-        .http
-        .get(format!("{}/api/v1/incidents", app.url))
-        .basic_auth("am", Some("pw"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = incidents_listed(&app).await;
     let incidents = listed["incidents"].as_array().unwrap();
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0]["route"], "critical");
@@ -230,16 +234,7 @@ async fn open_incidents_are_listed_behind_auth_with_names_only() {
     let sent = sent_sms(&fake).await;
     assert_eq!(sent.len(), 2);
     assert!(sent[1].1.starts_with("RESOLVED DiskFull"), "{}", sent[1].1);
-    let listed: serde_json::Value = app
-        .http
-        .get(format!("{}/api/v1/incidents", app.url))
-        .basic_auth("am", Some("pw"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = incidents_listed(&app).await;
     assert_eq!(listed["incidents"], json!([]));
 }
 
