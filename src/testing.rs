@@ -20,15 +20,22 @@ use crate::state::StateStore;
 use crate::state::monitored::Monitored;
 use crate::watchdog::heartbeat::Heartbeats;
 
-/// Accepts every SMS and records (number, text) of each, in order.
+/// Accepts every SMS, except to the numbers it is told to refuse, and records (number, text)
+/// of each it accepted, in order.
 #[derive(Debug, Default)]
 pub struct Recording {
     sent: Mutex<Vec<(String, String)>>,
+    refused: Mutex<Vec<String>>,
 }
 
 impl Recording {
     pub fn sent(&self) -> Vec<(String, String)> {
         self.sent.lock().unwrap().clone()
+    }
+
+    /// From now on refuses every SMS to `number` (E.164) as Sipgate refuses a bad number.
+    pub fn refuse(&self, number: &str) {
+        self.refused.lock().unwrap().push(number.to_string());
     }
 }
 
@@ -38,6 +45,18 @@ impl SmsProvider for Recording {
         to: &'a PhoneNumber,
         text: &'a str,
     ) -> BoxFuture<'a, Result<(), SendError>> {
+        if self.refused.lock().unwrap().iter().any(|n| n == to.e164()) {
+            return std::future::ready(Err(SendError::Rejected {
+                provider: "Recording",
+                status: 400,
+                reason: crate::model::outcome::FailureReason::ClientError,
+                hint: "refused by the test",
+                retry_after: None,
+                account_wide: false,
+                body: String::new(),
+            }))
+            .boxed();
+        }
         let sent = (to.e164().to_string(), text.to_string());
         self.sent.lock().unwrap().push(sent);
         std::future::ready(Ok(())).boxed()

@@ -290,18 +290,22 @@ impl<'a> Escalation<'a> {
                 .get(next.step)
                 .and_then(|s| s.wait)
                 .map_or(0, millis);
+            // When the step counts as paged: now, or for a step whose page kept failing, when
+            // it was due, so that the next step keeps its time.
+            let mut paged_at = now;
             if reports.iter().any(|r| r.outcome == Outcome::Failed) {
                 // Tried again at every look, until the next step is due: a number that always
                 // fails must not keep the escalation from the others.
                 if now < next.due.saturating_add(wait) {
                     return Ok(reports);
                 }
+                paged_at = next.due;
                 tracing::warn!(incident = %id, policy = %policy.name, step = next.step + 1, "a page of this step kept failing until the next step was due; the escalation moves on");
             }
             let moved = self
                 .change(id, |i| match i {
                     Some(mut i) if i.next == Some(next) => {
-                        i.paged(next, people.clone(), now, policy);
+                        i.paged(next, people.clone(), paged_at, policy);
                         let exhausted = i.exhausted;
                         Edit::Write(Box::new(i), Some((exhausted, None)))
                     }
@@ -1395,6 +1399,28 @@ routes:
                 (CAROL.to_string(), text)
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_number_that_always_fails_holds_its_step_only_until_the_next_is_due() {
+        let f = Fixture::on(CONFIG, store());
+        let mut seen = 0;
+        f.run(&group("firing", &["db1"]), T0).await;
+        look(&f, at(10, 0)).await;
+        assert_eq!(sent_since(&f, &mut seen).len(), 2);
+        // Step 3 pages carol and bob; carol's number is refused every time.
+        f.provider.refuse(CAROL);
+        look(&f, at(25, 0)).await;
+        look(&f, at(29, 59)).await;
+        let bob_only = sent_since(&f, &mut seen);
+        assert_eq!(bob_only.len(), 1, "bob once, carol never: {bob_only:?}");
+        assert_eq!(bob_only[0].0, BOB);
+        // At 10:30 the next step (round 2's alice) is due: the escalation moves on.
+        look(&f, at(30, 0)).await;
+        look(&f, at(30, 0)).await;
+        let next = sent_since(&f, &mut seen);
+        assert_eq!(next.len(), 1, "{next:?}");
+        assert_eq!(next[0].0, ALICE);
     }
 
     #[tokio::test(start_paused = true)]
