@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::alertmanager::Silence as AmSilence;
+use crate::alertmanager::{AlertmanagerError, Silence as AmSilence};
 use crate::clock::{Millis, millis, millis_at};
 use crate::delivery::{Deliverer, Policy as DeliveryPolicy};
 use crate::escalation::code;
@@ -235,7 +235,11 @@ impl<'a> Escalation<'a> {
     pub async fn page_due(&self, id: &str) -> Result<Vec<SmsReport>, EscalationError> {
         let now = self.now_ms();
         for _ in 0..ATTEMPTS {
-            let Some((version, mut incident)) = self.load(id).await? else {
+            let Loaded {
+                version: Some(version),
+                incident: Some(mut incident),
+            } = self.load(id).await?
+            else {
                 return Ok(Vec::new());
             };
             let Some(next) = incident.due(now) else {
@@ -374,10 +378,11 @@ impl<'a> Escalation<'a> {
     /// The incident and person an acknowledgement link names, to show on its page.
     pub async fn visit(&self, code: &str) -> Result<Visit, AckError> {
         let id = code::incident_of(code).ok_or(AckError::Unknown)?;
-        let (_, incident) = self
+        let incident = self
             .load(id)
             .await?
-            .filter(|(_, incident)| !incident.links_expired(self.now_ms()))
+            .incident
+            .filter(|incident| !incident.links_expired(self.now_ms()))
             .ok_or(AckError::Unknown)?;
         let person = incident
             .person_of(code)
@@ -424,41 +429,14 @@ impl<'a> Escalation<'a> {
     /// Silences the incident's alerts in Alertmanager until they resolve (renewed by `watch`);
     /// `None` without `alertmanager.urls`.
     async fn silence(&self, incident: &Incident, person: &str) -> Option<Result<(), String>> {
-        let alertmanager = self.live.alertmanager.as_ref()?;
-        let matchers = silence_matchers(&incident.notification);
-        if matchers.is_empty() {
+        self.live.alertmanager.as_ref()?;
+        if silence_matchers(&incident.notification).is_empty() {
             return Some(Err(
                 "the alert group has no labels to silence it by".to_string()
             ));
         }
-        let silence = AmSilence {
-            id: None,
-            matchers,
-            starts_at: self.now,
-            ends_at: self.now + SILENCE_SPAN,
-            created_by: SILENCE_CREATOR.to_string(),
-            comment: format!("Acknowledged by {person} via SMS"),
-        };
-        match alertmanager.silence(&silence).await {
-            Ok(id) => {
-                let until = millis_at(silence.ends_at);
-                let kept = self
-                    .change(&incident.id, |i| match i {
-                        Some(mut i) if i.is_open() => {
-                            i.silence = Some(OwnSilence {
-                                matchers: silence.matchers.clone(),
-                                id: id.clone(),
-                                until,
-                            });
-                            Edit::Write(Box::new(i), ())
-                        }
-                        _ => Edit::Keep(()),
-                    })
-                    .await;
-                if let Err(e) = kept {
-                    // It ends by itself at its end; meanwhile the incident does not renew it.
-                    tracing::warn!(incident = %incident.id, error = %e, "silence made but not recorded; it is not renewed");
-                }
+        match self.post_silence(incident, None, person).await? {
+            Ok(()) => {
                 tracing::info!(incident = %incident.id, by = person, "alerts silenced until they resolve");
                 Some(Ok(()))
             }
@@ -468,6 +446,53 @@ impl<'a> Escalation<'a> {
                 Some(Err(e.to_string()))
             }
         }
+    }
+
+    /// Makes (`made` none) or extends this service's silence of `incident` for another span,
+    /// and records it in the incident; `None` without `alertmanager.urls`. A silence Alertmanager
+    /// took but the store did not is only logged: it ends by itself, just not renewed.
+    async fn post_silence(
+        &self,
+        incident: &Incident,
+        made: Option<&OwnSilence>,
+        by: &str,
+    ) -> Option<Result<(), AlertmanagerError>> {
+        let alertmanager = self.live.alertmanager.as_ref()?;
+        let silence = AmSilence {
+            id: made.map(|s| s.id.clone()),
+            // The same at every renewal: Alertmanager replaces a silence whose matchers change.
+            matchers: match made {
+                Some(made) if !made.matchers.is_empty() => made.matchers.clone(),
+                _ => silence_matchers(&incident.notification),
+            },
+            starts_at: self.now,
+            ends_at: self.now + SILENCE_SPAN,
+            created_by: SILENCE_CREATOR.to_string(),
+            comment: format!("Acknowledged by {by} via SMS"),
+        };
+        let id = match alertmanager.silence(&silence).await {
+            Ok(id) => id,
+            Err(e) => return Some(Err(e)),
+        };
+        let until = millis_at(silence.ends_at);
+        let kept = self
+            .change(&incident.id, |i| match i {
+                // A renewal does not bring back a silence the incident no longer holds.
+                Some(mut i) if i.is_open() && (made.is_none() || i.silence.is_some()) => {
+                    i.silence = Some(OwnSilence {
+                        matchers: silence.matchers.clone(),
+                        id: id.clone(),
+                        until,
+                    });
+                    Edit::Write(Box::new(i), ())
+                }
+                _ => Edit::Keep(()),
+            })
+            .await;
+        if let Err(e) = kept {
+            tracing::warn!(incident = %incident.id, error = %e, "silence made in Alertmanager but not recorded; it is not renewed");
+        }
+        Some(Ok(()))
     }
 
     /// Asks Alertmanager about an open incident's alerts: gone means resolved (Alertmanager
@@ -572,51 +597,14 @@ impl<'a> Escalation<'a> {
 
     /// Extends this service's silence of `incident` by another span.
     async fn renew(&self, incident: &Incident, silence: &OwnSilence) {
-        let Some(alertmanager) = self.live.alertmanager.as_ref() else {
-            return;
-        };
         let by = incident
             .ack
             .as_ref()
             .and_then(|a| a.by.as_deref())
             .unwrap_or("someone");
-        let renewed = AmSilence {
-            id: Some(silence.id.clone()),
-            // The same as when it was made: Alertmanager replaces a silence whose matchers change.
-            matchers: if silence.matchers.is_empty() {
-                silence_matchers(&incident.notification)
-            } else {
-                silence.matchers.clone()
-            },
-            starts_at: self.now,
-            ends_at: self.now + SILENCE_SPAN,
-            created_by: SILENCE_CREATOR.to_string(),
-            comment: format!("Acknowledged by {by} via SMS"),
-        };
-        match alertmanager.silence(&renewed).await {
-            Ok(id) => {
-                let until = millis_at(renewed.ends_at);
-                let kept = self
-                    .change(&incident.id, |i| match i {
-                        Some(mut i) if i.is_open() && i.silence.is_some() => {
-                            i.silence = Some(OwnSilence {
-                                matchers: renewed.matchers.clone(),
-                                id: id.clone(),
-                                until,
-                            });
-                            Edit::Write(Box::new(i), ())
-                        }
-                        _ => Edit::Keep(()),
-                    })
-                    .await;
-                if let Err(e) = kept {
-                    tracing::warn!(incident = %incident.id, error = %e, "silence renewed but not recorded");
-                }
-            }
-            Err(e) => {
-                self.metrics.alertmanager_error("silence");
-                tracing::warn!(incident = %incident.id, error = %e, "silence not renewed; tried again at the next look");
-            }
+        if let Some(Err(e)) = self.post_silence(incident, Some(silence), by).await {
+            self.metrics.alertmanager_error("silence");
+            tracing::warn!(incident = %incident.id, error = %e, "silence not renewed; tried again at the next look");
         }
     }
 
@@ -788,10 +776,8 @@ impl<'a> Escalation<'a> {
     pub async fn open_incidents(&self) -> Result<Vec<Incident>, StateError> {
         let mut incidents = Vec::new();
         for id in self.store().open_incidents().await? {
-            // An unreadable record (`unreadable`) carries no id: no incident to list.
-            if let Some((_, incident)) = self.load(&id).await?
+            if let Some(incident) = self.load(&id).await?.incident
                 && incident.is_open()
-                && incident.id == id
             {
                 incidents.push(incident);
             }
@@ -907,18 +893,23 @@ impl<'a> Escalation<'a> {
         self.tell_new_alerts(route, group, &people, &firing).await
     }
 
-    async fn load(&self, id: &str) -> Result<Option<(u64, Incident)>, StateError> {
+    async fn load(&self, id: &str) -> Result<Loaded, StateError> {
         let Some(record) = self.store().incident(id).await? else {
-            return Ok(None);
+            return Ok(Loaded {
+                version: None,
+                incident: None,
+            });
         };
-        match serde_json::from_slice::<Incident>(&record.value) {
-            Ok(incident) => Ok(Some((record.version, incident))),
-            Err(e) => {
+        let incident = serde_json::from_slice::<Incident>(&record.value)
+            .inspect_err(|e| {
                 // Written by a release that stored it otherwise: the next write replaces it.
                 tracing::error!(incident = %id, error = %e, "an incident in the state store could not be read; it is treated as absent");
-                Ok(Some((record.version, unreadable(id))))
-            }
-        }
+            })
+            .ok();
+        Ok(Loaded {
+            version: Some(record.version),
+            incident,
+        })
     }
 
     /// Reads incident `id`, lets `edit` decide, and writes what it returns unless another
@@ -929,13 +920,8 @@ impl<'a> Escalation<'a> {
         mut edit: impl FnMut(Option<Incident>) -> Edit<T>,
     ) -> Result<T, EscalationError> {
         for _ in 0..ATTEMPTS {
-            let loaded = self.load(id).await?;
-            let (version, current) = match loaded {
-                Some((version, incident)) if incident.id == id => (Some(version), Some(incident)),
-                Some((version, _)) => (Some(version), None),
-                None => (None, None),
-            };
-            match edit(current) {
+            let Loaded { version, incident } = self.load(id).await?;
+            match edit(incident) {
                 Edit::Keep(result) => return Ok(result),
                 Edit::Write(incident, result) => {
                     let value = encode(&incident);
@@ -959,10 +945,12 @@ impl<'a> Escalation<'a> {
     }
 }
 
-/// An incident record that could not be read: it carries an id no incident has, so that
-/// `change` sees no incident and replaces it, and `open_incidents` leaves it out.
-fn unreadable(_id: &str) -> Incident {
-    Incident::open(String::new(), "", "", Notification::of(Vec::new()), 0)
+/// An incident as read from the store.
+struct Loaded {
+    /// The record's version, for the next write; `None` when there is no record.
+    version: Option<u64>,
+    /// `None` also for a record that could not be read: a write replaces it.
+    incident: Option<Incident>,
 }
 
 /// `ACK DiskFull by alice`, to the others paged.
