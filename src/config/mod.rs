@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod alertmanager;
+mod calendars;
 mod delivery;
 mod document;
 mod escalation;
@@ -30,6 +31,7 @@ mod web;
 
 use crate::routing::Route;
 pub use alertmanager::{AlertmanagerAuth, AlertmanagerConfig, AlertmanagerTls, CaFile};
+pub use calendars::CalendarFeed;
 pub use delivery::{DeliveryConfig, SEND_RESERVE};
 pub use field::{parse_duration, parse_size};
 pub use problem::Problem;
@@ -201,7 +203,7 @@ impl Config {
         };
         let escalation_policies =
             escalation::policies(raw.escalation_policies, &targets, &mut problems);
-        let web = web::web_config(raw.web, &mut problems);
+        let web = web::web_config(raw.web, base, &targets, &mut problems);
         let alertmanager = raw
             .alertmanager
             .map(|raw| alertmanager::alertmanager_config(raw, base, &mut problems));

@@ -1,31 +1,48 @@
 //! The `web:` section: how a phone reaches the service's pages (the acknowledgement links that
-//! escalating SMS carry).
+//! escalating SMS carry), and the calendar feeds.
+
+use std::path::Path;
 
 use serde::Deserialize;
 
+use super::calendars::{self, CalendarFeed, RawCalendar};
 use super::field::base_url;
 use super::problem::{Problem, problem};
+use super::routes::Targets;
 
 #[derive(Debug, Clone, Default)]
 pub struct WebConfig {
     /// Absolute http(s) URL without a trailing slash, credentials, query or fragment: paths such
     /// as `/a/<code>` are appended to it.
     pub external_url: Option<String>,
+    /// The feeds served at `/calendar/<token>.ics`.
+    pub calendars: Vec<CalendarFeed>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWeb {
     external_url: Option<String>,
+    #[serde(default)]
+    calendars: Vec<RawCalendar>,
 }
 
-pub(super) fn web_config(raw: RawWeb, problems: &mut Vec<Problem>) -> WebConfig {
+pub(super) fn web_config(
+    raw: RawWeb,
+    base: &Path,
+    targets: &Targets<'_>,
+    problems: &mut Vec<Problem>,
+) -> WebConfig {
     let external_url = raw.external_url.and_then(|url| {
         base_url(&url, "the link is sent by SMS to every person paged")
             .map_err(|message| problem(problems, "web.external_url", message))
             .ok()
     });
-    WebConfig { external_url }
+    let calendars = calendars::calendars(raw.calendars, base, targets, problems);
+    WebConfig {
+        external_url,
+        calendars,
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +99,9 @@ mod tests {
     fn unknown_keys_of_web_are_refused() {
         assert_eq!(
             problems(&format!("web: {{external_uri: x}}\n{PAGES_ALICE}")),
-            ["web.external_uri: unknown field `external_uri`, expected `external_url`"]
+            [
+                "web.external_uri: unknown field `external_uri`, expected `external_url` or `calendars`"
+            ]
         );
     }
 }

@@ -37,7 +37,7 @@ pub struct Guesses {
 
 impl Guesses {
     /// Whether `client` may try a code now.
-    fn allowed(&self, client: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allowed(&self, client: IpAddr, now: Instant) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.get(&network(client)).is_none_or(|(since, count)| {
             now.duration_since(*since) >= GUESS_WINDOW || *count < GUESSES
@@ -45,7 +45,7 @@ impl Guesses {
     }
 
     /// Counts a wrong code from `client`; whether it was within the limit.
-    fn wrong(&self, client: IpAddr, now: Instant) -> bool {
+    pub(crate) fn wrong(&self, client: IpAddr, now: Instant) -> bool {
         let allowed = self.allowed(client, now);
         let client = network(client);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -216,7 +216,7 @@ fn too_many() -> HttpResponse {
     response
 }
 
-fn client(request: &HttpRequest) -> IpAddr {
+pub(crate) fn client(request: &HttpRequest) -> IpAddr {
     request
         .peer_addr()
         .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())

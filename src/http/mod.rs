@@ -2,6 +2,7 @@
 
 pub mod ack;
 pub mod auth;
+pub mod calendar;
 
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
@@ -149,6 +150,7 @@ pub fn build(
                     .route(web::post().to(ack::act))
                     .default_service(web::to(only_get_or_post)),
             )
+            .service(calendar::resource())
             .route("/metrics", web::get().to(metrics))
             .route("/-/healthy", web::get().to(healthy))
             .route("/-/ready", web::get().to(ready))

@@ -3,6 +3,7 @@
 //! local time across DST changes: a weekly shift that starts Monday 09:00 in Europe/Berlin starts
 //! Monday 09:00 there in summer and in winter. Pure functions of an explicit time.
 
+pub mod calendar;
 pub mod quiet_hours;
 pub mod timeinterval;
 
@@ -237,18 +238,21 @@ impl Schedule {
 
     /// The shift at `at` and the `next` after it (fewer when a shift has no end).
     pub fn shifts(&self, at: DateTime<Utc>, next: usize) -> Vec<Shift<'_>> {
-        let mut shifts = vec![self.on_call(at)];
-        while shifts.len() <= next {
-            let Some(start) = shifts.last().and_then(|s| s.until) else {
-                break;
-            };
-            shifts.push(Shift {
+        self.shifts_from(at).take(next + 1).collect()
+    }
+
+    /// The shift at `at` and every one after it, in order; the last is one without end.
+    pub fn shifts_from(&self, at: DateTime<Utc>) -> impl Iterator<Item = Shift<'_>> + '_ {
+        let mut next = Some(self.on_call(at));
+        std::iter::from_fn(move || {
+            let shift = next.take()?;
+            next = shift.until.map(|start| Shift {
                 who: self.who(start),
                 from: start,
                 until: self.until(start),
             });
-        }
-        shifts
+            Some(shift)
+        })
     }
 
     /// Who is on call at `at` and the `next` handoffs.

@@ -10,6 +10,7 @@
 //! - `app`: the service in-process (`TestApp`, `at` for its clock), and posting (`post_alerts`).
 //! - `service`: the service's binary, as operators run it (`Service`, `service_binary`).
 //! - `programs`: `ChildGuard` for every child process, `require`, Alertmanager, Prometheus.
+//! - `python`: Python with pinned packages, in a virtualenv under `target/` (`python_venv`).
 //! - `redis`: `redis-server` and `redis-sentinel` (`Redis`, `Sentinel`).
 //! - `tmpfs`: a disk that fills up or turns read-only (`Tmpfs`, needs root).
 //! - `wait`: `eventually`, the one way to wait, and `wait_until_ok`.
@@ -22,6 +23,7 @@ mod log;
 mod metrics;
 mod payloads;
 mod programs;
+mod python;
 mod redis;
 mod service;
 mod sipgate;
@@ -34,6 +36,7 @@ pub use log::*;
 pub use metrics::*;
 pub use payloads::*;
 pub use programs::*;
+pub use python::*;
 pub use redis::*;
 pub use service::*;
 pub use sipgate::*;
