@@ -267,8 +267,6 @@ async fn a_link_shows_its_ended_incident_for_a_day_and_then_is_unknown() {
     );
 }
 
-const CAROL: &str = "+4915799912345";
-
 /// alice, then bob after 4 s, then carol after 4 s more; on `redis`, watching `alertmanagers`.
 fn escalating_replica(api_url: &str, redis: &Redis, alertmanagers: &[&str]) -> String {
     let mut config = TestConfig::new(api_url).on_redis(redis);
@@ -288,33 +286,6 @@ fn escalating_replica(api_url: &str, redis: &Redis, alertmanagers: &[&str]) -> S
     route.to.clear();
     route.escalation = Some("critical".to_string());
     config.yaml()
-}
-
-/// The texts the fake Sipgate took for `number`, in the order they came.
-async fn texts_to(fake: &wiremock::MockServer, number: &str) -> Vec<String> {
-    fake.received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.method.as_str() == "POST")
-        .filter_map(|r| {
-            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-            (body["recipient"] == number).then(|| body["message"].as_str().unwrap().to_string())
-        })
-        .collect()
-}
-
-/// Waits until `number` got `count` texts; returns them.
-async fn wait_for_texts(fake: &wiremock::MockServer, number: &str, count: usize) -> Vec<String> {
-    eventually(
-        std::time::Duration::from_secs(40),
-        &format!("{count} SMS to {number}"),
-        || async {
-            let texts = texts_to(fake, number).await;
-            (texts.len() >= count).then_some(texts)
-        },
-    )
-    .await
 }
 
 /// `amtool silence query` (with `--expired`: the expired ones instead of the others), as JSON.

@@ -6,6 +6,7 @@ mod harness;
 mod alertmanager;
 mod alertmanager_api;
 mod bad_input;
+mod browser;
 mod calendar;
 mod cli;
 mod delivery;

@@ -163,13 +163,25 @@ pub async fn post_notification(
     path: &str,
     body: impl Into<reqwest::Body>,
 ) -> (u16, serde_json::Value) {
-    let response = http
+    post_notification_as(http, url, path, None, body).await
+}
+
+/// As `post_notification`, with these Basic credentials, for a service behind `server.auth`.
+pub async fn post_notification_as(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let mut request = http
         .post(format!("{url}{path}"))
         .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .body(body);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));

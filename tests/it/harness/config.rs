@@ -16,6 +16,8 @@ pub const AUTHORIZATION: &str =
     "Basic dG9rZW4tQUIxMkNEOjAwMDAwMDAwLTExMTEtNDIyMi04MzMzLTQ0NDQ0NDQ0NDQ0NA==";
 pub const ALICE: &str = "+4915228817386";
 pub const BOB: &str = "+4915254599371";
+/// Not in the shared phone book: tests that need a third person add her.
+pub const CAROL: &str = "+4915799912345";
 
 /// The service's config as the tests write it: typed, and serialised to YAML, so that a test
 /// changes a field instead of editing YAML text.

@@ -10,6 +10,7 @@
 //! - `app`: the service in-process (`TestApp`, `at` for its clock), and posting (`post_alerts`).
 //! - `service`: the service's binary, as operators run it (`Service`, `service_binary`).
 //! - `programs`: `ChildGuard` for every child process, `require`, Alertmanager, Prometheus.
+//! - `browser`: headless chromium through chromedriver (`Browser`), screenshots, axe-core.
 //! - `python`: Python with pinned packages, in a virtualenv under `target/` (`python_venv`).
 //! - `redis`: `redis-server` and `redis-sentinel` (`Redis`, `Sentinel`).
 //! - `tmpfs`: a disk that fills up or turns read-only (`Tmpfs`, needs root).
@@ -18,6 +19,7 @@
 //! - `log`: what the service logs (`CapturedLog` in-process, `lines_with`).
 
 mod app;
+mod browser;
 mod config;
 mod log;
 mod metrics;
@@ -31,6 +33,7 @@ mod tmpfs;
 mod wait;
 
 pub use app::*;
+pub use browser::*;
 pub use config::*;
 pub use log::*;
 pub use metrics::*;

@@ -8,20 +8,35 @@ use std::time::Duration;
 use super::wait::{eventually, wait_until_ok};
 
 /// Every child process a test starts: killed and reaped when the test ends, also on a panic.
-pub struct ChildGuard(pub Child);
+pub struct ChildGuard {
+    child: Child,
+    /// The child leads a process group of its own, and the whole group is killed with it.
+    group: bool,
+}
 
 impl ChildGuard {
     pub fn spawn(command: &mut Command) -> ChildGuard {
+        ChildGuard::spawn_as(command, false)
+    }
+
+    /// As `spawn`, for a program that starts programs of its own (chromedriver starts chromium,
+    /// which outlives a killed chromedriver): the guard kills its whole process group, so that
+    /// a failed test leaves no grandchild behind.
+    pub fn spawn_with_its_children(command: &mut Command) -> ChildGuard {
+        use std::os::unix::process::CommandExt;
+        ChildGuard::spawn_as(command.process_group(0), true)
+    }
+
+    fn spawn_as(command: &mut Command, group: bool) -> ChildGuard {
         let program = command.get_program().to_string_lossy().into_owned();
-        ChildGuard(
-            command
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {program}: {e}")),
-        )
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        ChildGuard { child, group }
     }
 
     pub fn id(&self) -> u32 {
-        self.0.id()
+        self.child.id()
     }
 
     /// Sends SIGTERM, as a service manager does.
@@ -39,7 +54,7 @@ impl ChildGuard {
     }
 
     pub async fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let child = &mut self.0;
+        let child = &mut self.child;
         eventually(limit, "the process exits", || {
             let status = child.try_wait().unwrap();
             async move { status }
@@ -50,8 +65,15 @@ impl ChildGuard {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if self.group {
+            // Before the child is reaped, so that its group id cannot have been reused.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

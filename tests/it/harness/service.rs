@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::app::{get_text, post_alerts, post_reload};
+use super::app::{get_text, post_alerts, post_notification_as, post_reload};
 use super::config::write_config;
 use super::programs::{ChildGuard, free_port};
 use super::wait::wait_until_ok;
@@ -30,6 +30,17 @@ impl Service {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), yaml);
         let mut service = Service::start_with(&config, args, &[]).await;
+        service._dir = Some(dir);
+        service
+    }
+
+    /// As `start`, for a config that names the service's own address (`web.external_url`, so
+    /// that the links in its SMS lead back to it): `yaml` gets that URL.
+    pub async fn start_at_its_url(yaml: impl FnOnce(&str) -> String) -> Service {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &yaml(&format!("http://127.0.0.1:{port}")));
+        let mut service = Service::start_at("127.0.0.1", port, &config, &[], &[]).await;
         service._dir = Some(dir);
         service
     }
@@ -131,6 +142,22 @@ impl Service {
 
     pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
         post_alerts(&reqwest::Client::new(), &self.url, body).await
+    }
+
+    /// As `post_alerts`, with these Basic credentials, for a service behind `server.auth`.
+    pub async fn post_alerts_as(
+        &self,
+        basic: (&str, &str),
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        post_notification_as(
+            &reqwest::Client::new(),
+            &self.url,
+            "/alerts",
+            Some(basic),
+            body,
+        )
+        .await
     }
 
     /// `GET path`: its status and text.

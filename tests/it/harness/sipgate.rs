@@ -217,6 +217,33 @@ pub fn split_at_ack_code(text: &str) -> (&str, &str) {
     (before, code)
 }
 
+/// The texts the fake Sipgate took for `number`, in the order they came.
+pub async fn texts_to(fake: &MockServer, number: &str) -> Vec<String> {
+    fake.received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .filter_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            (body["recipient"] == number).then(|| body["message"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Waits until `number` got `count` texts; returns them.
+pub async fn wait_for_texts(fake: &MockServer, number: &str, count: usize) -> Vec<String> {
+    eventually(
+        Duration::from_secs(40),
+        &format!("{count} SMS to {number}"),
+        || async {
+            let texts = texts_to(fake, number).await;
+            (texts.len() >= count).then_some(texts)
+        },
+    )
+    .await
+}
+
 /// How many requests the fake received for each recipient number.
 pub async fn requests_per_recipient(
     fake: &MockServer,
