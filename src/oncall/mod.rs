@@ -214,11 +214,17 @@ impl Schedule {
         self.boundaries(at, false).find(|b| self.who(*b) != who)
     }
 
-    /// When the person on call at `at` took over.
+    /// When the person on call at `at` took over; not before the rotation began, so that a
+    /// rotation of one (who never hands over) has been on call since its start, not since
+    /// `HORIZON` shifts before it.
     fn since(&self, at: DateTime<Utc>) -> DateTime<Utc> {
         let who = self.who(at);
+        let began = self.instant(self.start);
         let mut last = at;
         for boundary in self.boundaries(at, true) {
+            if began <= at && boundary <= began {
+                return began;
+            }
             last = boundary;
             if self.who(boundary - chrono::Duration::seconds(1)) != who {
                 return boundary;
@@ -530,6 +536,8 @@ mod tests {
         let shifts = s.shifts(utc("2026-06-01T12:00:00Z"), 5);
         assert_eq!(shifts.len(), 1);
         assert_eq!((shifts[0].who, shifts[0].until), ("alice", None));
+        // On call since the rotation began (Monday 5 January 2026, 09:00 in Berlin).
+        assert_eq!(shifts[0].from, utc("2026-01-05T08:00:00Z"));
         let now = utc("2026-06-01T12:00:00Z");
         for year in [ShowYear::OutsideYearOf(now), ShowYear::FromAYearAfter(now)] {
             assert_eq!(s.local(None, year), "further notice");
