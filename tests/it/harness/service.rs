@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::app::{get_text, post_alerts, post_reload};
+use super::app::{get_authorized, get_text, post_alerts, post_alerts_authorized, post_reload};
 use super::config::write_config;
 use super::programs::{ChildGuard, free_port};
 use super::wait::wait_until_ok;
@@ -133,6 +133,14 @@ impl Service {
         post_alerts(&reqwest::Client::new(), &self.url, body).await
     }
 
+    /// Posts a notification with the credentials of `TestConfig::with_basic_auth`.
+    pub async fn post_alerts_authorized(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        post_alerts_authorized(&reqwest::Client::new(), &self.url, body).await
+    }
+
     /// `GET path`: its status and text.
     pub async fn get(&self, path: &str) -> (u16, String) {
         get_text(&reqwest::Client::new(), &self.url, path).await
@@ -141,6 +149,11 @@ impl Service {
     /// Asks it to reload its config (`POST /-/reload`): its status and answer.
     pub async fn reload(&self) -> (u16, String) {
         post_reload(&reqwest::Client::new(), &self.url).await
+    }
+
+    /// `GET path` with the credentials of `TestConfig::with_basic_auth`: its status and text.
+    pub async fn get_authorized(&self, path: &str) -> (u16, String) {
+        get_authorized(&reqwest::Client::new(), &self.url, path).await
     }
 }
 
