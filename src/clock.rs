@@ -19,13 +19,17 @@ pub fn millis_at(t: DateTime<Utc>) -> Millis {
     u64::try_from(t.timestamp_millis()).unwrap_or(0)
 }
 
+/// `at` as a calendar time; past what a calendar time holds, the epoch.
+pub fn datetime(at: Millis) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(i64::try_from(at).unwrap_or(i64::MAX)).unwrap_or_default()
+}
+
 pub trait Clock: fmt::Debug + Send + Sync {
     fn now(&self) -> Millis;
 
     /// `now` as a calendar time, for schedules, time intervals and texts.
     fn datetime(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(i64::try_from(self.now()).unwrap_or(i64::MAX))
-            .unwrap_or_default()
+        datetime(self.now())
     }
 }
 

@@ -74,6 +74,7 @@ impl Service {
             config.delivery.max_pending,
             options.runtime.clone(),
             metrics.clone(),
+            options.clock.clone(),
         );
         let live = Live::new(config, options.force_dry_run)?;
         let state = Arc::new(AppState::new(

@@ -104,7 +104,14 @@ impl Fixture {
                 alertmanager,
             },
             heartbeats: Heartbeats::new(store.clone(), metrics.clone()),
-            deliverer: Deliverer::new(store, 8, 100, Handle::current(), metrics.clone()),
+            deliverer: Deliverer::new(
+                store,
+                8,
+                100,
+                Handle::current(),
+                metrics.clone(),
+                Arc::new(crate::clock::TokioClock::new()),
+            ),
             metrics,
             provider,
         }

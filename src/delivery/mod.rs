@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::log_sampler::LogSampler;
 use crate::metrics::Metrics;
@@ -28,6 +29,10 @@ use crate::provider::{Outlet, SendError, SmsProvider};
 use crate::ratelimit::Limits;
 use crate::state::{Begin, ClaimId, Settlement, Start, StateStore, Taken};
 use crate::text::compose::{Sms, with_held_note};
+
+pub mod recent;
+
+use recent::{Handled, RecentSms};
 
 /// After Sipgate refused the token, the balance or the extension, further SMS fail fast for this
 /// long instead of hammering Sipgate with a request that cannot succeed.
@@ -133,6 +138,9 @@ struct Inner {
     unrecorded: LogSampler,
     runtime: Handle,
     metrics: Metrics,
+    /// How the last SMS ended, for the status page; `clock` says when.
+    recent: RecentSms,
+    clock: Arc<dyn Clock>,
 }
 
 impl Inner {
@@ -217,12 +225,14 @@ impl Drop for Holding {
 
 impl Deliverer {
     /// `runtime` runs the sends; it must outlive the HTTP server so that sends in flight finish.
+    /// `clock` is the service's: the times of the last SMS on the status page.
     pub fn new(
         store: Arc<dyn StateStore>,
         max_concurrency: usize,
         max_pending: usize,
         runtime: Handle,
         metrics: Metrics,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Deliverer {
             inner: Arc::new(Inner {
@@ -237,8 +247,15 @@ impl Deliverer {
                 unrecorded: LogSampler::new(UNRECORDED_LOG_INTERVAL),
                 runtime,
                 metrics,
+                recent: RecentSms::default(),
+                clock,
             }),
         }
+    }
+
+    /// How the last SMS this replica handled ended, the newest first.
+    pub fn recent(&self) -> Vec<Handled> {
+        self.inner.recent.newest_first()
     }
 
     /// The state store the ledger and the limits live in.
@@ -268,6 +285,7 @@ impl Deliverer {
         join_all(messages.into_iter().map(|sms| async move {
             let report = self.deliver_one(outlet, &sms, policy).await;
             log_outcome(&sms, &report);
+            self.handled(&report, false);
             report
         }))
         .await
@@ -396,7 +414,10 @@ impl Deliverer {
                     // The caller learns the outcome before the store does: recording it never
                     // makes the answer late, and a store that is down never holds a pending
                     // slot that the next SMS needs.
-                    let _ = answer.send(result);
+                    if answer.send(result).is_err() {
+                        // The caller stopped waiting and was told it failed: how it ended.
+                        deliverer.handled(&outcome_of(&sms, result), true);
+                    }
                     drop(pending);
                     match result {
                         SendResult::Delivered { .. } => {
@@ -550,17 +571,23 @@ impl Deliverer {
         );
     }
 
+    /// The caller's report of a send, its failure counted.
     fn report(&self, sms: &Sms, result: SendResult) -> SmsReport {
         match result {
-            SendResult::Delivered { segments } => SmsReport {
-                route: sms.route.clone(),
-                recipient: sms.recipient.clone(),
-                outcome: Outcome::Sent,
-                reason: None,
-                segments,
-            },
+            SendResult::Delivered { .. } => outcome_of(sms, result),
             SendResult::NotDelivered(reason) => self.fail(sms, reason),
         }
+    }
+
+    /// Keeps how an SMS ended for the status page; `late`: after its caller stopped waiting.
+    /// Every SMS comes by here once as its caller is told, through `deliver` or `suppressed`,
+    /// and once more when its send ends after that.
+    fn handled(&self, report: &SmsReport, late: bool) {
+        self.inner.recent.record(Handled {
+            at: self.inner.clock.now(),
+            report: report.clone(),
+            late,
+        });
     }
 
     /// Tries until Sipgate accepts the SMS, a permanent error, or no retry fits the deadline.
@@ -683,20 +710,44 @@ impl Deliverer {
         }
     }
 
-    /// Counts an SMS held back on purpose and reports it: every one is counted here, whether
-    /// the store (a duplicate, a rate limit, quiet hours) or its route (muted, resolved) held it.
+    /// Counts, keeps and reports an SMS its route held back on purpose (muted, resolved) before
+    /// it reached `deliver`.
     pub fn suppressed(&self, route: &str, recipient: &str, reason: SuppressReason) -> SmsReport {
+        let report = self.held_back(route, recipient, reason);
+        self.handled(&report, false);
+        report
+    }
+
+    /// Counts and reports an SMS held back on purpose: every one is counted here, whether the
+    /// store (a duplicate, a rate limit, quiet hours) or its route (muted, resolved) held it.
+    fn held_back(&self, route: &str, recipient: &str, reason: SuppressReason) -> SmsReport {
         self.inner.metrics.sms_suppressed(route, reason, 1);
         SmsReport::suppressed(route, recipient, reason)
     }
 
     fn suppress(&self, sms: &Sms, reason: SuppressReason) -> SmsReport {
-        self.suppressed(&sms.route, &sms.recipient, reason)
+        self.held_back(&sms.route, &sms.recipient, reason)
     }
 
     fn fail(&self, sms: &Sms, reason: FailureReason) -> SmsReport {
         self.inner.metrics.sms_failed(&sms.route, reason);
         SmsReport::failed(&sms.route, &sms.recipient, reason, sms.size.segments)
+    }
+}
+
+/// How a send of `sms` ended, as its report says it; nothing counted.
+fn outcome_of(sms: &Sms, result: SendResult) -> SmsReport {
+    match result {
+        SendResult::Delivered { segments } => SmsReport {
+            route: sms.route.clone(),
+            recipient: sms.recipient.clone(),
+            outcome: Outcome::Sent,
+            reason: None,
+            segments,
+        },
+        SendResult::NotDelivered(reason) => {
+            SmsReport::failed(&sms.route, &sms.recipient, reason, sms.size.segments)
+        }
     }
 }
 
@@ -873,6 +924,7 @@ mod tests {
             100,
             Handle::current(),
             metrics,
+            Arc::new(crate::clock::TokioClock::new()),
         )
     }
 
@@ -884,6 +936,7 @@ mod tests {
             max_pending,
             Handle::current(),
             metrics,
+            Arc::new(crate::clock::TokioClock::new()),
         )
     }
 
@@ -1054,6 +1107,88 @@ mod tests {
         assert_eq!(outcome(&report), (Outcome::Suppressed, Some("duplicate")));
         assert_eq!(fake.requests().len(), 1);
         assert!(d.shutdown(Instant::now()).await, "nothing left in flight");
+    }
+
+    /// Each SMS of the ring as (recipient, outcome, reason, late), the newest first.
+    fn kept(d: &Deliverer) -> Vec<(String, Outcome, Option<&'static str>, bool)> {
+        d.recent()
+            .into_iter()
+            .map(|h| {
+                (
+                    h.report.recipient,
+                    h.report.outcome,
+                    h.report.reason,
+                    h.late,
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_sms_is_kept_for_the_status_page_as_its_caller_was_told() {
+        let fake = Scripted::new([OK, refuse(400)]);
+        let d = deliverer(8);
+        let started = d.inner.clock.now();
+        send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        send(&d, &fake, sms("bob", "B"), policy(Duration::from_secs(5))).await;
+        send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(5))).await;
+        // Held back by its route before it reached the deliverer.
+        d.suppressed("warnings", "bob", SuppressReason::Muted);
+        dry_run(&d, sms("bob", "C"), policy(Duration::from_secs(5))).await;
+        let own = |name: &str| name.to_string();
+        assert_eq!(
+            kept(&d),
+            [
+                (own("bob"), Outcome::DryRun, None, false),
+                (own("bob"), Outcome::Suppressed, Some("muted"), false),
+                (own("alice"), Outcome::Suppressed, Some("duplicate"), false),
+                (own("bob"), Outcome::Failed, Some("client_error"), false),
+                (own("alice"), Outcome::Sent, None, false),
+            ]
+        );
+        let at: Vec<u64> = d.recent().iter().map(|h| h.at - started).collect();
+        assert_eq!(at, [1000, 1000, 1000, 1000, 0]);
+        assert_eq!(d.recent()[4].report.route, "critical");
+        assert_eq!(d.recent()[4].report.segments, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_that_ends_after_its_caller_left_is_kept_as_it_ended() {
+        let fake = Scripted::new([
+            Answer {
+                delay: Duration::from_secs(3),
+                ..OK
+            },
+            Answer {
+                delay: Duration::from_secs(3),
+                ..refuse(400)
+            },
+        ]);
+        let d = deliverer(8);
+        let started = d.inner.clock.now();
+        send(&d, &fake, sms("alice", "A"), policy(Duration::from_secs(1))).await;
+        send(&d, &fake, sms("bob", "B"), policy(Duration::from_secs(1))).await;
+        let own = |name: &str| name.to_string();
+        assert_eq!(
+            kept(&d),
+            [
+                (own("bob"), Outcome::Failed, Some("timeout"), false),
+                (own("alice"), Outcome::Failed, Some("timeout"), false),
+            ]
+        );
+        assert!(d.shutdown(Instant::now() + Duration::from_secs(10)).await);
+        assert_eq!(
+            kept(&d),
+            [
+                (own("bob"), Outcome::Failed, Some("client_error"), true),
+                (own("alice"), Outcome::Sent, None, true),
+                (own("bob"), Outcome::Failed, Some("timeout"), false),
+                (own("alice"), Outcome::Failed, Some("timeout"), false),
+            ]
+        );
+        let at: Vec<u64> = d.recent().iter().map(|h| h.at - started).collect();
+        assert_eq!(at, [4000, 3000, 2000, 1000]);
     }
 
     #[tokio::test(start_paused = true)]

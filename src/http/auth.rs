@@ -120,6 +120,7 @@ pub enum Guarded {
     Metrics,
     OnCall,
     Incidents,
+    StatusPage,
 }
 
 impl Guarded {
@@ -143,6 +144,9 @@ impl Guarded {
             Guarded::Incidents => {
                 "request refused: missing or wrong credentials; the incidents query gets no answer"
             }
+            Guarded::StatusPage => {
+                "request refused: missing or wrong credentials; the status page is not shown"
+            }
         }
     }
 }
@@ -155,6 +159,7 @@ pub struct RefusalLog {
     metrics: LogSampler,
     oncall: LogSampler,
     incidents: LogSampler,
+    status_page: LogSampler,
     pub(crate) grafana_signature: LogSampler,
 }
 
@@ -167,6 +172,7 @@ impl RefusalLog {
             Guarded::Metrics => &self.metrics,
             Guarded::OnCall => &self.oncall,
             Guarded::Incidents => &self.incidents,
+            Guarded::StatusPage => &self.status_page,
         }
     }
 }
@@ -179,6 +185,7 @@ impl Default for RefusalLog {
             metrics: LogSampler::new(REFUSAL_LOG_INTERVAL),
             oncall: LogSampler::new(REFUSAL_LOG_INTERVAL),
             incidents: LogSampler::new(REFUSAL_LOG_INTERVAL),
+            status_page: LogSampler::new(REFUSAL_LOG_INTERVAL),
             grafana_signature: LogSampler::new(REFUSAL_LOG_INTERVAL),
         }
     }

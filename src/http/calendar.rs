@@ -10,16 +10,14 @@
 
 use std::time::Instant;
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
-use super::ack::{self, GUESS_WINDOW, Guesses};
+use super::guesses::{Guesses, client};
 use crate::app::AppState;
 use crate::config::CalendarFeed;
 use crate::oncall::calendar;
@@ -29,47 +27,7 @@ pub fn resource() -> actix_web::Resource {
     web::resource("/calendar/{token}.ics")
         .route(web::get().to(feed))
         .route(web::head().to(feed))
-        .default_service(web::to(only_get_or_head))
-}
-
-/// Why no feed was served; never repeats the token.
-#[derive(Debug, thiserror::Error)]
-enum CalendarError {
-    #[error("not found")]
-    Unknown,
-    #[error("too many unknown links from your address; try again in a minute")]
-    TooManyGuesses,
-    /// A bug: rendering panicked.
-    #[error("internal error; please retry")]
-    Failed,
-}
-
-/// The body of every JSON error of the service (as `ApiError`'s).
-#[derive(Serialize)]
-struct ErrorBody {
-    status: &'static str,
-    error: String,
-}
-
-impl ResponseError for CalendarError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            CalendarError::Unknown => StatusCode::NOT_FOUND,
-            CalendarError::TooManyGuesses => StatusCode::TOO_MANY_REQUESTS,
-            CalendarError::Failed => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if let CalendarError::TooManyGuesses = self {
-            response.insert_header((header::RETRY_AFTER, GUESS_WINDOW.as_secs()));
-        }
-        response.json(ErrorBody {
-            status: "error",
-            error: self.to_string(),
-        })
-    }
+        .default_service(web::to(super::only_get_or_head))
 }
 
 async fn feed(
@@ -77,13 +35,13 @@ async fn feed(
     guesses: web::Data<Guesses>,
     request: HttpRequest,
     token: web::Path<String>,
-) -> Result<HttpResponse, CalendarError> {
+) -> Result<HttpResponse, ApiError> {
     let live = state.current();
     let Some(found) = find(&live.config.web.calendars, &token) else {
-        return Err(if guesses.wrong(ack::client(&request), Instant::now()) {
-            CalendarError::Unknown
+        return Err(if guesses.wrong(client(&request), Instant::now()) {
+            ApiError::NotFound
         } else {
-            CalendarError::TooManyGuesses
+            ApiError::TooManyGuesses
         });
     };
     let (feed, now) = (found.feed.clone(), state.clock.datetime());
@@ -93,7 +51,7 @@ async fn feed(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "bug: rendering a calendar feed failed; answered 500");
-            CalendarError::Failed
+            ApiError::Panic
         })?;
     Ok(HttpResponse::Ok()
         .insert_header((
@@ -118,10 +76,6 @@ fn find<'a>(feeds: &'a [CalendarFeed], given: &str) -> Option<&'a CalendarFeed> 
         }
     }
     found
-}
-
-async fn only_get_or_head() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
 }
 
 #[cfg(test)]

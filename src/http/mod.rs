@@ -1,8 +1,11 @@
 //! The HTTP side: routes, body limits, and the one place where errors become status codes.
+//! The pages people read in a browser are in `web`.
 
-pub mod ack;
 pub mod auth;
 pub mod calendar;
+pub mod guesses;
+pub mod incidents;
+pub mod web;
 
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
@@ -14,7 +17,9 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
+// actix-web's `web` as `actix`: `web` is the folder of the pages.
+use actix_web::web as actix;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -55,6 +60,8 @@ pub enum ApiError {
     BadQuery(String),
     #[error("{0}; try again")]
     Unavailable(String),
+    #[error("too many unknown links from your address; try again in a minute")]
+    TooManyGuesses,
 }
 
 #[derive(Serialize)]
@@ -78,6 +85,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyGuesses => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -87,6 +95,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header(("Allow", *allow));
+            }
+            ApiError::TooManyGuesses => {
+                response.insert_header(("Retry-After", guesses::GUESS_WINDOW.as_secs()));
             }
             ApiError::Unauthorized { challenges } => {
                 for challenge in challenges {
@@ -117,11 +128,10 @@ pub fn build(
     listener: TcpListener,
     shutdown_timeout: Duration,
 ) -> std::io::Result<Server> {
-    let data = web::Data::from(state);
+    let data = actix::Data::from(state);
     // One for all workers, so that a flood of refusals is sampled as one.
-    let refusals = web::Data::new(RefusalLog::default());
-    // One for all workers, so that guesses spread over connections count together.
-    let guesses = web::Data::new(ack::Guesses::default());
+    let refusals = actix::Data::new(RefusalLog::default());
+    let guesses = actix::Data::new(guesses::Guesses::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -133,33 +143,48 @@ pub fn build(
             // Healthchecks.io's webhook, with the body the README documents.
             .service(webhook("/healthchecks", ingest::parse_healthchecks))
             .service(
-                web::resource("/api/v1/oncall")
-                    .route(web::get().to(oncall))
-                    .default_service(web::to(only_get)),
+                actix::resource("/api/v1/oncall")
+                    .route(actix::get().to(oncall))
+                    .default_service(actix::to(only_get)),
             )
             .service(
-                web::resource("/api/v1/incidents")
-                    .route(web::get().to(incidents))
-                    .default_service(web::to(only_get)),
+                actix::resource("/api/v1/incidents")
+                    .route(actix::get().to(incidents::list))
+                    .default_service(actix::to(only_get)),
+            )
+            // The status page, behind server.auth as the API.
+            .service(
+                actix::resource("/")
+                    .route(actix::get().to(web::status::show))
+                    .route(actix::head().to(web::status::show))
+                    .default_service(actix::to(only_get_or_head)),
             )
             // The acknowledgement pages: outside server.auth, the code is the credential.
             .service(
-                web::resource("/a/{code}")
-                    .app_data(web::PayloadConfig::new(ACK_FORM_LIMIT))
-                    .route(web::get().to(ack::show))
-                    .route(web::post().to(ack::act))
-                    .default_service(web::to(only_get_or_post)),
+                actix::resource("/a/{code}")
+                    .app_data(actix::PayloadConfig::new(ACK_FORM_LIMIT))
+                    .route(actix::get().to(web::ack::show))
+                    .route(actix::post().to(web::ack::act))
+                    .default_service(actix::to(only_get_or_post)),
             )
+            // The calendar feeds: outside server.auth, the token is the credential.
             .service(calendar::resource())
-            .route("/metrics", web::get().to(metrics))
-            .route("/-/healthy", web::get().to(healthy))
-            .route("/-/ready", web::get().to(ready))
+            // The pages' stylesheet: outside server.auth, as the acknowledgement pages need it.
             .service(
-                web::resource("/-/reload")
-                    .route(web::post().to(reload))
-                    .default_service(web::to(only_post)),
+                actix::resource(web::assets::STYLESHEET)
+                    .route(actix::get().to(web::assets::stylesheet))
+                    .route(actix::head().to(web::assets::stylesheet))
+                    .default_service(actix::to(only_get_or_head)),
             )
-            .default_service(web::to(not_found))
+            .route("/metrics", actix::get().to(metrics))
+            .route("/-/healthy", actix::get().to(healthy))
+            .route("/-/ready", actix::get().to(ready))
+            .service(
+                actix::resource("/-/reload")
+                    .route(actix::post().to(reload))
+                    .default_service(actix::to(only_post)),
+            )
+            .default_service(actix::to(not_found))
     })
     .disable_signals()
     .shutdown_timeout(shutdown_timeout.as_secs().max(1))
@@ -173,7 +198,7 @@ async fn count_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let endpoint = req.match_pattern().unwrap_or_else(|| "other".to_string());
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let state = req.app_data::<actix::Data<AppState>>().cloned();
     let response = next.call(req).await?;
     if let Some(state) = state {
         state.metrics.request(&endpoint, response.status().as_u16());
@@ -181,7 +206,7 @@ async fn count_requests(
     Ok(response)
 }
 
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_body(mut payload: actix::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
@@ -214,21 +239,22 @@ type Parser = fn(&[u8]) -> Result<crate::model::alert::Notification, PayloadErro
 /// A webhook at `path` that takes notifications in the format `parse` reads, by POST or by PUT
 /// (Grafana's webhook contact point can be set to PUT).
 fn webhook(path: &str, parse: Parser) -> actix_web::Resource {
-    let handler = move |state: web::Data<AppState>, request: HttpRequest, payload: web::Payload| {
-        notification(state, request, payload, parse)
-    };
-    web::resource(path)
-        .route(web::post().to(handler))
-        .route(web::put().to(handler))
-        .default_service(web::to(only_post_or_put))
+    let handler =
+        move |state: actix::Data<AppState>, request: HttpRequest, payload: actix::Payload| {
+            notification(state, request, payload, parse)
+        };
+    actix::resource(path)
+        .route(actix::post().to(handler))
+        .route(actix::put().to(handler))
+        .default_service(actix::to(only_post_or_put))
 }
 
 /// Every notification gets an id that ties its log lines together and comes back in
 /// `X-Request-Id`.
 async fn notification(
-    state: web::Data<AppState>,
+    state: actix::Data<AppState>,
     request: HttpRequest,
-    payload: web::Payload,
+    payload: actix::Payload,
     parse: Parser,
 ) -> HttpResponse {
     let request_id = format!("{:016x}", fastrand::u64(..));
@@ -250,9 +276,9 @@ async fn notification(
 }
 
 async fn handle_notification(
-    state: web::Data<AppState>,
+    state: actix::Data<AppState>,
     request: HttpRequest,
-    payload: web::Payload,
+    payload: actix::Payload,
     parse: Parser,
 ) -> Result<HttpResponse, ApiError> {
     let started = tokio::time::Instant::now();
@@ -316,12 +342,12 @@ struct OnCallResponse {
 /// Who is on call now (or `?at=`), until when, and the next handoffs (`?next=`, default 3):
 /// names only, behind the same credentials as `/alerts`.
 async fn oncall(
-    state: web::Data<AppState>,
+    state: actix::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.current();
     authorize(&live, &request, Guarded::OnCall)?;
-    let query = web::Query::<OnCallQuery>::from_query(request.query_string())
+    let query = actix::Query::<OnCallQuery>::from_query(request.query_string())
         .map_err(|e| ApiError::BadQuery(e.to_string()))?
         .into_inner();
     let at = match query.at.as_deref() {
@@ -347,23 +373,6 @@ async fn oncall(
     }))
 }
 
-/// The open incidents: names only, behind the same credentials as `/alerts`.
-async fn incidents(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let live = state.current();
-    authorize(&live, &request, Guarded::Incidents)?;
-    let escalation = escalation(&state, &live);
-    let incidents = escalation
-        .open_incidents()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let summaries: Vec<ack::IncidentSummary<'_>> =
-        incidents.iter().map(ack::IncidentSummary::of).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "incidents": summaries })))
-}
-
 /// The escalation engine on `live`, at the service's time.
 fn escalation<'a>(state: &'a AppState, live: &'a Live) -> crate::escalation::Escalation<'a> {
     crate::escalation::Escalation::at(
@@ -378,7 +387,7 @@ fn escalation<'a>(state: &'a AppState, live: &'a Live) -> crate::escalation::Esc
 const ACK_FORM_LIMIT: usize = 4096;
 
 async fn metrics(
-    state: web::Data<AppState>,
+    state: actix::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.current();
@@ -435,7 +444,7 @@ fn authorize(live: &Live, request: &HttpRequest, kind: Guarded) -> Result<(), Ap
 fn refusal_log(request: &HttpRequest) -> &RefusalLog {
     static UNSHARED: std::sync::LazyLock<RefusalLog> = std::sync::LazyLock::new(Default::default);
     request
-        .app_data::<web::Data<RefusalLog>>()
+        .app_data::<actix::Data<RefusalLog>>()
         .map_or(&UNSHARED, |log| log.get_ref())
 }
 
@@ -471,7 +480,7 @@ fn check_grafana_signature(
 }
 
 async fn reload(
-    state: web::Data<AppState>,
+    state: actix::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state.current(), &request, Guarded::Reload)?;
@@ -488,7 +497,7 @@ async fn reload(
     })
 }
 
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
+async fn ready(state: actix::Data<AppState>) -> HttpResponse {
     match health::readiness(&state) {
         Ok(mode) => HttpResponse::Ok()
             .content_type("text/plain")
@@ -509,6 +518,10 @@ async fn only_get() -> Result<HttpResponse, ApiError> {
 
 async fn only_post() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed { allow: "POST" })
+}
+
+async fn only_get_or_head() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
 }
 
 async fn only_get_or_post() -> Result<HttpResponse, ApiError> {

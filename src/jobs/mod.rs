@@ -282,6 +282,7 @@ pub(crate) fn test_runner(
         1,
         tokio::runtime::Handle::current(),
         metrics.clone(),
+        clock.clone(),
     );
     (Runner::new(deliverer, metrics.clone(), clock), metrics)
 }

@@ -83,6 +83,11 @@ impl Heartbeats {
         if let Ok(Some(shared)) = self.store.marked(MARK).await {
             self.seen(shared);
         }
+        self.last_here()
+    }
+
+    /// The last heartbeat this replica knows of, without asking the store.
+    pub fn last_here(&self) -> Option<Millis> {
         Some(self.last.load(Ordering::SeqCst)).filter(|at| *at > 0)
     }
 

@@ -147,8 +147,7 @@ fn bob_on_call_behind_auth(api_url: &str, service_url: &str) -> TestConfig {
         "critical".to_string(),
         json!({"steps": [{"to": ["primary"], "wait": "10m"}, {"to": ["carol"]}]}),
     );
-    config.server = Some(json!({"auth": {"basic": {"username": "am", "password": "pw"}}}));
-    config
+    config.with_basic_auth()
 }
 
 #[tokio::test]
@@ -158,12 +157,16 @@ async fn the_status_page_shows_who_is_on_call_and_the_open_incidents() {
     let service =
         Service::start_at_its_url(|url| bob_on_call_behind_auth(&fake.uri(), url).yaml()).await;
     let (status, answer) = service
-        .post_alerts_as(("am", "pw"), fixture("firing-diskfull.json"))
+        .post_alerts_authorized(fixture("firing-diskfull.json"))
         .await;
     assert_eq!(status, 200, "{answer}");
     // The credentials in the URL: chromium answers the service's 401 with them, as a person
     // does in the login prompt.
-    let page = service.url.replacen("http://", "http://am:pw@", 1) + "/";
+    let page = service.url.replacen(
+        "http://",
+        &format!("http://{SERVER_USER}:{SERVER_PASSWORD}@"),
+        1,
+    ) + "/";
     for viewport in VIEWPORTS {
         let browser = Browser::start(viewport).await;
         browser.goto(&page).await;

@@ -19,8 +19,7 @@ fn escalating(api_url: &str) -> String {
     let route = config.route("critical");
     route.to.clear();
     route.escalation = Some("critical".to_string());
-    config.server = Some(json!({"auth": {"basic": {"username": "am", "password": "pw"}}}));
-    config.yaml()
+    config.with_basic_auth().yaml()
 }
 
 /// A DiskFull on db1 with a hostile summary, posted with the test's basic auth.
@@ -35,39 +34,19 @@ async fn fire(app: &TestApp, status: &str) -> (u16, serde_json::Value) {
             "labels": {"alertname": "DiskFull", "instance": "<script>alert(1)</script>", "severity": "critical"},
             "annotations": {"summary": "\"quoted\" & javascript:alert(2)"}}]
     });
-    let response = app
-        .http
-        .post(format!("{}/alerts", app.url))
-        .basic_auth("am", Some("pw"))
-        .json(&body)
-        .send()
+    app.post_alerts_authorized(serde_json::to_vec(&body).unwrap())
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }
 
 /// `GET /api/v1/incidents` with the test's credentials.
 async fn incidents_listed(app: &TestApp) -> serde_json::Value {
-    app.http
-        .get(format!("{}/api/v1/incidents", app.url))
-        .basic_auth("am", Some("pw"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let (status, text) = app.get_authorized("/api/v1/incidents").await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 fn code_of(text: &str) -> String {
     text.rsplit("/a/").next().unwrap().to_string()
-}
-
-/// The CSRF token in a page's form.
-fn token_in(page: &str) -> String {
-    let start = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    page[start..].split('"').next().unwrap().to_string()
 }
 
 async fn post_form(app: &TestApp, code: &str, form: &str) -> (u16, String) {
@@ -111,10 +90,10 @@ async fn the_page_shows_without_acting_and_only_its_form_acknowledges() {
     );
     let page = response.text().await.unwrap();
     assert!(
-        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
         "{page}"
     );
-    assert!(page.contains("&quot;quoted&quot; &amp; javascript:alert(2)"));
+    assert!(page.contains("&#34;quoted&#34; &#38; javascript:alert(2)"));
     assert!(!page.contains("<script>"));
     assert!(!page.contains(ALICE) && !page.contains("15228817386"));
     assert!(page.contains("You are alice."));
@@ -122,7 +101,7 @@ async fn the_page_shows_without_acting_and_only_its_form_acknowledges() {
     // Without the token, or with another's, nothing happens.
     assert_eq!(post_form(&app, &code, "action=ack").await.0, 403);
     assert_eq!(post_form(&app, &code, "action=ack&csrf=AAAA").await.0, 403);
-    let token = token_in(&page);
+    let token = csrf_token_in(&page);
     assert_eq!(
         post_form(&app, &code, &format!("action=dance&csrf={token}"))
             .await
@@ -252,10 +231,13 @@ async fn a_link_shows_its_ended_incident_for_a_day_and_then_is_unknown() {
         !page.contains("<form"),
         "an ended incident takes no acknowledgement"
     );
-    let token = alertmanager_sipgate::http::ack::form_token(&code);
+    let token = alertmanager_sipgate::http::web::ack::form_token(&code);
     let (status, done) = post_form(&app, &code, &format!("action=ack&csrf={token}")).await;
     assert_eq!(status, 200);
-    assert!(done.contains("acknowledged before, or has ended"), "{done}");
+    assert!(
+        done.contains("This incident has ended; there is nothing to acknowledge."),
+        "{done}"
+    );
 
     app.clock.advance(std::time::Duration::from_secs(86_400));
     assert_eq!(app.get(&format!("/a/{code}")).await.0, 404);
@@ -377,7 +359,7 @@ async fn an_escalation_runs_across_replicas_and_an_alertmanager_pair_until_resol
     let response = reqwest::Client::new()
         .post(format!("{}/a/{bob_code}", replicas[1].url))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("csrf={}&action=silence", token_in(&page)))
+        .body(format!("csrf={}&action=silence", csrf_token_in(&page)))
         .send()
         .await
         .unwrap();
@@ -511,14 +493,10 @@ async fn a_replica_killed_during_an_escalation_leaves_the_next_step_to_the_other
 async fn dry_run_logs_a_page_without_its_code() {
     let fake = FakeSipgate::new().start().await;
     let service = Service::start_with_flags(&escalating(&fake.uri()), &["--dry-run"]).await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/alerts", service.url))
-        .basic_auth("am", Some("pw"))
-        .body(fixture("firing-diskfull.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let (status, _) = service
+        .post_alerts_authorized(fixture("firing-diskfull.json"))
+        .await;
+    assert_eq!(status, 200);
     let log = eventually(
         std::time::Duration::from_secs(10),
         "the page is logged",

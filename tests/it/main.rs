@@ -15,6 +15,7 @@ mod escalation;
 mod observability;
 mod oncall;
 mod operations;
+mod pages;
 mod process;
 mod properties;
 mod relay;

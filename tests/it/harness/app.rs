@@ -15,7 +15,7 @@ use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::startup::{self, Options};
 use wiremock::MockServer;
 
-use super::config::config_yaml;
+use super::config::{SERVER_PASSWORD, SERVER_USER, config_yaml};
 
 /// The service in-process, on the config given: its state, metrics and clock at the test's hand,
 /// for tests that look inside or move time.
@@ -124,6 +124,30 @@ impl TestApp {
     pub async fn reload(&self) -> (u16, String) {
         post_reload(&self.http, &self.url).await
     }
+
+    /// `method path` with the credentials of `TestConfig::with_basic_auth`.
+    pub async fn authorized(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .basic_auth(SERVER_USER, Some(SERVER_PASSWORD))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` with the credentials of `TestConfig::with_basic_auth`: its status and text.
+    pub async fn get_authorized(&self, path: &str) -> (u16, String) {
+        get_authorized(&self.http, &self.url, path).await
+    }
+
+    /// Posts a notification with the credentials of `TestConfig::with_basic_auth`; its status
+    /// and JSON answer.
+    pub async fn post_alerts_authorized(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        post_alerts_authorized(&self.http, &self.url, body).await
+    }
 }
 
 /// Each SMS of a notification's answer as `recipient outcome [reason]`.
@@ -155,6 +179,19 @@ pub async fn post_alerts(
     post_notification(http, url, "/alerts", body).await
 }
 
+/// Posts a notification to the service at `url` with the credentials of
+/// `TestConfig::with_basic_auth`; its status and JSON answer.
+pub async fn post_alerts_authorized(
+    http: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let request = http
+        .post(format!("{url}/alerts"))
+        .basic_auth(SERVER_USER, Some(SERVER_PASSWORD));
+    send_notification(request, body).await
+}
+
 /// Posts a notification to `path` (`/alerts`, `/healthchecks`) of the service at `url`; its
 /// status and JSON answer.
 pub async fn post_notification(
@@ -163,25 +200,20 @@ pub async fn post_notification(
     path: &str,
     body: impl Into<reqwest::Body>,
 ) -> (u16, serde_json::Value) {
-    post_notification_as(http, url, path, None, body).await
+    send_notification(http.post(format!("{url}{path}")), body).await
 }
 
-/// As `post_notification`, with these Basic credentials, for a service behind `server.auth`.
-pub async fn post_notification_as(
-    http: &reqwest::Client,
-    url: &str,
-    path: &str,
-    basic: Option<(&str, &str)>,
+/// Sends `body` as a notification with `request`; its status and JSON answer.
+async fn send_notification(
+    request: reqwest::RequestBuilder,
     body: impl Into<reqwest::Body>,
 ) -> (u16, serde_json::Value) {
-    let mut request = http
-        .post(format!("{url}{path}"))
+    let response = request
         .header("Content-Type", "application/json")
-        .body(body);
-    if let Some((user, password)) = basic {
-        request = request.basic_auth(user, Some(password));
-    }
-    let response = request.send().await.unwrap();
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
@@ -191,6 +223,18 @@ pub async fn post_notification_as(
 /// `GET path` of the service at `url`: its status and text.
 pub(super) async fn get_text(http: &reqwest::Client, url: &str, path: &str) -> (u16, String) {
     let response = http.get(format!("{url}{path}")).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// `GET path` of the service at `url` with the credentials of `TestConfig::with_basic_auth`: its
+/// status and text.
+pub(super) async fn get_authorized(http: &reqwest::Client, url: &str, path: &str) -> (u16, String) {
+    let response = http
+        .get(format!("{url}{path}"))
+        .basic_auth(SERVER_USER, Some(SERVER_PASSWORD))
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 

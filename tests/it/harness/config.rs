@@ -14,6 +14,9 @@ pub const TOKEN: &str = "00000000-1111-4222-8333-444444444444";
 /// `Basic base64("token-AB12CD:00000000-1111-4222-8333-444444444444")`, computed outside the code.
 pub const AUTHORIZATION: &str =
     "Basic dG9rZW4tQUIxMkNEOjAwMDAwMDAwLTExMTEtNDIyMi04MzMzLTQ0NDQ0NDQ0NDQ0NA==";
+/// The `server.auth` Basic credentials of `TestConfig::with_basic_auth`.
+pub const SERVER_USER: &str = "am";
+pub const SERVER_PASSWORD: &str = "pw";
 pub const ALICE: &str = "+4915228817386";
 pub const BOB: &str = "+4915254599371";
 /// Not in the shared phone book: tests that need a third person add her.
@@ -167,6 +170,13 @@ impl TestConfig {
     pub fn server(mut self, server: Value) -> Self {
         self.server = Some(server);
         self
+    }
+
+    /// Everything behind `server.auth` Basic credentials (`SERVER_USER`, `SERVER_PASSWORD`).
+    pub fn with_basic_auth(self) -> Self {
+        self.server(serde_json::json!({"auth": {"basic": {
+            "username": SERVER_USER, "password": SERVER_PASSWORD
+        }}}))
     }
 
     /// The `state:` section, e.g. `{"redis": {"url": ...}}`.

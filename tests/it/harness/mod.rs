@@ -17,10 +17,12 @@
 //! - `wait`: `eventually`, the one way to wait, and `wait_until_ok`.
 //! - `metrics`: the service's metrics page (`metrics`, `metrics_with`, ...).
 //! - `log`: what the service logs (`CapturedLog` in-process, `lines_with`).
+//! - `html`: the web pages as a reader sees them (`section`, `text`, `url_attributes`, ...).
 
 mod app;
 mod browser;
 mod config;
+mod html;
 mod log;
 mod metrics;
 mod payloads;
@@ -35,6 +37,7 @@ mod wait;
 pub use app::*;
 pub use browser::*;
 pub use config::*;
+pub use html::*;
 pub use log::*;
 pub use metrics::*;
 pub use payloads::*;

@@ -38,3 +38,26 @@ pub fn with_control_characters(payload: &[u8]) -> Vec<u8> {
 
 /// The summary of `with_control_characters` as it is sent.
 pub const SUMMARY_WITHOUT_CONTROL_CHARACTERS: &str = "Disk[31m on db1 is 95% full\nnow";
+
+/// Label and annotation values that would run, break out of their element or be followed if a
+/// page put them in unescaped, and template syntax that must stay text.
+pub const HOSTILE_ALERTNAME: &str = "<script>alert(1)</script>";
+pub const HOSTILE_INSTANCE: &str = "\"db1\" 'x' javascript:alert(1)";
+pub const HOSTILE_SUMMARY: &str =
+    "</section><img src=x onerror=alert(1)> {{ layout.title }} {% if true %}";
+
+/// `payload` (an Alertmanager notification) with the hostile values above as its alertname
+/// (of the alerts and of the group), instance and summary.
+pub fn with_hostile_labels(payload: &[u8]) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    for alert in body["alerts"].as_array_mut().unwrap() {
+        alert["labels"]["alertname"] = HOSTILE_ALERTNAME.into();
+        alert["labels"]["instance"] = HOSTILE_INSTANCE.into();
+        alert["annotations"]["summary"] = HOSTILE_SUMMARY.into();
+    }
+    body["groupLabels"]["alertname"] = HOSTILE_ALERTNAME.into();
+    body["commonLabels"]["alertname"] = HOSTILE_ALERTNAME.into();
+    body["commonLabels"]["instance"] = HOSTILE_INSTANCE.into();
+    body["commonAnnotations"]["summary"] = HOSTILE_SUMMARY.into();
+    serde_json::to_vec(&body).unwrap()
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::app::{get_text, post_alerts, post_notification_as, post_reload};
+use super::app::{get_authorized, get_text, post_alerts, post_alerts_authorized, post_reload};
 use super::config::write_config;
 use super::programs::{ChildGuard, free_port};
 use super::wait::wait_until_ok;
@@ -144,20 +144,12 @@ impl Service {
         post_alerts(&reqwest::Client::new(), &self.url, body).await
     }
 
-    /// As `post_alerts`, with these Basic credentials, for a service behind `server.auth`.
-    pub async fn post_alerts_as(
+    /// Posts a notification with the credentials of `TestConfig::with_basic_auth`.
+    pub async fn post_alerts_authorized(
         &self,
-        basic: (&str, &str),
         body: impl Into<reqwest::Body>,
     ) -> (u16, serde_json::Value) {
-        post_notification_as(
-            &reqwest::Client::new(),
-            &self.url,
-            "/alerts",
-            Some(basic),
-            body,
-        )
-        .await
+        post_alerts_authorized(&reqwest::Client::new(), &self.url, body).await
     }
 
     /// `GET path`: its status and text.
@@ -168,6 +160,11 @@ impl Service {
     /// Asks it to reload its config (`POST /-/reload`): its status and answer.
     pub async fn reload(&self) -> (u16, String) {
         post_reload(&reqwest::Client::new(), &self.url).await
+    }
+
+    /// `GET path` with the credentials of `TestConfig::with_basic_auth`: its status and text.
+    pub async fn get_authorized(&self, path: &str) -> (u16, String) {
+        get_authorized(&reqwest::Client::new(), &self.url, path).await
     }
 }
 
