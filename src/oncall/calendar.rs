@@ -202,20 +202,9 @@ fn text(value: &str) -> String {
 mod tests {
     use std::time::Duration;
 
-    use chrono::NaiveDateTime;
-
     use super::*;
     use crate::oncall::Override;
-
-    fn local(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M").unwrap()
-    }
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::oncall::tests::{local, utc};
 
     fn schedule(name: &str, members: &[&str], shift_hours: u64, start: &str) -> Schedule {
         Schedule {
