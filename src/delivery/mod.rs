@@ -581,8 +581,14 @@ impl Deliverer {
 
     /// Keeps how an SMS ended for the status page; `late`: after its caller stopped waiting.
     /// Every SMS comes by here once as its caller is told, through `deliver` or `suppressed`,
-    /// and once more when its send ends after that.
+    /// and once more when its send ends after that. A duplicate is not kept: it is the same SMS
+    /// again (a retry, or the other Alertmanager of a pair), already kept as it ended.
     fn handled(&self, report: &SmsReport, late: bool) {
+        if report.outcome == Outcome::Suppressed
+            && report.reason == Some(SuppressReason::Duplicate.as_str())
+        {
+            return;
+        }
         self.inner.recent.record(Handled {
             at: self.inner.clock.now(),
             report: report.clone(),
@@ -1142,15 +1148,15 @@ mod tests {
             [
                 (own("bob"), Outcome::DryRun, None, false),
                 (own("bob"), Outcome::Suppressed, Some("muted"), false),
-                (own("alice"), Outcome::Suppressed, Some("duplicate"), false),
+                // alice's second SMS A was a duplicate of the first: not kept again.
                 (own("bob"), Outcome::Failed, Some("client_error"), false),
                 (own("alice"), Outcome::Sent, None, false),
             ]
         );
         let at: Vec<u64> = d.recent().iter().map(|h| h.at - started).collect();
-        assert_eq!(at, [1000, 1000, 1000, 1000, 0]);
-        assert_eq!(d.recent()[4].report.route, "critical");
-        assert_eq!(d.recent()[4].report.segments, 1);
+        assert_eq!(at, [1000, 1000, 1000, 0]);
+        assert_eq!(d.recent()[3].report.route, "critical");
+        assert_eq!(d.recent()[3].report.segments, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::time::Instant;
 
 use crate::alertmanager::{AlertmanagerError, Silence as AmSilence};
@@ -31,6 +32,9 @@ const SILENCE_CREATOR: &str = "alertmanager-sipgate";
 
 /// How often a change is tried again after another replica changed the incident first.
 const ATTEMPTS: usize = 8;
+
+/// Incident reads in flight at once when all open incidents are read.
+const LOADS_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EscalationError {
@@ -774,14 +778,15 @@ impl<'a> Escalation<'a> {
 
     /// The open incidents as the store has them now.
     pub async fn open_incidents(&self) -> Result<Vec<Incident>, StateError> {
-        let mut incidents = Vec::new();
-        for id in self.store().open_incidents().await? {
-            if let Some(incident) = self.load(&id).await?.incident
-                && incident.is_open()
-            {
-                incidents.push(incident);
-            }
-        }
+        let ids = self.store().open_incidents().await?;
+        // Several reads in flight: an alert storm opens hundreds of incidents, and one round
+        // trip after the other would take the status page past its deadline.
+        let mut incidents: Vec<Incident> = futures_util::stream::iter(ids)
+            .map(|id| async move { self.load(&id).await.map(|loaded| loaded.incident) })
+            .buffer_unordered(LOADS_IN_FLIGHT)
+            .try_filter_map(|incident| async move { Ok(incident.filter(Incident::is_open)) })
+            .try_collect()
+            .await?;
         incidents.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
         Ok(incidents)
     }

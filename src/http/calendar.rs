@@ -5,8 +5,8 @@
 //!
 //! `Cache-Control: no-store`: a feed names who is on call when, and a token that leaked is
 //! replaced to cut it off at once, which a copy kept in a browser or proxy cache would outlive.
-//! Apps poll a subscription every hour or less often and rendering is cheap, so a cache would
-//! save nothing.
+//! Apps poll a subscription every hour or less often, which a render (milliseconds for weekly
+//! or daily shifts) bears.
 
 use std::time::Instant;
 
@@ -51,6 +51,7 @@ async fn feed(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "bug: rendering a calendar feed failed; answered 500");
+            state.metrics.panic();
             ApiError::Panic
         })?;
     Ok(HttpResponse::Ok()

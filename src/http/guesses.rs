@@ -25,7 +25,8 @@ pub struct Guesses {
 
 impl Guesses {
     /// Whether `client` may try a code now.
-    pub(crate) fn allowed(&self, client: IpAddr, now: Instant) -> bool {
+    #[cfg(test)]
+    fn allowed(&self, client: IpAddr, now: Instant) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.get(&network(client)).is_none_or(|(since, count)| {
             now.duration_since(*since) >= GUESS_WINDOW || *count < GUESSES
@@ -34,7 +35,6 @@ impl Guesses {
 
     /// Counts a wrong code from `client`; whether it was within the limit.
     pub(crate) fn wrong(&self, client: IpAddr, now: Instant) -> bool {
-        let allowed = self.allowed(client, now);
         let client = network(client);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= REMEMBERED && !seen.contains_key(&client) {
@@ -52,6 +52,8 @@ impl Guesses {
         if now.duration_since(entry.0) >= GUESS_WINDOW {
             *entry = (now, 0);
         }
+        // Checked and counted under one lock, so that a burst of guesses cannot all pass.
+        let allowed = entry.1 < GUESSES;
         entry.1 = entry.1.saturating_add(1);
         allowed
     }

@@ -214,23 +214,32 @@ impl Schedule {
         self.boundaries(at, false).find(|b| self.who(*b) != who)
     }
 
-    /// When the person on call at `at` took over; not before the rotation began, so that a
-    /// rotation of one (who never hands over) has been on call since its start, not since
-    /// `HORIZON` shifts before it.
+    /// When the person on call at `at` took over. When no handover comes within `HORIZON`
+    /// boundaries back (a rotation of one, who never hands over), the rotation's start, if it
+    /// has begun: not a date a thousand shifts before it.
     fn since(&self, at: DateTime<Utc>) -> DateTime<Utc> {
         let who = self.who(at);
-        let began = self.instant(self.start);
         let mut last = at;
         for boundary in self.boundaries(at, true) {
-            if began <= at && boundary <= began {
-                return began;
-            }
             last = boundary;
             if self.who(boundary - chrono::Duration::seconds(1)) != who {
                 return boundary;
             }
         }
-        last
+        // The walk saw no handover back to `last`. If it reached the start, or only rotation
+        // handoffs (which never change a rotation of one) lie between the start and `at`, the
+        // person has been on call since the start.
+        let began = self.instant(self.start);
+        let overridden_since = self.overrides.iter().any(|o| {
+            [o.from, o.to]
+                .iter()
+                .any(|edge| (began..=at).contains(&self.instant(*edge)))
+        });
+        if began <= at && (last <= began || !overridden_since) {
+            began
+        } else {
+            last
+        }
     }
 
     /// The person on call at `at`, since when and until when.
@@ -538,6 +547,29 @@ pub(crate) mod tests {
         assert_eq!((shifts[0].who, shifts[0].until), ("alice", None));
         // On call since the rotation began (Monday 5 January 2026, 09:00 in Berlin).
         assert_eq!(shifts[0].from, utc("2026-01-05T08:00:00Z"));
+        // Hourly shifts that began more than the walk's thousand handoffs ago: still the start.
+        let mut hourly = s.clone();
+        hourly.shift = Duration::from_secs(3600);
+        assert_eq!(
+            hourly.on_call(utc("2026-06-01T12:00:00Z")).from,
+            utc("2026-01-05T08:00:00Z")
+        );
+        // An override that spans the rotation's start: carol since her override began.
+        s.overrides = vec![Override {
+            from: local("2026-01-05T08:00"),
+            to: local("2026-01-05T12:00"),
+            who: "carol".into(),
+        }];
+        let during = s.on_call(utc("2026-01-05T09:00:00Z"));
+        assert_eq!(
+            (during.who, during.from),
+            ("carol", utc("2026-01-05T07:00:00Z"))
+        );
+        let after = s.on_call(utc("2026-06-01T12:00:00Z"));
+        assert_eq!(
+            (after.who, after.from),
+            ("alice", utc("2026-01-05T11:00:00Z"))
+        );
         let now = utc("2026-06-01T12:00:00Z");
         for year in [ShowYear::OutsideYearOf(now), ShowYear::FromAYearAfter(now)] {
             assert_eq!(s.local(None, year), "further notice");

@@ -13,16 +13,11 @@ use crate::harness::*;
 
 const PRIMARY_TOKEN: &str = "pR1m4ry-c4l3nd4r_t0k3n-0001";
 const ALICE_TOKEN: &str = "4l1c3-c4l3nd4r_t0k3n-00000002";
-/// Basic credentials of `server.auth`, which the feeds do not need.
-const USER: &str = "alertmanager";
-const PASSWORD: &str = "s3rv3r-auth-passw0rd";
 
 /// A weekly rotation of alice and bob, Mondays 09:00 in Berlin from 5 January 2026, bob over
 /// Christmas, and `calendars` under `web:`; the webhooks behind Basic auth.
 fn calendar_config(api_url: &str, calendars: Value) -> TestConfig {
-    let mut config = TestConfig::new(api_url).server(json!({
-        "auth": {"basic": {"username": USER, "password": PASSWORD}}
-    }));
+    let mut config = TestConfig::new(api_url).with_basic_auth();
     config.schedules.insert(
         "primary".into(),
         json!({

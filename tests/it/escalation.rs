@@ -50,14 +50,7 @@ fn code_of(text: &str) -> String {
 }
 
 async fn post_form(app: &TestApp, code: &str, form: &str) -> (u16, String) {
-    let response = app
-        .http
-        .post(format!("{}/a/{code}", app.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form.to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_ack_form(code, form).await;
     (response.status().as_u16(), response.text().await.unwrap())
 }
 

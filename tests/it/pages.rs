@@ -320,17 +320,6 @@ async fn the_stylesheet_is_served_to_anyone_with_a_short_lifetime_and_a_validato
     assert_eq!(app.get("/static/other.css").await.0, 404);
 }
 
-/// Posts the acknowledgement form `form` for `code`.
-async fn post_form(app: &TestApp, code: &str, form: &str) -> reqwest::Response {
-    app.http
-        .post(format!("{}/a/{code}", app.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form.to_string())
-        .send()
-        .await
-        .unwrap()
-}
-
 /// The `<h1>` of `html`, as text.
 fn heading(html: &str) -> String {
     let start = html
@@ -378,7 +367,7 @@ async fn the_acknowledgement_pages_carry_the_headers_and_say_what_happened() {
 
     // The form's answer says what happened, in the element a reader's screen reader announces.
     let form = format!("csrf={}&action=ack", csrf_token_in(&html));
-    let done = post_form(&app, &code, &form).await;
+    let done = app.post_ack_form(&code, &form).await;
     assert_eq!(done.status(), 200);
     assert_html_headers(&done);
     let html = done.text().await.unwrap();
@@ -395,14 +384,14 @@ async fn the_acknowledgement_pages_carry_the_headers_and_say_what_happened() {
         "{html}"
     );
     assert!(!html.contains("<form"), "{html}");
-    let again = post_form(&app, &code, &form).await.text().await.unwrap();
+    let again = app.post_ack_form(&code, &form).await.text().await.unwrap();
     assert!(
         again.contains("<p role=\"status\" id=\"outcome\">alice had already acknowledged it.</p>"),
         "{again}"
     );
 
     // A form from elsewhere.
-    let forged = post_form(&app, &code, "action=ack&csrf=AAAA").await;
+    let forged = app.post_ack_form(&code, "action=ack&csrf=AAAA").await;
     assert_eq!(forged.status(), 403);
     assert_html_headers(&forged);
     assert_eq!(
@@ -583,7 +572,7 @@ async fn with_alertmanager_the_page_offers_a_silence_and_says_when_it_could_not_
         "{html}"
     );
     let form = format!("csrf={}&action=silence", csrf_token_in(&html));
-    let done = post_form(&app, &code, &form).await;
+    let done = app.post_ack_form(&code, &form).await;
     assert_eq!(done.status(), 200);
     let html = done.text().await.unwrap();
     assert!(

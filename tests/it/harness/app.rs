@@ -125,6 +125,17 @@ impl TestApp {
         post_reload(&self.http, &self.url).await
     }
 
+    /// Posts `form` (url-encoded) to the acknowledgement page of `code`, as its form does.
+    pub async fn post_ack_form(&self, code: &str, form: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/a/{code}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `method path` with the credentials of `TestConfig::with_basic_auth`.
     pub async fn authorized(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         self.http

@@ -40,6 +40,14 @@ pub const PHONE: Viewport = Viewport {
     phone: true,
 };
 
+/// The narrowest phone the pages are made for (360 CSS pixels, as many Android phones).
+pub const SMALL_PHONE: Viewport = Viewport {
+    width: 360,
+    height: 740,
+    pixel_ratio: 3.0,
+    phone: true,
+};
+
 /// A laptop's browser window.
 pub const DESKTOP: Viewport = Viewport {
     width: 1280,
@@ -48,8 +56,8 @@ pub const DESKTOP: Viewport = Viewport {
     phone: false,
 };
 
-/// Every page is seen at both sizes.
-pub const VIEWPORTS: [Viewport; 2] = [PHONE, DESKTOP];
+/// Every page is seen at each size.
+pub const VIEWPORTS: [Viewport; 3] = [SMALL_PHONE, PHONE, DESKTOP];
 
 impl std::fmt::Display for Viewport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -237,9 +245,25 @@ impl Browser {
             .unwrap_or_else(|e| panic!("axe-core's answer ({e}): {answer}"))
     }
 
-    /// Runs axe-core on the page shown (called `page` in messages); fails the test when a
-    /// violation is serious or critical, and prints the others for whoever reads the output.
+    /// Fails the test when the page shown (called `page` in messages) scrolls sideways, or
+    /// axe-core finds a serious or critical violation on it; prints the other violations for
+    /// whoever reads the output.
     pub async fn assert_accessible(&self, page: &str) {
+        let widths = within(
+            "measuring the page",
+            self.client.execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            ),
+        )
+        .await;
+        let widths: (u64, u64) = serde_json::from_value(widths).unwrap();
+        assert!(
+            widths.0 <= widths.1,
+            "{page} at {} is {} pixels wide: it scrolls sideways",
+            self.viewport,
+            widths.0
+        );
         let violations = self.axe().await;
         let (blocking, others): (Vec<_>, Vec<_>) = violations
             .iter()
