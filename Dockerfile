@@ -33,6 +33,7 @@ RUN mkdir -p src benches examples \
  && echo 'fn main() {}' > examples/fake_sipgate.rs \
  && echo 'fn main() {}' > benches/bare_endpoint.rs \
  && echo 'fn main() {}' > benches/send.rs \
+ && echo 'fn main() {}' > benches/calendar.rs \
  && cargo build --release --locked \
  && rm -rf src
 
