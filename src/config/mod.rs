@@ -40,7 +40,7 @@ pub use server::{GrafanaHmac, InboundAuth, ServerConfig};
 pub use sipgate::{
     Credentials, DEFAULT_API_URL, ENV_API_URL, ENV_TOKEN, ENV_TOKEN_ID, SipgateConfig,
 };
-pub use state::{ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
+pub use state::{ClusterConfig, ENV_REDIS_PASSWORD, RedisConfig, SentinelConfig, StateConfig};
 pub use watchdog::Watchdog;
 pub use web::WebConfig;
 

@@ -26,15 +26,24 @@ pub enum StateConfig {
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` (TLS); with `sentinel`, only its database, TLS and user count.
+    /// `redis://` or `rediss://` (TLS); with `sentinel`, only its database, TLS and user count;
+    /// unset with `cluster`.
     pub url: Option<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,
     /// Put before every key, so that several deployments can share one Redis.
     pub key_prefix: String,
     pub sentinel: Option<SentinelConfig>,
+    pub cluster: Option<ClusterConfig>,
     /// The longest one state operation may take before the SMS goes out without it.
     pub timeout: Duration,
+}
+
+/// A Redis Cluster (or a cluster-mode managed Redis or Valkey): the nodes to learn the
+/// cluster's layout from, any of which will do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +79,7 @@ impl StateConfig {
                     ),
                     ("state.redis.key_prefix", a.key_prefix != b.key_prefix),
                     ("state.redis.sentinel", a.sentinel != b.sentinel),
+                    ("state.redis.cluster", a.cluster != b.cluster),
                     ("state.redis.timeout", a.timeout != b.timeout),
                 ]
                 .into_iter()
@@ -101,7 +111,15 @@ struct RawRedis {
     password_file: Option<PathBuf>,
     key_prefix: Option<String>,
     sentinel: Option<RawSentinel>,
+    cluster: Option<RawCluster>,
     timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    #[serde(default)]
+    urls: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -195,11 +213,48 @@ fn redis_config(
             urls: s.urls,
         }
     });
-    if raw.url.is_none() && sentinel.is_none() {
-        problem(
+    let cluster = raw.cluster.map(|c| {
+        if c.urls.is_empty() {
+            problem(
+                problems,
+                "state.redis.cluster.urls",
+                "missing: at least one node of the cluster, e.g. redis://redis-1:6379",
+            );
+        }
+        for (i, url) in c.urls.iter().enumerate() {
+            check_url(url, &format!("state.redis.cluster.urls[{i}]"), problems);
+        }
+        ClusterConfig { urls: c.urls }
+    });
+    let key_prefix = raw
+        .key_prefix
+        .unwrap_or_else(|| "alertmanager-sipgate:".to_string());
+    match (&raw.url, &sentinel, &cluster) {
+        (None, None, None) => problem(
             problems,
             "state.redis.url",
-            "missing: set url (e.g. redis://redis:6379/0) or sentinel",
+            "missing: set url (e.g. redis://redis:6379/0), sentinel or cluster",
+        ),
+        (Some(_), _, Some(_)) => problem(
+            problems,
+            "state.redis.cluster",
+            "set either url or cluster: a cluster is reached through its nodes' urls",
+        ),
+        (_, Some(_), Some(_)) => problem(
+            problems,
+            "state.redis.cluster",
+            "set either sentinel or cluster: a cluster fails over by itself",
+        ),
+        _ => {}
+    }
+    // The prefix is the hash tag that keeps every key in one slot: Redis takes what is between
+    // the first `{` and the next `}`, and hashes the whole key when that is empty.
+    if cluster.is_some() && (key_prefix.is_empty() || key_prefix.contains(['{', '}'])) {
+        problem(
+            problems,
+            "state.redis.key_prefix",
+            "with cluster, must be non-empty and without { or }: it becomes the hash tag that \
+             keeps all keys in one slot",
         );
     }
     let password = optional_secret(
@@ -240,10 +295,9 @@ fn redis_config(
         url: raw.url,
         username: raw.username.filter(|u| !u.is_empty()),
         password,
-        key_prefix: raw
-            .key_prefix
-            .unwrap_or_else(|| "alertmanager-sipgate:".to_string()),
+        key_prefix,
         sentinel,
+        cluster,
         timeout,
     }
 }
@@ -330,6 +384,19 @@ mod tests {
         assert_eq!(redis.key_prefix, "alertmanager-sipgate:");
         assert_eq!(redis.timeout, Duration::from_millis(500));
         assert!(redis.sentinel.is_none());
+        assert!(redis.cluster.is_none());
+    }
+
+    #[test]
+    fn a_cluster_is_found_through_any_of_its_nodes() {
+        let yaml = "state: {redis: {cluster: {urls: [\"redis://r1:6379\", \"rediss://r2:6380\"]}}}";
+        let StateConfig::Redis(redis) = load(yaml, &|_| None).unwrap().state else {
+            panic!("redis expected")
+        };
+        let urls = ["redis://r1:6379", "rediss://r2:6380"].map(String::from);
+        assert_eq!(redis.cluster, Some(ClusterConfig { urls: urls.to_vec() }));
+        assert_eq!(redis.url, None);
+        assert_eq!(redis.key_prefix, "alertmanager-sipgate:");
     }
 
     #[test]
@@ -356,7 +423,7 @@ mod tests {
         );
         assert_eq!(
             problems("state: {redis: {}}"),
-            ["state.redis.url: missing: set url (e.g. redis://redis:6379/0) or sentinel"]
+            ["state.redis.url: missing: set url (e.g. redis://redis:6379/0), sentinel or cluster"]
         );
         assert_eq!(
             problems("state: {redis: {url: \"http://redis:6379\"}}"),
@@ -370,6 +437,24 @@ mod tests {
                 "state.redis.timeout: must be at most 4s: an SMS waits this long for the store \
                  before it goes out without it, and the send needs the rest of \
                  delivery.response_deadline (5s): 1s of it, or half of a deadline shorter than 2s",
+            ]
+        );
+        assert_eq!(
+            problems("state: {redis: {cluster: {urls: [\"http://r:1\"]}, key_prefix: \"{x}\"}}"),
+            [
+                "state.redis.cluster.urls[0]: must be a redis://, rediss:// (TLS), valkey:// or \
+                 unix:// URL",
+                "state.redis.key_prefix: with cluster, must be non-empty and without { or }: it \
+                 becomes the hash tag that keeps all keys in one slot",
+            ]
+        );
+        assert_eq!(
+            problems("state: {redis: {url: \"redis://r:1\", cluster: {urls: []}}}"),
+            [
+                "state.redis.cluster.urls: missing: at least one node of the cluster, e.g. \
+                 redis://redis-1:6379",
+                "state.redis.cluster: set either url or cluster: a cluster is reached through \
+                 its nodes' urls",
             ]
         );
         assert_eq!(

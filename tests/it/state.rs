@@ -478,6 +478,7 @@ fn redis_config(redis: &Redis) -> RedisConfig {
         password: None,
         key_prefix: "test:".to_string(),
         sentinel: None,
+        cluster: None,
         timeout: Duration::from_millis(500),
     }
 }
