@@ -222,18 +222,9 @@ fn redis_config(
             );
         }
         for (i, url) in c.urls.iter().enumerate() {
-            let field = format!("state.redis.cluster.urls[{i}]");
-            if url.starts_with("unix:") {
-                problem(
-                    problems,
-                    &field,
-                    "must be a redis://, rediss:// (TLS) or valkey:// URL: cluster nodes are \
-                     reached by host and port",
-                );
-            } else {
-                check_url(url, &field, problems);
-            }
+            check_url(url, &format!("state.redis.cluster.urls[{i}]"), problems);
         }
+        check_cluster_nodes(&c.urls, problems);
         ClusterConfig { urls: c.urls }
     });
     let key_prefix = raw
@@ -309,6 +300,55 @@ fn redis_config(
         sentinel,
         cluster,
         timeout,
+    }
+}
+
+/// What the cluster client refuses at start, said as config problems: every node is reached
+/// by host and port, in the same TLS mode and as the same user, and a cluster has only
+/// database 0.
+fn check_cluster_nodes(urls: &[String], problems: &mut Vec<Problem>) {
+    let mut first: Option<(bool, Option<String>)> = None;
+    for (i, url) in urls.iter().enumerate() {
+        let field = format!("state.redis.cluster.urls[{i}]");
+        let Ok(node) = ::redis::IntoConnectionInfo::into_connection_info(url.as_str()) else {
+            // check_url said why.
+            continue;
+        };
+        let tls = match node.addr() {
+            ::redis::ConnectionAddr::Tcp(..) => false,
+            ::redis::ConnectionAddr::TcpTls { .. } => true,
+            _ => {
+                problem(
+                    problems,
+                    &field,
+                    "must be a redis://, rediss:// (TLS) or valkey:// URL: cluster nodes are \
+                     reached by host and port",
+                );
+                continue;
+            }
+        };
+        if node.redis_settings().db() != 0 {
+            problem(
+                problems,
+                &field,
+                "must not name a database: a cluster has only database 0",
+            );
+        }
+        let user = node.redis_settings().username().map(str::to_string);
+        match &first {
+            None => first = Some((tls, user)),
+            Some((first_tls, _)) if *first_tls != tls => problem(
+                problems,
+                &field,
+                "must use TLS (rediss://) like every other node, or none like them",
+            ),
+            Some((_, first_user)) if *first_user != user => problem(
+                problems,
+                &field,
+                "must name the same user as the other nodes, or set state.redis.username",
+            ),
+            Some(_) => {}
+        }
     }
 }
 
@@ -399,11 +439,12 @@ mod tests {
 
     #[test]
     fn a_cluster_is_found_through_any_of_its_nodes() {
-        let yaml = "state: {redis: {cluster: {urls: [\"redis://r1:6379\", \"rediss://r2:6380\"]}}}";
+        let yaml =
+            "state: {redis: {cluster: {urls: [\"rediss://r1:6379\", \"rediss://r2:6380\"]}}}";
         let StateConfig::Redis(redis) = load(yaml, &|_| None).unwrap().state else {
             panic!("redis expected")
         };
-        let urls = ["redis://r1:6379", "rediss://r2:6380"].map(String::from);
+        let urls = ["rediss://r1:6379", "rediss://r2:6380"].map(String::from);
         assert_eq!(
             redis.cluster,
             Some(ClusterConfig {
@@ -462,6 +503,29 @@ mod tests {
                 "state.redis.key_prefix: with cluster, must be non-empty and without { or }: it \
                  becomes the hash tag that keeps all keys in one slot",
             ]
+        );
+        assert_eq!(
+            problems(
+                "state: {redis: {cluster: {urls: [\"redis://a:1\", \"rediss://b:1\", \
+                 \"redis://c:1/2\", \"redis://someone@d:1\", \"redis+unix:///run/r.sock\"]}}}"
+            ),
+            [
+                "state.redis.cluster.urls[1]: must use TLS (rediss://) like every other node, or \
+                 none like them",
+                "state.redis.cluster.urls[2]: must not name a database: a cluster has only \
+                 database 0",
+                "state.redis.cluster.urls[3]: must name the same user as the other nodes, or set \
+                 state.redis.username",
+                "state.redis.cluster.urls[4]: must be a redis://, rediss:// (TLS) or valkey:// \
+                 URL: cluster nodes are reached by host and port",
+            ]
+        );
+        assert_eq!(
+            problems(
+                "state: {redis: {sentinel: {master: m, urls: [\"redis://s:1\"]}, \
+                 cluster: {urls: [\"redis://a:1\"]}}}"
+            ),
+            ["state.redis.cluster: set either sentinel or cluster: a cluster fails over by itself"]
         );
         assert_eq!(
             problems("state: {redis: {url: \"redis://r:1\", cluster: {urls: []}}}"),

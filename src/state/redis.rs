@@ -202,7 +202,7 @@ return version
 
 /// The members of the open set (`KEYS[1]`) whose record (`ARGV[1]` .. member) has not expired
 /// by the caller's clock; the others leave the set. The record keys are made from the set's
-/// members, so a cluster port must give both kinds one hash slot.
+/// members: on a cluster the hash tag puts them in the set's slot.
 const OPEN_INCIDENTS: &str = r"
 local now = tonumber(ARGV[2])
 local open = {}
@@ -250,21 +250,44 @@ struct Scripts {
 enum Connection {
     Direct(Box<Direct>),
     Sentinel(Box<ViaSentinel>),
-    Cluster(ClusterConnection),
+    Cluster(Cluster),
+}
+
+/// A cluster connection, and the master of the slot that holds every key of the service.
+#[derive(Clone)]
+struct Cluster {
+    connection: ClusterConnection,
+    home: Route,
+}
+
+impl Cluster {
+    /// Sends `cmd` to the master of the service's slot.
+    fn at_home(&mut self, cmd: Cmd) -> RedisFuture<'_, Value> {
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(self.home));
+        Box::pin(self.connection.route_command(cmd, routing))
+    }
 }
 
 /// One connection, whichever way the store reaches Redis.
 #[derive(Clone)]
 enum Link {
     Manager(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Cluster),
 }
 
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Link::Manager(manager) => manager.req_packed_command(cmd),
-            Link::Cluster(cluster) => cluster.req_packed_command(cmd),
+            // The cluster's own routing loads a script on every node, and fails when one of
+            // them does not answer; only the master of the service's slot runs it.
+            Link::Cluster(cluster) => {
+                if loads_a_script(cmd) {
+                    cluster.at_home(cmd.clone())
+                } else {
+                    cluster.connection.req_packed_command(cmd)
+                }
+            }
         }
     }
 
@@ -276,14 +299,16 @@ impl ConnectionLike for Link {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Link::Manager(manager) => manager.req_packed_commands(pipeline, offset, count),
-            Link::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(cluster) => cluster
+                .connection
+                .req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Link::Manager(manager) => manager.get_db(),
-            Link::Cluster(cluster) => cluster.get_db(),
+            Link::Cluster(cluster) => cluster.connection.get_db(),
         }
     }
 }
@@ -355,23 +380,26 @@ impl RedisStore {
                     nodes.push(info.set_redis_settings(redis));
                 }
                 let client = ClusterClient::builder(nodes)
-                    .connection_timeout(config.timeout)
-                    .response_timeout(config.timeout)
-                    // A redirection (MOVED, ASK) is a retry; more than a few would not fit in
-                    // the timeout anyway.
-                    .retries(3)
-                    .min_retry_wait(10)
-                    .max_retry_wait(100)
+                    // As above, no retries: the client would send a script again after a lost
+                    // connection, and a second run of a step is not the first (a once-only
+                    // event would be found taken). A redirection fails the operation, and the
+                    // client reads the slot map again for the next one.
+                    .retries(0)
                     .build()
                     .map_err(|e| RedisSetupError(format!("cluster.urls: {e}")))?;
+                let home = Route::with_slot(
+                    Slot::for_key(format!("{{{}}}", config.key_prefix)),
+                    SlotAddr::Master,
+                );
                 // Connects in the background: a cluster that is down at start is an outage.
-                Connection::Cluster(
-                    client.get_pending_async_connection_with_config(
+                Connection::Cluster(Cluster {
+                    connection: client.get_pending_async_connection_with_config(
                         redis::cluster::ClusterConfig::new()
                             .set_connection_timeout(config.timeout)
                             .set_response_timeout(config.timeout),
                     ),
-                )
+                    home,
+                })
             }
             (None, None) => {
                 let url = config.url.as_deref().unwrap_or_default();
@@ -530,6 +558,14 @@ impl RedisStore {
                     true,
                 )
             }
+            // The client's own log has why no node took the connection; ours has what to check.
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound => (
+                format!(
+                    "no node of the cluster answered; check state.redis.cluster.urls, \
+                     state.redis.username and state.redis.password ({e})"
+                ),
+                false,
+            ),
             Ok(Err(e)) => (e.to_string(), lost_the_master(&e)),
             Err(_) => (
                 format!("no answer within {:?} (state.redis.timeout)", self.timeout),
@@ -561,6 +597,19 @@ fn with_credentials(mut redis: RedisConnectionInfo, config: &RedisConfig) -> Red
         redis = redis.set_password(password.expose_secret());
     }
     redis
+}
+
+/// Whether `cmd` is `SCRIPT LOAD`.
+fn loads_a_script(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().map(|arg| match arg {
+        redis::Arg::Simple(bytes) => bytes,
+        _ => &[],
+    });
+    matches!(
+        (args.next(), args.next()),
+        (Some(first), Some(second))
+            if first.eq_ignore_ascii_case(b"SCRIPT") && second.eq_ignore_ascii_case(b"LOAD")
+    )
 }
 
 /// Whether Redis refused the configured user or password.
@@ -896,7 +945,6 @@ impl StateStore for RedisStore {
     fn ping(&self) -> Answer<'_, ()> {
         async move {
             let probe = self.key("probe", "ping");
-            let probe_key = probe.clone();
             let now = self.clock.now();
             let _: () = self
                 .run(|mut c| async move {
@@ -914,10 +962,7 @@ impl StateStore for RedisStore {
                     match c {
                         // A cluster's own routing asks every master; ours is the one that counts.
                         Link::Cluster(mut cluster) => {
-                            let ours = Route::with_slot(Slot::for_key(&probe_key), SlotAddr::Master);
-                            let routing =
-                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(ours));
-                            let info = cluster.route_command(redis::cmd("INFO"), routing).await?;
+                            let info = cluster.at_home(redis::cmd("INFO")).await?;
                             Ok(String::from_redis_value(info)?)
                         }
                         Link::Manager(mut manager) => {
@@ -938,5 +983,25 @@ impl StateStore for RedisStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_script_load_is_sent_to_the_master_of_the_slot() {
+        assert!(loads_a_script(
+            redis::cmd("SCRIPT").arg("LOAD").arg("return 1")
+        ));
+        assert!(loads_a_script(
+            redis::cmd("script").arg("load").arg("return 1")
+        ));
+        assert!(!loads_a_script(
+            redis::cmd("SCRIPT").arg("EXISTS").arg("abc")
+        ));
+        assert!(!loads_a_script(redis::cmd("EVALSHA").arg("abc").arg(0)));
+        assert!(!loads_a_script(&redis::cmd("SCRIPT")));
     }
 }
