@@ -222,7 +222,17 @@ fn redis_config(
             );
         }
         for (i, url) in c.urls.iter().enumerate() {
-            check_url(url, &format!("state.redis.cluster.urls[{i}]"), problems);
+            let field = format!("state.redis.cluster.urls[{i}]");
+            if url.starts_with("unix:") {
+                problem(
+                    problems,
+                    &field,
+                    "must be a redis://, rediss:// (TLS) or valkey:// URL: cluster nodes are \
+                     reached by host and port",
+                );
+            } else {
+                check_url(url, &field, problems);
+            }
         }
         ClusterConfig { urls: c.urls }
     });
@@ -394,7 +404,12 @@ mod tests {
             panic!("redis expected")
         };
         let urls = ["redis://r1:6379", "rediss://r2:6380"].map(String::from);
-        assert_eq!(redis.cluster, Some(ClusterConfig { urls: urls.to_vec() }));
+        assert_eq!(
+            redis.cluster,
+            Some(ClusterConfig {
+                urls: urls.to_vec()
+            })
+        );
         assert_eq!(redis.url, None);
         assert_eq!(redis.key_prefix, "alertmanager-sipgate:");
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,7 +27,7 @@ use crate::model::content_key::ContentKey;
 use crate::model::outcome::{FailureReason, Outcome, SmsReport, SuppressReason};
 use crate::provider::{Outlet, SendError, SmsProvider};
 use crate::ratelimit::Limits;
-use crate::state::{Begin, ClaimId, Settlement, Start, StateStore, Taken};
+use crate::state::{Begin, ClaimId, Settlement, Start, StateError, StateStore, Taken};
 use crate::text::compose::{Sms, with_held_note};
 
 pub mod recent;
@@ -173,6 +173,20 @@ pub struct Deliverer {
     inner: Arc<Inner>,
 }
 
+/// What the store is asked for `sms` under `claim`.
+fn begin_of(sms: &Sms, claim: ClaimId, policy: Policy) -> Begin<'_> {
+    Begin {
+        key: sms.key,
+        claim,
+        recipient: &sms.recipient,
+        lease: policy.lease,
+        window: policy.dedup_window,
+        limits: policy.limits,
+        hold: sms.quiet,
+        answer_by: policy.state_deadline,
+    }
+}
+
 /// How one send ended, as the background task saw it.
 #[derive(Debug, Clone, Copy)]
 enum SendResult {
@@ -187,6 +201,8 @@ enum SendResult {
 /// that nothing waits for the lease to run out and no slot or count is lost.
 struct Holding {
     key: ContentKey,
+    /// For the log line when it cannot be recorded.
+    route: String,
     recipient: String,
     taken: Taken,
     /// When the store let it through: its lease counts from here.
@@ -200,6 +216,7 @@ impl Holding {
     fn of(deliverer: &Deliverer, sms: &Sms, taken: Taken) -> Self {
         Holding {
             key: sms.key,
+            route: sms.route.clone(),
             recipient: sms.recipient.clone(),
             taken,
             claimed_at: Instant::now(),
@@ -213,6 +230,7 @@ impl Drop for Holding {
         if let Some(deliverer) = self.unsettled.take() {
             let holding = Holding {
                 key: self.key,
+                route: std::mem::take(&mut self.route),
                 recipient: std::mem::take(&mut self.recipient),
                 taken: self.taken,
                 claimed_at: self.claimed_at,
@@ -276,19 +294,78 @@ impl Deliverer {
         self.inner.set_holdoff(None);
     }
 
+    /// Sends the SMS of one notification. The store is asked for all of them in one call, and
+    /// told of those that went out in one more, once every send has ended.
     pub async fn deliver(
         &self,
         outlet: &Outlet,
         messages: Vec<Sms>,
         policy: Policy,
     ) -> Vec<SmsReport> {
-        join_all(messages.into_iter().map(|sms| async move {
-            let report = self.deliver_one(outlet, &sms, policy).await;
-            log_outcome(&sms, &report);
-            self.handled(&report, false);
-            report
-        }))
-        .await
+        let now = Instant::now();
+        // An SMS held back for quiet hours is not sent, so no hold-off concerns it.
+        let held_off: Vec<Option<Holdoff>> = messages
+            .iter()
+            .map(|sms| {
+                (!sms.quiet)
+                    .then(|| self.inner.active_holdoff(now))
+                    .flatten()
+            })
+            .collect();
+        let claims: Vec<ClaimId> = messages.iter().map(|_| ClaimId::random()).collect();
+        let begins = messages
+            .iter()
+            .zip(&claims)
+            .zip(&held_off)
+            .filter(|(_, held_off)| held_off.is_none())
+            .map(|((sms, claim), _)| begin_of(sms, *claim, policy))
+            .collect();
+        let mut firsts = self.begin_all(begins).await.into_iter();
+        let (sent, recorded) = self.record_together(policy);
+        let reports = join_all(messages.iter().zip(claims).zip(held_off).map(
+            |((sms, claim), held_off)| {
+                let first = held_off.is_none().then(|| firsts.next()).flatten();
+                let sent = sent.clone();
+                async move {
+                    let report = match (held_off, first) {
+                        (Some(h), _) => self.fail(sms, h.reason),
+                        (None, Some(first)) => {
+                            self.deliver_one(outlet, sms, policy, (claim, first), sent)
+                                .await
+                        }
+                        (None, None) => self.fail(sms, FailureReason::Timeout),
+                    };
+                    log_outcome(sms, &report);
+                    self.handled(&report, false);
+                    report
+                }
+            },
+        ))
+        .await;
+        drop(sent);
+        if matches!(outlet, Outlet::DryRun) {
+            // Nothing outlives a dry run: the answer waits for the record, within the store's
+            // share of the deadline, so that a retry finds it.
+            let _ = timeout_at(policy.state_deadline, recorded).await;
+        }
+        reports
+    }
+
+    /// The store's first word on each SMS, asked in one call; the store's error for each when
+    /// it failed.
+    async fn begin_all(&self, begins: Vec<Begin<'_>>) -> Vec<Result<Start, StateError>> {
+        let count = begins.len();
+        match self.inner.store.begin_all(begins).await {
+            Ok(starts) if starts.len() == count => starts.into_iter().map(Ok).collect(),
+            Ok(starts) => {
+                let error = StateError::Unavailable(format!(
+                    "{} answers for {count} SMS from the store",
+                    starts.len()
+                ));
+                vec![Err(error); count]
+            }
+            Err(e) => vec![Err(e); count],
+        }
     }
 
     /// Stops taking new sends and waits until `until` for those in flight; then what could not
@@ -304,20 +381,17 @@ impl Deliverer {
     }
 
     /// The store's word on `sms`: what it holds for it, or the report when it is not to be sent
-    /// now.
-    async fn begin(&self, sms: &Sms, policy: Policy) -> Result<Taken, SmsReport> {
+    /// now. `first` is the store's first answer to the claim `claim`; after it, the store is
+    /// asked again only while someone else is sending the SMS.
+    async fn begin(
+        &self,
+        sms: &Sms,
+        policy: Policy,
+        (claim, first): (ClaimId, Result<Start, StateError>),
+    ) -> Result<Taken, SmsReport> {
         let store = &self.inner.store;
-        let claim = ClaimId::random();
-        let mut begin = Begin {
-            key: sms.key,
-            claim,
-            recipient: &sms.recipient,
-            lease: policy.lease,
-            window: policy.dedup_window,
-            limits: policy.limits,
-            hold: sms.quiet,
-            answer_by: policy.state_deadline,
-        };
+        let mut begin = begin_of(sms, claim, policy);
+        let mut answer = first;
         // Set once the store said another request is sending this SMS.
         let mut waited = false;
         loop {
@@ -325,7 +399,7 @@ impl Deliverer {
             // and limits (the store logs and counts the outage). The store may have taken the
             // claim before its answer got lost; settling or giving back that claim is harmless
             // if it did not.
-            let Ok(start) = store.begin(begin).await else {
+            let Ok(start) = answer else {
                 if waited {
                     // The store answered a moment ago that someone else is sending it: sending
                     // now could duplicate it. The caller's retry asks again.
@@ -367,20 +441,24 @@ impl Deliverer {
                     // It will not be sent without the store's word now, so the store may take
                     // until the response deadline to give it.
                     begin.answer_by = policy.deadline;
+                    answer = store.begin(begin).await;
                 }
             }
         }
     }
 
-    async fn deliver_one(&self, outlet: &Outlet, sms: &Sms, policy: Policy) -> SmsReport {
+    /// Sends `sms` unless the store's answer (`first`, to its claim) says otherwise; once it
+    /// went out, what it holds goes to `sent`, to be recorded with the notification's others.
+    async fn deliver_one(
+        &self,
+        outlet: &Outlet,
+        sms: &Sms,
+        policy: Policy,
+        first: (ClaimId, Result<Start, StateError>),
+        sent: mpsc::UnboundedSender<Holding>,
+    ) -> SmsReport {
         let inner = &self.inner;
-        // An SMS held back for quiet hours is not sent, so no hold-off concerns it.
-        if !sms.quiet
-            && let Some(h) = inner.active_holdoff(Instant::now())
-        {
-            return self.fail(sms, h.reason);
-        }
-        let taken = match self.begin(sms, policy).await {
+        let taken = match self.begin(sms, policy, first).await {
             Ok(taken) => taken,
             Err(report) => return report,
         };
@@ -397,7 +475,7 @@ impl Deliverer {
                 // handled right here instead of on the sender runtime; only recording it may go
                 // on after the answer.
                 let _pending = pending;
-                return self.log_dry_run(sms, &text, holding, policy).await;
+                return self.log_dry_run(sms, &text, holding, &sent);
             }
             Outlet::Provider { name, provider } => (*name, provider.clone()),
         };
@@ -420,9 +498,9 @@ impl Deliverer {
                     }
                     drop(pending);
                     match result {
+                        // Recorded with the notification's other SMS once their sends ended.
                         SendResult::Delivered { .. } => {
-                            let lease_end = holding.claimed_at + policy.lease;
-                            deliverer.settle(&sms, holding, policy, lease_end).await;
+                            let _ = sent.send(holding);
                         }
                         SendResult::NotDelivered(_) => deliverer.give_back(holding).await,
                     }
@@ -442,12 +520,12 @@ impl Deliverer {
 
     /// Dry-run: the SMS is logged and counted instead of sent, and recorded as a sent one is, so
     /// that the retry of its notification finds it.
-    async fn log_dry_run(
+    fn log_dry_run(
         &self,
         sms: &Sms,
         text: &str,
         holding: Holding,
-        policy: Policy,
+        sent: &mpsc::UnboundedSender<Holding>,
     ) -> SmsReport {
         tracing::info!(
             route = %sms.route,
@@ -457,8 +535,7 @@ impl Deliverer {
         );
         self.inner.metrics.sms_dry_run(&sms.route);
         let segments = crate::text::sms::measure(text).segments;
-        self.settle(sms, holding, policy, policy.state_deadline)
-            .await;
+        let _ = sent.send(holding);
         SmsReport {
             route: sms.route.clone(),
             recipient: sms.recipient.clone(),
@@ -468,82 +545,88 @@ impl Deliverer {
         }
     }
 
-    /// Records in the store that the SMS went out, waiting for the first try until
-    /// `first_try_until`. When the store fails or is slower, it is tried again in the
-    /// background with growing delays while the claim's lease lasts (a retry of the notification
-    /// is a duplicate only once it is recorded), and once more at shutdown. The SMS went out all
-    /// the same.
-    async fn settle(
+    /// Where the SMS of one notification that went out are handed in, and the signal that the
+    /// first try to record them ended. They are recorded in one call once every sender is gone
+    /// (each SMS's send ended); when the store fails, tried again with growing delays while
+    /// their claims' leases last (a retry of the notification is a duplicate only once it is
+    /// recorded), and once more at shutdown. The SMS went out all the same.
+    fn record_together(
         &self,
-        sms: &Sms,
-        mut holding: Holding,
         policy: Policy,
-        first_try_until: Instant,
-    ) {
-        holding.unsettled = None;
-        if let Ok(true) = timeout_at(first_try_until, self.settle_once(&holding, policy)).await {
-            return;
-        }
-        let inner = &self.inner;
-        let Ok(retrying) = inner.retrying.clone().try_acquire_owned() else {
-            return self.unrecorded(sms);
-        };
+    ) -> (mpsc::UnboundedSender<Holding>, oneshot::Receiver<()>) {
+        let (sent, mut arriving) = mpsc::unbounded_channel::<Holding>();
+        let (tried, first_tried) = oneshot::channel();
         let deliverer = self.clone();
-        let sms = sms.clone();
-        inner.records.spawn_on(
+        self.inner.records.spawn_on(
             async move {
-                let _retrying = retrying;
-                let give_up = holding.claimed_at + policy.lease;
+                let mut holdings = Vec::new();
+                while let Some(mut holding) = arriving.recv().await {
+                    holding.unsettled = None;
+                    holdings.push(holding);
+                }
+                let Some(give_up) = holdings.iter().map(|h| h.claimed_at + policy.lease).min()
+                else {
+                    return;
+                };
+                let recorded = timeout_at(give_up, deliverer.settle_once(&holdings, policy)).await;
+                let _ = tried.send(());
+                if let Ok(true) = recorded {
+                    return;
+                }
+                let inner = &deliverer.inner;
+                let Ok(_retrying) = inner.retrying.clone().try_acquire_owned() else {
+                    return deliverer.unrecorded(&holdings);
+                };
                 let mut delay = FIRST_SETTLE_RETRY_DELAY;
                 loop {
-                    let stop = &deliverer.inner.stop_retrying;
+                    let stop = &inner.stop_retrying;
                     if stop.is_cancelled() || Instant::now() + delay >= give_up {
-                        return deliverer.unrecorded(&sms);
+                        return deliverer.unrecorded(&holdings);
                     }
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = stop.cancelled() => {}
                     }
-                    if deliverer.settle_once(&holding, policy).await {
+                    if deliverer.settle_once(&holdings, policy).await {
                         return;
                     }
                     delay = (delay * 2).min(MAX_SETTLE_RETRY_DELAY);
                 }
             }
             .instrument(tracing::Span::current()),
-            &inner.runtime,
+            &self.inner.runtime,
         );
+        (sent, first_tried)
     }
 
-    async fn settle_once(&self, holding: &Holding, policy: Policy) -> bool {
-        self.inner
-            .store
-            .settle(crate::state::Settle {
+    async fn settle_once(&self, holdings: &[Holding], policy: Policy) -> bool {
+        let settlements = holdings
+            .iter()
+            .map(|holding| crate::state::Settle {
                 key: holding.key,
                 claim: holding.taken.claim,
                 settlement: Settlement::Sent,
                 window: policy.dedup_window,
             })
-            .await
-            .is_ok()
+            .collect();
+        self.inner.store.settle_all(settlements).await.is_ok()
     }
 
-    /// An SMS went out that the store does not know of: a retry of its notification would send
-    /// it again. Logged once per interval for all of them.
-    fn unrecorded(&self, sms: &Sms) {
-        if let Some(sample) = self
-            .inner
-            .unrecorded
-            .record(std::time::Instant::now(), "sent")
-        {
-            tracing::warn!(
-                route = %sms.route,
-                recipient = %sms.recipient,
-                unrecorded_since_last_line = sample.count,
-                at_most_one_line_per_s = self.inner.unrecorded.interval().as_secs(),
-                "SMS Sipgate accepted could not be recorded in the state store; a retry of their \
-                 notifications would send them again"
-            );
+    /// SMS went out that the store does not know of: a retry of their notification would send
+    /// them again. Logged once per interval for all of them.
+    fn unrecorded(&self, holdings: &[Holding]) {
+        let sampler = &self.inner.unrecorded;
+        for holding in holdings {
+            if let Some(sample) = sampler.record(std::time::Instant::now(), "sent") {
+                tracing::warn!(
+                    route = %holding.route,
+                    recipient = %holding.recipient,
+                    unrecorded_since_last_line = sample.count,
+                    at_most_one_line_per_s = sampler.interval().as_secs(),
+                    "SMS Sipgate accepted could not be recorded in the state store; a retry of \
+                     their notifications would send them again"
+                );
+            }
         }
     }
 
@@ -1348,6 +1431,77 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_sms_of_a_notification_are_claimed_in_one_call_and_recorded_in_one_more() {
+        // Sipgate answers the three in 100, 300 and 200 ms, and refuses the fourth: the three
+        // are recorded together when the last of them went out, the fourth is given back.
+        let fake = Scripted::new([
+            Answer {
+                delay: Duration::from_millis(100),
+                ..OK
+            },
+            Answer {
+                delay: Duration::from_millis(300),
+                ..OK
+            },
+            Answer {
+                delay: Duration::from_millis(200),
+                ..OK
+            },
+            refuse(400),
+        ]);
+        let store = Arc::new(Faulty::new(memory(), |_| {
+            std::future::ready(Ok(())).boxed()
+        }));
+        let d = on_store(store.clone(), 100);
+        let started = Instant::now();
+        let notification = || {
+            vec![
+                sms("alice", "A"),
+                sms("bob", "B"),
+                sms("carol", "C"),
+                sms("dave", "D"),
+            ]
+        };
+        let reports = d
+            .deliver(
+                &fake.outlet(),
+                notification(),
+                policy(Duration::from_secs(5)),
+            )
+            .await;
+        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
+        let sent = (Outcome::Sent, None);
+        assert_eq!(
+            outcomes,
+            [sent, sent, sent, (Outcome::Failed, Some("client_error"))]
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let since = |op: Op| -> Vec<u128> {
+            let asked = store.asked(op);
+            asked.iter().map(|t| (*t - started).as_millis()).collect()
+        };
+        assert_eq!(since(Op::Begin), [0]);
+        assert_eq!(since(Op::Settle), [300]);
+        assert_eq!(since(Op::GiveBack), [0]);
+
+        // The retry: one more call finds the three sent; the fourth is sent now.
+        let reports = d
+            .deliver(
+                &fake.outlet(),
+                notification(),
+                policy(Duration::from_secs(5)),
+            )
+            .await;
+        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
+        let duplicate = (Outcome::Suppressed, Some("duplicate"));
+        assert_eq!(outcomes, [duplicate, duplicate, duplicate, sent]);
+        assert_eq!(since(Op::Begin), [0, 1300]);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(since(Op::Settle), [300, 1300]);
+        assert_eq!(fake.requests().len(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_dry_run_sms_waits_for_no_request_slot() {
         // Sends of the config before a reload hold the one request slot; an SMS of the dry-run
         // config after it sends no request, so it is logged at once.
@@ -1488,6 +1642,7 @@ mod tests {
             Duration::from_secs(1),
             "answered with Sipgate's answer"
         );
+        tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(store.asked(Op::Settle).len(), 1, "recording it goes on");
     }
 

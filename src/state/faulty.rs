@@ -93,8 +93,14 @@ impl StateStore for Faulty {
     fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start> {
         self.after_asking(Op::Begin, move || self.memory.begin(request))
     }
+    fn begin_all<'a>(&'a self, requests: Vec<Begin<'a>>) -> Answer<'a, Vec<Start>> {
+        self.after_asking(Op::Begin, move || self.memory.begin_all(requests))
+    }
     fn settle(&self, request: Settle) -> Answer<'_, ()> {
         self.after_asking(Op::Settle, move || self.memory.settle(request))
+    }
+    fn settle_all(&self, requests: Vec<Settle>) -> Answer<'_, ()> {
+        self.after_asking(Op::Settle, move || self.memory.settle_all(requests))
     }
     fn give_back<'a>(&'a self, request: GiveBack<'a>) -> Answer<'a, ()> {
         self.after_asking(Op::GiveBack, move || self.memory.give_back(request))

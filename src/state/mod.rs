@@ -229,9 +229,40 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     /// count may be forgotten after a week without an SMS to take it (`redis::HELD_BACK_TTL`).
     fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start>;
 
+    /// `begin` for each request, in order: the SMS of one notification, in one round trip on a
+    /// remote store. Either every answer or an error: the caller then sends all without the
+    /// store, and its settlements and give-backs (under the claims it chose) are harmless for
+    /// any claim the store did take.
+    fn begin_all<'a>(&'a self, requests: Vec<Begin<'a>>) -> Answer<'a, Vec<Start>> {
+        async move {
+            let mut starts = Vec::with_capacity(requests.len());
+            for request in requests {
+                starts.push(self.begin(request).await?);
+            }
+            Ok(starts)
+        }
+        .boxed()
+    }
+
     /// The SMS went out: `key` is not sent again for `window`, unless another holder claimed it
     /// since this one's lease ran out.
     fn settle(&self, request: Settle) -> Answer<'_, ()>;
+
+    /// `settle` for each request: the SMS of one notification that went out, in one round trip
+    /// on a remote store. An error says that some may not be settled; settling again is
+    /// harmless.
+    fn settle_all(&self, requests: Vec<Settle>) -> Answer<'_, ()> {
+        async move {
+            let mut outcome = Ok(());
+            for request in requests {
+                if let Err(e) = self.settle(request).await {
+                    outcome = Err(e);
+                }
+            }
+            outcome
+        }
+        .boxed()
+    }
 
     /// The SMS was not sent: the claim goes, the slot and the held-back count come back, so that
     /// the caller's retry finds everything as before.

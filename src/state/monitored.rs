@@ -85,6 +85,30 @@ impl Monitored {
         result
     }
 
+    /// A claim (`begin`), cut off at `answer_by` so that the SMS still goes out in time.
+    fn in_time<'a, T: Send + 'a>(
+        &'a self,
+        answer_by: Instant,
+        call: Answer<'a, T>,
+    ) -> Answer<'a, T> {
+        async move {
+            match timeout_at(answer_by, call).await {
+                Ok(result) => self.record(StateOperation::Begin, Proof::Write, result),
+                // Our time ran out, not necessarily the store's (its own timeout fits in the
+                // budget): counted, but an outage is for the store's own answers to tell.
+                Err(_) => {
+                    self.metrics.state_error(StateOperation::Begin);
+                    Err(StateError::Unavailable(
+                        "no answer while there was time left to send inside \
+                         delivery.response_deadline"
+                            .to_string(),
+                    ))
+                }
+            }
+        }
+        .boxed()
+    }
+
     fn failed(&self, operation: StateOperation, proof: Proof, error: &StateError) {
         self.metrics.state_error(operation);
         let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
@@ -200,27 +224,26 @@ impl StateStore for Monitored {
     }
 
     fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start> {
-        async move {
-            match timeout_at(request.answer_by, self.store.begin(request)).await {
-                Ok(result) => self.record(StateOperation::Begin, Proof::Write, result),
-                // Our time ran out, not necessarily the store's (its own timeout fits in the
-                // budget): counted, but an outage is for the store's own answers to tell.
-                Err(_) => {
-                    self.metrics.state_error(StateOperation::Begin);
-                    Err(StateError::Unavailable(
-                        "no answer while there was time left to send inside \
-                         delivery.response_deadline"
-                            .to_string(),
-                    ))
-                }
-            }
-        }
-        .boxed()
+        let answer_by = request.answer_by;
+        self.in_time(answer_by, self.store.begin(request))
+    }
+
+    fn begin_all<'a>(&'a self, requests: Vec<Begin<'a>>) -> Answer<'a, Vec<Start>> {
+        let Some(answer_by) = requests.iter().map(|r| r.answer_by).min() else {
+            return std::future::ready(Ok(Vec::new())).boxed();
+        };
+        self.in_time(answer_by, self.store.begin_all(requests))
     }
 
     fn settle(&self, request: Settle) -> Answer<'_, ()> {
         self.watched(StateOperation::Settle, Proof::Write, move || {
             self.store.settle(request)
+        })
+    }
+
+    fn settle_all(&self, requests: Vec<Settle>) -> Answer<'_, ()> {
+        self.watched(StateOperation::Settle, Proof::Write, move || {
+            self.store.settle_all(requests)
         })
     }
 

@@ -1,6 +1,11 @@
-//! The state store that several replicas share: Redis 6 or later, or Valkey, directly or behind
-//! Sentinel. Each step is one Lua script, so it is atomic across replicas, and the happy path of
-//! an SMS is two round trips (`begin`, `settle`).
+//! The state store that several replicas share: Redis 6 or later, or Valkey, directly, behind
+//! Sentinel, or as a Redis Cluster. Each step is one Lua script, so it is atomic across replicas,
+//! and the happy path of a notification is two round trips whatever its number of recipients
+//! (`begin_all`, `settle_all`).
+//!
+//! On a cluster every key carries the key prefix as its hash tag (`{prefix}sms:...`), so that all
+//! of them live in one slot: a script may only touch keys of one slot, and the open-incidents
+//! script reads keys it builds itself.
 //!
 //! Time is the caller's clock, passed into each script, so that leases and windows mean the
 //! same on every backend; Redis's own expiry only collects what is over (`PX`). Keys hold
@@ -10,11 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::FutureExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
-    Client, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo, RedisError, Script,
-    ScriptInvocation, TlsMode,
+    Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError,
+    RedisFuture, Script, ScriptInvocation, TlsMode, Value,
 };
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
@@ -37,68 +44,94 @@ const WAIT_POLL: Duration = Duration::from_millis(50);
 /// How long the key written by a ping lives.
 const PROBE_TTL: Duration = Duration::from_secs(60);
 
-/// Claims the SMS unless it is settled or held; holds it back when asked (quiet hours); takes
-/// its rate-limit slots unless a limit is full (then it counts as held back and is settled as
-/// such); takes the held-back count. Entries: `c:<lease end>:<claim id>`, `s:<until>` (sent),
-/// `r:<until>` (rate-limited), `q:<until>` (quiet hours).
+/// Claims each SMS of a batch, in order, unless it is settled or held; holds it back when asked
+/// (quiet hours); takes its rate-limit slots unless a limit is full (then it counts as held back
+/// and is settled as such); takes the held-back count. Entries: `c:<lease end>:<claim id>`,
+/// `s:<until>` (sent), `r:<until>` (rate-limited), `q:<until>` (quiet hours).
+///
+/// `KEYS[1]` is the total rate window; SMS `i` (from 0) has the keys `2 + 3i` (its entry), `3 + 3i`
+/// (its recipient's window) and `4 + 3i` (its recipient's held-back count), and the arguments
+/// from `3 + 11i` on, in the order they are read below. Answers two numbers per SMS.
 const BEGIN: &str = r"
 local now = tonumber(ARGV[1])
-local entry = redis.call('GET', KEYS[1])
-if entry then
-  local kind, ends = string.match(entry, '^(%a):(%d+)')
-  if ends and tonumber(ends) > now then
-    if kind == 's' then return {1, 0} end
-    if kind == 'r' then return {2, 0} end
-    if kind == 'q' then return {6, 0} end
-    return {3, 0}
+local held_ttl = ARGV[2]
+local answers = {}
+local function begin(entry_key, rate_key, held_key, a)
+  local lease, claim, window = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local per, per_period = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local total, total_period = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local member, settled_until, lease_end = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
+  local entry = redis.call('GET', entry_key)
+  if entry then
+    local kind, ends, holder = string.match(entry, '^(%a):(%d+):?(%d*)')
+    if ends and tonumber(ends) > now then
+      if kind == 's' then return 1 end
+      if kind == 'r' then return 2 end
+      if kind == 'q' then return 6 end
+      -- This very claim, asked again after its answer was lost: still this holder's.
+      if holder == claim then return 7 end
+      return 3
+    end
   end
+  if ARGV[a + 10] == '1' then
+    redis.call('INCR', held_key)
+    redis.call('PEXPIRE', held_key, held_ttl)
+    redis.call('SET', entry_key, 'q:' .. settled_until, 'PX', window)
+    return 5
+  end
+  local full = false
+  if per > 0 then
+    redis.call('ZREMRANGEBYSCORE', rate_key, '-inf', now - per_period)
+    if redis.call('ZCARD', rate_key) >= per then full = true end
+  end
+  if total > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - total_period)
+    if redis.call('ZCARD', KEYS[1]) >= total then full = true end
+  end
+  if full then
+    redis.call('INCR', held_key)
+    redis.call('PEXPIRE', held_key, held_ttl)
+    redis.call('SET', entry_key, 'r:' .. settled_until, 'PX', window)
+    return 4
+  end
+  if per > 0 then
+    redis.call('ZADD', rate_key, now, member)
+    redis.call('PEXPIRE', rate_key, per_period)
+  end
+  if total > 0 then
+    redis.call('ZADD', KEYS[1], now, member)
+    redis.call('PEXPIRE', KEYS[1], total_period)
+  end
+  redis.call('SET', entry_key, 'c:' .. lease_end .. ':' .. claim, 'PX', lease)
+  return 0
 end
-if ARGV[13] == '1' then
-  redis.call('INCR', KEYS[4])
-  redis.call('PEXPIRE', KEYS[4], ARGV[9])
-  redis.call('SET', KEYS[1], 'q:' .. ARGV[11], 'PX', ARGV[4])
-  return {5, 0}
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local held_key = KEYS[4 + 3 * i]
+  local answer = begin(KEYS[2 + 3 * i], KEYS[3 + 3 * i], held_key, 3 + 11 * i)
+  local held = 0
+  if answer == 0 then
+    held = tonumber(redis.call('GET', held_key) or '0')
+    if held > 0 then redis.call('DEL', held_key) end
+  end
+  table.insert(answers, answer)
+  table.insert(answers, held)
 end
-local per, per_period = tonumber(ARGV[5]), tonumber(ARGV[6])
-local total, total_period = tonumber(ARGV[7]), tonumber(ARGV[8])
-local full = false
-if per > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - per_period)
-  if redis.call('ZCARD', KEYS[2]) >= per then full = true end
-end
-if total > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - total_period)
-  if redis.call('ZCARD', KEYS[3]) >= total then full = true end
-end
-if full then
-  redis.call('INCR', KEYS[4])
-  redis.call('PEXPIRE', KEYS[4], ARGV[9])
-  local window = tonumber(ARGV[4])
-  redis.call('SET', KEYS[1], 'r:' .. ARGV[11], 'PX', window)
-  return {4, 0}
-end
-if per > 0 then
-  redis.call('ZADD', KEYS[2], now, ARGV[10])
-  redis.call('PEXPIRE', KEYS[2], per_period)
-end
-if total > 0 then
-  redis.call('ZADD', KEYS[3], now, ARGV[10])
-  redis.call('PEXPIRE', KEYS[3], total_period)
-end
-redis.call('SET', KEYS[1], 'c:' .. ARGV[12] .. ':' .. ARGV[3], 'PX', ARGV[2])
-local held = redis.call('GET', KEYS[4])
-if held then redis.call('DEL', KEYS[4]) end
-return {0, tonumber(held or '0')}
+return answers
 ";
 
-/// Settles the SMS unless another holder claimed it since this one's lease ran out.
+/// Per SMS a batch (`KEYS[i]`, arguments from `2 + 3(i - 1)` on: claim id, entry, window):
+/// settles it unless another holder claimed it since this one's lease ran out.
 const SETTLE: &str = r"
-local entry = redis.call('GET', KEYS[1])
-if entry then
-  local ends, holder = string.match(entry, '^c:(%d+):(%d+)$')
-  if holder and holder ~= ARGV[1] and tonumber(ends) > tonumber(ARGV[3]) then return 0 end
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local a = 2 + 3 * (i - 1)
+  local entry = redis.call('GET', key)
+  local ends, holder
+  if entry then ends, holder = string.match(entry, '^c:(%d+):(%d+)$') end
+  if not (holder and holder ~= ARGV[a] and tonumber(ends) > now) then
+    redis.call('SET', key, ARGV[a + 1], 'PX', ARGV[a + 2])
+  end
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 return 1
 ";
 
@@ -189,6 +222,7 @@ pub struct RedisSetupError(String);
 
 pub struct RedisStore {
     connection: Connection,
+    /// What every key starts with: the configured prefix, in braces on a cluster.
     prefix: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
@@ -210,10 +244,47 @@ struct Scripts {
 /// Where the commands go. A plain connection manager reconnects by itself after a lost
 /// connection, but keeps a connection that Redis refused (a wrong password), so that one is
 /// dropped and made anew; behind Sentinel the master can move, so a connection that fails is
-/// dropped and the master asked for again.
+/// dropped and the master asked for again. A cluster connection follows redirections and
+/// failovers by itself, reading the cluster's layout again when a node fails.
 enum Connection {
     Direct(Box<Direct>),
     Sentinel(Box<ViaSentinel>),
+    Cluster(ClusterConnection),
+}
+
+/// One connection, whichever way the store reaches Redis.
+#[derive(Clone)]
+enum Link {
+    Manager(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Manager(manager) => manager.req_packed_command(cmd),
+            Link::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Manager(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Manager(manager) => manager.get_db(),
+            Link::Cluster(cluster) => cluster.get_db(),
+        }
+    }
 }
 
 struct Direct {
@@ -271,8 +342,37 @@ impl RedisStore {
             // becomes "no answer in time"); the next operation connects again.
             .set_number_of_retries(0)
             .set_max_delay(Duration::from_secs(1));
-        let connection = match &config.sentinel {
-            None => {
+        let connection = match (&config.cluster, &config.sentinel) {
+            (Some(cluster), _) => {
+                let mut nodes = Vec::with_capacity(cluster.urls.len());
+                for url in &cluster.urls {
+                    let info = url
+                        .as_str()
+                        .into_connection_info()
+                        .map_err(|e| RedisSetupError(format!("cluster.urls: {e}")))?;
+                    let redis = with_credentials(info.redis_settings().clone(), config);
+                    nodes.push(info.set_redis_settings(redis));
+                }
+                let client = ClusterClient::builder(nodes)
+                    .connection_timeout(config.timeout)
+                    .response_timeout(config.timeout)
+                    // A redirection (MOVED, ASK) is a retry; more than a few would not fit in
+                    // the timeout anyway.
+                    .retries(3)
+                    .min_retry_wait(10)
+                    .max_retry_wait(100)
+                    .build()
+                    .map_err(|e| RedisSetupError(format!("cluster.urls: {e}")))?;
+                // Connects in the background: a cluster that is down at start is an outage.
+                Connection::Cluster(
+                    client.get_pending_async_connection_with_config(
+                        redis::cluster::ClusterConfig::new()
+                            .set_connection_timeout(config.timeout)
+                            .set_response_timeout(config.timeout),
+                    ),
+                )
+            }
+            (None, None) => {
                 let url = config.url.as_deref().unwrap_or_default();
                 let info = url
                     .into_connection_info()
@@ -289,7 +389,7 @@ impl RedisStore {
                     config: manager_config,
                 }))
             }
-            Some(sentinel) => {
+            (None, Some(sentinel)) => {
                 let master = match config.url.as_deref() {
                     Some(url) => url
                         .into_connection_info()
@@ -319,9 +419,14 @@ impl RedisStore {
                 }))
             }
         };
+        let prefix = if matches!(connection, Connection::Cluster(_)) {
+            format!("{{{}}}", config.key_prefix)
+        } else {
+            config.key_prefix.clone()
+        };
         Ok(RedisStore {
             connection,
-            prefix: config.key_prefix.clone(),
+            prefix,
             timeout: config.timeout,
             clock,
             scripts: Scripts {
@@ -354,56 +459,58 @@ impl RedisStore {
         self.key("incidents", "open")
     }
 
-    /// The rate-limit and held-back keys of `recipient`: its window, the total window, its count.
-    fn recipient_keys(&self, recipient: &str) -> [String; 3] {
-        [
-            self.key("rate", recipient),
-            format!("{}rate-total", self.prefix),
-            self.key("held", recipient),
-        ]
+    /// The rate-limit and held-back keys of `recipient`: its window and its count.
+    fn recipient_keys(&self, recipient: &str) -> [String; 2] {
+        [self.key("rate", recipient), self.key("held", recipient)]
     }
 
-    async fn manager(&self) -> Result<ConnectionManager, RedisError> {
+    /// The window of every SMS, for the total rate limit.
+    fn total_rate_key(&self) -> String {
+        format!("{}rate-total", self.prefix)
+    }
+
+    async fn link(&self) -> Result<Link, RedisError> {
         match &self.connection {
             Connection::Direct(direct) => {
                 let mut current = direct.current.slot();
                 if let Some(manager) = current.as_ref() {
-                    return Ok(manager.clone());
+                    return Ok(Link::Manager(manager.clone()));
                 }
                 let manager = ConnectionManager::new_lazy_with_config(
                     direct.client.clone(),
                     direct.config.clone(),
                 )?;
                 *current = Some(manager.clone());
-                Ok(manager)
+                Ok(Link::Manager(manager))
             }
+            Connection::Cluster(cluster) => Ok(Link::Cluster(cluster.clone())),
             Connection::Sentinel(via) => {
                 if let Some(manager) = via.current.get() {
-                    return Ok(manager);
+                    return Ok(Link::Manager(manager));
                 }
                 // One asks the sentinels; those that queued behind it take its answer.
                 let mut sentinel = via.sentinel.lock().await;
                 if let Some(manager) = via.current.get() {
-                    return Ok(manager);
+                    return Ok(Link::Manager(manager));
                 }
                 let client = sentinel.async_get_client().await?;
                 let manager =
                     ConnectionManager::new_with_config(client, via.config.clone()).await?;
                 via.current.set(manager.clone());
-                Ok(manager)
+                Ok(Link::Manager(manager))
             }
         }
     }
 
     /// Runs one round trip within the timeout. Behind Sentinel, a connection that failed or a
     /// master that became a replica is dropped, so that the next call asks where the master is.
-    async fn run<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Result<T, StateError>
+    async fn run<T, F>(&self, call: impl FnOnce(Link) -> F) -> Result<T, StateError>
     where
         F: Future<Output = Result<T, RedisError>>,
     {
         let result = tokio::time::timeout(self.timeout, async {
-            let manager = self.manager().await?;
-            call(manager).await
+            let link = self.link().await?;
+            call(link).await
         })
         .await;
         let (error, reconnect) = match result {
@@ -490,6 +597,40 @@ fn eviction_of(info: &str) -> Option<Eviction> {
     })
 }
 
+/// What the begin script's two numbers (`answer`) for `request` mean.
+fn start_of(request: &Begin<'_>, now: Millis, answer: &[u64]) -> Result<Start, StateError> {
+    Ok(match answer {
+        [1, _] => Start::Settled(Settlement::Sent),
+        [2, _] => Start::Settled(Settlement::RateLimited),
+        [3, _] => Start::InFlight,
+        [4, _] => Start::RateLimited,
+        [5, _] => Start::HeldBack,
+        [6, _] => Start::Settled(Settlement::QuietHours),
+        [0, held] => Start::Claimed(Taken {
+            claim: request.claim,
+            reservation: (limit(request.limits.per_recipient).0 > 0
+                || limit(request.limits.total).0 > 0)
+                .then_some(Reservation {
+                    at: now,
+                    id: request.claim.0,
+                }),
+            held: *held,
+        }),
+        // This claim already, from an earlier try whose answer was lost: its slot and count
+        // were taken then, and a give-back leaves them (the slot ends with its window).
+        [7, _] => Start::Claimed(Taken {
+            claim: request.claim,
+            reservation: None,
+            held: 0,
+        }),
+        other => {
+            return Err(StateError::Unavailable(format!(
+                "unexpected answer {other:?} from the begin script"
+            )));
+        }
+    })
+}
+
 fn limit(rate: Option<crate::ratelimit::Rate>) -> (u64, u64) {
     rate.map_or((0, 0), |r| (r.count as u64, millis(r.period).max(1)))
 }
@@ -501,75 +642,89 @@ impl StateStore for RedisStore {
 
     fn begin<'a>(&'a self, request: Begin<'a>) -> Answer<'a, Start> {
         async move {
-            let now = self.clock.now();
-            let claim = request.claim;
-            let [rate, total, held] = self.recipient_keys(request.recipient);
-            let (per, per_period) = limit(request.limits.per_recipient);
-            let (all, all_period) = limit(request.limits.total);
-            let lease = millis(request.lease).max(1);
-            let window = millis(request.window).max(1);
-            let member = format!("{now}:{}", claim.0);
-            let mut invocation = self.scripts.begin.prepare_invoke();
-            invocation
-                .key(self.sms_key(request.key))
-                .key(rate)
-                .key(total)
-                .key(held)
-                .arg(now)
-                .arg(lease)
-                .arg(claim.0.to_string())
-                .arg(window)
-                .arg(per)
-                .arg(per_period)
-                .arg(all)
-                .arg(all_period)
-                .arg(millis(HELD_BACK_TTL))
-                .arg(&member)
-                .arg(now + window)
-                .arg(now + lease)
-                .arg(if request.hold { "1" } else { "0" });
-            let reply: Vec<u64> = self.invoke(invocation).await?;
-            Ok(match reply.as_slice() {
-                [1, _] => Start::Settled(Settlement::Sent),
-                [2, _] => Start::Settled(Settlement::RateLimited),
-                [3, _] => Start::InFlight,
-                [4, _] => Start::RateLimited,
-                [5, _] => Start::HeldBack,
-                [6, _] => Start::Settled(Settlement::QuietHours),
-                [0, held] => Start::Claimed(Taken {
-                    claim,
-                    reservation: (per > 0 || all > 0).then_some(Reservation {
-                        at: now,
-                        id: claim.0,
-                    }),
-                    held: *held,
-                }),
-                other => {
-                    return Err(StateError::Unavailable(format!(
-                        "unexpected answer {other:?} from the begin script"
-                    )));
-                }
+            let mut starts = self.begin_all(vec![request]).await?;
+            starts.pop().ok_or_else(|| {
+                StateError::Unavailable("no answer from the begin script".to_string())
             })
         }
         .boxed()
     }
 
-    fn settle(&self, request: Settle) -> Answer<'_, ()> {
+    fn begin_all<'a>(&'a self, requests: Vec<Begin<'a>>) -> Answer<'a, Vec<Start>> {
         async move {
+            if requests.is_empty() {
+                return Ok(Vec::new());
+            }
             let now = self.clock.now();
-            let window = millis(request.window).max(1);
-            let kind = match request.settlement {
-                Settlement::Sent => 's',
-                Settlement::RateLimited => 'r',
-                Settlement::QuietHours => 'q',
-            };
-            let mut invocation = self.scripts.settle.prepare_invoke();
+            let mut invocation = self.scripts.begin.prepare_invoke();
             invocation
-                .key(self.sms_key(request.key))
-                .arg(request.claim.0.to_string())
-                .arg(format!("{kind}:{}", now + window))
+                .key(self.total_rate_key())
                 .arg(now)
-                .arg(window);
+                .arg(millis(HELD_BACK_TTL));
+            for request in &requests {
+                let [rate, held] = self.recipient_keys(request.recipient);
+                let (per, per_period) = limit(request.limits.per_recipient);
+                let (all, all_period) = limit(request.limits.total);
+                let lease = millis(request.lease).max(1);
+                let window = millis(request.window).max(1);
+                invocation
+                    .key(self.sms_key(request.key))
+                    .key(rate)
+                    .key(held)
+                    .arg(lease)
+                    .arg(request.claim.0.to_string())
+                    .arg(window)
+                    .arg(per)
+                    .arg(per_period)
+                    .arg(all)
+                    .arg(all_period)
+                    .arg(format!("{now}:{}", request.claim.0))
+                    .arg(now + window)
+                    .arg(now + lease)
+                    .arg(if request.hold { "1" } else { "0" });
+            }
+            let reply: Vec<u64> = self.invoke(invocation).await?;
+            if reply.len() != 2 * requests.len() {
+                return Err(StateError::Unavailable(format!(
+                    "{} numbers from the begin script for {} SMS",
+                    reply.len(),
+                    requests.len()
+                )));
+            }
+            requests
+                .iter()
+                .zip(reply.chunks_exact(2))
+                .map(|(request, answer)| start_of(request, now, answer))
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn settle(&self, request: Settle) -> Answer<'_, ()> {
+        self.settle_all(vec![request])
+    }
+
+    fn settle_all(&self, requests: Vec<Settle>) -> Answer<'_, ()> {
+        async move {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            let now = self.clock.now();
+            let mut invocation = self.scripts.settle.prepare_invoke();
+            invocation.arg(now);
+            for request in &requests {
+                let window = millis(request.window).max(1);
+                let kind = match request.settlement {
+                    Settlement::Sent => 's',
+                    Settlement::RateLimited => 'r',
+                    Settlement::QuietHours => 'q',
+                };
+                invocation
+                    .key(self.sms_key(request.key))
+                    .arg(request.claim.0.to_string())
+                    .arg(format!("{kind}:{}", now + window))
+                    .arg(window);
+            }
             let _: u64 = self.invoke(invocation).await?;
             Ok(())
         }
@@ -583,7 +738,7 @@ impl StateStore for RedisStore {
                 recipient,
                 taken,
             } = request;
-            let [rate, total, held] = self.recipient_keys(recipient);
+            let [rate, held] = self.recipient_keys(recipient);
             let member = taken
                 .reservation
                 .map(|r| format!("{}:{}", r.at, r.id))
@@ -592,7 +747,7 @@ impl StateStore for RedisStore {
             invocation
                 .key(self.sms_key(key))
                 .key(rate)
-                .key(total)
+                .key(self.total_rate_key())
                 .key(held)
                 .arg(taken.claim.0.to_string())
                 .arg(member)

@@ -244,6 +244,8 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
     let after = claimed(store, begin(key(31), "grace", none)).await;
     assert_eq!(after.held, 1);
 
+    batches(store, clock).await;
+
     // Once-only events.
     let ttl = Duration::from_secs(3600);
     assert!(store.claim_once("shift:primary:1", ttl).await.unwrap());
@@ -264,6 +266,74 @@ async fn contract(store: &dyn StateStore, clock: &ManualClock) {
     incidents(store, clock).await;
 
     store.ping().await.unwrap();
+}
+
+/// The SMS of one notification in one call: each answered as `begin` answers it alone, in order,
+/// so that two of them to one recipient share its limit and one held-back count.
+async fn batches(store: &dyn StateStore, clock: &ManualClock) {
+    let limits = per_recipient(2);
+    let quiet = Begin {
+        hold: true,
+        ..begin(key(40), "ivan", limits)
+    };
+    assert_eq!(store.begin(quiet).await.unwrap(), Start::HeldBack);
+    let settled = claimed(store, begin(key(41), "judy", limits)).await;
+    store.settle(sent(key(41), settled.claim)).await.unwrap();
+    let held = claimed(store, begin(key(42), "judy", limits)).await;
+
+    let asked = [
+        begin(key(43), "ivan", limits),
+        begin(key(44), "ivan", limits),
+        begin(key(45), "ivan", limits),
+        begin(key(43), "ivan", limits),
+        begin(key(41), "judy", limits),
+        begin(key(42), "judy", limits),
+    ];
+    let starts = store.begin_all(asked.to_vec()).await.unwrap();
+    let taken = |n: usize| match starts[n] {
+        Start::Claimed(taken) => taken,
+        other => panic!("SMS {n}: expected a claim, got {other:?}"),
+    };
+    assert_eq!(taken(0).held, 1, "the first to ivan reports what was held back");
+    assert_eq!(taken(1).held, 0, "and only the first");
+    assert_eq!(
+        starts[2..],
+        [
+            Start::RateLimited,
+            Start::InFlight,
+            Start::Settled(Settlement::Sent),
+            Start::InFlight
+        ]
+    );
+    assert_eq!(store.begin_all(Vec::new()).await.unwrap(), []);
+
+    // Settled together, each under its own claim: a stale one does not overwrite.
+    store
+        .settle_all(vec![
+            sent(key(43), taken(0).claim),
+            sent(key(44), taken(1).claim),
+            sent(key(42), ClaimId::random()),
+        ])
+        .await
+        .unwrap();
+    for n in [43, 44] {
+        assert_eq!(
+            store.begin(begin(key(n), "ivan", limits)).await.unwrap(),
+            Start::Settled(Settlement::Sent)
+        );
+    }
+    assert_eq!(
+        store.begin(begin(key(42), "judy", limits)).await.unwrap(),
+        Start::InFlight,
+        "another holder's settlement must not end this claim"
+    );
+    store.settle_all(vec![sent(key(42), held.claim)]).await.unwrap();
+    assert_eq!(
+        store.begin(begin(key(42), "judy", limits)).await.unwrap(),
+        Start::Settled(Settlement::Sent)
+    );
+    store.settle_all(Vec::new()).await.unwrap();
+    clock.advance(HOUR);
 }
 
 /// A write of incident `key` that expects version `expected`, kept for an hour.
@@ -568,6 +638,48 @@ async fn the_redis_cluster_store_keeps_the_contract() {
         let ttl: i64 = cluster.cli(master, &["PTTL", key]).parse().unwrap();
         assert!(ttl > 0, "{key} must expire, PTTL {ttl}");
     }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
+async fn a_notification_to_three_costs_two_redis_round_trips() {
+    let redis = Redis::start().await;
+    let clock = Arc::new(ManualClock::at(T0));
+    let store = RedisStore::new(&redis_config(&redis), clock.clone()).unwrap();
+    let recipients = ["alice", "bob", "carol"];
+    let notification = |n: u8| {
+        recipients
+            .iter()
+            .enumerate()
+            .map(|(i, recipient)| begin(key(3 * n + i as u8), recipient, per_recipient(100)))
+            .collect::<Vec<_>>()
+    };
+    // The first calls load the scripts; count from the second notification on.
+    for n in 0..11 {
+        if n == 1 {
+            redis.cli(&["CONFIG", "RESETSTAT"]);
+        }
+        let starts = store.begin_all(notification(n)).await.unwrap();
+        let settlements = starts
+            .iter()
+            .zip(notification(n))
+            .map(|(start, asked)| match start {
+                Start::Claimed(taken) => sent(asked.key, taken.claim),
+                other => panic!("expected a claim, got {other:?}"),
+            })
+            .collect();
+        store.settle_all(settlements).await.unwrap();
+    }
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    assert_eq!(
+        redis.calls("evalsha"),
+        20,
+        "two round trips per notification:\n{stats}"
+    );
+    // Inside the scripts, per SMS: begin GETs the entry and the held-back count and SETs the
+    // claim, settle GETs and SETs the entry.
+    assert_eq!(redis.calls("get"), 90, "{stats}");
+    assert_eq!(redis.calls("set"), 60, "{stats}");
 }
 
 #[tokio::test]
