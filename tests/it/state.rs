@@ -294,7 +294,11 @@ async fn batches(store: &dyn StateStore, clock: &ManualClock) {
         Start::Claimed(taken) => taken,
         other => panic!("SMS {n}: expected a claim, got {other:?}"),
     };
-    assert_eq!(taken(0).held, 1, "the first to ivan reports what was held back");
+    assert_eq!(
+        taken(0).held,
+        1,
+        "the first to ivan reports what was held back"
+    );
     assert_eq!(taken(1).held, 0, "and only the first");
     assert_eq!(
         starts[2..],
@@ -327,7 +331,10 @@ async fn batches(store: &dyn StateStore, clock: &ManualClock) {
         Start::InFlight,
         "another holder's settlement must not end this claim"
     );
-    store.settle_all(vec![sent(key(42), held.claim)]).await.unwrap();
+    store
+        .settle_all(vec![sent(key(42), held.claim)])
+        .await
+        .unwrap();
     assert_eq!(
         store.begin(begin(key(42), "judy", limits)).await.unwrap(),
         Start::Settled(Settlement::Sent)

@@ -213,7 +213,8 @@ impl Redis {
 
 /// What a Redis ran since it started or `reset_stats`, from `INFO commandstats`: for tests that
 /// count the service's round trips. Commands a script runs count too, and so do those a replica
-/// applies from its master (a script's writes, between `multi` and `exec`).
+/// applies from its master (a script's writes, between `multi` and `exec`) and the `replconf`
+/// acknowledgements a master gets from its replicas.
 pub trait CommandStats {
     fn reset_stats(&self);
 
@@ -486,13 +487,7 @@ impl RedisCluster {
 
     /// Whether node `node` serves as a master now (it answers `ROLE` so).
     pub fn is_master(&self, node: usize) -> bool {
-        self.role(node) == "master"
-    }
-
-    /// `master` or `slave`, as `ROLE` says; empty when the node does not answer.
-    fn role(&self, node: usize) -> String {
-        let answer = self.cli(node, &["ROLE"]);
-        answer.lines().next().unwrap_or_default().to_string()
+        self.cli(node, &["ROLE"]).lines().next() == Some("master")
     }
 
     /// The master of `slot` that every running node names, when they agree on one.
@@ -561,7 +556,7 @@ impl CommandStats for RedisCluster {
 
     fn stats(&self) -> String {
         self.running()
-            .map(|i| format!("node {i} ({}):\n{}", self.role(i), self.nodes[i].stats()))
+            .map(|i| format!("node {i}:\n{}", self.nodes[i].stats()))
             .collect::<Vec<_>>()
             .join("\n")
     }
