@@ -18,6 +18,7 @@ use futures_util::future::FutureExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
     Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError,
@@ -895,6 +896,7 @@ impl StateStore for RedisStore {
     fn ping(&self) -> Answer<'_, ()> {
         async move {
             let probe = self.key("probe", "ping");
+            let probe_key = probe.clone();
             let now = self.clock.now();
             let _: () = self
                 .run(|mut c| async move {
@@ -908,7 +910,21 @@ impl StateStore for RedisStore {
                 })
                 .await?;
             let info: Result<String, _> = self
-                .run(|mut c| async move { redis::cmd("INFO").query_async(&mut c).await })
+                .run(|c| async move {
+                    match c {
+                        // A cluster's own routing asks every master; ours is the one that counts.
+                        Link::Cluster(mut cluster) => {
+                            let ours = Route::with_slot(Slot::for_key(&probe_key), SlotAddr::Master);
+                            let routing =
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(ours));
+                            let info = cluster.route_command(redis::cmd("INFO"), routing).await?;
+                            Ok(String::from_redis_value(info)?)
+                        }
+                        Link::Manager(mut manager) => {
+                            redis::cmd("INFO").query_async(&mut manager).await
+                        }
+                    }
+                })
                 .await;
             *self.eviction.lock().unwrap_or_else(|p| p.into_inner()) =
                 info.ok().as_deref().and_then(eviction_of);
