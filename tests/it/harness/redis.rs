@@ -216,6 +216,7 @@ impl Redis {
 /// applies from its master (a script's writes, between `multi` and `exec`) and the `replconf`
 /// acknowledgements a master gets from its replicas.
 pub trait CommandStats {
+    /// `CONFIG RESETSTAT`: the counts start again from now.
     fn reset_stats(&self);
 
     /// How often `command` (lower case, e.g. `evalsha`) ran.
@@ -344,8 +345,8 @@ pub struct RedisCluster {
 }
 
 /// Three masters and a replica of each: the smallest cluster that fails over by itself.
-const CLUSTER_NODES: usize = 6;
-const CLUSTER_MASTERS: usize = 3;
+const NODES_IN_CLUSTER: usize = 6;
+const MASTERS_IN_CLUSTER: usize = 3;
 
 /// Every key of a Redis Cluster hashes to one of these slots.
 const CLUSTER_SLOTS: usize = 16384;
@@ -354,7 +355,7 @@ impl RedisCluster {
     pub async fn start() -> RedisCluster {
         require("redis-server", "redis-server");
         require("redis-cli", "redis-tools");
-        let nodes = join_all((0..CLUSTER_NODES).map(|_| RedisCluster::start_node())).await;
+        let nodes = join_all((0..NODES_IN_CLUSTER).map(|_| RedisCluster::start_node())).await;
         let addresses: Vec<String> = nodes
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port))
@@ -476,6 +477,7 @@ impl RedisCluster {
             .collect()
     }
 
+    /// The nodes not killed.
     fn running(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.nodes.len()).filter(|i| self.nodes[*i].is_running())
     }
@@ -517,8 +519,8 @@ impl RedisCluster {
                     .contains("master_link_status:up");
             info.contains("cluster_state:ok")
                 && info.contains(&format!("cluster_slots_assigned:{CLUSTER_SLOTS}"))
-                && masters == CLUSTER_MASTERS
-                && replicas == CLUSTER_NODES - CLUSTER_MASTERS
+                && masters == MASTERS_IN_CLUSTER
+                && replicas == NODES_IN_CLUSTER - MASTERS_IN_CLUSTER
                 && in_sync
         })
     }
