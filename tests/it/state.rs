@@ -649,6 +649,44 @@ async fn the_redis_cluster_store_keeps_the_contract() {
 
 #[tokio::test]
 #[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
+async fn a_claim_asked_again_after_its_answer_was_lost_is_still_the_callers() {
+    // A client that sends the script again after a lost connection: the first run took the
+    // claim, the second must not call it someone else's, or the SMS would wait out its lease.
+    let redis = Redis::start().await;
+    let clock = Arc::new(ManualClock::at(T0));
+    let store = RedisStore::new(&redis_config(&redis), clock.clone()).unwrap();
+    let asked = begin(key(1), "alice", per_recipient(2));
+    let first = claimed(&store, asked).await;
+    clock.advance(Duration::from_millis(5));
+    let again = claimed(&store, asked).await;
+    assert_eq!(again.claim, first.claim);
+    assert_eq!(
+        (again.reservation, again.held),
+        (None, 0),
+        "taken the first time"
+    );
+    assert_eq!(
+        store
+            .begin(begin(key(1), "alice", per_recipient(2)))
+            .await
+            .unwrap(),
+        Start::InFlight,
+        "another claim"
+    );
+    store.settle(sent(key(1), again.claim)).await.unwrap();
+    // Two slots an hour: the second is still free.
+    let _ = claimed(&store, begin(key(2), "alice", per_recipient(2))).await;
+    assert_eq!(
+        store
+            .begin(begin(key(3), "alice", per_recipient(2)))
+            .await
+            .unwrap(),
+        Start::RateLimited
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
 async fn a_notification_to_three_costs_two_redis_round_trips() {
     let redis = Redis::start().await;
     let clock = Arc::new(ManualClock::at(T0));
