@@ -1,8 +1,9 @@
 //! Several replicas and restarts: the real binary on a shared `redis-server` (also behind
-//! `redis-sentinel`), or on a state file, with the fake Sipgate counting every SMS.
+//! `redis-sentinel`, or a Redis Cluster), or on a state file, with the fake Sipgate counting every
+//! SMS; and what the shared state costs a notification in round trips.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wiremock::ResponseTemplate;
@@ -352,4 +353,204 @@ async fn the_state_can_live_in_a_redis_that_speaks_only_tls() {
         !redis.cli(&["KEYS", "*"]).is_empty(),
         "the state is in the TLS Redis"
     );
+}
+
+/// The slot of every key of the service on a cluster: the default `key_prefix` is the hash tag.
+const SERVICE_SLOT_KEY: &str = "{alertmanager-sipgate:}";
+
+#[tokio::test]
+#[ignore = "needs redis-server and redis-cli (apt-get install redis-server redis-tools); run with: cargo test -- --include-ignored"]
+async fn a_cluster_failover_under_traffic_to_two_replicas_loses_no_sms() {
+    const NOTIFICATIONS: usize = 60;
+    let mut cluster = RedisCluster::start().await;
+    let fake = FakeSipgate::new().start().await;
+    let (a, b) = two_replicas(&TestConfig::new(&fake.uri()).on_redis_cluster(&cluster)).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+
+    // An Alertmanager HA pair: every notification to both replicas at once, each retried after
+    // a 5xx; a new one every 100 ms, whether the last is answered or not.
+    let traffic = {
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            let mut posts = Vec::new();
+            for n in 0..NOTIFICATIONS {
+                let (a, b) = (a.clone(), b.clone());
+                posts.push(tokio::spawn(async move {
+                    let body = diskfull(n);
+                    tokio::join!(
+                        a.post_like_alertmanager(&body, 10),
+                        b.post_like_alertmanager(&body, 10)
+                    )
+                }));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut statuses = Vec::new();
+            for post in posts {
+                statuses.push(post.await.unwrap());
+            }
+            statuses
+        })
+    };
+    requests_received(&fake, 8).await;
+    let doomed = cluster.master_of(SERVICE_SLOT_KEY);
+    let masters_before = cluster.masters();
+    let killed_at = Instant::now();
+    cluster.kill(doomed);
+    let promoted = cluster.wait_for_new_master(SERVICE_SLOT_KEY, doomed).await;
+    let failover = killed_at.elapsed();
+    let statuses = traffic.await.unwrap();
+    assert!(
+        masters_before.contains(&doomed),
+        "node {doomed} was a master"
+    );
+    assert!(
+        !masters_before.contains(&promoted) && cluster.is_master(promoted),
+        "node {promoted} was a replica and is a master now"
+    );
+
+    let answered = |tries: &Vec<u16>| tries.last().is_some_and(|s| (200..300).contains(s));
+    assert!(
+        statuses.iter().all(|(a, b)| answered(a) && answered(b)),
+        "every post ends in a 2xx: {statuses:?}"
+    );
+    // Every SMS at least once; at most twice: both replicas may send one whose claim the store
+    // could not take or answer while the slot had no master.
+    let mut copies = Vec::new();
+    for number in [ALICE, BOB] {
+        let texts = texts_to(&fake, number).await;
+        for n in 0..NOTIFICATIONS {
+            let alert = format!("DiskFull db{n}:9100 ");
+            let count = texts.iter().filter(|t| t.contains(&alert)).count();
+            copies.push((number, n, count));
+        }
+    }
+    let duplicated = copies.iter().filter(|(_, _, count)| *count == 2).count();
+    let mut twice: Vec<usize> = copies
+        .iter()
+        .filter(|(_, _, count)| *count == 2)
+        .map(|(_, n, _)| *n)
+        .collect();
+    twice.sort_unstable();
+    twice.dedup();
+    let wrong: Vec<_> = copies
+        .iter()
+        .filter(|(_, _, count)| !(1..=2).contains(count))
+        .collect();
+    let retried = statuses
+        .iter()
+        .filter(|(a, b)| a.len() > 1 || b.len() > 1)
+        .count();
+    let summary = format!(
+        "{duplicated} of {} SMS sent twice (of notifications {twice:?}), {retried} of \
+         {NOTIFICATIONS} notifications retried, the new master {failover:?} after the kill",
+        copies.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "SMS lost or sent more than twice (recipient, notification, copies): {wrong:?}; \
+         {summary}; posts: {statuses:?}"
+    );
+    eprintln!("cluster failover under traffic: {summary}");
+
+    // Both replicas follow the new master without a restart, and dedup works again.
+    for replica in [&a, &b] {
+        metrics_with(&replica.url, "alertmanager_sipgate_state_up 1\n").await;
+    }
+    let (status, answer) = a.post_alerts(diskfull(1000)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(outcomes(&answer), ["alice sent", "bob sent"]);
+    let (status, answer) = b.post_alerts(diskfull(1000)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        outcomes(&answer),
+        ["alice suppressed duplicate", "bob suppressed duplicate"]
+    );
+}
+
+/// The state store's cost of a notification to three people (the shared config's critical
+/// route, with carol on call too), with the scripts loaded: one script call claims the three
+/// SMS and one settles them, two round trips whatever the number of recipients. `on_store` puts
+/// the state on `store`.
+async fn assert_two_round_trips_per_notification(
+    store: &impl CommandStats,
+    on_store: impl FnOnce(TestConfig) -> TestConfig,
+) {
+    const NOTIFICATIONS: usize = 10;
+    let everyone_sent = ["alice sent", "bob sent", "carol sent"];
+    let fake = FakeSipgate::new().start().await;
+    let mut config = on_store(TestConfig::new(&fake.uri()));
+    config.recipients.insert("carol".to_string(), CAROL.into());
+    config.groups.insert(
+        "oncall".to_string(),
+        ["alice", "bob", "carol"].map(String::from).to_vec(),
+    );
+    let service = Service::start(&config.yaml()).await;
+    // The first notification loads the scripts.
+    let (status, answer) = service.post_alerts(diskfull(0)).await;
+    assert_eq!(
+        (status, outcomes(&answer)),
+        (200, everyone_sent.map(String::from).to_vec())
+    );
+
+    store.reset_stats();
+    for n in 1..=NOTIFICATIONS {
+        let (status, answer) = service.post_alerts(diskfull(n)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(outcomes(&answer), everyone_sent, "notification {n}");
+    }
+    // A settlement may follow the answer by a moment.
+    let expected = 2 * NOTIFICATIONS as u64;
+    eventually(
+        Duration::from_secs(5),
+        &format!("{expected} script calls"),
+        || async { (store.calls("evalsha") >= expected).then_some(()) },
+    )
+    .await;
+    let stats = store.stats();
+    assert_eq!(
+        store.calls("evalsha"),
+        expected,
+        "two round trips per notification:\n{stats}"
+    );
+    // Besides the scripts the client sends only the health check's probe `set` and `info` (once
+    // a second); the rest ran inside the scripts, or is what a replica applies of them, or the
+    // test's own `config|resetstat` and `info`.
+    let expected_commands = [
+        "evalsha",
+        "get",
+        "set",
+        "zremrangebyscore",
+        "zcard",
+        "zadd",
+        "pexpire",
+        "config|resetstat",
+        "info",
+        // Replication: a replica's share of the scripts' writes, its acknowledgements.
+        "multi",
+        "exec",
+        "pexpireat",
+        "del",
+        "replconf",
+    ];
+    for command in store.commands() {
+        assert!(
+            expected_commands.contains(&command.as_str()),
+            "unexpected {command}:\n{stats}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server (apt-get install redis-server); run with: cargo test -- --include-ignored"]
+async fn a_notification_to_three_costs_two_round_trips_to_redis() {
+    let redis = Redis::start().await;
+    assert_two_round_trips_per_notification(&redis, |config| config.on_redis(&redis)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server and redis-cli (apt-get install redis-server redis-tools); run with: cargo test -- --include-ignored"]
+async fn a_notification_to_three_costs_two_round_trips_to_a_redis_cluster() {
+    let cluster = RedisCluster::start().await;
+    assert_two_round_trips_per_notification(&cluster, |config| config.on_redis_cluster(&cluster))
+        .await;
 }

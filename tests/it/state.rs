@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alertmanager_sipgate::clock::ManualClock;
-use alertmanager_sipgate::config::{RedisConfig, StateConfig};
+use alertmanager_sipgate::config::{ClusterConfig, RedisConfig, StateConfig};
 use alertmanager_sipgate::metrics::Metrics;
 use alertmanager_sipgate::model::content_key::ContentKey;
 use alertmanager_sipgate::ratelimit::{Limits, Rate};
@@ -584,6 +584,65 @@ async fn the_redis_store_keeps_the_contract() {
     for key in &keys {
         assert!(key.starts_with("test:"), "{key}");
         let ttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
+        assert!(ttl > 0, "{key} must expire, PTTL {ttl}");
+    }
+}
+
+/// As `redis_config`, on the nodes of `cluster`.
+fn redis_cluster_config(cluster: &RedisCluster) -> RedisConfig {
+    RedisConfig {
+        url: None,
+        username: None,
+        password: None,
+        key_prefix: "test:".to_string(),
+        sentinel: None,
+        cluster: Some(ClusterConfig {
+            urls: cluster.urls(),
+        }),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server and redis-cli (apt-get install redis-server redis-tools); run with: cargo test -- --include-ignored"]
+async fn the_redis_cluster_store_keeps_the_contract() {
+    let cluster = RedisCluster::start().await;
+    let clock = Arc::new(ManualClock::at(T0));
+    let store = RedisStore::new(&redis_cluster_config(&cluster), clock.clone()).unwrap();
+    contract(&store, &clock).await;
+
+    // The prefix is every key's hash tag: all keys in its slot, on its one master, where one
+    // script may touch any of them together.
+    let tag = "{test:}";
+    let slot = cluster.slot_of(tag);
+    let master = cluster.master_of(tag);
+    let by_master = cluster.keys();
+    for (node, keys) in &by_master {
+        assert!(
+            *node == master || keys.is_empty(),
+            "keys off the master of slot {slot} (node {master}): {by_master:?}"
+        );
+    }
+    let mut keys = by_master[&master].clone();
+    keys.sort_unstable();
+    let sms = format!("{tag}sms:{}", key(1).hex());
+    for expected in [
+        "{test:}held:carol",
+        "{test:}rate:carol",
+        "{test:}rate-total",
+        &sms,
+        "{test:}incident:c",
+        "{test:}incidents:open",
+        "{test:}once:shift:primary:1",
+        "{test:}mark:beat",
+        "{test:}probe:ping",
+    ] {
+        assert!(keys.iter().any(|k| k == expected), "{expected}: {keys:?}");
+    }
+    for key in &keys {
+        assert!(key.starts_with(tag), "{key}");
+        assert_eq!(cluster.slot_of(key), slot, "{key}");
+        let ttl: i64 = cluster.cli(master, &["PTTL", key]).parse().unwrap();
         assert!(ttl > 0, "{key} must expire, PTTL {ttl}");
     }
 }

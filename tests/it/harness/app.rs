@@ -100,19 +100,9 @@ impl TestApp {
         post_notification(&self.http, &self.url, "/healthchecks", body).await
     }
 
-    /// Posts like Alertmanager does: again after every 5xx, with a short pause, up to `tries`.
-    /// Returns the status of each attempt.
+    /// Posts like Alertmanager does (`post_like_alertmanager`); the status of each attempt.
     pub async fn post_like_alertmanager(&self, body: &[u8], tries: usize) -> Vec<u16> {
-        let mut statuses = Vec::new();
-        for _ in 0..tries {
-            let (status, _) = self.post_alerts(body.to_vec()).await;
-            statuses.push(status);
-            if status < 500 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        statuses
+        post_like_alertmanager(&self.http, &self.url, body, tries).await
     }
 
     /// `GET path`: its status and text.
@@ -188,6 +178,26 @@ pub async fn post_alerts(
     body: impl Into<reqwest::Body>,
 ) -> (u16, serde_json::Value) {
     post_notification(http, url, "/alerts", body).await
+}
+
+/// Posts a notification to the service at `url` as Alertmanager does: again after every 5xx,
+/// with a short pause, up to `tries` times. Returns the status of each attempt.
+pub async fn post_like_alertmanager(
+    http: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    tries: usize,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..tries {
+        let (status, _) = post_alerts(http, url, body.to_vec()).await;
+        statuses.push(status);
+        if status < 500 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    statuses
 }
 
 /// Posts a notification to the service at `url` with the credentials of

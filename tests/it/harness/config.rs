@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::redis::Redis;
+use super::redis::{Redis, RedisCluster};
 
 pub const TOKEN_ID: &str = "token-AB12CD";
 pub const TOKEN: &str = "00000000-1111-4222-8333-444444444444";
@@ -193,6 +193,15 @@ impl TestConfig {
     /// As `on_redis`, with this `state.redis.timeout`.
     pub fn on_redis_with_timeout(self, redis: &Redis, timeout: &str) -> Self {
         self.state(serde_json::json!({"redis": {"url": redis.url(), "timeout": timeout}}))
+    }
+
+    /// The state on `cluster`, found through any of its nodes, shared by every service started
+    /// on this config.
+    pub fn on_redis_cluster(self, cluster: &RedisCluster) -> Self {
+        self.state(serde_json::json!({"redis": {
+            "cluster": {"urls": cluster.urls()},
+            "timeout": "500ms",
+        }}))
     }
 
     /// The route named `name`, to change it.

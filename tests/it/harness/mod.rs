@@ -12,7 +12,8 @@
 //! - `programs`: `ChildGuard` for every child process, `require`, Alertmanager, Prometheus.
 //! - `browser`: headless chromium through chromedriver (`Browser`), screenshots, axe-core.
 //! - `python`: Python with pinned packages, in a virtualenv under `target/` (`python_venv`).
-//! - `redis`: `redis-server` and `redis-sentinel` (`Redis`, `Sentinel`).
+//! - `redis`: `redis-server`, `redis-sentinel` and a Redis Cluster made by `redis-cli --cluster`
+//!   (`Redis`, `Sentinel`, `RedisCluster`), and what they ran (`CommandStats`).
 //! - `tmpfs`: a disk that fills up or turns read-only (`Tmpfs`, needs root).
 //! - `wait`: `eventually`, the one way to wait, and `wait_until_ok`.
 //! - `metrics`: the service's metrics page (`metrics`, `metrics_with`, ...).

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::app::{get_authorized, get_text, post_alerts, post_alerts_authorized, post_reload};
+use super::app::{
+    get_authorized, get_text, post_alerts, post_alerts_authorized, post_like_alertmanager,
+    post_reload,
+};
 use super::config::write_config;
 use super::programs::{ChildGuard, free_port};
 use super::wait::wait_until_ok;
@@ -142,6 +145,11 @@ impl Service {
 
     pub async fn post_alerts(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
         post_alerts(&reqwest::Client::new(), &self.url, body).await
+    }
+
+    /// Posts like Alertmanager does (`post_like_alertmanager`); the status of each attempt.
+    pub async fn post_like_alertmanager(&self, body: &[u8], tries: usize) -> Vec<u16> {
+        post_like_alertmanager(&reqwest::Client::new(), &self.url, body, tries).await
     }
 
     /// Posts a notification with the credentials of `TestConfig::with_basic_auth`.
