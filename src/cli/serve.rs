@@ -29,7 +29,9 @@ pub(super) fn init_logging(level: LogLevel, format: LogFormat) {
         LogLevel::Error => "error",
     };
     // Our own level applies to this crate; dependencies only speak up when something is wrong.
-    let filter = EnvFilter::new(format!("warn,alertmanager_sipgate={level}"));
+    // The Redis client is silent: the state store logs an outage once, with the client's reason,
+    // where the client would log every failed try of every node, with its address.
+    let filter = EnvFilter::new(format!("warn,redis=off,alertmanager_sipgate={level}"));
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Logfmt => registry

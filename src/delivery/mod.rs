@@ -129,8 +129,9 @@ struct Inner {
     pending: Arc<Semaphore>,
     /// The sends, which a shutdown waits for.
     tasks: TaskTracker,
-    /// Telling the store how sends ended, when that outlives the send: tried again while the
-    /// store fails, at most `pending`'s size at once, and once more at shutdown.
+    /// Telling the store which SMS went out (a notification's together) and giving back what
+    /// was not sent, after the answer: tried again while the store fails, at most `pending`'s
+    /// size of records at once (`retrying`), and once more at shutdown.
     records: TaskTracker,
     retrying: Arc<Semaphore>,
     stop_retrying: CancellationToken,
@@ -321,7 +322,7 @@ impl Deliverer {
             .map(|((sms, claim), _)| begin_of(sms, *claim, policy))
             .collect();
         let mut firsts = self.begin_all(begins).await.into_iter();
-        let (sent, recorded) = self.record_together(policy);
+        let (sent, answered, recorded) = self.record_together(policy);
         let reports = join_all(messages.iter().zip(claims).zip(held_off).map(
             |((sms, claim), held_off)| {
                 let first = held_off.is_none().then(|| firsts.next()).flatten();
@@ -343,6 +344,7 @@ impl Deliverer {
         ))
         .await;
         drop(sent);
+        let _ = answered.send(());
         if matches!(outlet, Outlet::DryRun) {
             // Nothing outlives a dry run: the answer waits for the record, within the store's
             // share of the deadline, so that a retry finds it.
@@ -489,20 +491,25 @@ impl Deliverer {
                     let result = deliverer
                         .send_with_retries(name, provider.as_ref(), &sms, &text, policy)
                         .await;
-                    // The caller learns the outcome before the store does: recording it never
-                    // makes the answer late, and a store that is down never holds a pending
-                    // slot that the next SMS needs.
+                    // Handed in before the caller learns the outcome, so that it is recorded
+                    // with the notification's others; the caller learns it before the store
+                    // does, so that recording it never makes the answer late, and a store that
+                    // is down never holds a pending slot that the next SMS needs.
+                    let unsent = match result {
+                        SendResult::Delivered { .. } => {
+                            deliverer.hand_in(&sent, holding);
+                            None
+                        }
+                        SendResult::NotDelivered(_) => Some(holding),
+                    };
+                    drop(sent);
                     if answer.send(result).is_err() {
                         // The caller stopped waiting and was told it failed: how it ended.
                         deliverer.handled(&outcome_of(&sms, result), true);
                     }
                     drop(pending);
-                    match result {
-                        // Recorded with the notification's other SMS once their sends ended.
-                        SendResult::Delivered { .. } => {
-                            let _ = sent.send(holding);
-                        }
-                        SendResult::NotDelivered(_) => deliverer.give_back(holding).await,
+                    if let Some(holding) = unsent {
+                        deliverer.give_back(holding).await;
                     }
                 }
                 .instrument(tracing::Span::current()),
@@ -535,7 +542,7 @@ impl Deliverer {
         );
         self.inner.metrics.sms_dry_run(&sms.route);
         let segments = crate::text::sms::measure(text).segments;
-        let _ = sent.send(holding);
+        self.hand_in(sent, holding);
         SmsReport {
             route: sms.route.clone(),
             recipient: sms.recipient.clone(),
@@ -545,31 +552,77 @@ impl Deliverer {
         }
     }
 
-    /// Where the SMS of one notification that went out are handed in, and the signal that the
-    /// first try to record them ended. They are recorded in one call once every sender is gone
-    /// (each SMS's send ended); when the store fails, tried again with growing delays while
-    /// their claims' leases last (a retry of the notification is a duplicate only once it is
-    /// recorded), and once more at shutdown. The SMS went out all the same.
+    /// Where the SMS of one notification that went out are handed in (`hand_in`); the signal
+    /// that its caller was answered; and the signal that the first try to record them ended.
+    /// Those handed in by the answer are recorded in one call; one whose send ends later
+    /// (after the deadline) is recorded when it ends.
     fn record_together(
         &self,
         policy: Policy,
-    ) -> (mpsc::UnboundedSender<Holding>, oneshot::Receiver<()>) {
+    ) -> (
+        mpsc::UnboundedSender<Holding>,
+        oneshot::Sender<()>,
+        oneshot::Receiver<()>,
+    ) {
         let (sent, mut arriving) = mpsc::unbounded_channel::<Holding>();
+        let (answered, mut answer_given) = oneshot::channel::<()>();
         let (tried, first_tried) = oneshot::channel();
         let deliverer = self.clone();
         self.inner.records.spawn_on(
             async move {
                 let mut holdings = Vec::new();
-                while let Some(mut holding) = arriving.recv().await {
-                    holding.unsettled = None;
+                loop {
+                    tokio::select! {
+                        biased;
+                        holding = arriving.recv() => match holding {
+                            Some(holding) => holdings.push(holding),
+                            None => break,
+                        },
+                        // Answered, or the caller went away.
+                        _ = &mut answer_given => break,
+                    }
+                }
+                while let Ok(holding) = arriving.try_recv() {
                     holdings.push(holding);
                 }
-                let Some(give_up) = holdings.iter().map(|h| h.claimed_at + policy.lease).min()
-                else {
-                    return;
-                };
+                deliverer.record(holdings, policy, Some(tried));
+                while let Some(holding) = arriving.recv().await {
+                    let mut late = vec![holding];
+                    while let Ok(holding) = arriving.try_recv() {
+                        late.push(holding);
+                    }
+                    deliverer.record(late, policy, None);
+                }
+            }
+            .instrument(tracing::Span::current()),
+            &self.inner.runtime,
+        );
+        (sent, answered, first_tried)
+    }
+
+    /// An SMS that went out, for `record_together` to record: never given back.
+    fn hand_in(&self, sent: &mpsc::UnboundedSender<Holding>, mut holding: Holding) {
+        holding.unsettled = None;
+        if let Err(mpsc::error::SendError(holding)) = sent.send(holding) {
+            self.unrecorded(std::slice::from_ref(&holding));
+        }
+    }
+
+    /// Records in the store that `holdings` went out, in one call; `tried` hears when the first
+    /// try ended. When the store fails, tried again in the background with growing delays while
+    /// their claims' leases last (a retry of the notification is a duplicate only once it is
+    /// recorded), and once more at shutdown. The SMS went out all the same.
+    fn record(&self, holdings: Vec<Holding>, policy: Policy, tried: Option<oneshot::Sender<()>>) {
+        let Some(give_up) = holdings.iter().map(|h| h.claimed_at + policy.lease).min() else {
+            return;
+        };
+        let deliverer = self.clone();
+        self.inner.records.spawn_on(
+            async move {
                 let recorded = timeout_at(give_up, deliverer.settle_once(&holdings, policy)).await;
-                let _ = tried.send(());
+                if let Some(tried) = tried {
+                    let _ = tried.send(());
+                }
                 if let Ok(true) = recorded {
                     return;
                 }
@@ -596,7 +649,6 @@ impl Deliverer {
             .instrument(tracing::Span::current()),
             &self.inner.runtime,
         );
-        (sent, first_tried)
     }
 
     async fn settle_once(&self, holdings: &[Holding], policy: Policy) -> bool {
@@ -1499,6 +1551,56 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(since(Op::Settle), [300, 1300]);
         assert_eq!(fake.requests().len(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_went_out_by_the_answer_is_recorded_then_and_a_late_send_when_it_ends() {
+        // Sipgate takes alice's SMS at once and bob's only after 8 s, past the 5 s deadline.
+        let fake = Scripted::new([
+            OK,
+            Answer {
+                delay: Duration::from_secs(8),
+                ..OK
+            },
+        ]);
+        let store = Arc::new(Faulty::new(memory(), |_| {
+            std::future::ready(Ok(())).boxed()
+        }));
+        let d = on_store(store.clone(), 100);
+        let started = Instant::now();
+        let notification = || vec![sms("alice", "A"), sms("bob", "B")];
+        let reports = d
+            .deliver(
+                &fake.outlet(),
+                notification(),
+                policy(Duration::from_secs(5)),
+            )
+            .await;
+        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            [(Outcome::Sent, None), (Outcome::Failed, Some("timeout"))]
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let settles = |store: &Faulty| -> Vec<u64> {
+            let asked = store.asked(Op::Settle);
+            asked.iter().map(|t| (*t - started).as_secs()).collect()
+        };
+        assert_eq!(settles(&store), [5], "alice's, with the answer");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(settles(&store), [5, 8], "bob's, when it went out");
+
+        let reports = d
+            .deliver(
+                &fake.outlet(),
+                notification(),
+                policy(Duration::from_secs(5)),
+            )
+            .await;
+        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
+        let duplicate = (Outcome::Suppressed, Some("duplicate"));
+        assert_eq!(outcomes, [duplicate, duplicate]);
+        assert_eq!(fake.requests().len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -558,6 +558,16 @@ impl RedisStore {
                     true,
                 )
             }
+            // Without the node's address and the slot, which read like a phone number to the log's
+            // redaction.
+            Ok(Err(e)) if moved_or_down(&e) => (
+                format!(
+                    "the cluster moved the service's slot or has no master for it now \
+                     ({}: a failover or a resharding); the next operation follows it",
+                    e.code().unwrap_or_default()
+                ),
+                false,
+            ),
             // The client's own log has why no node took the connection; ours has what to check.
             Ok(Err(e)) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound => (
                 format!(
@@ -610,6 +620,11 @@ fn loads_a_script(cmd: &Cmd) -> bool {
         (Some(first), Some(second))
             if first.eq_ignore_ascii_case(b"SCRIPT") && second.eq_ignore_ascii_case(b"LOAD")
     )
+}
+
+/// Whether a cluster answered that the service's slot is elsewhere or has no master now.
+fn moved_or_down(e: &RedisError) -> bool {
+    matches!(e.code(), Some("MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN"))
 }
 
 /// Whether Redis refused the configured user or password.
