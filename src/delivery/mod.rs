@@ -334,6 +334,7 @@ impl Deliverer {
                             self.deliver_one(outlet, sms, policy, (claim, first), sent)
                                 .await
                         }
+                        // Not reached: `begin_all` answers for every SMS it was asked for.
                         (None, None) => self.fail(sms, FailureReason::Timeout),
                     };
                     log_outcome(sms, &report);
@@ -1163,6 +1164,10 @@ mod tests {
         (report.outcome, report.reason)
     }
 
+    fn outcomes(reports: &[SmsReport]) -> Vec<(Outcome, Option<&'static str>)> {
+        reports.iter().map(outcome).collect()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn transient_errors_are_retried_with_growing_delays_inside_the_deadline() {
         let fake = Scripted::new([refuse(503), refuse(500), refuse(502)]);
@@ -1521,10 +1526,9 @@ mod tests {
                 policy(Duration::from_secs(5)),
             )
             .await;
-        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
         let sent = (Outcome::Sent, None);
         assert_eq!(
-            outcomes,
+            outcomes(&reports),
             [sent, sent, sent, (Outcome::Failed, Some("client_error"))]
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1544,9 +1548,8 @@ mod tests {
                 policy(Duration::from_secs(5)),
             )
             .await;
-        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
         let duplicate = (Outcome::Suppressed, Some("duplicate"));
-        assert_eq!(outcomes, [duplicate, duplicate, duplicate, sent]);
+        assert_eq!(outcomes(&reports), [duplicate, duplicate, duplicate, sent]);
         assert_eq!(since(Op::Begin), [0, 1300]);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(since(Op::Settle), [300, 1300]);
@@ -1576,9 +1579,8 @@ mod tests {
                 policy(Duration::from_secs(5)),
             )
             .await;
-        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
         assert_eq!(
-            outcomes,
+            outcomes(&reports),
             [(Outcome::Sent, None), (Outcome::Failed, Some("timeout"))]
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -1597,9 +1599,8 @@ mod tests {
                 policy(Duration::from_secs(5)),
             )
             .await;
-        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
         let duplicate = (Outcome::Suppressed, Some("duplicate"));
-        assert_eq!(outcomes, [duplicate, duplicate]);
+        assert_eq!(outcomes(&reports), [duplicate, duplicate]);
         assert_eq!(fake.requests().len(), 2);
     }
 
@@ -1641,9 +1642,8 @@ mod tests {
         let reports = d
             .deliver(&provider, both(), policy(Duration::from_secs(2)))
             .await;
-        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
         let unconfirmed = (Outcome::Failed, Some("timeout"));
-        assert_eq!(outcomes, [unconfirmed, unconfirmed]);
+        assert_eq!(outcomes(&reports), [unconfirmed, unconfirmed]);
         assert_eq!(fake.requests().len(), 1, "one request slot");
 
         // The first request ends; the caller's retry sends only what is missing.
@@ -1651,9 +1651,8 @@ mod tests {
         let reports = d
             .deliver(&provider, both(), policy(Duration::from_secs(2)))
             .await;
-        let outcomes: Vec<_> = reports.iter().map(outcome).collect();
         assert_eq!(
-            outcomes,
+            outcomes(&reports),
             [
                 (Outcome::Suppressed, Some("duplicate")),
                 (Outcome::Sent, None)

@@ -227,6 +227,29 @@ pub trait CommandStats {
 
     /// `INFO commandstats`, for a failure's message.
     fn stats(&self) -> String;
+
+    /// Fails on any command but the store's scripts, what they run inside, the health check's
+    /// `set` and `info`, the test's own `config|resetstat`, and `also`.
+    fn assert_only_the_stores_commands(&self, also: &[&str]) {
+        const EXPECTED: [&str; 9] = [
+            "evalsha",
+            "get",
+            "set",
+            "zremrangebyscore",
+            "zcard",
+            "zadd",
+            "pexpire",
+            "config|resetstat",
+            "info",
+        ];
+        let stats = self.stats();
+        for command in self.commands() {
+            assert!(
+                EXPECTED.contains(&command.as_str()) || also.contains(&command.as_str()),
+                "unexpected {command}:\n{stats}"
+            );
+        }
+    }
 }
 
 impl CommandStats for Redis {
