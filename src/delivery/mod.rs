@@ -1082,6 +1082,13 @@ mod tests {
         )
     }
 
+    /// A store that answers every operation and keeps when it was asked.
+    fn watched() -> Arc<Faulty> {
+        Arc::new(Faulty::new(memory(), |_| {
+            std::future::ready(Ok(())).boxed()
+        }))
+    }
+
     /// A store that stops answering from `from` until `until`, as a Redis stopped with SIGSTOP
     /// does: each claim, record, give-back, wait and ping then fails after `timeout` (the
     /// client's own timeout), or answers once the stall is over.
@@ -1149,9 +1156,17 @@ mod tests {
     }
 
     async fn send(d: &Deliverer, provider: &Arc<Scripted>, sms: Sms, policy: Policy) -> SmsReport {
-        d.deliver(&provider.outlet(), vec![sms], policy)
-            .await
-            .remove(0)
+        send_all(d, provider, vec![sms], policy).await.remove(0)
+    }
+
+    /// The SMS of one notification.
+    async fn send_all(
+        d: &Deliverer,
+        provider: &Arc<Scripted>,
+        notification: Vec<Sms>,
+        policy: Policy,
+    ) -> Vec<SmsReport> {
+        d.deliver(&provider.outlet(), notification, policy).await
     }
 
     async fn dry_run(d: &Deliverer, sms: Sms, policy: Policy) -> SmsReport {
@@ -1506,9 +1521,7 @@ mod tests {
             },
             refuse(400),
         ]);
-        let store = Arc::new(Faulty::new(memory(), |_| {
-            std::future::ready(Ok(())).boxed()
-        }));
+        let store = watched();
         let d = on_store(store.clone(), 100);
         let started = Instant::now();
         let notification = || {
@@ -1519,13 +1532,7 @@ mod tests {
                 sms("dave", "D"),
             ]
         };
-        let reports = d
-            .deliver(
-                &fake.outlet(),
-                notification(),
-                policy(Duration::from_secs(5)),
-            )
-            .await;
+        let reports = send_all(&d, &fake, notification(), policy(Duration::from_secs(5))).await;
         let sent = (Outcome::Sent, None);
         assert_eq!(
             outcomes(&reports),
@@ -1541,13 +1548,7 @@ mod tests {
         assert_eq!(since(Op::GiveBack), [0]);
 
         // The retry: one more call finds the three sent; the fourth is sent now.
-        let reports = d
-            .deliver(
-                &fake.outlet(),
-                notification(),
-                policy(Duration::from_secs(5)),
-            )
-            .await;
+        let reports = send_all(&d, &fake, notification(), policy(Duration::from_secs(5))).await;
         let duplicate = (Outcome::Suppressed, Some("duplicate"));
         assert_eq!(outcomes(&reports), [duplicate, duplicate, duplicate, sent]);
         assert_eq!(since(Op::Begin), [0, 1300]);
@@ -1566,19 +1567,11 @@ mod tests {
                 ..OK
             },
         ]);
-        let store = Arc::new(Faulty::new(memory(), |_| {
-            std::future::ready(Ok(())).boxed()
-        }));
+        let store = watched();
         let d = on_store(store.clone(), 100);
         let started = Instant::now();
         let notification = || vec![sms("alice", "A"), sms("bob", "B")];
-        let reports = d
-            .deliver(
-                &fake.outlet(),
-                notification(),
-                policy(Duration::from_secs(5)),
-            )
-            .await;
+        let reports = send_all(&d, &fake, notification(), policy(Duration::from_secs(5))).await;
         assert_eq!(
             outcomes(&reports),
             [(Outcome::Sent, None), (Outcome::Failed, Some("timeout"))]
@@ -1592,13 +1585,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(settles(&store), [5, 8], "bob's, when it went out");
 
-        let reports = d
-            .deliver(
-                &fake.outlet(),
-                notification(),
-                policy(Duration::from_secs(5)),
-            )
-            .await;
+        let reports = send_all(&d, &fake, notification(), policy(Duration::from_secs(5))).await;
         let duplicate = (Outcome::Suppressed, Some("duplicate"));
         assert_eq!(outcomes(&reports), [duplicate, duplicate]);
         assert_eq!(fake.requests().len(), 2);

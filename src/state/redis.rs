@@ -368,6 +368,12 @@ impl RedisStore {
             // becomes "no answer in time"); the next operation connects again.
             .set_number_of_retries(0)
             .set_max_delay(Duration::from_secs(1));
+        // On a cluster the prefix is every key's hash tag.
+        let prefix = if config.cluster.is_some() {
+            format!("{{{}}}", config.key_prefix)
+        } else {
+            config.key_prefix.clone()
+        };
         let connection = match (&config.cluster, &config.sentinel) {
             (Some(cluster), _) => {
                 let mut nodes = Vec::with_capacity(cluster.urls.len());
@@ -387,10 +393,7 @@ impl RedisStore {
                     .retries(0)
                     .build()
                     .map_err(|e| RedisSetupError(format!("cluster.urls: {e}")))?;
-                let home = Route::with_slot(
-                    Slot::for_key(format!("{{{}}}", config.key_prefix)),
-                    SlotAddr::Master,
-                );
+                let home = Route::with_slot(Slot::for_key(&prefix), SlotAddr::Master);
                 // Connects in the background: a cluster that is down at start is an outage.
                 Connection::Cluster(Cluster {
                     connection: client.get_pending_async_connection_with_config(
@@ -447,11 +450,6 @@ impl RedisStore {
                     config: manager_config,
                 }))
             }
-        };
-        let prefix = if matches!(connection, Connection::Cluster(_)) {
-            format!("{{{}}}", config.key_prefix)
-        } else {
-            config.key_prefix.clone()
         };
         Ok(RedisStore {
             connection,
